@@ -1,0 +1,59 @@
+package sale
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Adapters translate driver errors into these with %w, and
+// the HTTP layer maps each to one status and one JSON code in a single table.
+var (
+	// ErrInvalid means the input breaks a rule; nothing was changed.
+	ErrInvalid = errors.New("invalid input")
+	// ErrNotFound means the item does not exist.
+	ErrNotFound = errors.New("item not found")
+	// ErrOrderNotFound means the order does not exist or belongs to someone else.
+	ErrOrderNotFound = errors.New("order not found")
+	// ErrNotStarted means the sale window has not opened yet.
+	ErrNotStarted = errors.New("sale has not started")
+	// ErrEnded means the sale window has closed.
+	ErrEnded = errors.New("sale has ended")
+	// ErrSoldOut means no stock is left.
+	ErrSoldOut = errors.New("sold out")
+	// ErrAlreadyPurchased means the user already holds an order for the item.
+	// Errors that match it carry the existing order id as *AlreadyPurchasedError.
+	ErrAlreadyPurchased = errors.New("already purchased")
+	// ErrStockExhausted means a database stock guard refused a deduction
+	// that would have taken stock_left below zero; the transaction was rolled back.
+	ErrStockExhausted = errors.New("stock exhausted in database")
+)
+
+// ValidationError names the field that broke a rule. It matches ErrInvalid.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+// Error returns "field: reason".
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// AlreadyPurchasedError carries the order the user already holds. It matches
+// ErrAlreadyPurchased.
+type AlreadyPurchasedError struct {
+	OrderID OrderID
+}
+
+// Error names the existing order.
+func (e *AlreadyPurchasedError) Error() string {
+	return "already purchased: order " + string(e.OrderID)
+}
+
+// Is makes errors.Is(err, ErrAlreadyPurchased) true.
+func (e *AlreadyPurchasedError) Is(target error) bool { return target == ErrAlreadyPurchased }

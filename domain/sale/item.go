@@ -1,0 +1,240 @@
+package sale
+
+import (
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// ItemID identifies an item. Valid ids are positive.
+type ItemID int64
+
+// ParseItemID accepts a decimal positive id of at most 18 digits and returns
+// ErrInvalid otherwise, so a path segment like "abc", "-1" or "1e9" never
+// reaches a store.
+func ParseItemID(s string) (ItemID, error) {
+	if s == "" || len(s) > 18 {
+		return 0, invalid("id", "must be a positive integer")
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, invalid("id", "must be a positive integer")
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, invalid("id", "must be a positive integer")
+	}
+	return ItemID(n), nil
+}
+
+// String is the decimal form of the id.
+func (id ItemID) String() string { return strconv.FormatInt(int64(id), 10) }
+
+// Limits on item fields. They keep one bad admin request from creating a sale
+// that the page, Redis or the database cannot represent.
+const (
+	MaxNameLen        = 200
+	MaxDescriptionLen = 4000
+	MaxPriceCents     = 100_000_000_00 // one hundred million in major units
+	MaxStock          = 10_000_000
+	MaxPurchaseRate   = 1_000_000
+)
+
+// Item is a product on sale. StockLeft is what the database has recorded as
+// unsold; during a sale the live figure is the StockLedger's.
+type Item struct {
+	ID          ItemID
+	Name        string
+	Description string
+	PriceCents  int64
+	StockTotal  int64
+	StockLeft   int64
+	StartsAt    time.Time
+	EndsAt      time.Time
+	// PurchaseRate is this item's per-instance purchase attempts per second
+	// admitted to the stock ledger; 0 means the configured default.
+	PurchaseRate int64
+	// Version increases by one on every change to the item's data, so a
+	// cached copy can be told apart from a newer one.
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Draft is what an admin supplies to create an item.
+type Draft struct {
+	Name         string
+	Description  string
+	PriceCents   int64
+	Stock        int64
+	StartsAt     time.Time
+	EndsAt       time.Time
+	PurchaseRate int64
+}
+
+// NewItem checks a draft and returns the item it describes, with StockLeft
+// equal to Stock and Version 1. It returns a *ValidationError (ErrInvalid)
+// naming the first field that breaks a rule.
+func NewItem(d Draft) (Item, error) {
+	it := Item{
+		Name:         strings.TrimSpace(d.Name),
+		Description:  strings.TrimSpace(d.Description),
+		PriceCents:   d.PriceCents,
+		StockTotal:   d.Stock,
+		StockLeft:    d.Stock,
+		StartsAt:     d.StartsAt.UTC().Truncate(time.Millisecond),
+		EndsAt:       d.EndsAt.UTC().Truncate(time.Millisecond),
+		PurchaseRate: d.PurchaseRate,
+		Version:      1,
+	}
+	if err := it.Validate(); err != nil {
+		return Item{}, err
+	}
+	if d.Stock < 1 || d.Stock > MaxStock {
+		return Item{}, invalid("stock", "must be between 1 and %d", MaxStock)
+	}
+	return it, nil
+}
+
+// Validate checks the editable fields of an item: name, description, price,
+// window and purchase rate.
+func (it Item) Validate() error {
+	n := utf8.RuneCountInString(it.Name)
+	switch {
+	case !utf8.ValidString(it.Name) || n == 0 || n > MaxNameLen:
+		return invalid("name", "must be 1 to %d characters", MaxNameLen)
+	case !utf8.ValidString(it.Description) || utf8.RuneCountInString(it.Description) > MaxDescriptionLen:
+		return invalid("description", "must be at most %d characters", MaxDescriptionLen)
+	case it.PriceCents < 0 || it.PriceCents > MaxPriceCents:
+		return invalid("price_cents", "must be between 0 and %d", MaxPriceCents)
+	case it.StartsAt.IsZero():
+		return invalid("starts_at", "is required (RFC 3339)")
+	case it.EndsAt.IsZero():
+		return invalid("ends_at", "is required (RFC 3339)")
+	case !it.EndsAt.After(it.StartsAt):
+		return invalid("ends_at", "must be after starts_at")
+	case it.StartsAt.Year() < 2000 || it.EndsAt.Year() > 9999:
+		return invalid("starts_at", "must be between year 2000 and 9999")
+	case it.PurchaseRate < 0 || it.PurchaseRate > MaxPurchaseRate:
+		return invalid("purchase_rate", "must be between 0 and %d", MaxPurchaseRate)
+	}
+	return nil
+}
+
+// Patch is an admin's change to an item's data. Nil fields are left alone.
+// Stock is not here: stock changes only through Restock, because during a
+// sale the ledger, not the item data, owns it.
+type Patch struct {
+	Name         *string
+	Description  *string
+	PriceCents   *int64
+	StartsAt     *time.Time
+	EndsAt       *time.Time
+	PurchaseRate *int64
+}
+
+// Empty reports whether the patch changes nothing.
+func (p Patch) Empty() bool {
+	return p.Name == nil && p.Description == nil && p.PriceCents == nil &&
+		p.StartsAt == nil && p.EndsAt == nil && p.PurchaseRate == nil
+}
+
+// Apply changes the item by the patch, checks the result and bumps Version.
+// On error the item is left as it was.
+func (it *Item) Apply(p Patch) error {
+	if p.Empty() {
+		return invalid("body", "names no field to change")
+	}
+	next := *it
+	if p.Name != nil {
+		next.Name = strings.TrimSpace(*p.Name)
+	}
+	if p.Description != nil {
+		next.Description = strings.TrimSpace(*p.Description)
+	}
+	if p.PriceCents != nil {
+		next.PriceCents = *p.PriceCents
+	}
+	if p.StartsAt != nil {
+		next.StartsAt = p.StartsAt.UTC().Truncate(time.Millisecond)
+	}
+	if p.EndsAt != nil {
+		next.EndsAt = p.EndsAt.UTC().Truncate(time.Millisecond)
+	}
+	if p.PurchaseRate != nil {
+		next.PurchaseRate = *p.PurchaseRate
+	}
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	next.Version++
+	*it = next
+	return nil
+}
+
+// WindowChanged reports whether the patch moves the sale window, which the
+// stock ledger must then learn too.
+func (p Patch) WindowChanged() bool { return p.StartsAt != nil || p.EndsAt != nil }
+
+// Phase is where now falls relative to the sale window.
+type Phase int
+
+// The phases of a sale window. The window is half-open: [StartsAt, EndsAt).
+const (
+	Upcoming Phase = iota
+	Open
+	Closed
+)
+
+// PhaseAt reports the window phase at now.
+func (it Item) PhaseAt(now time.Time) Phase {
+	switch {
+	case now.Before(it.StartsAt):
+		return Upcoming
+	case now.Before(it.EndsAt):
+		return Open
+	default:
+		return Closed
+	}
+}
+
+// CheckWindow returns ErrNotStarted before the window, ErrEnded after it and
+// nil inside it. The stock ledger applies the same rule atomically; this copy
+// lets an instance refuse doomed requests without a round trip.
+func (it Item) CheckWindow(now time.Time) error {
+	switch it.PhaseAt(now) {
+	case Upcoming:
+		return ErrNotStarted
+	case Closed:
+		return ErrEnded
+	}
+	return nil
+}
+
+// Status is what a shopper sees of an item.
+type Status string
+
+// The item statuses shown to shoppers.
+const (
+	StatusUpcoming Status = "upcoming"
+	StatusActive   Status = "active"
+	StatusSoldOut  Status = "sold_out"
+	StatusEnded    Status = "ended"
+)
+
+// StatusAt combines the window with the live stock. Ended wins over sold out,
+// and sold out wins over upcoming only once the sale has opened.
+func (it Item) StatusAt(now time.Time, stockLeft int64) Status {
+	switch it.PhaseAt(now) {
+	case Upcoming:
+		return StatusUpcoming
+	case Closed:
+		return StatusEnded
+	}
+	if stockLeft <= 0 {
+		return StatusSoldOut
+	}
+	return StatusActive
+}

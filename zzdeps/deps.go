@@ -1,0 +1,26 @@
+package zzdeps
+
+import (
+	_ "github.com/alicebob/miniredis/v2"
+	_ "github.com/coocood/freecache"
+	_ "github.com/gin-gonic/gin"
+	_ "github.com/glebarez/sqlite"
+	_ "github.com/go-redis/redis_rate/v10"
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/pressly/goose/v3"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/prometheus/client_golang/prometheus/testutil"
+	_ "github.com/redis/go-redis/v9"
+	_ "github.com/segmentio/kafka-go"
+	_ "github.com/twmb/franz-go/pkg/kfake"
+	_ "github.com/twmb/franz-go/pkg/kgo"
+	_ "golang.org/x/sync/singleflight"
+	_ "golang.org/x/time/rate"
+	_ "gorm.io/driver/mysql"
+	_ "gorm.io/gorm"
+	_ "github.com/peterbourgon/ff/v3"
+	_ "gopkg.in/yaml.v3"
+	_ "github.com/chromedp/chromedp"
+	_ "github.com/compose-spec/compose-go/v2/loader"
+)

@@ -1,0 +1,50 @@
+package auth
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSigner(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	s := NewSigner("0123456789abcdef", time.Hour, clock)
+	tok, exp := s.Issue("alice")
+	if !exp.Equal(now.Add(time.Hour)) {
+		t.Fatalf("expiry = %v", exp)
+	}
+	if u, err := s.Verify(tok); err != nil || u != "alice" {
+		t.Fatalf("Verify(valid) = %q, %v", u, err)
+	}
+	other := NewSigner("another-secret-123", time.Hour, clock)
+	forged, _ := other.Issue("alice")
+	p, sig, _ := strings.Cut(tok, ".")
+	tampered := p[:len(p)-2] + "xx." + sig
+
+	cases := map[string]string{
+		"empty":          "",
+		"no dot":         "abc",
+		"forged":         forged,
+		"tampered":       tampered,
+		"bad base64 sig": p + ".!!!",
+		"too long":       strings.Repeat("a", 600) + "." + sig,
+	}
+	for name, tok := range cases {
+		if _, err := s.Verify(tok); err != ErrUnauthorized {
+			t.Errorf("%s: Verify = %v, want ErrUnauthorized", name, err)
+		}
+	}
+	later := NewSigner("0123456789abcdef", time.Hour, func() time.Time { return now.Add(time.Hour) })
+	if _, err := later.Verify(tok); err != ErrUnauthorized {
+		t.Errorf("expired token: Verify = %v, want ErrUnauthorized", err)
+	}
+}
+
+func TestEqualToken(t *testing.T) {
+	t.Parallel()
+	if !EqualToken("secret-token-xyz", "secret-token-xyz") || EqualToken("secret", "secret-token-xyz") || EqualToken("", "") {
+		t.Fatal("EqualToken misjudged")
+	}
+}

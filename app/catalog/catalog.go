@@ -1,0 +1,356 @@
+// Package catalog is the item use cases: what shoppers read (items with live
+// stock) and what admins do (create a sale, edit it, restock it, check its
+// accounts).
+//
+// Item data (name, price, window) is read through the cache chain and
+// invalidated by delayed double delete. Stock is not item data: it is read
+// from the stock ledger, which is never cached or reloaded from the
+// database, and changed only by the ledger's own scripts.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"seckill/domain/sale"
+)
+
+// ErrUnavailable means a backend did not answer; retry later.
+var ErrUnavailable = errors.New("service unavailable")
+
+type ledger interface {
+	Open(ctx context.Context, it sale.Item) error
+	SetWindow(ctx context.Context, id sale.ItemID, startsAt, endsAt time.Time) error
+	StockLeft(ctx context.Context, ids ...sale.ItemID) (map[sale.ItemID]int64, error)
+	Restock(ctx context.Context, id sale.ItemID, add int64, key string) (applied bool, gen int64, err error)
+	Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error)
+}
+
+type confirmedCounter interface {
+	CountConfirmed(ctx context.Context, id sale.ItemID) (int64, error)
+}
+
+// Invalidator drops cached item data. Invalidate acts now on every layer of
+// every instance; InvalidateLater schedules the second delete of a delayed
+// double delete in a way that survives this process dying.
+type Invalidator interface {
+	Invalidate(ctx context.Context, id sale.ItemID) error
+	InvalidateLater(ctx context.Context, id sale.ItemID) error
+}
+
+// Deps are the collaborators of the catalog use cases.
+type Deps struct {
+	Reader    sale.ItemReader // the cache chain
+	Store     sale.Catalog    // the database
+	Ledger    ledger
+	Book      confirmedCounter
+	Caches    Invalidator
+	StockBack func(item sale.ItemID, gen int64) // told when units come back
+	// StockDisplayTTL is how stale a displayed stock figure may be; 0 reads
+	// the ledger on every request.
+	StockDisplayTTL time.Duration
+	Now             func() time.Time
+}
+
+// Service runs the catalog use cases. It is safe for concurrent use.
+type Service struct {
+	d Deps
+
+	sf    singleflight.Group
+	mu    sync.Mutex
+	stock map[sale.ItemID]stockEntry
+}
+
+type stockEntry struct {
+	left int64
+	ok   bool
+	at   time.Time
+}
+
+// New returns the catalog service.
+func New(d Deps) *Service {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Service{d: d, stock: make(map[sale.ItemID]stockEntry)}
+}
+
+// View is an item as a shopper sees it: its data plus live stock and status.
+type View struct {
+	Item      sale.Item
+	StockLeft int64
+	Status    sale.Status
+}
+
+// Items lists every item with live stock.
+func (s *Service) Items(ctx context.Context) ([]View, error) {
+	items, err := s.d.Reader.Items(ctx)
+	if err != nil {
+		return nil, unavailable("list items", err)
+	}
+	ids := make([]sale.ItemID, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
+	}
+	left, err := s.stockLeft(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	now := s.d.Now()
+	out := make([]View, len(items))
+	for i, it := range items {
+		out[i] = s.view(it, left, now)
+	}
+	return out, nil
+}
+
+// Item returns one item with live stock, or sale.ErrNotFound.
+func (s *Service) Item(ctx context.Context, id sale.ItemID) (View, error) {
+	it, err := s.d.Reader.Item(ctx, id)
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			return View{}, err
+		}
+		return View{}, unavailable("get item", err)
+	}
+	left, err := s.stockLeft(ctx, []sale.ItemID{id})
+	if err != nil {
+		return View{}, err
+	}
+	return s.view(it, left, s.d.Now()), nil
+}
+
+func (s *Service) view(it sale.Item, left map[sale.ItemID]int64, now time.Time) View {
+	n, ok := left[it.ID]
+	if !ok {
+		// The ledger does not know the item (it was never opened, or Redis
+		// lost it). For display only, show the database's figure; sales
+		// are refused by the ledger until an admin reopens the item.
+		n = it.StockLeft
+	}
+	return View{Item: it, StockLeft: n, Status: it.StatusAt(now, n)}
+}
+
+// stockLeft reads live stock for display, allowing figures up to
+// StockDisplayTTL old so that page views cost the ledger at most one read
+// per item per TTL per instance.
+func (s *Service) stockLeft(ctx context.Context, ids []sale.ItemID) (map[sale.ItemID]int64, error) {
+	now := s.d.Now()
+	out := make(map[sale.ItemID]int64, len(ids))
+	var stale []sale.ItemID
+	s.mu.Lock()
+	for _, id := range ids {
+		e, ok := s.stock[id]
+		if ok && now.Sub(e.at) < s.d.StockDisplayTTL {
+			if e.ok {
+				out[id] = e.left
+			}
+			continue
+		}
+		stale = append(stale, id)
+	}
+	s.mu.Unlock()
+	if len(stale) == 0 {
+		return out, nil
+	}
+	key := fmt.Sprint(stale)
+	v, err, _ := s.sf.Do(key, func() (any, error) {
+		return s.d.Ledger.StockLeft(context.WithoutCancel(ctx), stale...)
+	})
+	if err != nil {
+		return nil, unavailable("read stock", err)
+	}
+	fresh := v.(map[sale.ItemID]int64)
+	s.mu.Lock()
+	for _, id := range stale {
+		n, ok := fresh[id]
+		s.stock[id] = stockEntry{left: n, ok: ok, at: now}
+		if ok {
+			out[id] = n
+		}
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// forgetStock drops a displayed stock figure after an admin change, so the
+// admin sees the effect at once.
+func (s *Service) forgetStock(id sale.ItemID) {
+	s.mu.Lock()
+	delete(s.stock, id)
+	s.mu.Unlock()
+}
+
+// Create stores a new sale and opens its stock in the ledger. When Create
+// returns, the stock is live. If the ledger step fails, the item is removed
+// again and ErrUnavailable returned, so no item exists without live stock.
+func (s *Service) Create(ctx context.Context, d sale.Draft) (View, error) {
+	it, err := sale.NewItem(d)
+	if err != nil {
+		return View{}, err
+	}
+	it, err = s.d.Store.CreateItem(ctx, it)
+	if err != nil {
+		return View{}, unavailable("create item", err)
+	}
+	if err := s.d.Ledger.Open(ctx, it); err != nil {
+		if derr := s.d.Store.DeleteItem(context.WithoutCancel(ctx), it.ID); derr != nil {
+			err = errors.Join(err, fmt.Errorf("undo create: %w", derr))
+		}
+		return View{}, unavailable("open stock", err)
+	}
+	// The list and any negative entry for this id are now wrong everywhere.
+	if err := s.d.Caches.Invalidate(ctx, it.ID); err != nil {
+		return View{}, unavailable("invalidate caches", err)
+	}
+	return View{Item: it, StockLeft: it.StockTotal, Status: it.StatusAt(s.d.Now(), it.StockTotal)}, nil
+}
+
+// Update changes an item's data with a delayed double delete: drop cached
+// copies everywhere, update the database, move the ledger's window if it
+// changed, then schedule a second drop after the configured delay. The
+// second drop removes any old copy that a reader loaded from the database
+// before the update and wrote back after the first drop. Live stock is not
+// touched.
+func (s *Service) Update(ctx context.Context, id sale.ItemID, p sale.Patch) (View, error) {
+	if p.Empty() {
+		return View{}, &sale.ValidationError{Field: "body", Reason: "names no field to change"}
+	}
+	if err := s.d.Caches.Invalidate(ctx, id); err != nil {
+		return View{}, unavailable("invalidate caches", err)
+	}
+	it, err := s.d.Store.UpdateItem(ctx, id, func(it *sale.Item) error { return it.Apply(p) })
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) || errors.Is(err, sale.ErrInvalid) {
+			return View{}, err
+		}
+		return View{}, unavailable("update item", err)
+	}
+	if p.WindowChanged() {
+		if err := s.d.Ledger.SetWindow(ctx, id, it.StartsAt, it.EndsAt); err != nil && !errors.Is(err, sale.ErrNotFound) {
+			return View{}, unavailable("move sale window", err)
+		}
+	}
+	if err := s.d.Caches.InvalidateLater(ctx, id); err != nil {
+		return View{}, unavailable("schedule second delete", err)
+	}
+	s.forgetStock(id)
+	return s.Item(ctx, id)
+}
+
+// MaxRestock bounds one restock.
+const MaxRestock = sale.MaxStock
+
+// Restock adds units to a live sale, in the ledger first (where purchases
+// see them at once) and then in the database. With the same non-empty key it
+// is applied at most once, so a client may retry it safely; a retry after a
+// partial failure completes the missing half.
+func (s *Service) Restock(ctx context.Context, id sale.ItemID, add int64, key string) (View, error) {
+	if add < 1 || add > MaxRestock {
+		return View{}, &sale.ValidationError{Field: "add", Reason: fmt.Sprintf("must be between 1 and %d", MaxRestock)}
+	}
+	if len(key) > 100 {
+		return View{}, &sale.ValidationError{Field: "Idempotency-Key", Reason: "must be at most 100 characters"}
+	}
+	if _, err := s.d.Reader.Item(ctx, id); err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			return View{}, err
+		}
+		return View{}, unavailable("get item", err)
+	}
+	if key == "" {
+		key = randomKey()
+	}
+	applied, gen, err := s.d.Ledger.Restock(ctx, id, add, key)
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			return View{}, err
+		}
+		return View{}, unavailable("restock ledger", err)
+	}
+	if _, err := s.d.Store.Restock(ctx, id, add, key); err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			return View{}, err
+		}
+		return View{}, unavailable("restock database", err)
+	}
+	if applied && s.d.StockBack != nil {
+		s.d.StockBack(id, gen)
+	}
+	if err := s.d.Caches.Invalidate(ctx, id); err != nil {
+		return View{}, unavailable("invalidate caches", err)
+	}
+	s.forgetStock(id)
+	return s.Item(ctx, id)
+}
+
+// Stats is an item's stock accounting across the ledger and the database.
+type Stats struct {
+	ItemID          sale.ItemID
+	StockTotal      int64
+	StockLeftLedger int64
+	StockLeftDB     int64
+	Pending         int64
+	Confirmed       int64
+	Failed          int64
+	// Consistent is true when the units add up (see Consistent).
+	Consistent bool
+}
+
+// Consistent reports whether the accounts add up. The rule, for a settled
+// sale (no order between the database commit and the ledger's settle step):
+//
+//	ledger total == database total
+//	ledger total == ledger stock left + pending + confirmed
+//	database stock left == database total - confirmed
+//
+// Failed orders appear in none of the terms because their unit is back in
+// the ledger's stock left. While a worker is between committing a batch and
+// settling it, those orders count as both pending and confirmed for a
+// moment, so a sale in full flow may briefly read inconsistent.
+func Consistent(ledgerTotal, dbTotal, ledgerLeft, pending, confirmed, dbLeft int64) bool {
+	return ledgerTotal == dbTotal &&
+		ledgerTotal == ledgerLeft+pending+confirmed &&
+		dbLeft == dbTotal-confirmed
+}
+
+// Stats reads an item's accounts from the ledger and the database.
+func (s *Service) Stats(ctx context.Context, id sale.ItemID) (Stats, error) {
+	it, err := s.d.Store.Item(ctx, id)
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			return Stats{}, err
+		}
+		return Stats{}, unavailable("get item", err)
+	}
+	c, err := s.d.Ledger.Counts(ctx, id)
+	if err != nil && !errors.Is(err, sale.ErrNotFound) {
+		return Stats{}, unavailable("ledger counts", err)
+	}
+	confirmed, err := s.d.Book.CountConfirmed(ctx, id)
+	if err != nil {
+		return Stats{}, unavailable("count orders", err)
+	}
+	return Stats{
+		ItemID:          id,
+		StockTotal:      it.StockTotal,
+		StockLeftLedger: c.StockLeft,
+		StockLeftDB:     it.StockLeft,
+		Pending:         c.Pending,
+		Confirmed:       confirmed,
+		Failed:          c.Failed,
+		Consistent:      Consistent(c.StockTotal, it.StockTotal, c.StockLeft, c.Pending, confirmed, it.StockLeft),
+	}, nil
+}
+
+func unavailable(what string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}

@@ -1,0 +1,243 @@
+// Package config is seckill's one configuration struct. It is filled once in
+// main from flags and SECKILL_* environment variables (flag "redis-addr" is
+// env SECKILL_REDIS_ADDR; a flag given on the command line wins) and passed
+// down as plain values. Adapters never read the environment.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// EnvPrefix is the prefix of every environment variable the binary reads.
+const EnvPrefix = "SECKILL"
+
+// Config is everything the binary can be told. The zero value is not useful;
+// Register sets the defaults.
+type Config struct {
+	// HTTP
+	HTTPAddr        string
+	RequestTimeout  time.Duration
+	ShutdownTimeout time.Duration
+	InstanceID      string
+	LogLevel        string
+	LogFormat       string
+
+	// Backends. An empty MySQL DSN, Redis address or Kafka broker list
+	// starts the embedded stand-in for that backend instead.
+	MySQLDSN      string
+	SQLitePath    string
+	RedisAddr     string
+	RedisPassword string
+	RedisDB       int
+	KafkaBrokers  string
+	KafkaTopic    string
+	KafkaDLQTopic string
+	KafkaGroup    string
+	KafkaParts    int
+	AutoMigrate   bool
+	SeedDemo      bool
+
+	// Identity
+	AdminToken  string
+	TokenSecret string
+	TokenTTL    time.Duration
+
+	// Purchase shield
+	ItemRate    float64
+	ItemBurst   int
+	UserRate    float64
+	UserBurst   int
+	UserLimiter string
+	MaxInFlight int
+	SoldOutTTL  time.Duration
+
+	// Read path
+	LocalCacheMB      int
+	LocalCacheTTL     time.Duration
+	RedisCacheTTL     time.Duration
+	DoubleDeleteDelay time.Duration
+	StockDisplayTTL   time.Duration
+
+	// Order pipeline
+	PublishBatch  int
+	PublishLinger time.Duration
+	WorkerBatch   int
+	WorkerLinger  time.Duration
+	RelayEvery    time.Duration
+	RelayAfter    time.Duration
+	RelayGiveUp   time.Duration
+}
+
+// Register declares every setting on fs with its default and help text. The
+// names are the single source for flags, env vars and the docs.
+func (c *Config) Register(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address the HTTP API listens on")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "deadline for one API request's work")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long graceful shutdown may take before connections are cut")
+	fs.StringVar(&c.InstanceID, "instance-id", host+"-"+fmt.Sprint(os.Getpid()), "this instance's name in logs and invalidation messages")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+
+	fs.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL DSN, e.g. root:pw@tcp(mysql:3306)/seckill; empty uses embedded SQLite")
+	fs.StringVar(&c.SQLitePath, "sqlite-path", "var/seckill.db", "SQLite file used when --mysql-dsn is empty (':memory:' keeps nothing)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty starts an embedded miniredis")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (secret)")
+	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
+	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "", "comma-separated Kafka brokers; empty starts an embedded Kafka-protocol broker")
+	fs.StringVar(&c.KafkaTopic, "kafka-topic", "seckill.orders", "topic accepted orders travel on, keyed by item id")
+	fs.StringVar(&c.KafkaDLQTopic, "kafka-dlq-topic", "seckill.orders.dlq", "topic for orders that can never be confirmed")
+	fs.StringVar(&c.KafkaGroup, "kafka-group", "seckill-workers", "consumer group of the order workers")
+	fs.IntVar(&c.KafkaParts, "kafka-partitions", 6, "partitions created for the orders topic when it is missing")
+	fs.BoolVar(&c.AutoMigrate, "auto-migrate", true, "apply database migrations on start")
+	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "create two demo sales on start if the catalog is empty (on by default with an embedded database)")
+
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /api/v1/admin (secret); empty generates one and logs it")
+	fs.StringVar(&c.TokenSecret, "token-secret", "", "HMAC key for user tokens (secret); all API instances must share it; empty generates one")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "lifetime of a user token")
+
+	fs.Float64Var(&c.ItemRate, "item-rate", 20000, "purchase attempts per second per item per instance sent on to Redis (hot-key shield); an item's purchase_rate overrides it")
+	fs.IntVar(&c.ItemBurst, "item-burst", 2000, "burst allowed above --item-rate")
+	fs.Float64Var(&c.UserRate, "user-rate", 5, "purchase attempts per second per user")
+	fs.IntVar(&c.UserBurst, "user-burst", 5, "burst allowed above --user-rate")
+	fs.StringVar(&c.UserLimiter, "user-limiter", "local", "where the per-user limit is kept: local (per instance) or redis (shared, GCRA)")
+	fs.IntVar(&c.MaxInFlight, "max-inflight", 4096, "purchases in progress per instance before new ones get 503 at once")
+	fs.DurationVar(&c.SoldOutTTL, "soldout-ttl", 2*time.Second, "how long a local sold-out flag is trusted before Redis is asked again")
+
+	fs.IntVar(&c.LocalCacheMB, "local-cache-mb", 32, "size of the in-process item cache (freecache)")
+	fs.DurationVar(&c.LocalCacheTTL, "local-cache-ttl", 5*time.Second, "lifetime of a local cache entry: the backstop if an invalidation is lost")
+	fs.DurationVar(&c.RedisCacheTTL, "redis-cache-ttl", 10*time.Minute, "lifetime of an item-data entry in Redis")
+	fs.DurationVar(&c.DoubleDeleteDelay, "double-delete-delay", 500*time.Millisecond, "delay before the second delete of a delayed double delete")
+	fs.DurationVar(&c.StockDisplayTTL, "stock-display-ttl", 200*time.Millisecond, "how stale the stock figure on item pages may be (purchases always use live stock)")
+
+	fs.IntVar(&c.PublishBatch, "publish-batch", 256, "accepted orders sent to Kafka in one produce call")
+	fs.DurationVar(&c.PublishLinger, "publish-linger", 2*time.Millisecond, "how long the publisher waits to fill a batch")
+	fs.IntVar(&c.WorkerBatch, "worker-batch", 500, "orders the worker confirms in one database transaction")
+	fs.DurationVar(&c.WorkerLinger, "worker-linger", 20*time.Millisecond, "how long the worker waits to fill a batch")
+	fs.DurationVar(&c.RelayEvery, "relay-every", time.Second, "how often the outbox relay looks for unpublished orders")
+	fs.DurationVar(&c.RelayAfter, "relay-after", 3*time.Second, "age at which an unpublished accepted order is re-published by the relay")
+	fs.DurationVar(&c.RelayGiveUp, "relay-give-up", 10*time.Minute, "age at which an order that never reached Kafka is failed and its unit given back")
+}
+
+// Embedded reports whether any backend runs as an in-process stand-in.
+func (c Config) Embedded() bool {
+	return c.MySQLDSN == "" || c.RedisAddr == "" || c.KafkaBrokers == ""
+}
+
+// Brokers splits KafkaBrokers into addresses.
+func (c Config) Brokers() []string {
+	var out []string
+	for _, b := range strings.Split(c.KafkaBrokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Validate returns an error naming the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.LogLevel != "debug" && c.LogLevel != "info" && c.LogLevel != "warn" && c.LogLevel != "error":
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	case c.UserLimiter != "local" && c.UserLimiter != "redis":
+		return fmt.Errorf("--user-limiter %q: want local or redis", c.UserLimiter)
+	case c.ItemRate <= 0 || c.UserRate <= 0:
+		return fmt.Errorf("--item-rate and --user-rate must be positive")
+	case c.ItemBurst < 1 || c.UserBurst < 1:
+		return fmt.Errorf("--item-burst and --user-burst must be at least 1")
+	case c.MaxInFlight < 1:
+		return fmt.Errorf("--max-inflight must be at least 1")
+	case c.WorkerBatch < 1 || c.PublishBatch < 1:
+		return fmt.Errorf("--worker-batch and --publish-batch must be at least 1")
+	case c.KafkaParts < 1:
+		return fmt.Errorf("--kafka-partitions must be at least 1")
+	case c.RelayGiveUp <= c.RelayAfter:
+		return fmt.Errorf("--relay-give-up (%s) must exceed --relay-after (%s)", c.RelayGiveUp, c.RelayAfter)
+	case c.TokenTTL < time.Minute:
+		return fmt.Errorf("--token-ttl must be at least 1m")
+	case c.AdminToken != "" && len(c.AdminToken) < 16:
+		return fmt.Errorf("--admin-token must be at least 16 characters")
+	case c.TokenSecret != "" && len(c.TokenSecret) < 16:
+		return fmt.Errorf("--token-secret must be at least 16 characters")
+	}
+	return nil
+}
+
+// LogValue prints the config with secrets masked, so logging it at start-up
+// never leaks a token or password.
+func (c Config) LogValue() slog.Value {
+	mask := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("instance_id", c.InstanceID),
+		slog.String("mysql", maskDSN(c.MySQLDSN, c.SQLitePath)),
+		slog.String("redis", orEmbedded(c.RedisAddr)),
+		slog.String("redis_password", mask(c.RedisPassword)),
+		slog.String("kafka", orEmbedded(c.KafkaBrokers)),
+		slog.String("kafka_topic", c.KafkaTopic),
+		slog.String("admin_token", mask(c.AdminToken)),
+		slog.String("token_secret", mask(c.TokenSecret)),
+		slog.Float64("item_rate", c.ItemRate),
+		slog.Float64("user_rate", c.UserRate),
+		slog.Int("max_inflight", c.MaxInFlight),
+		slog.Int("worker_batch", c.WorkerBatch),
+	)
+}
+
+func orEmbedded(s string) string {
+	if s == "" {
+		return "embedded"
+	}
+	return s
+}
+
+// maskDSN hides the password in user:password@tcp(...)/db.
+func maskDSN(dsn, sqlite string) string {
+	if dsn == "" {
+		return "embedded sqlite " + sqlite
+	}
+	at := strings.LastIndex(dsn, "@")
+	colon := strings.Index(dsn, ":")
+	if at > 0 && colon >= 0 && colon < at {
+		return dsn[:colon] + ":***" + dsn[at:]
+	}
+	return dsn
+}
+
+// EnvName is the environment variable that sets a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// EnvNames lists every environment variable the binary reads, sorted.
+func EnvNames() []string {
+	var c Config
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c.Register(fs)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, EnvName(f.Name)) })
+	sort.Strings(names)
+	return names
+}
+
+// Default returns the config with every default applied, as if no flag or
+// env var were given.
+func Default() Config {
+	var c Config
+	c.Register(flag.NewFlagSet("default", flag.ContinueOnError))
+	return c
+}

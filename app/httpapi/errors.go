@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"seckill/app/auth"
+	"seckill/app/catalog"
+	"seckill/app/purchase"
+	"seckill/app/shield"
+	"seckill/domain/sale"
+)
+
+// Errors of the HTTP layer itself.
+var (
+	errBadJSON       = errors.New("bad json")
+	errBodyTooLarge  = errors.New("body too large")
+	errRouteNotFound = errors.New("route not found")
+	errMethod        = errors.New("method not allowed")
+	errMediaType     = errors.New("unsupported media type")
+)
+
+// errorRow is one line of the error table.
+type errorRow struct {
+	err     error
+	status  int
+	code    string
+	message string // empty: use the error's own text (validation messages)
+	retry   bool   // send Retry-After
+}
+
+// errorTable is the one place where errors become HTTP statuses and JSON
+// codes. Order matters only in that the first match wins. Anything not here
+// is a 500 {"error":"internal"} whose detail goes only to the log.
+var errorTable = []errorRow{
+	{sale.ErrInvalid, http.StatusBadRequest, "invalid_request", "", false},
+	{errBadJSON, http.StatusBadRequest, "invalid_json", "", false},
+	{errMediaType, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json", false},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is too large", false},
+	{auth.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required: log in at POST /api/v1/login", false},
+	{sale.ErrNotFound, http.StatusNotFound, "not_found", "no such item", false},
+	{sale.ErrOrderNotFound, http.StatusNotFound, "not_found", "no such order", false},
+	{errRouteNotFound, http.StatusNotFound, "not_found", "no such route", false},
+	{errMethod, http.StatusMethodNotAllowed, "method_not_allowed", "this route does not take that method", false},
+	{sale.ErrNotStarted, http.StatusForbidden, "not_started", "the sale has not started yet", false},
+	{sale.ErrEnded, http.StatusForbidden, "ended", "the sale has ended", false},
+	{sale.ErrSoldOut, http.StatusConflict, "sold_out", "sold out", false},
+	{sale.ErrAlreadyPurchased, http.StatusConflict, "already_purchased", "you already have an order for this item", false},
+	{shield.ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "too many attempts; retry in a moment", true},
+	{shield.ErrOverloaded, http.StatusServiceUnavailable, "unavailable", "the shop is very busy; retry in a moment", true},
+	{purchase.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
+	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
+}
+
+// errorBody is the JSON shape of every error.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	OrderID string `json:"order_id,omitempty"`
+}
+
+// lookupError finds err's row, or nil.
+func lookupError(err error) *errorRow {
+	for i := range errorTable {
+		if errors.Is(err, errorTable[i].err) {
+			return &errorTable[i]
+		}
+	}
+	return nil
+}
+
+// codeOf is the JSON code err maps to, for metrics.
+func codeOf(err error) string {
+	if row := lookupError(err); row != nil {
+		return row.code
+	}
+	return "internal"
+}
+
+// writeError answers with err's row from the table.
+func (s *server) writeError(c *gin.Context, err error) {
+	row := lookupError(err)
+	if row == nil {
+		s.log.Error("internal error", "route", c.FullPath(), "method", c.Request.Method, "err", err)
+		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal", Message: "something went wrong on our side"})
+		return
+	}
+	body := errorBody{Error: row.code, Message: row.message}
+	if body.Message == "" {
+		body.Message = err.Error()
+	}
+	var ap *sale.AlreadyPurchasedError
+	if errors.As(err, &ap) {
+		body.OrderID = string(ap.OrderID)
+	}
+	if row.retry {
+		c.Header("Retry-After", "1")
+	}
+	if row.status >= 500 {
+		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "err", err)
+	}
+	c.AbortWithStatusJSON(row.status, body)
+}

@@ -1,0 +1,228 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"seckill/app/catalog"
+	"seckill/domain/sale"
+)
+
+// itemJSON is the public shape of an item.
+type itemJSON struct {
+	ID           sale.ItemID `json:"id"`
+	Name         string      `json:"name"`
+	Description  string      `json:"description"`
+	PriceCents   int64       `json:"price_cents"`
+	StockTotal   int64       `json:"stock_total"`
+	StockLeft    int64       `json:"stock_left"`
+	StartsAt     time.Time   `json:"starts_at"`
+	EndsAt       time.Time   `json:"ends_at"`
+	Status       sale.Status `json:"status"`
+	PurchaseRate int64       `json:"purchase_rate"`
+	Version      int64       `json:"version"`
+}
+
+func toItemJSON(v catalog.View) itemJSON {
+	return itemJSON{
+		ID: v.Item.ID, Name: v.Item.Name, Description: v.Item.Description,
+		PriceCents: v.Item.PriceCents, StockTotal: v.Item.StockTotal, StockLeft: v.StockLeft,
+		StartsAt: v.Item.StartsAt, EndsAt: v.Item.EndsAt, Status: v.Status,
+		PurchaseRate: v.Item.PurchaseRate, Version: v.Item.Version,
+	}
+}
+
+// orderJSON is the public shape of an order.
+type orderJSON struct {
+	OrderID    sale.OrderID     `json:"order_id"`
+	ItemID     sale.ItemID      `json:"item_id"`
+	UserID     sale.UserID      `json:"user_id"`
+	PriceCents int64            `json:"price_cents"`
+	Status     sale.OrderStatus `json:"status"`
+	Reason     string           `json:"reason"`
+	CreatedAt  time.Time        `json:"created_at"`
+}
+
+func (s *server) login(c *gin.Context) {
+	var req struct {
+		UserID string `json:"user_id"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	user, err := sale.ParseUserID(req.UserID)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	token, exp := s.Signer.Issue(user)
+	c.JSON(http.StatusOK, gin.H{"token": token, "user_id": user, "expires_at": exp.Format(time.RFC3339)})
+}
+
+func (s *server) listItems(c *gin.Context) {
+	views, err := s.Catalog.Items(c.Request.Context())
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := make([]itemJSON, len(views))
+	for i, v := range views {
+		out[i] = toItemJSON(v)
+	}
+	c.JSON(http.StatusOK, gin.H{"items": out})
+}
+
+func (s *server) itemID(c *gin.Context) (sale.ItemID, bool) {
+	id, err := sale.ParseItemID(c.Param("id"))
+	if err != nil {
+		s.writeError(c, err)
+		return 0, false
+	}
+	return id, true
+}
+
+func (s *server) getItem(c *gin.Context) {
+	id, ok := s.itemID(c)
+	if !ok {
+		return
+	}
+	v, err := s.Catalog.Item(c.Request.Context(), id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toItemJSON(v))
+}
+
+func (s *server) purchase(c *gin.Context) {
+	id, ok := s.itemID(c)
+	if !ok {
+		s.Metrics.Purchase("invalid_request")
+		return
+	}
+	o, err := s.Purchase.Buy(c.Request.Context(), userOf(c), id)
+	if err != nil {
+		s.Metrics.Purchase(codeOf(err))
+		s.writeError(c, err)
+		return
+	}
+	s.Metrics.Purchase("accepted")
+	c.Header("Location", "/api/v1/orders/"+string(o.ID))
+	c.JSON(http.StatusAccepted, gin.H{"order_id": o.ID, "status": o.Status})
+}
+
+func (s *server) getOrder(c *gin.Context) {
+	id, err := sale.ParseOrderID(c.Param("order_id"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	o, err := s.Purchase.Order(c.Request.Context(), userOf(c), id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, orderJSON{
+		OrderID: o.ID, ItemID: o.ItemID, UserID: o.UserID, PriceCents: o.PriceCents,
+		Status: o.Status, Reason: o.Reason, CreatedAt: o.CreatedAt,
+	})
+}
+
+func (s *server) createItem(c *gin.Context) {
+	var req struct {
+		Name         string    `json:"name"`
+		Description  string    `json:"description"`
+		PriceCents   int64     `json:"price_cents"`
+		Stock        int64     `json:"stock"`
+		StartsAt     time.Time `json:"starts_at"`
+		EndsAt       time.Time `json:"ends_at"`
+		PurchaseRate int64     `json:"purchase_rate"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	v, err := s.Catalog.Create(c.Request.Context(), sale.Draft{
+		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents, Stock: req.Stock,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
+	})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Header("Location", "/api/v1/items/"+v.Item.ID.String())
+	c.JSON(http.StatusCreated, toItemJSON(v))
+}
+
+func (s *server) patchItem(c *gin.Context) {
+	id, ok := s.itemID(c)
+	if !ok {
+		return
+	}
+	var req struct {
+		Name         *string    `json:"name"`
+		Description  *string    `json:"description"`
+		PriceCents   *int64     `json:"price_cents"`
+		StartsAt     *time.Time `json:"starts_at"`
+		EndsAt       *time.Time `json:"ends_at"`
+		PurchaseRate *int64     `json:"purchase_rate"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	v, err := s.Catalog.Update(c.Request.Context(), id, sale.Patch{
+		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
+	})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toItemJSON(v))
+}
+
+func (s *server) restock(c *gin.Context) {
+	id, ok := s.itemID(c)
+	if !ok {
+		return
+	}
+	var req struct {
+		Add int64 `json:"add"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	v, err := s.Catalog.Restock(c.Request.Context(), id, req.Add, c.GetHeader("Idempotency-Key"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toItemJSON(v))
+}
+
+func (s *server) stats(c *gin.Context) {
+	id, ok := s.itemID(c)
+	if !ok {
+		return
+	}
+	st, err := s.Catalog.Stats(c.Request.Context(), id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"item_id":          st.ItemID,
+		"stock_total":      st.StockTotal,
+		"stock_left_redis": st.StockLeftLedger,
+		"stock_left_db":    st.StockLeftDB,
+		"orders_pending":   st.Pending,
+		"orders_confirmed": st.Confirmed,
+		"orders_failed":    st.Failed,
+		"consistent":       st.Consistent,
+	})
+}

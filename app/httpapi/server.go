@@ -1,0 +1,231 @@
+// Package httpapi is the Gin HTTP layer: routes, JSON shapes, authentication
+// and the one error table. Handlers parse and validate input, call one use
+// case, and render its result; they hold no business rules.
+package httpapi
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"seckill/app/auth"
+	"seckill/app/catalog"
+	"seckill/app/metrics"
+	"seckill/app/purchase"
+	"seckill/domain/sale"
+)
+
+// OpenAPI is the API description served at /openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// MaxBodyBytes bounds every request body; larger bodies get 413 before any
+// of them is parsed.
+const MaxBodyBytes = 64 << 10
+
+// Check is one readiness probe.
+type Check struct {
+	Name string
+	Ping func(ctx context.Context) error
+}
+
+// Deps are what the HTTP layer needs.
+type Deps struct {
+	Purchase   *purchase.Service
+	Catalog    *catalog.Service
+	Signer     *auth.Signer
+	AdminToken string
+	Metrics    *metrics.Metrics
+	Log        *slog.Logger
+	Ready      []Check
+	// Web, if set, serves the sale page and its assets at / and /static/.
+	Web http.Handler
+	// RequestTimeout bounds each request's work; default 5s.
+	RequestTimeout time.Duration
+	Now            func() time.Time
+}
+
+type server struct {
+	Deps
+	log *slog.Logger
+}
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// New returns the HTTP handler with every route.
+func New(d Deps) *gin.Engine {
+	if d.RequestTimeout <= 0 {
+		d.RequestTimeout = 5 * time.Second
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	s := &server{Deps: d, log: d.Log}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(s.recoverJSON, s.observe, s.limits)
+	r.NoRoute(func(c *gin.Context) { s.writeError(c, errRouteNotFound) })
+	r.NoMethod(func(c *gin.Context) { s.writeError(c, errMethod) })
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
+	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", OpenAPI) })
+
+	v1 := r.Group("/api/v1")
+	v1.POST("/login", s.login)
+	v1.GET("/items", s.listItems)
+	v1.GET("/items/:id", s.getItem)
+	v1.POST("/items/:id/purchase", s.requireUser, s.purchase)
+	v1.GET("/orders/:order_id", s.requireUser, s.getOrder)
+
+	admin := v1.Group("/admin", s.requireAdmin)
+	admin.POST("/items", s.createItem)
+	admin.PATCH("/items/:id", s.patchItem)
+	admin.POST("/items/:id/restock", s.restock)
+	admin.GET("/items/:id/stats", s.stats)
+
+	if d.Web != nil {
+		r.GET("/", gin.WrapH(d.Web))
+		r.GET("/admin", gin.WrapH(d.Web))
+		r.GET("/static/*path", gin.WrapH(d.Web))
+	}
+	return r
+}
+
+// recoverJSON turns a panic into a 500 JSON error and a log line, so a bug
+// never kills the process or answers with an HTML page.
+func (s *server) recoverJSON(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic in handler", "route", c.FullPath(), "panic", v)
+			c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal", Message: "something went wrong on our side"})
+		}
+	}()
+	c.Next()
+}
+
+func (s *server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	s.Metrics.ObserveHTTP(route, c.Request.Method, c.Writer.Status(), time.Since(start))
+}
+
+// limits bounds the body size and the request's working time.
+func (s *server) limits(c *gin.Context) {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}
+
+// decodeJSON reads exactly one JSON object into v, refusing unknown fields,
+// trailing data and bodies over MaxBodyBytes.
+func decodeJSON(c *gin.Context, v any) error {
+	if ct := c.GetHeader("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return errMediaType
+		}
+	}
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			return errBodyTooLarge
+		case errors.Is(err, io.EOF):
+			return jsonError("the body is empty; send a JSON object")
+		}
+		return jsonError("the body is not valid JSON for this request: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errBodyTooLarge
+		}
+		return jsonError("the body has data after the JSON object")
+	}
+	return nil
+}
+
+type jsonErr struct{ msg string }
+
+func (e jsonErr) Error() string        { return e.msg }
+func (e jsonErr) Is(target error) bool { return target == errBadJSON }
+func jsonError(msg string) error       { return jsonErr{msg} }
+
+func (s *server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	checks := gin.H{}
+	ready := true
+	for _, ch := range s.Ready {
+		if err := ch.Ping(ctx); err != nil {
+			checks[ch.Name] = err.Error()
+			ready = false
+		} else {
+			checks[ch.Name] = "ok"
+		}
+	}
+	if !ready {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": checks})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
+}
+
+const userKey = "seckill.user"
+
+func bearer(c *gin.Context) string {
+	h := c.GetHeader("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *server) requireUser(c *gin.Context) {
+	user, err := s.Signer.Verify(bearer(c))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.Set(userKey, user)
+	c.Next()
+}
+
+func (s *server) requireAdmin(c *gin.Context) {
+	if !auth.EqualToken(bearer(c), s.AdminToken) {
+		s.writeError(c, auth.ErrUnauthorized)
+		return
+	}
+	c.Next()
+}
+
+func userOf(c *gin.Context) sale.UserID {
+	return c.MustGet(userKey).(sale.UserID)
+}

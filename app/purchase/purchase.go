@@ -1,0 +1,149 @@
+// Package purchase is the buy use case: the path a purchase takes from an
+// authenticated user to an accepted order, and the order status lookup.
+//
+// The order of checks is deliberate: everything that can be answered in
+// this process (in-flight bound, user bucket, cached item window, sold-out
+// flag, item bucket) is answered before the one Redis round trip, because
+// during a spike nearly every request is doomed and the ones that can still
+// win must not queue behind them.
+package purchase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"seckill/app/shield"
+	"seckill/domain/sale"
+)
+
+// ErrUnavailable means a backend the purchase needs did not answer; nothing
+// was reserved. Retry after a second.
+var ErrUnavailable = errors.New("service unavailable")
+
+type reserver interface {
+	Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error)
+}
+
+type orderLookup interface {
+	Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
+}
+
+type orderBook interface {
+	Order(ctx context.Context, id sale.OrderID) (sale.Order, error)
+}
+
+type enqueuer interface {
+	Enqueue(o sale.Order)
+}
+
+// Outcome names a purchase result for metrics: "accepted", or the error
+// code the HTTP layer returns.
+type Outcome string
+
+// Deps are the collaborators of the purchase use case.
+type Deps struct {
+	Items  sale.ItemReader // cached item data (window, price, rate)
+	Ledger reserver        // the stock ledger
+	Queue  enqueuer        // hands accepted orders to the publisher
+	Shield *shield.Shield
+	// Pending finds queued and failed orders; Book finds confirmed ones.
+	Pending orderLookup
+	Book    orderBook
+	// OnSoldOut, if set, is told when the ledger reports an item sold out,
+	// so the flag can be broadcast to other instances.
+	OnSoldOut func(item sale.ItemID, gen int64)
+	Now       func() time.Time
+}
+
+// Service runs purchases. It is safe for concurrent use.
+type Service struct {
+	d Deps
+}
+
+// New returns the purchase service.
+func New(d Deps) *Service {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Service{d: d}
+}
+
+// Buy tries to buy one unit of item for user. It returns the queued order, or
+// one of: shield.ErrOverloaded, shield.ErrRateLimited, sale.ErrNotFound,
+// sale.ErrNotStarted, sale.ErrEnded, sale.ErrSoldOut, a
+// *sale.AlreadyPurchasedError, or ErrUnavailable. A returned order is
+// already recorded in the ledger's outbox, so it is never lost.
+func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (sale.Order, error) {
+	release, err := s.d.Shield.Enter()
+	if err != nil {
+		return sale.Order{}, err
+	}
+	defer release()
+
+	now := s.d.Now()
+	if err := s.d.Shield.AllowUser(user, now); err != nil {
+		return sale.Order{}, err
+	}
+	it, err := s.d.Items.Item(ctx, item)
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			return sale.Order{}, err
+		}
+		return sale.Order{}, fmt.Errorf("%w: item lookup: %v", ErrUnavailable, err)
+	}
+	// The cached window answers early and late requests locally; the
+	// ledger script checks the window again atomically, so a window that
+	// changed a moment ago cannot sell outside its bounds.
+	if err := it.CheckWindow(now); err != nil {
+		return sale.Order{}, err
+	}
+	if s.d.Shield.SoldOut(item, now) {
+		return sale.Order{}, sale.ErrSoldOut
+	}
+	if err := s.d.Shield.AllowItem(item, float64(it.PurchaseRate), now); err != nil {
+		return sale.Order{}, err
+	}
+
+	o := sale.NewOrder(it, user, now)
+	res, err := s.d.Ledger.Reserve(ctx, o)
+	if err != nil {
+		return sale.Order{}, fmt.Errorf("%w: reserve: %v", ErrUnavailable, err)
+	}
+	switch res.Outcome {
+	case sale.Accepted:
+		s.d.Queue.Enqueue(o)
+		return o, nil
+	case sale.OutcomeSoldOut:
+		s.d.Shield.MarkSoldOut(item, res.Gen, now)
+		if s.d.OnSoldOut != nil {
+			s.d.OnSoldOut(item, res.Gen)
+		}
+	}
+	return sale.Order{}, res.Err()
+}
+
+// Order returns the user's order: confirmed from the database, or queued or
+// failed from the ledger. Someone else's order is sale.ErrOrderNotFound, the
+// same answer as a missing one, so ids cannot be probed.
+func (s *Service) Order(ctx context.Context, user sale.UserID, id sale.OrderID) (sale.Order, error) {
+	o, err := s.d.Book.Order(ctx, id)
+	if errors.Is(err, sale.ErrOrderNotFound) {
+		o, err = s.d.Pending.Lookup(ctx, id)
+		if errors.Is(err, sale.ErrOrderNotFound) {
+			// It may have been confirmed and settled between the two reads.
+			o, err = s.d.Book.Order(ctx, id)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, sale.ErrOrderNotFound) {
+			return sale.Order{}, err
+		}
+		return sale.Order{}, fmt.Errorf("%w: order lookup: %v", ErrUnavailable, err)
+	}
+	if o.UserID != user {
+		return sale.Order{}, sale.ErrOrderNotFound
+	}
+	return o, nil
+}

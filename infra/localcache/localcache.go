@@ -1,0 +1,298 @@
+// Package localcache keeps item data in this process's memory, in front of
+// the shared Redis layer, so the hottest read of a flash sale — the item page —
+// is answered without a network round trip.
+//
+// Reader decorates any sale.ItemReader. Items live in a freecache (off the
+// garbage collector's books); the list of items lives in a single slot of its
+// own, because freecache refuses entries larger than 1/1024 of its size and a
+// list of long descriptions would not fit. Both expire after TTL, the backstop
+// for an invalidation message that never arrived. Not-found answers are cached
+// for NegativeTTL so that requests for random ids cannot hammer the layer
+// below. Concurrent misses for one key share a single load.
+//
+// Live stock is not item data and never passes through here.
+package localcache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coocood/freecache"
+	"golang.org/x/sync/singleflight"
+
+	"seckill/domain/sale"
+)
+
+var _ sale.ItemReader = (*Reader)(nil)
+
+// Options configures a Reader. Zero fields take their defaults.
+type Options struct {
+	// SizeBytes is the memory given to cached items; default 32 MiB. One item
+	// must fit in 1/1024 of it (an item with the longest description is
+	// about 17 KiB encoded), or that item is never cached.
+	SizeBytes int
+	// TTL bounds how long an entry is served without being reloaded; default
+	// 5s. It is the backstop when an invalidation message is lost.
+	TTL time.Duration
+	// NegativeTTL is how long a not-found answer is remembered; default 1s.
+	NegativeTTL time.Duration
+	// LoadTimeout bounds one shared load from the next layer; default 3s.
+	LoadTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.SizeBytes <= 0 {
+		o.SizeBytes = 32 << 20
+	}
+	if o.TTL <= 0 {
+		o.TTL = 5 * time.Second
+	}
+	if o.NegativeTTL <= 0 {
+		o.NegativeTTL = time.Second
+	}
+	if o.LoadTimeout <= 0 {
+		o.LoadTimeout = 3 * time.Second
+	}
+	return o
+}
+
+// Stats is a snapshot of a Reader's counters since New.
+type Stats struct {
+	Hits          uint64 // answered from memory with an item or the list
+	Misses        uint64 // callers that found nothing usable in memory
+	NegativeHits  uint64 // answered ErrNotFound from memory
+	Loads         uint64 // calls made to the next reader
+	Invalidations uint64 // calls to Invalidate
+	Flushes       uint64 // calls to Flush
+	Uncacheable   uint64 // loaded items too large for the cache
+}
+
+// Reader is a sale.ItemReader that serves from process memory and falls back
+// to the reader it decorates. It is safe for concurrent use.
+type Reader struct {
+	next  sale.ItemReader
+	opts  Options
+	cache *freecache.Cache
+	sf    singleflight.Group
+	now   func() time.Time
+
+	// mu orders fills against invalidations: a fill checks epoch and writes
+	// under the read lock, Invalidate and Flush bump epoch and delete under
+	// the write lock. So a load that began before an invalidation can never
+	// write after it.
+	mu    sync.RWMutex
+	epoch atomic.Uint64
+	list  atomic.Pointer[listEntry]
+
+	hits, misses, negHits, loads, invalidations, flushes, uncacheable atomic.Uint64
+}
+
+type listEntry struct {
+	items   []sale.Item
+	expires int64 // unix nanoseconds
+}
+
+// New returns a Reader in front of next.
+func New(next sale.ItemReader, opts Options) *Reader {
+	opts = opts.withDefaults()
+	return &Reader{
+		next:  next,
+		opts:  opts,
+		cache: freecache.NewCache(opts.SizeBytes),
+		now:   time.Now,
+	}
+}
+
+// Item returns the item from memory, or loads it from the next reader and
+// remembers the answer; ErrNotFound answers are remembered for NegativeTTL.
+// A caller whose ctx ends stops waiting, without failing the shared load.
+func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
+	if it, found, ok := r.lookup(itemKey(id)); ok {
+		if !found {
+			r.negHits.Add(1)
+			return sale.Item{}, sale.ErrNotFound
+		}
+		r.hits.Add(1)
+		return it, nil
+	}
+	r.misses.Add(1)
+
+	// The epoch is part of the flight key: a caller arriving after an
+	// invalidation must not join a load that began before it.
+	epoch := r.epoch.Load()
+	flight := "i" + id.String() + "@" + strconv.FormatUint(epoch, 10)
+	ch := r.sf.DoChan(flight, func() (any, error) {
+		// Its own key, so the caller's stays on the stack on the hit path.
+		key := itemKey(id)
+		// A flight that finished between our lookup and DoChan has filled the
+		// entry already; looking again keeps it to one load per fill.
+		if it, found, ok := r.lookup(key); ok {
+			if !found {
+				return sale.Item{}, sale.ErrNotFound
+			}
+			return it, nil
+		}
+		lctx, cancel := r.loadContext(ctx)
+		defer cancel()
+		r.loads.Add(1)
+		it, err := r.next.Item(lctx, id)
+		switch {
+		case err == nil:
+			r.fill(epoch, key, encodeEntry(kindItem, r.expiry(r.opts.TTL), it), r.opts.TTL)
+		case errors.Is(err, sale.ErrNotFound):
+			r.fill(epoch, key, encodeEntry(kindMissing, r.expiry(r.opts.NegativeTTL), sale.Item{}), r.opts.NegativeTTL)
+		}
+		return it, err
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return sale.Item{}, res.Err
+		}
+		return res.Val.(sale.Item), nil
+	case <-ctx.Done():
+		return sale.Item{}, ctx.Err()
+	}
+}
+
+// Items returns every item from memory, or loads the list from the next
+// reader and remembers it for TTL. The caller owns the returned slice.
+func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
+	if e := r.list.Load(); e != nil && r.now().UnixNano() < e.expires {
+		r.hits.Add(1)
+		return slices.Clone(e.items), nil
+	}
+	r.misses.Add(1)
+
+	epoch := r.epoch.Load()
+	ch := r.sf.DoChan("list@"+strconv.FormatUint(epoch, 10), func() (any, error) {
+		if e := r.list.Load(); e != nil && r.now().UnixNano() < e.expires {
+			return e.items, nil
+		}
+		lctx, cancel := r.loadContext(ctx)
+		defer cancel()
+		r.loads.Add(1)
+		items, err := r.next.Items(lctx)
+		if err != nil {
+			return nil, err
+		}
+		// Keep a private copy: the next reader may reuse its slice.
+		items = slices.Clone(items)
+		e := &listEntry{items: items, expires: r.expiry(r.opts.TTL)}
+		r.mu.RLock()
+		if r.epoch.Load() == epoch {
+			r.list.Store(e)
+		}
+		r.mu.RUnlock()
+		return items, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		// Callers sharing a flight must not share a backing array.
+		return slices.Clone(res.Val.([]sale.Item)), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Invalidate drops the item and the cached list. A load that began before
+// Invalidate returns will not put its result into the cache.
+func (r *Reader) Invalidate(id sale.ItemID) {
+	r.invalidations.Add(1)
+	r.mu.Lock()
+	r.epoch.Add(1)
+	r.cache.Del(itemKey(id))
+	r.list.Store(nil)
+	r.mu.Unlock()
+}
+
+// Flush drops every entry, as Invalidate does for one item. The app calls it
+// when invalidation messages may have been lost.
+func (r *Reader) Flush() {
+	r.flushes.Add(1)
+	r.mu.Lock()
+	r.epoch.Add(1)
+	r.cache.Clear()
+	r.list.Store(nil)
+	r.mu.Unlock()
+}
+
+// Stats returns the counters; each is read atomically, the set is not a
+// consistent snapshot.
+func (r *Reader) Stats() Stats {
+	return Stats{
+		Hits:          r.hits.Load(),
+		Misses:        r.misses.Load(),
+		NegativeHits:  r.negHits.Load(),
+		Loads:         r.loads.Load(),
+		Invalidations: r.invalidations.Load(),
+		Flushes:       r.flushes.Load(),
+		Uncacheable:   r.uncacheable.Load(),
+	}
+}
+
+// lookup reports ok when memory holds a live answer for key, and found when
+// that answer is an item rather than a remembered not-found.
+func (r *Reader) lookup(key []byte) (it sale.Item, found, ok bool) {
+	now := r.now().UnixNano()
+	err := r.cache.GetFn(key, func(b []byte) error {
+		kind, expires, body, err := decodeHeader(b)
+		if err != nil || now >= expires {
+			// Expired by our clock (freecache only counts whole seconds) or
+			// unreadable: treat as absent; the next fill overwrites it.
+			return nil
+		}
+		if kind == kindMissing {
+			ok = true
+			return nil
+		}
+		it, err = decodeItem(body)
+		if err != nil {
+			return nil
+		}
+		found, ok = true, true
+		return nil
+	})
+	if err != nil {
+		return sale.Item{}, false, false
+	}
+	return it, found, ok
+}
+
+// fill stores an entry unless an invalidation happened since epoch was read.
+func (r *Reader) fill(epoch uint64, key, val []byte, ttl time.Duration) {
+	// freecache expires in whole seconds; round up and add one so it never
+	// drops an entry before our own, exact expiry does.
+	secs := int((ttl+time.Second-1)/time.Second) + 1
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.epoch.Load() != epoch {
+		return
+	}
+	if err := r.cache.Set(key, val, secs); err != nil {
+		r.uncacheable.Add(1)
+	}
+}
+
+// itemKey is the id's eight big-endian bytes; the list is not in freecache,
+// so item keys need no prefix.
+func itemKey(id sale.ItemID) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(id))
+}
+
+func (r *Reader) expiry(ttl time.Duration) int64 { return r.now().Add(ttl).UnixNano() }
+
+// loadContext detaches a shared load from the caller that happened to start
+// it: that caller hanging up must not fail everyone else waiting on it.
+func (r *Reader) loadContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), r.opts.LoadTimeout)
+}

@@ -1,0 +1,86 @@
+package kafkaevents
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+// wireVersion is the "v" every order message carries. A consumer refuses any
+// other value rather than guess at a layout it was not written for.
+const wireVersion = 1
+
+// orderMsg is the JSON layout of one order on the queue. It stays private:
+// the rest of the system sees sale.Order only.
+type orderMsg struct {
+	V          int    `json:"v"`
+	OrderID    string `json:"order_id"`
+	ItemID     int64  `json:"item_id"`
+	UserID     string `json:"user_id"`
+	PriceCents int64  `json:"price_cents"`
+	CreatedAt  string `json:"created_at"`
+}
+
+// encodeOrder returns the message key (the item id) and JSON value for o. It
+// refuses an order that fails Check, so the queue never carries a message
+// that every consumer would have to dead-letter.
+func encodeOrder(o sale.Order) (key, value []byte, err error) {
+	if err := o.Check(); err != nil {
+		return nil, nil, fmt.Errorf("kafkaevents: encode order %q: %w", o.ID, err)
+	}
+	value, err = json.Marshal(orderMsg{
+		V:          wireVersion,
+		OrderID:    string(o.ID),
+		ItemID:     int64(o.ItemID),
+		UserID:     string(o.UserID),
+		PriceCents: o.PriceCents,
+		CreatedAt:  o.CreatedAt.UTC().Format(time.RFC3339Nano),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafkaevents: encode order %q: %w", o.ID, err)
+	}
+	return []byte(o.ItemID.String()), value, nil
+}
+
+// decodeOrder parses one message value. Every error it returns matches
+// sale.ErrInvalid, because a message that fails here will fail the same way
+// on every redelivery and belongs on the dead-letter topic.
+func decodeOrder(value []byte) (sale.Order, error) {
+	// A JSON null or an array decodes without error into a struct, so the
+	// value must open an object before we trust Unmarshal's silence.
+	trimmed := bytes.TrimSpace(value)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return sale.Order{}, malformed("is not a JSON object")
+	}
+	var m orderMsg
+	if err := json.Unmarshal(trimmed, &m); err != nil {
+		return sale.Order{}, malformed("is not a v1 order: %v", err)
+	}
+	if m.V != wireVersion {
+		return sale.Order{}, malformed("has version %d, want %d", m.V, wireVersion)
+	}
+	created, err := time.Parse(time.RFC3339Nano, m.CreatedAt)
+	if err != nil {
+		return sale.Order{}, &sale.ValidationError{Field: "created_at", Reason: "is not RFC 3339"}
+	}
+	o := sale.Order{
+		ID:         sale.OrderID(m.OrderID),
+		ItemID:     sale.ItemID(m.ItemID),
+		UserID:     sale.UserID(m.UserID),
+		PriceCents: m.PriceCents,
+		// Only accepted orders travel on the queue.
+		Status:    sale.OrderQueued,
+		CreatedAt: created.UTC(),
+	}
+	if err := o.Check(); err != nil {
+		return sale.Order{}, err
+	}
+	return o, nil
+}
+
+func malformed(format string, args ...any) error {
+	return &sale.ValidationError{Field: "message", Reason: fmt.Sprintf(format, args...)}
+}

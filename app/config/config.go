@@ -35,6 +35,7 @@ type Config struct {
 	RedisAddr     string
 	RedisPassword string
 	RedisDB       int
+	RedisPrefix   string
 	KafkaBrokers  string
 	KafkaTopic    string
 	KafkaDLQTopic string
@@ -90,6 +91,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty starts an embedded miniredis")
 	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (secret)")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "seckill", "namespace of every Redis key and channel; deployments sharing a Redis need different ones")
 	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "", "comma-separated Kafka brokers; empty starts an embedded Kafka-protocol broker")
 	fs.StringVar(&c.KafkaTopic, "kafka-topic", "seckill.orders", "topic accepted orders travel on, keyed by item id")
 	fs.StringVar(&c.KafkaDLQTopic, "kafka-dlq-topic", "seckill.orders.dlq", "topic for orders that can never be confirmed")

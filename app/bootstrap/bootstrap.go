@@ -1,0 +1,439 @@
+// Package bootstrap wires seckill together. It is the only package besides
+// main that builds concrete adapters, and the end-to-end tests start the
+// very same Main on 127.0.0.1:0, so what they test is what runs.
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"seckill/app/auth"
+	"seckill/app/catalog"
+	"seckill/app/cluster"
+	"seckill/app/config"
+	"seckill/app/httpapi"
+	"seckill/app/metrics"
+	"seckill/app/outbox"
+	"seckill/app/purchase"
+	"seckill/app/shield"
+	"seckill/app/web"
+	"seckill/app/worker"
+	"seckill/domain/sale"
+	"seckill/infra/embedded"
+	"seckill/infra/kafkaevents"
+	"seckill/infra/localcache"
+	"seckill/infra/mysqlstore"
+	"seckill/infra/rediscache"
+	"seckill/infra/redisbus"
+	"seckill/infra/redisdelay"
+	"seckill/infra/redisstock"
+)
+
+// Roles chooses what an instance runs.
+type Roles struct {
+	API    bool // the HTTP API, the outbox dispatcher and relay
+	Worker bool // the order consumer
+}
+
+// Main is one seckill instance: its backends, its use cases and its loops.
+type Main struct {
+	Config config.Config
+	Roles  Roles
+	Log    *slog.Logger
+
+	// AdminToken is the admin bearer token in force (generated if the config
+	// had none).
+	AdminToken string
+
+	emRedis *embedded.Redis
+	emKafka *embedded.Kafka
+
+	rdb       *redis.Client
+	store     *mysqlstore.Store
+	ledger    *redisstock.Store
+	publisher *kafkaevents.Publisher
+	consumer  *kafkaevents.Consumer
+	local     *localcache.Reader
+	shared    *rediscache.Reader
+	bus       *redisbus.Bus
+	delay     *redisdelay.Queue
+	shield    *shield.Shield
+	coord     *cluster.Coordinator
+	dispatch  *outbox.Dispatcher
+	relay     *outbox.Relay
+	worker    *worker.Worker[kafkaevents.Delivery]
+	metrics   *metrics.Metrics
+
+	// Catalog and Purchase are the use cases, exposed for tests and seeding.
+	Catalog  *catalog.Service
+	Purchase *purchase.Service
+
+	httpSrv *http.Server
+	ln      net.Listener
+
+	bgCancel     context.CancelFunc
+	bg           sync.WaitGroup
+	dispCancel   context.CancelFunc
+	disp         sync.WaitGroup
+	workerCancel context.CancelFunc
+	work         sync.WaitGroup
+	closeOnce    sync.Once
+	closeErr     error
+}
+
+// New returns an instance that has not started yet.
+func New(cfg config.Config, roles Roles, log *slog.Logger) *Main {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Main{Config: cfg, Roles: roles, Log: log}
+}
+
+// Start connects to (or starts) every backend, applies migrations, seeds the
+// demo if asked, starts the background loops and begins serving HTTP. When
+// it returns nil the instance is ready; on error everything it started is
+// stopped again.
+func (m *Main) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = m.Shutdown(context.Background())
+		}
+	}()
+	cfg := m.Config
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m.metrics = metrics.New()
+
+	if err := m.openBackends(ctx); err != nil {
+		return err
+	}
+	if m.AdminToken = cfg.AdminToken; m.AdminToken == "" {
+		m.AdminToken = auth.RandomSecret()
+		m.Log.Warn("no --admin-token given; generated one for this run", "admin_token", m.AdminToken)
+	}
+	secret := cfg.TokenSecret
+	if secret == "" {
+		secret = auth.RandomSecret()
+		if cfg.RedisAddr != "" {
+			m.Log.Warn("no --token-secret given; tokens from this instance will not work on others")
+		}
+	}
+
+	m.shield = shield.New(shield.Options{
+		ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
+		MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
+	})
+	m.shared = rediscache.New(m.rdb, m.store, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisCacheTTL})
+	m.local = localcache.New(m.shared, localcache.Options{SizeBytes: cfg.LocalCacheMB << 20, TTL: cfg.LocalCacheTTL})
+	m.bus = redisbus.New(m.rdb, cfg.RedisPrefix+":events", cfg.InstanceID)
+	m.delay = redisdelay.New(m.rdb, cfg.RedisPrefix+":delayed", redisdelay.Options{})
+	m.coord = cluster.New(cluster.Deps{
+		Bus: busAdapter{m.bus}, Shared: m.shared, Local: m.local, Flags: m.shield, Delay: m.delay,
+		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
+	})
+
+	m.Catalog = catalog.New(catalog.Deps{
+		Reader: m.local, Store: m.store, Ledger: m.ledger, Book: m.store, Caches: m.coord,
+		StockBack: m.coord.StockBack, StockDisplayTTL: cfg.StockDisplayTTL,
+	})
+	m.dispatch = outbox.NewDispatcher(m.publisher, m.ledger, m.Log, outbox.DispatcherOptions{
+		Batch: cfg.PublishBatch, Linger: cfg.PublishLinger,
+	})
+	m.relay = outbox.NewRelay(m.ledger, m.publisher, m.Log, outbox.RelayOptions{
+		Every: cfg.RelayEvery, After: cfg.RelayAfter, GiveUp: cfg.RelayGiveUp,
+	}, m.coord.StockBack)
+	m.Purchase = purchase.New(purchase.Deps{
+		Items: m.local, Ledger: m.ledger, Queue: m.dispatch, Shield: m.shield,
+		Pending: m.ledger, Book: m.store, OnSoldOut: m.coord.SoldOut,
+	})
+	m.registerMetrics()
+
+	if cfg.SeedDemo {
+		if err := m.seedDemo(ctx); err != nil {
+			return fmt.Errorf("seed demo: %w", err)
+		}
+	}
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	m.bgCancel = cancel
+	m.goBG(func() {
+		_ = m.bus.Run(bgCtx, func(e redisbus.Event) {
+			m.coord.Handle(cluster.Event{Kind: string(e.Kind), Item: e.Item, Gen: e.Gen, Sender: e.Sender})
+		}, m.coord.Resubscribed)
+	})
+	m.goBG(func() { _ = m.delay.Run(bgCtx, m.coord.RunTask) })
+	m.goBG(func() { sweepUsers(bgCtx, m.shield) })
+	if m.Roles.API {
+		m.goBG(func() { m.relay.Run(bgCtx) })
+		dctx, dcancel := context.WithCancel(context.Background())
+		m.dispCancel = dcancel
+		m.disp.Add(1)
+		go func() { defer m.disp.Done(); m.dispatch.Run(dctx) }()
+	}
+	if m.Roles.Worker {
+		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
+		m.worker = worker.New[kafkaevents.Delivery](m.consumer, m.ledger, m.store, m.Log, worker.Options{
+			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnRejected: m.coord.StockBack,
+			OnBatch: func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
+		})
+		wctx, wcancel := context.WithCancel(context.Background())
+		m.workerCancel = wcancel
+		m.work.Add(1)
+		go func() { defer m.work.Done(); _ = m.worker.Run(wctx) }()
+	}
+	if m.Roles.API {
+		if err := m.serveHTTP(secret); err != nil {
+			return err
+		}
+	}
+	m.Log.Info("seckill started", "config", cfg, "api", m.Roles.API, "worker", m.Roles.Worker, "url", m.URL())
+	return nil
+}
+
+func (m *Main) goBG(f func()) {
+	m.bg.Add(1)
+	go func() { defer m.bg.Done(); f() }()
+}
+
+func sweepUsers(ctx context.Context, s *shield.Shield) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.SweepUsers(now)
+		}
+	}
+}
+
+// openBackends connects to the configured services, starting embedded
+// stand-ins for the ones left empty.
+func (m *Main) openBackends(ctx context.Context) error {
+	cfg := &m.Config
+	topics := []kafkaevents.Topic{{Name: cfg.KafkaTopic, Partitions: cfg.KafkaParts}, {Name: cfg.KafkaDLQTopic, Partitions: 1}}
+
+	if cfg.RedisAddr == "" {
+		r, err := embedded.StartRedis("127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		m.emRedis = r
+		cfg.RedisAddr = r.Addr()
+		m.Log.Info("started embedded Redis (miniredis)", "addr", cfg.RedisAddr)
+	}
+	if cfg.KafkaBrokers == "" {
+		var ets []embedded.KafkaTopic
+		for _, t := range topics {
+			ets = append(ets, embedded.KafkaTopic{Name: t.Name, Partitions: t.Partitions})
+		}
+		k, err := embedded.StartKafka("127.0.0.1:0", ets...)
+		if err != nil {
+			return err
+		}
+		m.emKafka = k
+		cfg.KafkaBrokers = k.Brokers()[0]
+		m.Log.Info("started embedded Kafka-protocol broker (kfake)", "brokers", cfg.KafkaBrokers)
+	}
+
+	m.rdb = redis.NewClient(&redis.Options{
+		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+		// Many concurrent purchases share few connections thanks to the
+		// ledger's pipelining; the pool still needs headroom for pub/sub,
+		// the relay and page views.
+		PoolSize: 64, MinIdleConns: 8,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+	})
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := m.rdb.Ping(pctx).Err(); err != nil {
+		return fmt.Errorf("redis at %s: %w", cfg.RedisAddr, err)
+	}
+
+	var err error
+	if cfg.MySQLDSN != "" {
+		m.store, err = mysqlstore.Open(pctx, mysqlstore.MySQL, cfg.MySQLDSN, mysqlstore.Options{})
+	} else {
+		if cfg.SQLitePath != ":memory:" {
+			if err := os.MkdirAll(filepath.Dir(cfg.SQLitePath), 0o755); err != nil {
+				return fmt.Errorf("sqlite directory: %w", err)
+			}
+		}
+		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, cfg.SQLitePath, mysqlstore.Options{})
+		if err == nil {
+			m.Log.Info("using embedded SQLite", "path", cfg.SQLitePath)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if cfg.AutoMigrate {
+		if err := m.store.Migrate(pctx); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if err := kafkaevents.EnsureTopics(pctx, cfg.Brokers(), topics...); err != nil {
+		return fmt.Errorf("kafka topics at %s: %w", cfg.KafkaBrokers, err)
+	}
+	m.ledger = redisstock.New(m.rdb, redisstock.Options{Prefix: cfg.RedisPrefix})
+	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
+	return nil
+}
+
+func (m *Main) serveHTTP(secret string) error {
+	cfg := m.Config
+	checks := []httpapi.Check{
+		{Name: "redis", Ping: func(ctx context.Context) error { return m.rdb.Ping(ctx).Err() }},
+		{Name: "database", Ping: m.store.Ping},
+		{Name: "kafka", Ping: func(ctx context.Context) error { return kafkaevents.Ping(ctx, cfg.Brokers()) }},
+	}
+	h := httpapi.New(httpapi.Deps{
+		Purchase: m.Purchase, Catalog: m.Catalog,
+		Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
+		AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
+		Web: web.Handler(), RequestTimeout: cfg.RequestTimeout,
+	})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another seckill running? set --http-addr)", cfg.HTTPAddr, err)
+	}
+	m.ln = ln
+	m.httpSrv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 16,
+		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := m.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// URL is the base URL the API serves on, or "" if it does not serve.
+func (m *Main) URL() string {
+	if m.ln == nil {
+		return ""
+	}
+	return "http://" + m.ln.Addr().String()
+}
+
+// Run starts the instance, blocks until ctx is done, then shuts down within
+// the configured shutdown timeout.
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	m.Log.Info("shutting down", "timeout", m.Config.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	return m.Shutdown(sctx)
+}
+
+// Shutdown stops the instance in the order that loses nothing: stop taking
+// requests and let in-flight purchases finish; flush accepted orders to
+// Kafka; let the worker finish its batch and commit its offsets; stop the
+// background loops; close the backends. It is safe to call more than once.
+func (m *Main) Shutdown(ctx context.Context) error {
+	m.closeOnce.Do(func() { m.closeErr = m.shutdown(ctx) })
+	return m.closeErr
+}
+
+func (m *Main) shutdown(ctx context.Context) error {
+	var errs []error
+	if m.httpSrv != nil {
+		if err := m.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			_ = m.httpSrv.Close()
+		}
+	}
+	if m.dispCancel != nil {
+		m.dispCancel()
+		waitCtx(ctx, &m.disp)
+	}
+	if m.publisher != nil {
+		if err := m.publisher.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka writer: %w", err))
+		}
+	}
+	if m.workerCancel != nil {
+		m.workerCancel()
+		waitCtx(ctx, &m.work)
+	}
+	if m.consumer != nil {
+		if err := m.consumer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka reader: %w", err))
+		}
+	}
+	if m.bgCancel != nil {
+		m.bgCancel()
+		waitCtx(ctx, &m.bg)
+	}
+	if m.ledger != nil {
+		m.ledger.Close()
+	}
+	if m.rdb != nil {
+		_ = m.rdb.Close()
+	}
+	if m.store != nil {
+		_ = m.store.Close()
+	}
+	if m.emKafka != nil {
+		m.emKafka.Close()
+	}
+	if m.emRedis != nil {
+		m.emRedis.Close()
+	}
+	if len(errs) == 0 {
+		m.Log.Info("seckill stopped cleanly")
+	}
+	return errors.Join(errs...)
+}
+
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// busAdapter lets the coordinator publish on the Redis bus.
+type busAdapter struct{ b *redisbus.Bus }
+
+func (a busAdapter) Publish(ctx context.Context, e cluster.Event) error {
+	return a.b.Publish(ctx, redisbus.Event{Kind: redisbus.Kind(e.Kind), Item: e.Item, Gen: e.Gen})
+}
+
+// Ledger exposes the stock ledger, for tests that check its accounts.
+func (m *Main) Ledger() *redisstock.Store { return m.ledger }
+
+// Store exposes the database store, for tests that check its rows.
+func (m *Main) Store() *mysqlstore.Store { return m.store }
+
+// EmbeddedKafka is the in-process broker, or nil when real Kafka is used.
+func (m *Main) EmbeddedKafka() *embedded.Kafka { return m.emKafka }
+
+// Redis exposes the Redis client, for tests.
+func (m *Main) Redis() *redis.Client { return m.rdb }
+
+var _ sale.ItemReader = (*localcache.Reader)(nil)

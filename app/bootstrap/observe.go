@@ -1,0 +1,44 @@
+package bootstrap
+
+// registerMetrics exports the counters that components keep as atomics.
+func (m *Main) registerMetrics() {
+	r := m.metrics
+	r.CounterFunc("seckill_shield_rejected_item_total", "Purchases refused by the per-item (hot key) limiter.", func() float64 { return float64(m.shield.Stats().RejectedItem) })
+	r.CounterFunc("seckill_shield_rejected_user_total", "Purchases refused by the per-user limiter.", func() float64 { return float64(m.shield.Stats().RejectedUser) })
+	r.CounterFunc("seckill_shield_rejected_inflight_total", "Purchases refused because the in-flight bound was reached.", func() float64 { return float64(m.shield.Stats().RejectedInFlight) })
+	r.CounterFunc("seckill_shield_rejected_soldout_total", "Purchases answered sold out by the local flag, without Redis.", func() float64 { return float64(m.shield.Stats().RejectedSoldOut) })
+	r.GaugeFunc("seckill_shield_inflight", "Purchases in progress.", func() float64 { return float64(m.shield.Stats().InFlight) })
+	r.GaugeFunc("seckill_shield_soldout_flags", "Items this instance currently believes sold out.", func() float64 { return float64(m.shield.Stats().SoldOutFlags) })
+	r.GaugeFunc("seckill_shield_tracked_users", "Per-user buckets held in memory.", func() float64 { return float64(m.shield.Stats().TrackedUsers) })
+
+	r.CounterFunc("seckill_cache_local_hits_total", "Item reads served by the local freecache.", func() float64 { return float64(m.local.Stats().Hits) })
+	r.CounterFunc("seckill_cache_local_misses_total", "Item reads the local freecache passed on.", func() float64 { return float64(m.local.Stats().Misses) })
+	r.CounterFunc("seckill_cache_redis_hits_total", "Item reads served by the Redis item cache.", func() float64 { return float64(m.shared.Stats().Hits) })
+	r.CounterFunc("seckill_cache_redis_misses_total", "Item reads the Redis item cache passed on.", func() float64 { return float64(m.shared.Stats().Misses) })
+	r.CounterFunc("seckill_cache_db_loads_total", "Item reads that reached the database.", func() float64 { return float64(m.shared.Stats().Loads) })
+	r.CounterFunc("seckill_invalidations_sent_total", "Broadcasts sent on the instance bus.", func() float64 { return float64(m.bus.Stats().Sent) })
+	r.CounterFunc("seckill_invalidations_received_total", "Broadcasts received from the instance bus.", func() float64 { return float64(m.bus.Stats().Received) })
+
+	r.CounterFunc("seckill_kafka_published_total", "Orders acknowledged by Kafka.", func() float64 { return float64(m.publisher.Published()) })
+	r.CounterFunc("seckill_kafka_produce_errors_total", "Orders whose produce call failed (they stay in the outbox).", func() float64 { return float64(m.publisher.Failed()) })
+	r.CounterFunc("seckill_outbox_relayed_total", "Orders re-published by the outbox relay.", func() float64 { return float64(m.relay.Stats().Relayed) })
+	r.CounterFunc("seckill_outbox_expired_total", "Orders failed by the relay after --relay-give-up; their units were returned.", func() float64 { return float64(m.relay.Stats().Expired) })
+	r.CounterFunc("seckill_outbox_deferred_total", "Accepted orders left to the relay because the dispatcher buffer was full.", func() float64 { return float64(m.dispatch.Stats().Deferred) })
+	r.CounterFunc("seckill_worker_confirmed_total", "Orders inserted as confirmed.", func() float64 { return m.workerStat(func(c, _, _ uint64) uint64 { return c }) })
+	r.CounterFunc("seckill_worker_duplicates_total", "Redelivered orders that were already confirmed.", func() float64 { return m.workerStat(func(_, d, _ uint64) uint64 { return d }) })
+	r.CounterFunc("seckill_worker_dead_lettered_total", "Orders sent to the dead-letter topic.", func() float64 { return m.workerStat(func(_, _, x uint64) uint64 { return x }) })
+	r.GaugeFunc("seckill_worker_lag", "Messages in the orders topic not yet consumed by this worker.", func() float64 {
+		if m.consumer == nil {
+			return 0
+		}
+		return float64(m.consumer.Lag())
+	})
+}
+
+func (m *Main) workerStat(pick func(confirmed, dup, dead uint64) uint64) float64 {
+	if m.worker == nil {
+		return 0
+	}
+	s := m.worker.Stats()
+	return float64(pick(s.Confirmed, s.Duplicates, s.DeadLettered))
+}

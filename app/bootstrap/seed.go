@@ -1,0 +1,66 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+// seedDemo creates two sales when the catalog is empty: one open now and one
+// that opens a minute after start, so a visitor sees both a live sale and a
+// countdown. An existing catalog is left alone, so restarts do not pile up
+// demo items.
+func (m *Main) seedDemo(ctx context.Context) error {
+	items, err := m.store.Items(ctx)
+	if err != nil {
+		return err
+	}
+	if len(items) > 0 {
+		m.Log.Info("catalog not empty; demo seed skipped", "items", len(items))
+		return nil
+	}
+	now := time.Now().UTC()
+	drafts := []sale.Draft{
+		{
+			Name:        "Mechanical keyboard",
+			Description: "Hot-swappable, 75% layout. One per customer.",
+			PriceCents:  4999, Stock: 100,
+			StartsAt: now.Add(-time.Minute), EndsAt: now.Add(24 * time.Hour),
+		},
+		{
+			Name:        "Noise-cancelling headphones",
+			Description: "Opens one minute after start. One per customer.",
+			PriceCents:  8999, Stock: 50,
+			StartsAt: now.Add(time.Minute), EndsAt: now.Add(24 * time.Hour),
+		},
+	}
+	for _, d := range drafts {
+		v, err := m.Catalog.Create(ctx, d)
+		if err != nil {
+			return err
+		}
+		m.Log.Info("seeded demo sale", "item_id", v.Item.ID, "name", v.Item.Name, "stock", v.Item.StockTotal, "starts_at", v.Item.StartsAt)
+	}
+	return nil
+}
+
+// Banner is what `seckill all` prints for a person at start-up: where to
+// look, the admin token, and a curl sequence that buys something.
+func (m *Main) Banner() string {
+	u := m.URL()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  seckill is running\n\n")
+	fmt.Fprintf(&b, "  Sale page:    %s/\n", u)
+	fmt.Fprintf(&b, "  Admin page:   %s/admin\n", u)
+	fmt.Fprintf(&b, "  Admin token:  %s\n", m.AdminToken)
+	fmt.Fprintf(&b, "  API docs:     %s/openapi.yaml   metrics: %s/metrics\n\n", u, u)
+	fmt.Fprintf(&b, "  Buy from a terminal (item 1 is on sale now):\n\n")
+	fmt.Fprintf(&b, "    TOKEN=$(curl -s -X POST %s/api/v1/login -H 'Content-Type: application/json' -d '{\"user_id\":\"alice\"}' | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n", u)
+	fmt.Fprintf(&b, "    ORDER=$(curl -s -X POST %s/api/v1/items/1/purchase -H \"Authorization: Bearer $TOKEN\" | sed -E 's/.*\"order_id\":\"([^\"]+)\".*/\\1/'); echo $ORDER\n", u)
+	fmt.Fprintf(&b, "    curl -s %s/api/v1/orders/$ORDER -H \"Authorization: Bearer $TOKEN\"\n\n", u)
+	fmt.Fprintf(&b, "  Press Ctrl+C to stop.\n")
+	return b.String()
+}

@@ -1,0 +1,42 @@
+// Package web is the sale page and the admin page, embedded in the binary so
+// that no Node build is needed to run them. The pages are plain HTML, CSS
+// and JavaScript that talk to the public JSON API like any other client.
+package web
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+)
+
+//go:embed index.html admin.html static
+var files embed.FS
+
+// Handler serves "/" (the sale page), "/admin" (the admin page) and
+// "/static/..." (assets). Unknown paths are 404.
+func Handler() http.Handler {
+	static, _ := fs.Sub(files, "static")
+	assets := http.StripPrefix("/static/", http.FileServer(http.FS(static)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/":
+			serve(w, "index.html")
+		case "/admin":
+			serve(w, "admin.html")
+		default:
+			w.Header().Set("Cache-Control", "public, max-age=60")
+			assets.ServeHTTP(w, r)
+		}
+	})
+}
+
+func serve(w http.ResponseWriter, name string) {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,206 @@
+package redisstock
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"seckill/domain/sale"
+	"seckill/infra/testenv"
+)
+
+// t0 is the fake "now" every test's sale window starts at. Tests move time by
+// choosing orders' CreatedAt; nothing sleeps.
+var t0 = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+
+// inWindow is a moment inside the default window [t0, t0+1h).
+var inWindow = t0.Add(time.Minute)
+
+// harness is one Store on one backend, with a key prefix of its own.
+type harness struct {
+	s      *Store
+	rdb    redis.UniversalClient
+	prefix string
+	ctx    context.Context
+}
+
+// backend opens a fresh harness; skipAll is called once per backend so an
+// unconfigured real Redis skips the backend's whole subtree (and fails it
+// under CI=true).
+type backend struct {
+	name    string
+	skipAll func(t testing.TB)
+	open    func(t testing.TB, opts Options) *harness
+}
+
+var backends = []backend{
+	{
+		name:    "miniredis",
+		skipAll: func(testing.TB) {},
+		open: func(t testing.TB, opts Options) *harness {
+			mr := miniredis.RunT(t)
+			rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return newHarness(t, rdb, "t"+testenv.Nonce(), opts)
+		},
+	},
+	{
+		name:    "redis",
+		skipAll: func(t testing.TB) { testenv.RedisAddr(t) },
+		open: func(t testing.TB, opts Options) *harness {
+			rdb, prefix := testenv.Redis(t)
+			return newHarness(t, rdb, prefix, opts)
+		},
+	},
+}
+
+func newHarness(t testing.TB, rdb redis.UniversalClient, prefix string, opts Options) *harness {
+	opts.Prefix = prefix
+	s := New(rdb, opts)
+	// Registered after the client's cleanup, so it runs first: the flushers
+	// stop before the client closes.
+	t.Cleanup(s.Close)
+	return &harness{s: s, rdb: rdb, prefix: prefix, ctx: context.Background()}
+}
+
+// eachBackend runs fn against miniredis and against real Redis.
+func eachBackend(t *testing.T, opts Options, fn func(t *testing.T, h *harness)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			b.skipAll(t)
+			fn(t, b.open(t, opts))
+		})
+	}
+}
+
+func item(id sale.ItemID, stock int64) sale.Item {
+	return sale.Item{
+		ID: id, Name: "item", PriceCents: 1999,
+		StockTotal: stock, StockLeft: stock,
+		StartsAt: t0, EndsAt: t0.Add(time.Hour),
+	}
+}
+
+func order(it sale.Item, user string, at time.Time) sale.Order {
+	return sale.NewOrder(it, sale.UserID(user), at)
+}
+
+func (h *harness) open(t testing.TB, it sale.Item) sale.Item {
+	t.Helper()
+	if err := h.s.Open(h.ctx, it); err != nil {
+		t.Fatalf("Open(%d): %v", it.ID, err)
+	}
+	return it
+}
+
+func (h *harness) reserve(t testing.TB, o sale.Order) sale.Reservation {
+	t.Helper()
+	r, err := h.s.Reserve(h.ctx, o)
+	if err != nil {
+		t.Fatalf("Reserve(%s by %s): %v", o.ID, o.UserID, err)
+	}
+	return r
+}
+
+// expect reserves o and checks the outcome.
+func (h *harness) expect(t testing.TB, o sale.Order, want sale.Outcome) sale.Reservation {
+	t.Helper()
+	r := h.reserve(t, o)
+	if r.Outcome != want {
+		t.Fatalf("Reserve(%s by %s at %s) = %+v, want outcome %d", o.ID, o.UserID, o.CreatedAt.Format(time.RFC3339Nano), r, want)
+	}
+	return r
+}
+
+func (h *harness) counts(t testing.TB, id sale.ItemID) sale.Counts {
+	t.Helper()
+	c, err := h.s.Counts(h.ctx, id)
+	if err != nil {
+		t.Fatalf("Counts(%d): %v", id, err)
+	}
+	return c
+}
+
+func (h *harness) wantCounts(t testing.TB, id sale.ItemID, want sale.Counts) {
+	t.Helper()
+	if got := h.counts(t, id); got != want {
+		t.Fatalf("Counts(%d) = %+v, want %+v", id, got, want)
+	}
+}
+
+func (h *harness) claim(t testing.TB, ids ...sale.OrderID) []sale.Claim {
+	t.Helper()
+	c, err := h.s.Claim(h.ctx, ids...)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	return c
+}
+
+func (h *harness) wantClaim(t testing.TB, id sale.OrderID, want sale.Claim) {
+	t.Helper()
+	if got := h.claim(t, id); len(got) != 1 || got[0] != want {
+		t.Fatalf("Claim(%s) = %v, want [%d]", id, got, want)
+	}
+}
+
+func (h *harness) expire(t testing.TB, id sale.OrderID, wantReleased bool, wantGen int64) {
+	t.Helper()
+	released, gen, err := h.s.Expire(h.ctx, id, "payment timeout")
+	if err != nil || released != wantReleased || gen != wantGen {
+		t.Fatalf("Expire(%s) = %v, %d, %v; want %v, %d, nil", id, released, gen, err, wantReleased, wantGen)
+	}
+}
+
+func (h *harness) reject(t testing.TB, id sale.OrderID, wantReleased bool, wantGen int64) {
+	t.Helper()
+	released, gen, err := h.s.Reject(h.ctx, id, "cannot confirm")
+	if err != nil || released != wantReleased || gen != wantGen {
+		t.Fatalf("Reject(%s) = %v, %d, %v; want %v, %d, nil", id, released, gen, err, wantReleased, wantGen)
+	}
+}
+
+func (h *harness) lookupErr(t testing.TB, id sale.OrderID, want error) {
+	t.Helper()
+	if _, err := h.s.Lookup(h.ctx, id); !errors.Is(err, want) {
+		t.Fatalf("Lookup(%q) error = %v, want %v", id, err, want)
+	}
+}
+
+func (h *harness) unpublished(t testing.TB, before time.Time, limit int) []sale.Order {
+	t.Helper()
+	got, err := h.s.Unpublished(h.ctx, before, limit)
+	if err != nil {
+		t.Fatalf("Unpublished: %v", err)
+	}
+	return got
+}
+
+func wantOrders(t testing.TB, got []sale.Order, want ...sale.Order) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d orders %v, want %d %v", len(got), ids(got), len(want), ids(want))
+	}
+	for i := range want {
+		g := got[i]
+		// time.Time is compared as an instant, not by representation.
+		if g.CreatedAt.Equal(want[i].CreatedAt) {
+			g.CreatedAt = want[i].CreatedAt
+		}
+		if g != want[i] {
+			t.Fatalf("order %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func ids(os []sale.Order) []sale.OrderID {
+	out := make([]sale.OrderID, len(os))
+	for i, o := range os {
+		out[i] = o.ID
+	}
+	return out
+}

@@ -1,0 +1,162 @@
+package redisstock
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"seckill/domain/sale"
+)
+
+// reserveReq is one Reserve call waiting for a flusher.
+type reserveReq struct {
+	ctx  context.Context
+	call scriptCall
+	// done is buffered so a flusher never blocks on a caller.
+	done chan reserveResult
+}
+
+type reserveResult struct {
+	r   sale.Reservation
+	err error
+}
+
+// Reserve atomically checks the window at o.CreatedAt, the one-order-per-user
+// rule and the stock, and on success deducts one unit and records o as
+// pending and unpublished (see sale.StockLedger).
+//
+// Concurrent calls are coalesced into one pipeline. A caller whose ctx is
+// done before its call is sent gets ctx.Err() and nothing is reserved; once
+// the call is sent, the result stands and is returned even if ctx ends while
+// the pipeline is in flight, because Redis may already have applied it (the
+// client's read and write timeouts bound that wait). Reserve is idempotent
+// per order id: the same order again reports Accepted without deducting
+// twice. After Close it returns ErrClosed.
+func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
+	if err := o.Check(); err != nil {
+		return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return sale.Reservation{}, err
+	}
+	req := &reserveReq{
+		ctx: ctx,
+		call: scriptCall{
+			script: reserveScript,
+			keys:   s.item(o.ItemID).reserve(),
+			args: []any{
+				strconv.FormatInt(o.CreatedAt.UnixMilli(), 10),
+				string(o.UserID),
+				string(o.ID),
+				encodePending(o),
+			},
+		},
+		done: make(chan reserveResult, 1),
+	}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return sale.Reservation{}, ctx.Err()
+	case <-s.quit:
+		return sale.Reservation{}, ErrClosed
+	}
+	// A flusher that took the request always answers it, so this cannot hang
+	// past the pipeline's own timeouts.
+	res := <-req.done
+	return res.r, res.err
+}
+
+// flush is one flusher: it waits for a first request, takes whatever other
+// requests are already waiting (never waiting for more, so an idle store adds
+// no delay), and sends them as one pipeline.
+func (s *Store) flush() {
+	defer s.flushers.Done()
+	batch := make([]*reserveReq, 0, s.maxBatch)
+	calls := make([]scriptCall, 0, s.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-s.quit:
+			return
+		}
+	drain:
+		for len(batch) < s.maxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		calls = s.sendBatch(batch, calls[:0])
+	}
+}
+
+// sendBatch answers every request in batch; calls is scratch space.
+func (s *Store) sendBatch(batch []*reserveReq, calls []scriptCall) []scriptCall {
+	live := batch[:0]
+	for _, r := range batch {
+		// A caller that gave up before the pipeline left is answered now and
+		// not sent, so nothing is reserved for a caller that is gone.
+		if err := r.ctx.Err(); err != nil {
+			r.done <- reserveResult{err: err}
+			continue
+		}
+		live = append(live, r)
+		calls = append(calls, r.call)
+	}
+	// The pipeline runs under a context of its own: one caller's
+	// cancellation must not fail the calls of the others sharing it, and a
+	// sent call's result must reach its caller whatever happens to its ctx.
+	cmds := s.runScripts(context.Background(), calls)
+	for i, r := range live {
+		res, err := decodeReserve(cmds[i].Slice())
+		if err != nil {
+			err = fmt.Errorf("redisstock: reserve: %w", err)
+		}
+		r.done <- reserveResult{r: res, err: err}
+	}
+	// Drop references so finished requests can be collected.
+	clear(batch)
+	clear(calls)
+	return calls[:0]
+}
+
+// decodeReserve maps the reserve script's {code, stock, gen, order_id} reply
+// to a Reservation. A transport or script error stays an error.
+func decodeReserve(vals []any, err error) (sale.Reservation, error) {
+	if err != nil {
+		return sale.Reservation{}, err
+	}
+	if len(vals) != 4 {
+		return sale.Reservation{}, fmt.Errorf("reserve script replied %d values, want 4", len(vals))
+	}
+	code, ok1 := vals[0].(int64)
+	stock, ok2 := vals[1].(int64)
+	gen, ok3 := vals[2].(int64)
+	existing, ok4 := vals[3].(string)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return sale.Reservation{}, fmt.Errorf("reserve script replied %v", vals)
+	}
+	r := sale.Reservation{Gen: gen, StockLeft: stock}
+	switch code {
+	case codeReserveAccepted:
+		r.Outcome = sale.Accepted
+	case codeReserveNotFound:
+		r.Outcome = sale.OutcomeNotFound
+	case codeReserveNotStarted:
+		r.Outcome = sale.OutcomeNotStarted
+	case codeReserveEnded:
+		r.Outcome = sale.OutcomeEnded
+	case codeReserveSoldOut:
+		r.Outcome = sale.OutcomeSoldOut
+	case codeReserveAlready:
+		r.Outcome = sale.OutcomeAlreadyPurchased
+		r.Existing = sale.OrderID(existing)
+	default:
+		return sale.Reservation{}, fmt.Errorf("reserve script replied unknown code %d", code)
+	}
+	return r, nil
+}

@@ -1,0 +1,417 @@
+package redisstock
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+// scriptCases exercise every script outcome. TestScripts runs each against a
+// fresh miniredis and a fresh prefix on real Redis, so the two must agree.
+var scriptCases = []struct {
+	name string
+	run  func(t *testing.T, h *harness)
+}{
+	{"reserve on an item never opened is not found", func(t *testing.T, h *harness) {
+		r := h.expect(t, order(item(7, 1), "u1", inWindow), sale.OutcomeNotFound)
+		if !errors.Is(r.Err(), sale.ErrNotFound) {
+			t.Fatalf("Err() = %v, want ErrNotFound", r.Err())
+		}
+		if _, err := h.s.Counts(h.ctx, 7); !errors.Is(err, sale.ErrNotFound) {
+			t.Fatalf("Counts of an unknown item: %v, want ErrNotFound", err)
+		}
+	}},
+	{"reserve before the window is not started", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		h.expect(t, order(it, "u1", t0.Add(-time.Millisecond)), sale.OutcomeNotStarted)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
+	}},
+	{"reserve after the window is ended", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		h.expect(t, order(it, "u1", t0.Add(2*time.Hour)), sale.OutcomeEnded)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
+	}},
+	{"window is half open: exactly at starts is open, exactly at ends is ended", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		h.expect(t, order(it, "a", it.StartsAt), sale.Accepted)
+		h.expect(t, order(it, "b", it.EndsAt.Add(-time.Millisecond)), sale.Accepted)
+		h.expect(t, order(it, "c", it.EndsAt), sale.OutcomeEnded)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 3, Pending: 2})
+	}},
+	{"accepted deducts one unit and records a queued order", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 3))
+		o := order(it, "u1", inWindow)
+		r := h.expect(t, o, sale.Accepted)
+		if r.StockLeft != 2 || r.Gen != 0 || r.Err() != nil {
+			t.Fatalf("reservation = %+v, want stock 2 gen 0", r)
+		}
+		got, err := h.s.Lookup(h.ctx, o.ID)
+		if err != nil {
+			t.Fatalf("Lookup: %v", err)
+		}
+		wantOrders(t, []sale.Order{got}, o)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 3, StockLeft: 2, Pending: 1})
+	}},
+	{"already purchased returns the existing order and deducts nothing", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		first := order(it, "u1", inWindow)
+		h.expect(t, first, sale.Accepted)
+		r := h.expect(t, order(it, "u1", inWindow.Add(time.Second)), sale.OutcomeAlreadyPurchased)
+		if r.Existing != first.ID || r.StockLeft != 4 {
+			t.Fatalf("reservation = %+v, want existing %s and stock 4", r, first.ID)
+		}
+		var ap *sale.AlreadyPurchasedError
+		if !errors.As(r.Err(), &ap) || ap.OrderID != first.ID {
+			t.Fatalf("Err() = %v, want AlreadyPurchasedError for %s", r.Err(), first.ID)
+		}
+		// The same order again is a replay, not a second purchase.
+		if r := h.expect(t, first, sale.Accepted); r.StockLeft != 4 {
+			t.Fatalf("replay reservation = %+v, want stock still 4", r)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 4, Pending: 1})
+	}},
+	{"sold out, and the rules are checked window then user then stock", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 1))
+		a := order(it, "a", inWindow)
+		h.expect(t, a, sale.Accepted)
+		r := h.expect(t, order(it, "b", inWindow), sale.OutcomeSoldOut)
+		if r.StockLeft != 0 || r.Gen != 0 || !errors.Is(r.Err(), sale.ErrSoldOut) {
+			t.Fatalf("sold-out reservation = %+v", r)
+		}
+		// A repeat buyer on a sold-out item hears already_purchased...
+		if r := h.expect(t, order(it, "a", inWindow), sale.OutcomeAlreadyPurchased); r.Existing != a.ID {
+			t.Fatalf("existing = %s, want %s", r.Existing, a.ID)
+		}
+		// ...and anyone outside the window hears about the window first.
+		h.expect(t, order(it, "a", it.EndsAt), sale.OutcomeEnded)
+		h.expect(t, order(it, "b", t0.Add(-time.Second)), sale.OutcomeNotStarted)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 0, Pending: 1})
+	}},
+	{"open twice keeps stock and refreshes window and price", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 3))
+		h.expect(t, order(it, "a", inWindow), sale.Accepted)
+		moved := it
+		moved.StockTotal, moved.StockLeft = 100, 100
+		moved.PriceCents = 2500
+		moved.StartsAt, moved.EndsAt = t0.Add(time.Hour), t0.Add(2*time.Hour)
+		h.open(t, moved)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 3, StockLeft: 2, Pending: 1})
+		h.expect(t, order(it, "b", inWindow), sale.OutcomeNotStarted)
+		h.expect(t, order(moved, "b", moved.StartsAt), sale.Accepted)
+		price, err := h.rdb.HGet(h.ctx, h.s.item(1).sale(), "price").Int64()
+		if err != nil || price != 2500 {
+			t.Fatalf("price = %d, %v; want 2500", price, err)
+		}
+		bad := it
+		bad.EndsAt = bad.StartsAt
+		if err := h.s.Open(h.ctx, bad); !errors.Is(err, sale.ErrInvalid) {
+			t.Fatalf("Open with an empty window: %v, want ErrInvalid", err)
+		}
+	}},
+	{"set window moves a live sale and refuses an unknown one", func(t *testing.T, h *harness) {
+		if err := h.s.SetWindow(h.ctx, 1, t0, t0.Add(time.Hour)); !errors.Is(err, sale.ErrNotFound) {
+			t.Fatalf("SetWindow on an unknown item: %v, want ErrNotFound", err)
+		}
+		it := h.open(t, item(1, 2))
+		late := t0.Add(2 * time.Hour)
+		h.expect(t, order(it, "a", late), sale.OutcomeEnded)
+		if err := h.s.SetWindow(h.ctx, 1, t0, t0.Add(3*time.Hour)); err != nil {
+			t.Fatalf("SetWindow: %v", err)
+		}
+		h.expect(t, order(it, "a", late), sale.Accepted)
+		h.expect(t, order(it, "b", t0.Add(3*time.Hour)), sale.OutcomeEnded)
+		if err := h.s.SetWindow(h.ctx, 1, t0, t0); !errors.Is(err, sale.ErrInvalid) {
+			t.Fatalf("SetWindow with an empty window: %v, want ErrInvalid", err)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 1, Pending: 1})
+	}},
+	{"restock is idempotent by key and bumps the generation", func(t *testing.T, h *harness) {
+		if _, _, err := h.s.Restock(h.ctx, 1, 1, "k"); !errors.Is(err, sale.ErrNotFound) {
+			t.Fatalf("Restock on an unknown item: %v, want ErrNotFound", err)
+		}
+		it := h.open(t, item(1, 1))
+		h.expect(t, order(it, "a", inWindow), sale.Accepted)
+		if r := h.expect(t, order(it, "b", inWindow), sale.OutcomeSoldOut); r.Gen != 0 {
+			t.Fatalf("gen before restock = %d, want 0", r.Gen)
+		}
+		restock := func(add int64, key string, wantApplied bool, wantGen int64) {
+			t.Helper()
+			applied, gen, err := h.s.Restock(h.ctx, 1, add, key)
+			if err != nil || applied != wantApplied || gen != wantGen {
+				t.Fatalf("Restock(%d, %q) = %v, %d, %v; want %v, %d", add, key, applied, gen, err, wantApplied, wantGen)
+			}
+		}
+		restock(2, "k1", true, 1)
+		restock(2, "k1", false, 1)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 3, StockLeft: 2, Pending: 1, Gen: 1})
+		restock(1, "", true, 2)
+		restock(1, "", true, 3)
+		restock(5, "k2", true, 4)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 10, StockLeft: 9, Pending: 1, Gen: 4})
+		if r := h.expect(t, order(it, "b", inWindow), sale.Accepted); r.Gen != 4 || r.StockLeft != 8 {
+			t.Fatalf("reservation after restock = %+v, want gen 4 stock 8", r)
+		}
+		if _, _, err := h.s.Restock(h.ctx, 1, 0, "k3"); !errors.Is(err, sale.ErrInvalid) {
+			t.Fatalf("Restock of 0 units: %v, want ErrInvalid", err)
+		}
+	}},
+	{"expire releases the unit and lets the same user buy again", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 1))
+		o := order(it, "a", inWindow)
+		h.expect(t, o, sale.Accepted)
+		h.expect(t, order(it, "b", inWindow), sale.OutcomeSoldOut)
+		h.expire(t, o.ID, true, 1)
+		h.expire(t, o.ID, false, 1) // already failed: nothing changes
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 1, Failed: 1, Gen: 1})
+		if got := h.unpublished(t, t0.Add(time.Hour), 10); len(got) != 0 {
+			t.Fatalf("an expired order is still unpublished: %v", ids(got))
+		}
+		again := order(it, "a", inWindow.Add(time.Second))
+		if r := h.expect(t, again, sale.Accepted); r.Gen != 1 || r.StockLeft != 0 {
+			t.Fatalf("second purchase = %+v, want gen 1 stock 0", r)
+		}
+		h.wantClaim(t, o.ID, sale.ClaimFailed)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 0, Pending: 1, Failed: 1, Gen: 1})
+	}},
+	{"expire frees the user's slot only if it still holds this order", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 2))
+		o := order(it, "a", inWindow)
+		h.expect(t, o, sale.Accepted)
+		other := sale.NewOrderID(1, inWindow)
+		if err := h.rdb.HSet(h.ctx, h.s.item(1).buyers(), "a", string(other)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		h.expire(t, o.ID, true, 1)
+		if r := h.expect(t, order(it, "a", inWindow), sale.OutcomeAlreadyPurchased); r.Existing != other {
+			t.Fatalf("existing = %s, want the other order %s", r.Existing, other)
+		}
+	}},
+	{"expire refuses a claimed order, reject releases it", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 2))
+		o := order(it, "a", inWindow)
+		h.expect(t, o, sale.Accepted)
+		h.wantClaim(t, o.ID, sale.Claimed)
+		h.expire(t, o.ID, false, 0)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 1, Pending: 1})
+		if got, err := h.s.Lookup(h.ctx, o.ID); err != nil || got.Status != sale.OrderQueued {
+			t.Fatalf("Lookup after refused expire = %+v, %v; want queued", got, err)
+		}
+		h.reject(t, o.ID, true, 1)
+		h.reject(t, o.ID, false, 1)
+		h.wantClaim(t, o.ID, sale.ClaimFailed)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 2, Failed: 1, Gen: 1})
+		h.expect(t, order(it, "a", inWindow), sale.Accepted)
+	}},
+	{"expire and reject of unknown or malformed ids release nothing", func(t *testing.T, h *harness) {
+		h.open(t, item(1, 2))
+		h.expire(t, sale.NewOrderID(1, inWindow), false, 0)
+		h.reject(t, sale.NewOrderID(9, inWindow), false, 0)
+		h.expire(t, "nope", false, 0)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 2})
+	}},
+	{"claim reports in input order across items", func(t *testing.T, h *harness) {
+		it1 := h.open(t, item(1, 5))
+		it2 := h.open(t, item(2, 5))
+		pending := order(it1, "a", inWindow)
+		failed := order(it2, "b", inWindow)
+		settled := order(it1, "c", inWindow)
+		for _, o := range []sale.Order{pending, failed, settled} {
+			h.expect(t, o, sale.Accepted)
+		}
+		h.expire(t, failed.ID, true, 1)
+		if err := h.s.Settle(h.ctx, settled.ID); err != nil {
+			t.Fatalf("Settle: %v", err)
+		}
+		got := h.claim(t, pending.ID, failed.ID, settled.ID, "garbage", sale.NewOrderID(1, inWindow), pending.ID)
+		want := []sale.Claim{sale.Claimed, sale.ClaimFailed, sale.ClaimUnknown, sale.ClaimUnknown, sale.ClaimUnknown, sale.Claimed}
+		if len(got) != len(want) {
+			t.Fatalf("Claim = %v, want %v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("Claim = %v, want %v", got, want)
+			}
+		}
+		if got := h.claim(t); len(got) != 0 {
+			t.Fatalf("Claim() = %v, want empty", got)
+		}
+	}},
+	{"settle then claim is unknown and the user keeps their order", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 2))
+		o := order(it, "a", inWindow)
+		h.expect(t, o, sale.Accepted)
+		h.wantClaim(t, o.ID, sale.Claimed)
+		if err := h.s.Settle(h.ctx, o.ID, sale.NewOrderID(1, inWindow), "garbage"); err != nil {
+			t.Fatalf("Settle: %v", err)
+		}
+		h.wantClaim(t, o.ID, sale.ClaimUnknown)
+		h.lookupErr(t, o.ID, sale.ErrOrderNotFound)
+		h.expire(t, o.ID, false, 0)
+		if r := h.expect(t, order(it, "a", inWindow), sale.OutcomeAlreadyPurchased); r.Existing != o.ID {
+			t.Fatalf("existing = %s, want %s", r.Existing, o.ID)
+		}
+		if got := h.unpublished(t, t0.Add(time.Hour), 10); len(got) != 0 {
+			t.Fatalf("a settled order is still unpublished: %v", ids(got))
+		}
+		// The outbox itself must be clean, not just filtered on read, or dead
+		// entries would fill every Unpublished page.
+		if n, err := h.rdb.ZCard(h.ctx, h.s.item(1).outbox()).Result(); err != nil || n != 0 {
+			t.Fatalf("outbox holds %d entries after settle (%v), want 0", n, err)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 1})
+		if err := h.s.Settle(h.ctx); err != nil {
+			t.Fatalf("Settle(): %v", err)
+		}
+	}},
+	{"lookup finds queued and failed orders only", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		queued := order(it, "a", inWindow)
+		failed := order(it, "b", inWindow.Add(time.Second))
+		h.expect(t, queued, sale.Accepted)
+		h.expect(t, failed, sale.Accepted)
+		if _, _, err := h.s.Reject(h.ctx, failed.ID, "payment | declined"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := h.s.Lookup(h.ctx, queued.ID)
+		if err != nil {
+			t.Fatalf("Lookup queued: %v", err)
+		}
+		wantOrders(t, []sale.Order{got}, queued)
+		got, err = h.s.Lookup(h.ctx, failed.ID)
+		if err != nil {
+			t.Fatalf("Lookup failed: %v", err)
+		}
+		wantFailed := failed
+		wantFailed.Status, wantFailed.Reason = sale.OrderFailed, "payment | declined"
+		wantOrders(t, []sale.Order{got}, wantFailed)
+		h.lookupErr(t, sale.NewOrderID(1, inWindow), sale.ErrOrderNotFound)
+		h.lookupErr(t, sale.NewOrderID(99, inWindow), sale.ErrOrderNotFound)
+		h.lookupErr(t, "nope", sale.ErrOrderNotFound)
+		h.lookupErr(t, "1-zz", sale.ErrOrderNotFound)
+	}},
+	{"unpublished is oldest first across items, strictly before, and MarkPublished removes", func(t *testing.T, h *harness) {
+		it1 := h.open(t, item(1, 5))
+		it2 := h.open(t, item(2, 5))
+		a := order(it2, "a", t0.Add(1*time.Minute))
+		b := order(it1, "b", t0.Add(2*time.Minute))
+		c := order(it2, "c", t0.Add(3*time.Minute))
+		d := order(it1, "d", t0.Add(4*time.Minute))
+		e := order(it1, "e", t0.Add(5*time.Minute))
+		// Reserved out of order, so the result's order comes from the ledger.
+		for _, o := range []sale.Order{e, c, a, d, b} {
+			h.expect(t, o, sale.Accepted)
+		}
+		wantOrders(t, h.unpublished(t, e.CreatedAt, 10), a, b, c, d)
+		wantOrders(t, h.unpublished(t, t0.Add(time.Hour), 2), a, b)
+		wantOrders(t, h.unpublished(t, t0, 10))
+		if err := h.s.MarkPublished(h.ctx, a.ID, c.ID, "garbage"); err != nil {
+			t.Fatalf("MarkPublished: %v", err)
+		}
+		wantOrders(t, h.unpublished(t, t0.Add(time.Hour), 10), b, d, e)
+		// Published orders stay pending until settled.
+		if got, err := h.s.Lookup(h.ctx, a.ID); err != nil || got.Status != sale.OrderQueued {
+			t.Fatalf("Lookup of a published order = %+v, %v", got, err)
+		}
+		h.expire(t, d.ID, true, 1)
+		wantOrders(t, h.unpublished(t, t0.Add(time.Hour), 10), b, e)
+		if got := h.unpublished(t, t0.Add(time.Hour), 0); len(got) != 0 {
+			t.Fatalf("limit 0 returned %v", ids(got))
+		}
+	}},
+	{"counts and stock left reflect the ledger", func(t *testing.T, h *harness) {
+		it1 := h.open(t, item(1, 4))
+		h.open(t, item(2, 7))
+		a := order(it1, "a", inWindow)
+		b := order(it1, "b", inWindow)
+		h.expect(t, a, sale.Accepted)
+		h.expect(t, b, sale.Accepted)
+		h.expire(t, a.ID, true, 1)
+		if _, _, err := h.s.Restock(h.ctx, 1, 3, "r"); err != nil {
+			t.Fatal(err)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 7, StockLeft: 6, Pending: 1, Failed: 1, Gen: 2})
+		left, err := h.s.StockLeft(h.ctx, 1, 99, 2)
+		if err != nil {
+			t.Fatalf("StockLeft: %v", err)
+		}
+		if len(left) != 2 || left[1] != 6 || left[2] != 7 {
+			t.Fatalf("StockLeft = %v, want map[1:6 2:7]", left)
+		}
+		if left, err := h.s.StockLeft(h.ctx); err != nil || len(left) != 0 {
+			t.Fatalf("StockLeft() = %v, %v; want empty", left, err)
+		}
+	}},
+	{"failed records expire after FailedTTL", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 2))
+		o := order(it, "a", inWindow)
+		h.expect(t, o, sale.Accepted)
+		h.expire(t, o.ID, true, 1)
+		ttl, err := h.rdb.PTTL(h.ctx, h.s.item(1).failed()).Result()
+		if err != nil || ttl <= 0 || ttl > DefaultFailedTTL {
+			t.Fatalf("failed hash TTL = %v, %v; want within (0, %v]", ttl, err, DefaultFailedTTL)
+		}
+	}},
+	{"scripts run again after the server's script cache is flushed", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		h.expect(t, order(it, "a", inWindow), sale.Accepted)
+		if err := h.rdb.ScriptFlush(h.ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		b := order(it, "b", inWindow)
+		h.expect(t, b, sale.Accepted) // batched EVALSHA path
+		if err := h.rdb.ScriptFlush(h.ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		h.wantClaim(t, b.ID, sale.Claimed) // pipelined helper path
+		if err := h.rdb.ScriptFlush(h.ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		h.reject(t, b.ID, true, 1) // single-call path
+	}},
+	{"a caller whose context is done reserves nothing", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		ctx, cancel := context.WithCancel(h.ctx)
+		cancel()
+		if _, err := h.s.Reserve(ctx, order(it, "a", inWindow)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Reserve with a cancelled ctx: %v, want context.Canceled", err)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
+	}},
+	{"reserve refuses a malformed order without asking Redis", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		o := order(it, "a", inWindow)
+		o.ItemID = 2 // id prefix no longer matches
+		if _, err := h.s.Reserve(h.ctx, o); !errors.Is(err, sale.ErrInvalid) {
+			t.Fatalf("Reserve of a mismatched order: %v, want ErrInvalid", err)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
+	}},
+	{"reserve after close returns ErrClosed", func(t *testing.T, h *harness) {
+		it := h.open(t, item(1, 5))
+		if err := h.s.Ping(h.ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+		h.s.Close()
+		h.s.Close()
+		if _, err := h.s.Reserve(h.ctx, order(it, "a", inWindow)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Reserve after Close: %v, want ErrClosed", err)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
+	}},
+}
+
+func TestScripts(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			b.skipAll(t)
+			for _, tc := range scriptCases {
+				t.Run(tc.name, func(t *testing.T) {
+					tc.run(t, b.open(t, Options{}))
+				})
+			}
+		})
+	}
+}

@@ -1,0 +1,221 @@
+// Package redisstock is the Redis stock ledger: the live stock of every item
+// on sale, the one-order-per-user rule, and the outbox of accepted orders
+// between acceptance and confirmation. During a sale Redis is the system of
+// record for stock; nothing here reads the database.
+//
+// Every rule that must hold under concurrency runs inside one Lua script per
+// item, and every per-item key carries the hash tag {item:<id>}, so each
+// script touches a single cluster slot:
+//
+//	<p>:{item:42}:sale      hash  stock, total, starts_ms, ends_ms, price, gen
+//	<p>:{item:42}:buyers    hash  user id -> order id (one order per user)
+//	<p>:{item:42}:pending   hash  order id -> "<user>|<price>|<created_ms>"
+//	<p>:{item:42}:outbox    zset  order id scored by created ms, not yet published
+//	<p>:{item:42}:claimed   set   order ids fenced by a worker against Expire
+//	<p>:{item:42}:failed    hash  order id -> pending record + "|<reason>" (FailedTTL)
+//	<p>:{item:42}:idem:<k>  str   Restock idempotency key (24h)
+//	<p>:items               set   ids of opened items, for Unpublished
+//
+// Reserve calls from many goroutines are coalesced into pipelines of EVALSHA
+// calls (see Options.MaxBatch), which multiplies throughput over one round
+// trip per call without adding latency when the store is idle.
+package redisstock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"seckill/domain/sale"
+)
+
+var (
+	_ sale.StockLedger = (*Store)(nil)
+	_ sale.OrderLedger = (*Store)(nil)
+)
+
+// ErrClosed is returned by Reserve once Close has been called.
+var ErrClosed = errors.New("redisstock: store closed")
+
+// Defaults applied by New to zero or negative Options fields.
+const (
+	DefaultPrefix    = "seckill"
+	DefaultMaxBatch  = 32
+	DefaultPipelines = 4
+	DefaultFailedTTL = 7 * 24 * time.Hour
+)
+
+// idemTTL is how long a Restock key is remembered; a retry later than this
+// applies again.
+const idemTTL = 24 * time.Hour
+
+// Options tunes a Store; the zero value gives the defaults.
+type Options struct {
+	// Prefix starts every key, default "seckill". It must not contain '{'.
+	Prefix string
+	// MaxBatch is the most Reserve calls sent in one pipeline, default 32;
+	// 1 sends each call on its own.
+	MaxBatch int
+	// Pipelines is how many pipelines may be in flight at once, default 4.
+	Pipelines int
+	// FailedTTL is how long failed-order records are kept after the item's
+	// last failure, default 7 days.
+	FailedTTL time.Duration
+}
+
+// Store is the Redis stock and order ledger. It is safe for concurrent use.
+type Store struct {
+	rdb       redis.UniversalClient
+	prefix    string
+	maxBatch  int
+	failedTTL time.Duration
+
+	reqs      chan *reserveReq
+	quit      chan struct{}
+	closeOnce sync.Once
+	flushers  sync.WaitGroup
+}
+
+// New returns a Store on rdb and starts its Reserve flushers. The caller
+// keeps ownership of rdb and closes it after Close.
+func New(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.Pipelines <= 0 {
+		opts.Pipelines = DefaultPipelines
+	}
+	if opts.FailedTTL <= 0 {
+		opts.FailedTTL = DefaultFailedTTL
+	}
+	s := &Store{
+		rdb:       rdb,
+		prefix:    opts.Prefix,
+		maxBatch:  opts.MaxBatch,
+		failedTTL: opts.FailedTTL,
+		// Unbuffered on purpose: a request is handed straight to a flusher,
+		// so none can be stranded in a buffer when Close stops them, and the
+		// callers blocked on the send are exactly what a flusher drains.
+		reqs: make(chan *reserveReq),
+		quit: make(chan struct{}),
+	}
+	s.flushers.Add(opts.Pipelines)
+	for range opts.Pipelines {
+		go s.flush()
+	}
+	return s
+}
+
+// Close stops the Reserve flushers after their in-flight pipelines answer;
+// Reserve then returns ErrClosed. Other methods use the client directly and
+// keep working until the caller closes it. Close is idempotent.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		s.flushers.Wait()
+	})
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redisstock: ping: %w", err)
+	}
+	return nil
+}
+
+// itemKeys names the keys of one item; they share the hash tag {item:<id>}.
+type itemKeys struct{ base string }
+
+func (s *Store) item(id sale.ItemID) itemKeys {
+	return itemKeys{base: s.prefix + ":{item:" + id.String() + "}:"}
+}
+
+func (k itemKeys) sale() string           { return k.base + "sale" }
+func (k itemKeys) buyers() string         { return k.base + "buyers" }
+func (k itemKeys) pending() string        { return k.base + "pending" }
+func (k itemKeys) outbox() string         { return k.base + "outbox" }
+func (k itemKeys) claimed() string        { return k.base + "claimed" }
+func (k itemKeys) failed() string         { return k.base + "failed" }
+func (k itemKeys) idem(key string) string { return k.base + "idem:" + key }
+func (s *Store) itemsKey() string         { return s.prefix + ":items" }
+func (k itemKeys) reserve() []string      { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
+func (k itemKeys) claimKeys() []string    { return []string{k.pending(), k.failed(), k.claimed()} }
+func (k itemKeys) settleKeys() []string   { return []string{k.pending(), k.outbox(), k.claimed()} }
+func (k itemKeys) failKeys() []string {
+	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.claimed(), k.failed()}
+}
+
+// scriptCall is one script invocation to send in a pipeline.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// runScripts sends the calls as one pipeline of EVALSHA and returns one Cmd
+// per call, in order; each Cmd carries its own error.
+func (s *Store) runScripts(ctx context.Context, calls []scriptCall) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(calls))
+	if len(calls) == 0 {
+		return cmds
+	}
+	pipe := s.rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	// Exec's error is the first failed command's; each Cmd is inspected
+	// instead, because one NOSCRIPT must not fail the others.
+	_, _ = pipe.Exec(ctx)
+
+	// NOSCRIPT means the script did not run (a fresh server, a failover, or
+	// SCRIPT FLUSH), so sending the same call as EVAL cannot apply it twice.
+	// EVAL also caches the script, so the next pipeline's EVALSHA hits.
+	var retry []int
+	for i, cmd := range cmds {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) == 0 {
+		return cmds
+	}
+	pipe = s.rdb.Pipeline()
+	for _, i := range retry {
+		cmds[i] = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	return cmds
+}
+
+// runScript runs one script, with the same NOSCRIPT fallback.
+func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return script.Run(ctx, s.rdb, keys, args...)
+}
+
+// ints reads a script's array reply of integers; want is the expected length.
+func ints(cmd *redis.Cmd, want int) ([]int64, error) {
+	vals, err := cmd.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(vals) != want {
+		return nil, fmt.Errorf("redisstock: script replied %d values, want %d", len(vals), want)
+	}
+	out := make([]int64, len(vals))
+	for i, v := range vals {
+		n, ok := v.(int64)
+		if !ok {
+			return nil, fmt.Errorf("redisstock: script reply %d is %T, want integer", i, v)
+		}
+		out[i] = n
+	}
+	return out, nil
+}

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"seckill/app/auth"
+)
+
+// TestBadInputChangesNothing sends malformed, unauthorised and oversized
+// requests and checks that each gets its 4xx JSON error and that the sale's
+// accounts are exactly as before.
+func TestBadInputChangesNothing(t *testing.T) {
+	b := newBackends(t)
+	in := b.start(t, "api-1", both, nil)
+	item := in.createSale("guarded", 10, 0)
+	future := in.createSale("later", 10, time.Hour)
+	tok := in.login("alice")
+	expired, _ := auth.NewSigner(b.cfg.TokenSecret, time.Minute, func() time.Time { return time.Now().Add(-2 * time.Hour) }).Issue("alice")
+	forged, _ := auth.NewSigner("some-other-secret-xyz", time.Hour, nil).Issue("alice")
+	huge := bytes.Repeat([]byte("a"), 1<<20)
+	hugeJSON := `{"user_id":"` + string(huge) + `"}`
+	purchase := fmt.Sprintf("/api/v1/items/%d/purchase", item)
+	before := in.stats(item)
+
+	cases := []struct {
+		name, method, path, token string
+		body                      any
+		status                    int
+		code                      string
+	}{
+		{"unknown item", "POST", "/api/v1/items/999999/purchase", tok, nil, 404, "not_found"},
+		{"unknown item page", "GET", "/api/v1/items/999999", "", nil, 404, "not_found"},
+		{"malformed id", "POST", "/api/v1/items/abc/purchase", tok, nil, 400, "invalid_request"},
+		{"negative id", "GET", "/api/v1/items/-1", "", nil, 400, "invalid_request"},
+		{"overflowing id", "GET", "/api/v1/items/99999999999999999999", "", nil, 400, "invalid_request"},
+		{"missing token", "POST", purchase, "", nil, 401, "unauthorized"},
+		{"forged token", "POST", purchase, forged, nil, 401, "unauthorized"},
+		{"expired token", "POST", purchase, expired, nil, 401, "unauthorized"},
+		{"garbage token", "POST", purchase, "not.a-token", nil, 401, "unauthorized"},
+		{"admin route with user token", "POST", "/api/v1/admin/items", tok, `{}`, 401, "unauthorized"},
+		{"not started", "POST", fmt.Sprintf("/api/v1/items/%d/purchase", future), tok, nil, 403, "not_started"},
+		{"login bad json", "POST", "/api/v1/login", "", `{"user_id":`, 400, "invalid_json"},
+		{"login empty body", "POST", "/api/v1/login", "", "", 400, "invalid_json"},
+		{"login unknown field", "POST", "/api/v1/login", "", `{"user_id":"bob","admin":true}`, 400, "invalid_json"},
+		{"login bad user id", "POST", "/api/v1/login", "", `{"user_id":"bob smith"}`, 400, "invalid_request"},
+		{"login 1 MB body", "POST", "/api/v1/login", "", hugeJSON, 413, "payload_too_large"},
+		{"create 1 MB body", "POST", "/api/v1/admin/items", adminToken, hugeJSON, 413, "payload_too_large"},
+		{"create bad json", "POST", "/api/v1/admin/items", adminToken, `[1,2]`, 400, "invalid_json"},
+		{"create zero stock", "POST", "/api/v1/admin/items", adminToken,
+			`{"name":"x","price_cents":1,"stock":0,"starts_at":"2026-01-01T00:00:00Z","ends_at":"2027-01-01T00:00:00Z"}`, 400, "invalid_request"},
+		{"create window backwards", "POST", "/api/v1/admin/items", adminToken,
+			`{"name":"x","price_cents":1,"stock":5,"starts_at":"2027-01-01T00:00:00Z","ends_at":"2026-01-01T00:00:00Z"}`, 400, "invalid_request"},
+		{"create bad time", "POST", "/api/v1/admin/items", adminToken,
+			`{"name":"x","price_cents":1,"stock":5,"starts_at":"tomorrow","ends_at":"2026-01-01T00:00:00Z"}`, 400, "invalid_json"},
+		{"restock zero", "POST", fmt.Sprintf("/api/v1/admin/items/%d/restock", item), adminToken, `{"add":0}`, 400, "invalid_request"},
+		{"restock unknown item", "POST", "/api/v1/admin/items/999999/restock", adminToken, `{"add":5}`, 404, "not_found"},
+		{"patch nothing", "PATCH", fmt.Sprintf("/api/v1/admin/items/%d", item), adminToken, `{}`, 400, "invalid_request"},
+		{"patch bad price", "PATCH", fmt.Sprintf("/api/v1/admin/items/%d", item), adminToken, `{"price_cents":-5}`, 400, "invalid_request"},
+		{"stats unknown", "GET", "/api/v1/admin/items/999999/stats", adminToken, nil, 404, "not_found"},
+		{"order malformed id", "GET", "/api/v1/orders/nope", tok, nil, 400, "invalid_request"},
+		{"order unknown", "GET", "/api/v1/orders/1-" + strings.Repeat("0", 28), tok, nil, 404, "not_found"},
+		{"wrong method", "DELETE", "/api/v1/items", "", nil, 405, "method_not_allowed"},
+		{"no such route", "GET", "/api/v2/nothing", "", nil, 404, "not_found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := in.do(c.method, c.path, c.token, c.body)
+			if r.Status != c.status || r.str("error") != c.code || r.str("message") == "" {
+				t.Fatalf("%s %s = %d %s, want %d with error %q and a message", c.method, c.path, r.Status, truncate(r.Raw), c.status, c.code)
+			}
+		})
+	}
+	items := in.do("GET", "/api/v1/items", "", nil)
+	if n := len(items.Body["items"].([]any)); n != 2 {
+		t.Fatalf("bad input created items: %d items, want 2", n)
+	}
+	after := in.stats(item)
+	if string(before.Raw) != string(after.Raw) {
+		t.Fatalf("bad input changed the sale:\nbefore %s\nafter  %s", before.Raw, after.Raw)
+	}
+	// Someone else's order is indistinguishable from a missing one.
+	r := in.do("POST", purchase, tok, nil)
+	if r.Status != 202 {
+		t.Fatalf("valid purchase after the bad ones: %d %s", r.Status, r.Raw)
+	}
+	other := in.login("mallory")
+	if o := in.do("GET", "/api/v1/orders/"+r.str("order_id"), other, nil); o.Status != 404 {
+		t.Fatalf("another user's order: %d %s, want 404", o.Status, o.Raw)
+	}
+}
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}

@@ -1,0 +1,189 @@
+package mysqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"seckill/domain/sale"
+)
+
+// maxRestockKeyLen is the width of restocks.idempotency_key.
+const maxRestockKeyLen = 128
+
+// Item returns the item with id, or an error matching sale.ErrNotFound.
+func (s *Store) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
+	var row itemRow
+	if err := s.db.WithContext(ctx).Where("id = ?", int64(id)).Take(&row).Error; err != nil {
+		return sale.Item{}, translate(ctx, "item "+id.String(), err)
+	}
+	return row.toDomain(), nil
+}
+
+// Items returns every item ordered by StartsAt then ID; an empty store gives
+// an empty, non-nil slice.
+func (s *Store) Items(ctx context.Context) ([]sale.Item, error) {
+	var rows []itemRow
+	if err := s.db.WithContext(ctx).Order("starts_at, id").Find(&rows).Error; err != nil {
+		return nil, translate(ctx, "items", err)
+	}
+	items := make([]sale.Item, 0, len(rows))
+	for _, r := range rows {
+		items = append(items, r.toDomain())
+	}
+	return items, nil
+}
+
+// CreateItem stores it as a new item and returns it with its assigned ID,
+// CreatedAt and UpdatedAt (now, UTC, milliseconds), times truncated to the
+// millisecond and Version at least 1. The ID it.ID carries is ignored. It
+// returns ErrInvalid, storing nothing, if it breaks Item.Validate or its
+// stock figures are out of range.
+func (s *Store) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error) {
+	if err := it.Validate(); err != nil {
+		return sale.Item{}, err
+	}
+	if it.StockTotal < 0 || it.StockTotal > sale.MaxStock || it.StockLeft < 0 || it.StockLeft > it.StockTotal {
+		return sale.Item{}, &sale.ValidationError{Field: "stock", Reason: fmt.Sprintf("must satisfy 0 <= stock_left <= stock_total <= %d", sale.MaxStock)}
+	}
+	now := s.now()
+	it.ID = 0
+	it.CreatedAt, it.UpdatedAt = now, now
+	it.Version = max(it.Version, 1)
+	row := itemFromDomain(it)
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return sale.Item{}, translate(ctx, "create item", err)
+	}
+	return row.toDomain(), nil
+}
+
+// UpdateItem runs fn on the current item inside a transaction that holds the
+// row (SELECT ... FOR UPDATE on MySQL; SQLite's single writer on SQLite) and
+// stores the result if fn returns nil. It returns ErrNotFound for an unknown
+// id without calling fn, and fn's error unchanged, storing nothing.
+//
+// Only item data is stored: name, description, price, window, purchase rate
+// and Version, as fn left them. ID, stock and CreatedAt stay the store's
+// whatever fn does to them (stock changes only through Restock and
+// Confirm), and UpdatedAt becomes now. A result that breaks Item.Validate is
+// refused with ErrInvalid.
+func (s *Store) UpdateItem(ctx context.Context, id sale.ItemID, fn func(*sale.Item) error) (sale.Item, error) {
+	var (
+		out   sale.Item
+		fnErr error
+	)
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var row itemRow
+		if err := s.forUpdate(tx).Where("id = ?", int64(id)).Take(&row).Error; err != nil {
+			return err
+		}
+		cur := row.toDomain()
+		next := cur
+		if err := fn(&next); err != nil {
+			fnErr = err
+			return err
+		}
+		next.ID, next.StockTotal, next.StockLeft, next.CreatedAt = cur.ID, cur.StockTotal, cur.StockLeft, cur.CreatedAt
+		next.UpdatedAt = s.now()
+		if err := next.Validate(); err != nil {
+			return err
+		}
+		nr := itemFromDomain(next)
+		if err := tx.Model(&itemRow{}).Where("id = ?", nr.ID).Updates(map[string]any{
+			"name":          nr.Name,
+			"description":   nr.Description,
+			"price_cents":   nr.PriceCents,
+			"starts_at":     nr.StartsAt,
+			"ends_at":       nr.EndsAt,
+			"purchase_rate": nr.PurchaseRate,
+			"version":       nr.Version,
+			"updated_at":    nr.UpdatedAt,
+		}).Error; err != nil {
+			return err
+		}
+		out = nr.toDomain()
+		return nil
+	})
+	if fnErr != nil {
+		return sale.Item{}, fnErr
+	}
+	if err != nil {
+		return sale.Item{}, translate(ctx, "update item "+id.String(), err)
+	}
+	return out, nil
+}
+
+// DeleteItem removes an item that has no orders. It returns ErrNotFound for
+// an unknown id and ErrInvalid, deleting nothing, if any order references
+// the item.
+//
+// A Confirm racing the delete cannot leave orphan orders: its stock update
+// waits for the item row this transaction holds, then finds the row gone,
+// reports ErrNotFound and rolls its orders back.
+func (s *Store) DeleteItem(ctx context.Context, id sale.ItemID) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var row itemRow
+		if err := s.forUpdate(tx).Select("id").Where("id = ?", int64(id)).Take(&row).Error; err != nil {
+			return err
+		}
+		var hasOrders bool
+		if err := tx.Raw("SELECT EXISTS (SELECT 1 FROM orders WHERE item_id = ?)", int64(id)).Scan(&hasOrders).Error; err != nil {
+			return err
+		}
+		if hasOrders {
+			return &sale.ValidationError{Field: "id", Reason: "item " + id.String() + " has orders and cannot be deleted"}
+		}
+		return tx.Where("id = ?", int64(id)).Delete(&itemRow{}).Error
+	})
+	return translate(ctx, "delete item "+id.String(), err)
+}
+
+// Restock adds add units to the item's stock_total and stock_left in one
+// transaction. With a non-empty key it is applied at most once per key,
+// across all items: a repeat returns applied=false and changes nothing. It
+// returns ErrInvalid unless 1 <= add <= sale.MaxStock and the key is at
+// most 128 bytes, and ErrNotFound for an unknown item; on either error the
+// key stays unused.
+func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key string) (bool, error) {
+	if add < 1 || add > sale.MaxStock {
+		return false, &sale.ValidationError{Field: "add", Reason: fmt.Sprintf("must be between 1 and %d", sale.MaxStock)}
+	}
+	if len(key) > maxRestockKeyLen {
+		return false, &sale.ValidationError{Field: "key", Reason: fmt.Sprintf("must be at most %d bytes", maxRestockKeyLen)}
+	}
+	applied := false
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		now := s.now()
+		if key != "" {
+			// Insert-or-skip instead of read-then-insert: the primary key
+			// decides between two concurrent requests with the same key.
+			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&restockRow{
+				IdempotencyKey: key, ItemID: int64(id), Added: add, CreatedAt: now,
+			})
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 0 {
+				return nil
+			}
+		}
+		res := tx.Exec("UPDATE items SET stock_total = stock_total + ?, stock_left = stock_left + ?, updated_at = ? WHERE id = ?",
+			add, add, now, int64(id))
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			// add >= 1 always changes a row that exists, so 0 means no row;
+			// returning the error rolls the key back with it.
+			return fmt.Errorf("item %s: %w", id, sale.ErrNotFound)
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		return false, translate(ctx, "restock item "+id.String(), err)
+	}
+	return applied, nil
+}

@@ -1,0 +1,118 @@
+package mysqlstore
+
+import (
+	"time"
+
+	"seckill/domain/sale"
+)
+
+// itemRow is one row of items. Column tags are spelled out so that a field
+// rename in Go can never silently point at another column.
+type itemRow struct {
+	ID           int64     `gorm:"column:id;primaryKey;autoIncrement"`
+	Name         string    `gorm:"column:name"`
+	Description  string    `gorm:"column:description"`
+	PriceCents   int64     `gorm:"column:price_cents"`
+	StockTotal   int64     `gorm:"column:stock_total"`
+	StockLeft    int64     `gorm:"column:stock_left"`
+	StartsAt     time.Time `gorm:"column:starts_at"`
+	EndsAt       time.Time `gorm:"column:ends_at"`
+	PurchaseRate int64     `gorm:"column:purchase_rate"`
+	Version      int64     `gorm:"column:version"`
+	CreatedAt    time.Time `gorm:"column:created_at"`
+	UpdatedAt    time.Time `gorm:"column:updated_at"`
+}
+
+func (itemRow) TableName() string { return "items" }
+
+// orderRow is one row of orders. The surrogate id is never exposed; order_id
+// is the business key.
+type orderRow struct {
+	ID          int64      `gorm:"column:id;primaryKey;autoIncrement"`
+	OrderID     string     `gorm:"column:order_id"`
+	ItemID      int64      `gorm:"column:item_id"`
+	UserID      string     `gorm:"column:user_id"`
+	PriceCents  int64      `gorm:"column:price_cents"`
+	Status      string     `gorm:"column:status"`
+	Reason      string     `gorm:"column:reason"`
+	CreatedAt   time.Time  `gorm:"column:created_at"`
+	ConfirmedAt *time.Time `gorm:"column:confirmed_at"`
+	UpdatedAt   time.Time  `gorm:"column:updated_at"`
+}
+
+func (orderRow) TableName() string { return "orders" }
+
+// restockRow records one applied keyed restock.
+type restockRow struct {
+	IdempotencyKey string    `gorm:"column:idempotency_key;primaryKey"`
+	ItemID         int64     `gorm:"column:item_id"`
+	Added          int64     `gorm:"column:added"`
+	CreatedAt      time.Time `gorm:"column:created_at"`
+}
+
+func (restockRow) TableName() string { return "restocks" }
+
+// dbTime is how every time is stored: UTC, millisecond precision. UTC keeps
+// MySQL DATETIME (which has no zone) unambiguous and keeps SQLite's text
+// timestamps sorting in time order.
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+func itemFromDomain(it sale.Item) itemRow {
+	return itemRow{
+		ID:           int64(it.ID),
+		Name:         it.Name,
+		Description:  it.Description,
+		PriceCents:   it.PriceCents,
+		StockTotal:   it.StockTotal,
+		StockLeft:    it.StockLeft,
+		StartsAt:     dbTime(it.StartsAt),
+		EndsAt:       dbTime(it.EndsAt),
+		PurchaseRate: it.PurchaseRate,
+		Version:      it.Version,
+		CreatedAt:    dbTime(it.CreatedAt),
+		UpdatedAt:    dbTime(it.UpdatedAt),
+	}
+}
+
+func (r itemRow) toDomain() sale.Item {
+	return sale.Item{
+		ID:           sale.ItemID(r.ID),
+		Name:         r.Name,
+		Description:  r.Description,
+		PriceCents:   r.PriceCents,
+		StockTotal:   r.StockTotal,
+		StockLeft:    r.StockLeft,
+		StartsAt:     r.StartsAt.UTC(),
+		EndsAt:       r.EndsAt.UTC(),
+		PurchaseRate: r.PurchaseRate,
+		Version:      r.Version,
+		CreatedAt:    r.CreatedAt.UTC(),
+		UpdatedAt:    r.UpdatedAt.UTC(),
+	}
+}
+
+// confirmedOrderRow is the row Confirm inserts for o at now.
+func confirmedOrderRow(o sale.Order, now time.Time) orderRow {
+	return orderRow{
+		OrderID:     string(o.ID),
+		ItemID:      int64(o.ItemID),
+		UserID:      string(o.UserID),
+		PriceCents:  o.PriceCents,
+		Status:      string(sale.OrderConfirmed),
+		CreatedAt:   dbTime(o.CreatedAt),
+		ConfirmedAt: &now,
+		UpdatedAt:   now,
+	}
+}
+
+func (r orderRow) toDomain() sale.Order {
+	return sale.Order{
+		ID:         sale.OrderID(r.OrderID),
+		ItemID:     sale.ItemID(r.ItemID),
+		UserID:     sale.UserID(r.UserID),
+		PriceCents: r.PriceCents,
+		Status:     sale.OrderStatus(r.Status),
+		Reason:     r.Reason,
+		CreatedAt:  r.CreatedAt.UTC(),
+	}
+}

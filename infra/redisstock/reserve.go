@@ -39,7 +39,23 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 	if err := ctx.Err(); err != nil {
 		return sale.Reservation{}, err
 	}
-	req := &reserveReq{
+	req := s.newReserveReq(ctx, o)
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return sale.Reservation{}, ctx.Err()
+	case <-s.quit:
+		return sale.Reservation{}, ErrClosed
+	}
+	// A flusher that took the request always answers it, so this cannot hang
+	// past the pipeline's own timeouts.
+	res := <-req.done
+	return res.r, res.err
+}
+
+// newReserveReq prepares the reserve script call for o.
+func (s *Store) newReserveReq(ctx context.Context, o sale.Order) *reserveReq {
+	return &reserveReq{
 		ctx: ctx,
 		call: scriptCall{
 			script: reserveScript,
@@ -53,17 +69,6 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 		},
 		done: make(chan reserveResult, 1),
 	}
-	select {
-	case s.reqs <- req:
-	case <-ctx.Done():
-		return sale.Reservation{}, ctx.Err()
-	case <-s.quit:
-		return sale.Reservation{}, ErrClosed
-	}
-	// A flusher that took the request always answers it, so this cannot hang
-	// past the pipeline's own timeouts.
-	res := <-req.done
-	return res.r, res.err
 }
 
 // flush is one flusher: it waits for a first request, takes whatever other

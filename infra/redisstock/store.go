@@ -72,6 +72,7 @@ type Store struct {
 	rdb       redis.UniversalClient
 	prefix    string
 	maxBatch  int
+	pipelines int
 	failedTTL time.Duration
 
 	reqs      chan *reserveReq
@@ -83,6 +84,14 @@ type Store struct {
 // New returns a Store on rdb and starts its Reserve flushers. The caller
 // keeps ownership of rdb and closes it after Close.
 func New(rdb redis.UniversalClient, opts Options) *Store {
+	s := newStore(rdb, opts)
+	s.start(s.pipelines)
+	return s
+}
+
+// newStore applies the defaults and returns a Store with no flushers yet;
+// tests use it to queue requests before any flusher runs.
+func newStore(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
@@ -95,10 +104,11 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.FailedTTL <= 0 {
 		opts.FailedTTL = DefaultFailedTTL
 	}
-	s := &Store{
+	return &Store{
 		rdb:       rdb,
 		prefix:    opts.Prefix,
 		maxBatch:  opts.MaxBatch,
+		pipelines: opts.Pipelines,
 		failedTTL: opts.FailedTTL,
 		// Unbuffered on purpose: a request is handed straight to a flusher,
 		// so none can be stranded in a buffer when Close stops them, and the
@@ -106,11 +116,14 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		reqs: make(chan *reserveReq),
 		quit: make(chan struct{}),
 	}
-	s.flushers.Add(opts.Pipelines)
-	for range opts.Pipelines {
+}
+
+// start launches n Reserve flushers.
+func (s *Store) start(n int) {
+	s.flushers.Add(n)
+	for range n {
 		go s.flush()
 	}
-	return s
 }
 
 // Close stops the Reserve flushers after their in-flight pipelines answer;

@@ -1,0 +1,183 @@
+// Shared helpers of the seckill k6 scripts. Every request goes through the
+// public API described in app/httpapi/openapi.yaml.
+//
+// Parameters (environment, `k6 run -e NAME=value` or exported):
+//   BASE_URL     the API, default http://127.0.0.1:8080 (k6/run.sh sets it)
+//   ADMIN_TOKEN  the admin bearer token (SECKILL_ADMIN_TOKEN of the server)
+//   STOCK        units of the sale a script creates
+//   USERS        distinct users a script uses
+//   RATE         peak purchase attempts (iterations) per second
+//   RUNNER_API   k6's own REST API, default http://127.0.0.1:6565; spike.js
+//                reads its accepted counter there (see acceptedSoFar)
+import http from 'k6/http';
+import { sleep } from 'k6';
+
+function intEnv(name, def) {
+  const v = __ENV[name];
+  if (v === undefined || v === '') return def;
+  const n = parseInt(v, 10);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: want a non-negative integer`);
+  return n;
+}
+
+export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+export const ADMIN_TOKEN = __ENV.ADMIN_TOKEN || '';
+export const RUNNER_API = (__ENV.RUNNER_API || 'http://127.0.0.1:6565').replace(/\/+$/, '');
+export { intEnv };
+
+// Statuses a purchase may legitimately answer during a sale: accepted,
+// sold out / already purchased, rate limited, overloaded, outside the window.
+export const PURCHASE_STATUSES = [202, 409, 429, 503, 403];
+
+const JSON_HEADERS = { 'Content-Type': 'application/json' };
+
+// Requests whose non-2xx answers are the point of the test are not counted
+// in http_req_failed; unexpected ones are counted by the scripts themselves.
+const purchaseExpected = http.expectedStatuses(...PURCHASE_STATUSES);
+
+function adminHeaders() {
+  if (!ADMIN_TOKEN) throw new Error('ADMIN_TOKEN is not set (the server\'s SECKILL_ADMIN_TOKEN)');
+  return { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' };
+}
+
+// json returns the parsed body, or null if there is none or it is not JSON.
+export function json(res) {
+  try {
+    return res.json();
+  } catch (_) {
+    return null;
+  }
+}
+
+// errorCode is the API's error code ("sold_out", ...), or "" for none.
+export function errorCode(res) {
+  const b = json(res);
+  return b && typeof b.error === 'string' ? b.error : '';
+}
+
+// runId is a short id that makes user names unique to one run. Call it in
+// setup() and pass it on: init code runs once per VU, so a value computed
+// there would differ between VUs.
+export function runId() {
+  return Date.now().toString(36) + Math.floor(Math.random() * 1296).toString(36);
+}
+
+// login returns a user token, or null (with the response) if login failed.
+export function login(user) {
+  const res = http.post(`${BASE_URL}/api/v1/login`, JSON.stringify({ user_id: user }), {
+    headers: JSON_HEADERS,
+    tags: { name: 'login' },
+  });
+  const b = res.status === 200 ? json(res) : null;
+  return { token: b && b.token ? b.token : null, res };
+}
+
+// buy attempts to buy one unit of itemId; the response is the caller's to judge.
+export function buy(token, itemId) {
+  return http.post(`${BASE_URL}/api/v1/items/${itemId}/purchase`, null, {
+    headers: { Authorization: `Bearer ${token}` },
+    tags: { name: 'purchase' },
+    responseCallback: purchaseExpected,
+  });
+}
+
+// order returns the caller's order (status queued, confirmed or failed), or
+// null with the response.
+export function order(token, orderId) {
+  const res = http.get(`${BASE_URL}/api/v1/orders/${orderId}`, {
+    headers: { Authorization: `Bearer ${token}` },
+    tags: { name: 'order' },
+  });
+  return { order: res.status === 200 ? json(res) : null, res };
+}
+
+// createSale creates an item with stock units through the admin API. The sale
+// opens startsInSec from now (<= 0: already open; a few seconds in the past so
+// clock skew between k6 and the server cannot make it "not started") and
+// lasts an hour. It throws if the API refuses.
+export function createSale(stock, startsInSec = 0, name = 'k6 sale') {
+  const now = Date.now();
+  const starts = startsInSec > 0 ? now + startsInSec * 1000 : now - 5000;
+  const body = {
+    name: `${name} ${new Date(now).toISOString()}`,
+    description: 'created by a k6 script',
+    price_cents: 1999,
+    stock,
+    starts_at: new Date(starts).toISOString(),
+    ends_at: new Date(now + 3600 * 1000).toISOString(),
+  };
+  const res = http.post(`${BASE_URL}/api/v1/admin/items`, JSON.stringify(body), {
+    headers: adminHeaders(),
+    tags: { name: 'admin_create' },
+  });
+  const item = res.status === 201 ? json(res) : null;
+  if (!item || !item.id) {
+    throw new Error(`create sale: HTTP ${res.status} ${res.body}`);
+  }
+  return item;
+}
+
+// stats returns the admin stock accounting of itemId; it throws on failure.
+export function stats(itemId) {
+  const res = http.get(`${BASE_URL}/api/v1/admin/items/${itemId}/stats`, {
+    headers: adminHeaders(),
+    tags: { name: 'admin_stats' },
+  });
+  const s = res.status === 200 ? json(res) : null;
+  if (!s) throw new Error(`stats of item ${itemId}: HTTP ${res.status} ${res.body}`);
+  return s;
+}
+
+// waitSettled polls stats until no order is pending and the accounts are
+// consistent, or timeoutSec passes. It returns { settled, stats, waitedSec }.
+export function waitSettled(itemId, timeoutSec = 60) {
+  const start = Date.now();
+  let s = null;
+  for (;;) {
+    try {
+      s = stats(itemId);
+    } catch (e) {
+      console.warn(`waitSettled: ${e}`);
+    }
+    const waitedSec = (Date.now() - start) / 1000;
+    if (s && s.orders_pending === 0 && s.consistent === true) {
+      return { settled: true, stats: s, waitedSec };
+    }
+    if (waitedSec >= timeoutSec) {
+      return { settled: false, stats: s, waitedSec };
+    }
+    sleep(0.5);
+  }
+}
+
+// waitReady polls /readyz until it answers 200 or timeoutSec passes.
+export function waitReady(timeoutSec = 30) {
+  const start = Date.now();
+  for (;;) {
+    const res = http.get(`${BASE_URL}/readyz`, { tags: { name: 'readyz' }, responseCallback: http.expectedStatuses(200, 503) });
+    if (res.status === 200) return true;
+    if ((Date.now() - start) / 1000 >= timeoutSec) {
+      throw new Error(`${BASE_URL}/readyz did not answer 200 within ${timeoutSec}s (last: HTTP ${res.status} ${res.body})`);
+    }
+    sleep(0.5);
+  }
+}
+
+// acceptedSoFar reads a Counter's value from k6's own REST API (the
+// `--address` server, on by default in k6 v1 at localhost:6565). teardown()
+// cannot see the scripts' metrics and handleSummary() cannot fail a run, so
+// this is how teardown compares what clients were told (202s) with what the
+// server settled. Returns null if the REST API is not reachable.
+export function acceptedSoFar(metric) {
+  const res = http.get(`${RUNNER_API}/v1/metrics/${metric}`, {
+    tags: { name: 'k6_rest_api' },
+    responseCallback: http.expectedStatuses(200, 404),
+    timeout: '5s',
+  });
+  if (res.status === 404) return 0; // the counter was never incremented
+  if (res.status !== 200) return null;
+  const b = json(res);
+  const sample = b && b.data && b.data.attributes && b.data.attributes.sample;
+  if (!sample || typeof sample.count !== 'number') return null;
+  return sample.count;
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Runs one k6 script against seckill.
+#
+#   k6/run.sh <script.js> [extra k6 run args...]
+#
+# BASE_URL unset: builds seckill, starts `seckill all` on 127.0.0.1:18080 with
+#   a fixed admin token and a throw-away SQLite file (embedded Redis and Kafka
+#   unless SECKILL_REDIS_ADDR / SECKILL_KAFKA_BROKERS / SECKILL_MYSQL_DSN are
+#   set, which pass through), waits for /readyz, runs k6, and stops the system
+#   again whatever happens. The server log is kept in a temp dir and its tail
+#   printed if k6 fails.
+# BASE_URL set: runs k6 against it; ADMIN_TOKEN must be set too.
+#
+# K6 is the k6 binary (default: k6 on PATH; the Makefile passes bin/k6).
+# k6's REST API is turned on at K6_REST_ADDR (default 127.0.0.1:6565): spike.js
+# reads its accepted counter there in teardown.
+# Exit status: k6's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+script=${1:?usage: k6/run.sh <script.js> [k6 run args...]}
+shift
+script=${script#k6/}
+[ -f "k6/$script" ] || { echo "run.sh: no such script k6/$script" >&2; exit 2; }
+K6=${K6:-k6}
+command -v "$K6" >/dev/null 2>&1 || { echo "run.sh: k6 not found at '$K6' (make k6 installs it into bin/)" >&2; exit 2; }
+rest_addr=${K6_REST_ADDR:-127.0.0.1:6565}
+
+run_k6() {
+  "$K6" run --address "$rest_addr" "$@" "k6/$script"
+}
+
+if [ -n "${BASE_URL:-}" ]; then
+  : "${ADMIN_TOKEN:?run.sh: with BASE_URL set, ADMIN_TOKEN must be set to the admin token of the server}"
+  export BASE_URL ADMIN_TOKEN RUNNER_API="http://$rest_addr"
+  set +e
+  run_k6 "$@"
+  exit $?
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/seckill-k6.XXXXXX")
+addr=127.0.0.1:18080
+stamp=$(date +%s)-$$
+server_pid=""
+
+stop_server() {
+  local status=$?
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    echo "run.sh: stopping seckill (pid $server_pid)" >&2
+    kill -TERM "$server_pid" 2>/dev/null || true
+    # Graceful shutdown flushes the outbox and the worker's batch; give it
+    # the shutdown timeout, then cut it off.
+    for _ in $(seq 1 200); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$server_pid" 2>/dev/null; then
+      echo "run.sh: seckill did not stop within 20s; killing it" >&2
+      kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [ "$status" -ne 0 ] && [ -s "$tmp/server.log" ]; then
+    echo "run.sh: last lines of the server log ($tmp/server.log):" >&2
+    tail -n 40 "$tmp/server.log" >&2
+  elif [ "$status" -eq 0 ]; then
+    rm -rf "$tmp"
+  fi
+  exit "$status"
+}
+trap stop_server EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "run.sh: building seckill" >&2
+# A built binary rather than `go run`, so SIGTERM reaches seckill itself and
+# its graceful shutdown runs.
+go build -o "$tmp/seckill" ./app/cmd/seckill
+
+export SECKILL_HTTP_ADDR=$addr
+export SECKILL_ADMIN_TOKEN=${SECKILL_ADMIN_TOKEN:-k6-admin-token-0000000001}
+export SECKILL_TOKEN_SECRET=${SECKILL_TOKEN_SECRET:-k6-token-secret-0000000001}
+export SECKILL_SQLITE_PATH=$tmp/seckill.db
+export SECKILL_SEED_DEMO=${SECKILL_SEED_DEMO:-false}
+export SECKILL_LOG_LEVEL=${SECKILL_LOG_LEVEL:-warn}
+# The scripts use fresh users per attempt; the per-user limit is not under test.
+export SECKILL_USER_RATE=${SECKILL_USER_RATE:-1000}
+export SECKILL_USER_BURST=${SECKILL_USER_BURST:-1000}
+# A fresh SQLite numbers items from 1 again: against a shared real Redis or
+# Kafka, keep this run's keys and topics apart from earlier runs'.
+if [ -n "${SECKILL_REDIS_ADDR:-}" ]; then
+  export SECKILL_REDIS_PREFIX=${SECKILL_REDIS_PREFIX:-k6-$stamp}
+fi
+if [ -n "${SECKILL_KAFKA_BROKERS:-}" ]; then
+  export SECKILL_KAFKA_TOPIC=${SECKILL_KAFKA_TOPIC:-seckill.k6-$stamp.orders}
+  export SECKILL_KAFKA_DLQ_TOPIC=${SECKILL_KAFKA_DLQ_TOPIC:-seckill.k6-$stamp.orders.dlq}
+  export SECKILL_KAFKA_GROUP=${SECKILL_KAFKA_GROUP:-seckill-k6-$stamp}
+fi
+
+echo "run.sh: starting seckill all on $addr (log: $tmp/server.log)" >&2
+"$tmp/seckill" all >"$tmp/server.log" 2>&1 &
+server_pid=$!
+
+ready=""
+for _ in $(seq 1 120); do
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "run.sh: seckill exited during start-up" >&2
+    server_pid=""
+    exit 1
+  fi
+  if curl -fsS -o /dev/null --max-time 2 "http://$addr/readyz" 2>/dev/null; then
+    ready=1
+    break
+  fi
+  sleep 0.5
+done
+[ -n "$ready" ] || { echo "run.sh: seckill not ready within 60s" >&2; exit 1; }
+
+export BASE_URL="http://$addr" ADMIN_TOKEN="$SECKILL_ADMIN_TOKEN" RUNNER_API="http://$rest_addr"
+set +e
+run_k6 "$@"
+k6_status=$?
+set -e
+exit "$k6_status"

@@ -26,6 +26,10 @@ type harness struct {
 	rdb    redis.UniversalClient
 	prefix string
 	ctx    context.Context
+	// private is true when the server belongs to this test alone, so
+	// server-wide commands such as SCRIPT FLUSH cannot disturb other
+	// packages testing against the same Redis.
+	private bool
 }
 
 // backend opens a fresh harness; skipAll is called once per backend so an
@@ -45,7 +49,9 @@ var backends = []backend{
 			mr := miniredis.RunT(t)
 			rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 			t.Cleanup(func() { _ = rdb.Close() })
-			return newHarness(t, rdb, "t"+testenv.Nonce(), opts)
+			h := newHarness(t, rdb, "t"+testenv.Nonce(), opts)
+			h.private = true
+			return h
 		},
 	},
 	{

@@ -1,0 +1,611 @@
+// The sale page: lists every sale with live stock, counts down to upcoming
+// sales on the client clock, logs a demo user in and buys, then follows the
+// order until it is confirmed or failed. It only uses the public JSON API.
+"use strict";
+
+(function () {
+  const { api, store, formatPrice, formatDate, formatDuration, plural } = window.seckill;
+
+  // Same rule as sale.ParseUserID on the server.
+  const USER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+  const SESSION_KEY = "seckill.session";
+  const ORDERS_PREFIX = "seckill.orders.";
+
+  const POLL_MS = 1000; // normal stock refresh
+  const POLL_FAST_MS = 250; // around the start of a sale
+  const POLL_HIDDEN_MS = 5000; // tab in the background
+  const FAST_WINDOW_MS = 3000; // "around the start": this long before and after
+  const TICK_MS = 200; // countdown redraw
+
+  const $ = (sel, root) => (root || document).querySelector(sel);
+
+  const els = {
+    loginForm: $("#login-form"),
+    userId: $("#user-id"),
+    login: $("#login"),
+    loginError: $("#login-error"),
+    session: $("#session"),
+    currentUser: $("#current-user"),
+    avatar: $("#avatar"),
+    logout: $("#logout"),
+    conn: $("#conn"),
+    announcer: $("#announcer"),
+    sales: $("#sales"),
+    items: $("#items"),
+    loading: $("#loading"),
+    empty: $("#empty"),
+    template: $("#card-template"),
+  };
+
+  /** @type {{token:string,user_id:string,expires_at:string}|null} */
+  let session = null;
+  /** item id -> card state */
+  const cards = new Map();
+
+  // ---------------------------------------------------------------- helpers
+
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  function setHidden(el, hidden) {
+    if (el.hidden !== hidden) el.hidden = hidden;
+  }
+
+  function announce(text) {
+    // Clearing first makes screen readers repeat an identical message.
+    els.announcer.textContent = "";
+    setTimeout(() => { els.announcer.textContent = text; }, 30);
+  }
+
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  // ---------------------------------------------------------------- session
+
+  function loadSession() {
+    const s = store.get(SESSION_KEY);
+    if (!s || typeof s.token !== "string" || typeof s.user_id !== "string") return null;
+    if (s.expires_at && Date.parse(s.expires_at) <= Date.now()) {
+      store.remove(SESSION_KEY);
+      return null;
+    }
+    return s;
+  }
+
+  function showSession() {
+    const loggedIn = session !== null;
+    setHidden(els.loginForm, loggedIn);
+    setHidden(els.session, !loggedIn);
+    if (loggedIn) {
+      setText(els.currentUser, session.user_id);
+      setText(els.avatar, session.user_id.charAt(0).toUpperCase());
+    }
+  }
+
+  function showLoginError(text) {
+    setText(els.loginError, text);
+    setHidden(els.loginError, !text);
+    if (text) els.userId.setAttribute("aria-invalid", "true");
+    else els.userId.removeAttribute("aria-invalid");
+  }
+
+  async function login(ev) {
+    ev.preventDefault();
+    const userId = els.userId.value.trim();
+    if (!USER_RE.test(userId)) {
+      showLoginError(userId === ""
+        ? "Enter a user id."
+        : "Use 1 to 64 characters: letters, digits, underscore, dot or hyphen.");
+      els.userId.focus();
+      return;
+    }
+    showLoginError("");
+    els.login.disabled = true;
+    els.login.setAttribute("aria-busy", "true");
+    setText(els.login, "Logging in…");
+    const r = await api("POST", "/api/v1/login", { body: { user_id: userId } });
+    els.login.disabled = false;
+    els.login.removeAttribute("aria-busy");
+    setText(els.login, "Log in");
+    if (!r.ok || !r.body || !r.body.token) {
+      showLoginError(r.message || "Login failed.");
+      els.userId.focus();
+      return;
+    }
+    session = { token: r.body.token, user_id: r.body.user_id || userId, expires_at: r.body.expires_at || "" };
+    store.set(SESSION_KEY, session);
+    els.userId.value = "";
+    showSession();
+    for (const card of cards.values()) resetCardForUser(card);
+    announce("Logged in as " + session.user_id + ".");
+    els.sales.focus({ preventScroll: true });
+  }
+
+  function logout(reason) {
+    session = null;
+    store.remove(SESSION_KEY);
+    for (const card of cards.values()) resetCardForUser(card);
+    showSession();
+    if (reason) {
+      showLoginError(reason);
+      announce(reason);
+    } else {
+      showLoginError("");
+      announce("Logged out.");
+    }
+    els.userId.focus();
+  }
+
+  function sessionExpired() {
+    if (session === null) return;
+    logout("Your session has expired. Please log in again.");
+  }
+
+  // ---------------------------------------------------------------- orders kept per user
+
+  function ordersKey() {
+    return session ? ORDERS_PREFIX + session.user_id : null;
+  }
+
+  function saveOrder(card) {
+    const key = ordersKey();
+    if (!key) return;
+    const all = store.get(key) || {};
+    if (card.order) all[card.id] = card.order;
+    else delete all[card.id];
+    store.set(key, all);
+  }
+
+  function storedOrder(id) {
+    const key = ordersKey();
+    if (!key) return null;
+    const all = store.get(key) || {};
+    const o = all[id];
+    return o && typeof o.id === "string" ? o : null;
+  }
+
+  // resetCardForUser drops what belonged to the previous user (order,
+  // messages, cool-down) and restores the current user's order, if any.
+  function resetCardForUser(card) {
+    card.trackGen++;
+    card.order = null;
+    card.cooldownUntil = 0;
+    card.cooldownText = "";
+    card.busy = false;
+    setMessage(card, "", "");
+    const o = storedOrder(card.id);
+    if (o) showOrder(card, o.id, o.status, o.reason);
+    render(card, Date.now());
+  }
+
+  // ---------------------------------------------------------------- cards
+
+  function createCard(item) {
+    const li = els.template.content.firstElementChild.cloneNode(true);
+    const id = String(item.id);
+    li.dataset.itemId = id;
+    li.dataset.testid = "item-" + id;
+    const card = {
+      id,
+      el: li,
+      item: null,
+      startMs: 0,
+      endMs: 0,
+      phase: "",
+      busy: false,
+      cooldownUntil: 0,
+      cooldownText: "",
+      order: null,
+      trackGen: 0,
+      msgKind: "",
+      r: {
+        thumb: $(".thumb", li),
+        letter: $(".thumb-letter", li),
+        name: $(".name", li),
+        badge: $(".status-badge", li),
+        description: $(".description", li),
+        price: $(".price", li),
+        window: $(".window", li),
+        stockLeft: $(".stock-left", li),
+        barFill: $(".bar-fill", li),
+        countdown: $(".countdown", li),
+        buy: $(".buy", li),
+        order: $(".order", li),
+        orderId: $(".order-id", li),
+        orderStatus: $(".order-status", li),
+        message: $(".message", li),
+      },
+    };
+    const nameId = "item-" + id + "-name";
+    card.r.name.id = nameId;
+    li.setAttribute("aria-labelledby", nameId);
+    card.r.message.id = "item-" + id + "-message";
+    card.r.buy.setAttribute("aria-describedby", "item-" + id + "-stock " + card.r.message.id);
+    $(".stock-text", li).id = "item-" + id + "-stock";
+    card.r.buy.addEventListener("click", () => buy(card));
+    const hue = (Number(item.id) * 67 + 20) % 360;
+    li.style.setProperty("--hue", String(hue));
+    return card;
+  }
+
+  function updateItem(card, item) {
+    card.item = item;
+    card.startMs = Date.parse(item.starts_at);
+    card.endMs = Date.parse(item.ends_at);
+    const r = card.r;
+    setText(r.name, item.name);
+    setText(r.letter, (item.name || "?").trim().charAt(0).toUpperCase() || "?");
+    setText(r.description, item.description || "");
+    setHidden(r.description, !item.description);
+    setText(r.price, formatPrice(item.price_cents));
+    const total = Math.max(0, Number(item.stock_total) || 0);
+    const left = Math.max(0, Math.min(total, Number(item.stock_left) || 0));
+    setText(r.stockLeft, left + " of " + total + " left");
+    const pct = total > 0 ? (left / total) * 100 : 0;
+    r.barFill.style.width = pct.toFixed(1) + "%";
+    r.barFill.dataset.level = pct > 50 ? "high" : pct > 20 ? "mid" : "low";
+    if (!card.order) {
+      const o = storedOrder(card.id);
+      if (o) showOrder(card, o.id, o.status, o.reason);
+    }
+  }
+
+  // phaseAt is the sale window on the client clock: the countdown and the
+  // Buy button follow it without waiting for the next poll.
+  function phaseAt(card, now) {
+    if (now < card.startMs) return "upcoming";
+    if (now >= card.endMs || (card.item && card.item.status === "ended")) return "ended";
+    return "open";
+  }
+
+  function soldOut(card) {
+    return card.item.status === "sold_out" || Number(card.item.stock_left) <= 0;
+  }
+
+  const BADGES = {
+    upcoming: "Upcoming",
+    open: "Live",
+    sold_out: "Sold out",
+    ended: "Ended",
+  };
+
+  function render(card, now) {
+    if (!card.item) return;
+    const r = card.r;
+    const phase = phaseAt(card, now);
+    const shown = phase === "open" && soldOut(card) ? "sold_out" : phase;
+    card.phase = phase;
+    if (card.el.dataset.status !== shown) card.el.dataset.status = shown;
+    setText(r.badge, BADGES[shown]);
+    r.badge.dataset.status = shown;
+
+    if (phase === "upcoming") {
+      setText(r.window, "Starts " + formatDate(card.startMs));
+      setText(r.countdown, "Starts in " + formatDuration(card.startMs - now));
+      r.countdown.dataset.remainingMs = String(Math.max(0, card.startMs - now));
+      setHidden(r.countdown, false);
+    } else {
+      setText(r.window, (phase === "ended" ? "Ended " : "Ends ") + formatDate(card.endMs));
+      setHidden(r.countdown, true);
+      r.countdown.dataset.remainingMs = "0";
+    }
+
+    // Stock on the page is a hint (it may be a moment old, and units from
+    // failed orders come back), so a sold-out sale keeps its button: the
+    // server has the last word and answers "sold out".
+    let label = "Buy now";
+    let disabled = false;
+    const orderStatus = card.order ? card.order.status : "";
+    if (phase === "upcoming") {
+      disabled = true;
+    } else if (phase === "ended") {
+      label = "Sale ended";
+      disabled = true;
+    } else if (card.busy) {
+      label = "Buying…";
+      disabled = true;
+    } else if (orderStatus === "confirmed") {
+      label = "Purchased";
+      disabled = true;
+    } else if (orderStatus === "queued") {
+      label = "Order queued";
+      disabled = true;
+    } else if (orderStatus === "checking") {
+      label = "Checking order…";
+      disabled = true;
+    } else if (card.cooldownUntil > now) {
+      label = "Try again in " + Math.ceil((card.cooldownUntil - now) / 1000) + " s";
+      disabled = true;
+    }
+    if (card.cooldownUntil && card.cooldownUntil <= now) {
+      card.cooldownUntil = 0;
+      if (card.cooldownText) setMessage(card, "You can try again now.", "info");
+      card.cooldownText = "";
+    }
+    setText(r.buy, label);
+    if (r.buy.disabled !== disabled) r.buy.disabled = disabled;
+    if (card.busy) r.buy.setAttribute("aria-busy", "true");
+    else r.buy.removeAttribute("aria-busy");
+
+    setHidden(r.order, !card.order);
+    if (card.order) {
+      setText(r.orderId, card.order.id);
+      if (r.orderId.title !== card.order.id) r.orderId.title = card.order.id;
+      setText(r.orderStatus, card.order.status === "checking" ? "checking…" : card.order.status);
+      r.orderStatus.dataset.status = card.order.status;
+    }
+  }
+
+  function setMessage(card, text, kind) {
+    setText(card.r.message, text);
+    card.r.message.dataset.kind = kind || "";
+  }
+
+  function applyItems(items) {
+    const seen = new Set();
+    let prev = null;
+    for (const item of items) {
+      const id = String(item.id);
+      seen.add(id);
+      let card = cards.get(id);
+      if (!card) {
+        card = createCard(item);
+        cards.set(id, card);
+      }
+      updateItem(card, item);
+      // Keep the DOM in the server's order without moving nodes that are
+      // already in place (moving a node would drop keyboard focus).
+      const want = prev ? prev.el.nextElementSibling : els.items.firstElementChild;
+      if (want !== card.el) els.items.insertBefore(card.el, want);
+      prev = card;
+      render(card, Date.now());
+    }
+    for (const [id, card] of cards) {
+      if (!seen.has(id)) {
+        card.trackGen++;
+        card.el.remove();
+        cards.delete(id);
+      }
+    }
+    setHidden(els.loading, true);
+    setHidden(els.empty, items.length > 0);
+    els.sales.setAttribute("aria-busy", "false");
+  }
+
+  // ---------------------------------------------------------------- buying
+
+  function startCooldown(card, ms, text) {
+    card.cooldownUntil = Date.now() + ms;
+    card.cooldownText = text;
+    const secs = Math.max(1, Math.ceil(ms / 1000));
+    setMessage(card, text + " Try again in " + secs + " " + plural(secs, "second", "seconds") + ".", "warn");
+  }
+
+  async function buy(card) {
+    if (card.busy) return;
+    if (session && session.expires_at && Date.parse(session.expires_at) <= Date.now()) {
+      sessionExpired();
+      return;
+    }
+    if (!session) {
+      setMessage(card, "Log in first: enter a user id at the top of the page.", "warn");
+      showLoginError("");
+      els.userId.focus();
+      return;
+    }
+    const sess = session;
+    card.busy = true;
+    setMessage(card, "Placing your order…", "info");
+    render(card, Date.now());
+    const r = await api("POST", "/api/v1/items/" + encodeURIComponent(card.id) + "/purchase", { token: sess.token });
+    card.busy = false;
+    if (session !== sess) {
+      render(card, Date.now());
+      return;
+    }
+    if (r.status === 202 && r.body && r.body.order_id) {
+      showOrder(card, r.body.order_id, r.body.status || "queued", "");
+      setMessage(card, "Order placed. Waiting for confirmation…", "info");
+      refreshSoon();
+    } else {
+      handleBuyError(card, r);
+    }
+    render(card, Date.now());
+  }
+
+  function handleBuyError(card, r) {
+    switch (r.code) {
+      case "sold_out":
+        setMessage(card, "Sold out. Every unit has been taken.", "error");
+        refreshSoon();
+        break;
+      case "already_purchased":
+        if (r.body && r.body.order_id) {
+          showOrder(card, r.body.order_id, "checking", "");
+          setMessage(card, "You already have an order for this item. Checking its status…", "info");
+        } else {
+          setMessage(card, "You already have an order for this item.", "info");
+        }
+        break;
+      case "rate_limited":
+        startCooldown(card, r.retryAfter, "Too many attempts.");
+        break;
+      case "unavailable":
+        startCooldown(card, r.retryAfter, "The shop is very busy right now.");
+        break;
+      case "not_started":
+        setMessage(card, "This sale has not started yet.", "warn");
+        refreshSoon();
+        break;
+      case "ended":
+        setMessage(card, "This sale has ended.", "error");
+        refreshSoon();
+        break;
+      case "unauthorized":
+        sessionExpired();
+        setMessage(card, "Please log in again to buy.", "warn");
+        break;
+      case "not_found":
+        setMessage(card, "This sale no longer exists.", "error");
+        refreshSoon();
+        break;
+      case "network":
+        setMessage(card, r.message + " Your order was not placed; try again.", "error");
+        break;
+      default:
+        setMessage(card, r.message || "Something went wrong. Try again.", "error");
+    }
+  }
+
+  function showOrder(card, orderId, status, reason) {
+    card.order = { id: orderId, status: status || "queued", reason: reason || "" };
+    saveOrder(card);
+    if (card.order.status === "queued" || card.order.status === "checking") track(card);
+    else if (card.order.status === "failed") setMessage(card, failedText(card.order.reason), "error");
+    render(card, Date.now());
+  }
+
+  function failedText(reason) {
+    return "Order failed" + (reason ? ": " + reason : ".");
+  }
+
+  // track polls the order until it is confirmed or failed. A newer track of
+  // the same card, a logout or a new login stops it.
+  async function track(card) {
+    const gen = ++card.trackGen;
+    const sess = session;
+    const started = Date.now();
+    let delay = 200;
+    let misses = 0;
+    let slowNoted = false;
+    const live = () => gen === card.trackGen && session === sess && sess !== null && card.order;
+    while (live()) {
+      const r = await api("GET", "/api/v1/orders/" + encodeURIComponent(card.order.id), { token: sess.token });
+      if (!live()) return;
+      let wait = delay;
+      if (r.ok && r.body) {
+        misses = 0;
+        const st = r.body.status;
+        card.order.status = st;
+        card.order.reason = r.body.reason || "";
+        saveOrder(card);
+        if (st === "confirmed") {
+          setMessage(card, "Confirmed! The item is yours.", "success");
+          render(card, Date.now());
+          refreshSoon();
+          return;
+        }
+        if (st === "failed") {
+          setMessage(card, failedText(card.order.reason), "error");
+          render(card, Date.now());
+          refreshSoon();
+          return;
+        }
+        if (!slowNoted && Date.now() - started > 10000) {
+          slowNoted = true;
+          setMessage(card, "Still queued: orders are confirmed in turn. This page updates by itself.", "info");
+        }
+      } else if (r.status === 401) {
+        sessionExpired();
+        return;
+      } else if (r.status === 404) {
+        if (++misses >= 5) {
+          setMessage(card, "We could not find this order.", "error");
+          card.order = null;
+          saveOrder(card);
+          render(card, Date.now());
+          return;
+        }
+      } else if (r.retryAfter) {
+        wait = Math.max(wait, r.retryAfter);
+      } else if (r.code === "network") {
+        wait = Math.max(wait, 2000);
+      }
+      render(card, Date.now());
+      await sleep(wait);
+      delay = Math.min(Math.round(delay * 1.5), 2000);
+    }
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  let pollTimer = 0;
+  let inflight = false;
+  let again = false;
+  let failures = 0;
+
+  function nextDelay(minMs) {
+    if (document.hidden) return Math.max(POLL_HIDDEN_MS, minMs);
+    if (failures > 0) return Math.max(Math.min(1000 * 2 ** (failures - 1), 10000), minMs);
+    const now = Date.now();
+    for (const card of cards.values()) {
+      if (Math.abs(card.startMs - now) <= FAST_WINDOW_MS) return Math.max(POLL_FAST_MS, minMs);
+    }
+    return Math.max(POLL_MS, minMs);
+  }
+
+  async function refreshItems() {
+    clearTimeout(pollTimer);
+    if (inflight) {
+      again = true;
+      return;
+    }
+    inflight = true;
+    const r = await api("GET", "/api/v1/items", { timeoutMs: 5000 });
+    inflight = false;
+    if (r.ok && r.body && Array.isArray(r.body.items)) {
+      failures = 0;
+      setHidden(els.conn, true);
+      applyItems(r.body.items);
+    } else {
+      failures++;
+      setText(els.conn, (r.code === "network" ? "Cannot reach the shop." : r.message) +
+        " Retrying… Stock shown may be out of date.");
+      setHidden(els.conn, false);
+      if (cards.size === 0) setText(els.loading, "Waiting for the shop…");
+    }
+    if (again) {
+      again = false;
+      pollTimer = setTimeout(refreshItems, 0);
+      return;
+    }
+    pollTimer = setTimeout(refreshItems, nextDelay(r.retryAfter || 0));
+  }
+
+  function refreshSoon() {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(refreshItems, 0);
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const card of cards.values()) {
+      const before = card.phase;
+      render(card, now);
+      if (before === "upcoming" && card.phase === "open") {
+        announce(card.item.name + " is on sale now.");
+        refreshSoon();
+      } else if (before === "open" && card.phase === "ended") {
+        refreshSoon();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+
+  els.loginForm.addEventListener("submit", login);
+  els.userId.addEventListener("input", () => {
+    if (!els.loginError.hidden) showLoginError("");
+  });
+  els.logout.addEventListener("click", () => logout(""));
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) refreshSoon();
+  });
+
+  session = loadSession();
+  showSession();
+  setInterval(tick, TICK_MS);
+  refreshItems();
+})();

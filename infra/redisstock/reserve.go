@@ -30,12 +30,14 @@ type reserveResult struct {
 // the call is sent, the result stands and is returned even if ctx ends while
 // the pipeline is in flight, because Redis may already have applied it (the
 // client's read and write timeouts bound that wait). Reserve is idempotent
-// per order id: the same order again reports Accepted without deducting
-// twice. After Close it returns ErrClosed.
+// per order id: the same order again, while it still holds its user's slot,
+// reports Accepted without deducting twice, so a pipeline the client retries
+// after a lost reply cannot double-sell. After Close it returns ErrClosed.
 func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
 	if err := o.Check(); err != nil {
 		return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
 	}
+	// A caller already gone takes no place in a batch.
 	if err := ctx.Err(); err != nil {
 		return sale.Reservation{}, err
 	}

@@ -71,7 +71,7 @@ type Main struct {
 	coord     *cluster.Coordinator
 	dispatch  *outbox.Dispatcher
 	relay     *outbox.Relay
-	worker    *worker.Worker[kafkaevents.Delivery]
+	worker    *worker.Worker[delivery]
 	metrics   *metrics.Metrics
 
 	// Catalog and Purchase are the use cases, exposed for tests and seeding.
@@ -80,6 +80,7 @@ type Main struct {
 
 	httpSrv *http.Server
 	ln      net.Listener
+	tmpDir  string
 
 	bgCancel     context.CancelFunc
 	bg           sync.WaitGroup
@@ -118,6 +119,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if err := m.openBackends(ctx); err != nil {
 		return err
 	}
+	cfg = m.Config // now with the embedded backends' addresses
 	if m.AdminToken = cfg.AdminToken; m.AdminToken == "" {
 		m.AdminToken = auth.RandomSecret()
 		m.Log.Warn("no --admin-token given; generated one for this run", "admin_token", m.AdminToken)
@@ -125,7 +127,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	secret := cfg.TokenSecret
 	if secret == "" {
 		secret = auth.RandomSecret()
-		if cfg.RedisAddr != "" {
+		if m.emRedis == nil {
 			m.Log.Warn("no --token-secret given; tokens from this instance will not work on others")
 		}
 	}
@@ -183,7 +185,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	if m.Roles.Worker {
 		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
-		m.worker = worker.New[kafkaevents.Delivery](m.consumer, m.ledger, m.store, m.Log, worker.Options{
+		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, m.store, m.Log, worker.Options{
 			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnRejected: m.coord.StockBack,
 			OnBatch: func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
 		})
@@ -266,14 +268,25 @@ func (m *Main) openBackends(ctx context.Context) error {
 	if cfg.MySQLDSN != "" {
 		m.store, err = mysqlstore.Open(pctx, mysqlstore.MySQL, cfg.MySQLDSN, mysqlstore.Options{})
 	} else {
-		if cfg.SQLitePath != ":memory:" {
-			if err := os.MkdirAll(filepath.Dir(cfg.SQLitePath), 0o755); err != nil {
-				return fmt.Errorf("sqlite directory: %w", err)
+		path := cfg.SQLitePath
+		if path == "" {
+			// The embedded Redis keeps nothing, so a database that outlived
+			// it would list sales the ledger no longer knows. Start both fresh.
+			dir, derr := os.MkdirTemp("", "seckill-*")
+			if derr != nil {
+				return fmt.Errorf("sqlite directory: %w", derr)
 			}
+			m.tmpDir = dir
+			path = filepath.Join(dir, "seckill.db")
+		} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("sqlite directory: %w", err)
 		}
-		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, cfg.SQLitePath, mysqlstore.Options{})
+		if m.emRedis != nil && cfg.SQLitePath != "" {
+			m.Log.Warn("a kept SQLite file with the embedded Redis: sales from an earlier run have no live stock", "path", path)
+		}
+		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, path, mysqlstore.Options{})
 		if err == nil {
-			m.Log.Info("using embedded SQLite", "path", cfg.SQLitePath)
+			m.Log.Info("using embedded SQLite", "path", path)
 		}
 	}
 	if err != nil {
@@ -401,6 +414,9 @@ func (m *Main) shutdown(ctx context.Context) error {
 	}
 	if m.emRedis != nil {
 		m.emRedis.Close()
+	}
+	if m.tmpDir != "" {
+		_ = os.RemoveAll(m.tmpDir)
 	}
 	if len(errs) == 0 {
 		m.Log.Info("seckill stopped cleanly")

@@ -87,7 +87,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 
 	fs.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL DSN, e.g. root:pw@tcp(mysql:3306)/seckill; empty uses embedded SQLite")
-	fs.StringVar(&c.SQLitePath, "sqlite-path", "var/seckill.db", "SQLite file used when --mysql-dsn is empty (':memory:' keeps nothing)")
+	fs.StringVar(&c.SQLitePath, "sqlite-path", "", "SQLite file used when --mysql-dsn is empty; empty means a fresh temporary file per run, which matches the embedded Redis (it keeps nothing either)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty starts an embedded miniredis")
 	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (secret)")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
@@ -210,6 +210,9 @@ func orEmbedded(s string) string {
 // maskDSN hides the password in user:password@tcp(...)/db.
 func maskDSN(dsn, sqlite string) string {
 	if dsn == "" {
+		if sqlite == "" {
+			return "embedded sqlite (temporary)"
+		}
 		return "embedded sqlite " + sqlite
 	}
 	at := strings.LastIndex(dsn, "@")

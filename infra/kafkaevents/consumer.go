@@ -104,8 +104,10 @@ type partLag struct {
 }
 
 // Consumer reads one topic as a member of a consumer group and commits
-// offsets only when told to, synchronously. Fetch, Commit and DeadLetter may
-// be called from different goroutines, but Fetch from only one at a time.
+// offsets only when told to, synchronously. Its methods are safe for
+// concurrent use, but one goroutine should drive Fetch and Commit: a commit
+// covers every earlier offset of its partitions, including those of a batch
+// another goroutine is still handling.
 type Consumer struct {
 	r     *kafka.Reader
 	dlq   *kafka.Writer // nil without a dead-letter topic
@@ -172,8 +174,9 @@ func NewConsumer(brokers []string, group, topic, deadLetterTopic string, opts Co
 }
 
 // Fetch blocks until one message is available or ctx is done, then gathers
-// more until it holds max or linger has passed since the first. It returns
-// the messages in partition order and a nil error whenever it returns any.
+// more until it holds max or linger has passed since the first. Messages of
+// one partition come in offset order, and whenever Fetch returns any
+// messages its error is nil.
 // A message Fetch does not return stays in the reader for the next call, and
 // a ctx that is already done returns ctx.Err() without touching the reader.
 func (c *Consumer) Fetch(ctx context.Context, max int, linger time.Duration) ([]Delivery, error) {

@@ -13,10 +13,11 @@
 // committed comes back after a restart or a rebalance, so consumers must be
 // idempotent (sale.OrderBook.Confirm skips orders already present).
 //
-// Every Publisher and Consumer owns its kafka-go Transport. kafka-go caches
-// cluster metadata per Transport and a Writer whose Transport cached metadata
-// before a topic existed fails with "Unknown Topic Or Partition" until the
-// cache expires, so create topics with EnsureTopics before building either.
+// Every Publisher, and every Consumer's dead-letter writer, owns its kafka-go
+// Transport. kafka-go caches cluster metadata per Transport, and a Writer
+// whose Transport cached metadata before a topic existed fails with "Unknown
+// Topic Or Partition" until the cache expires (seconds), so create topics
+// with EnsureTopics before the first Publish or DeadLetter.
 package kafkaevents
 
 import (

@@ -538,3 +538,114 @@ func TestEnsureTopicsAndPing(t *testing.T) {
 		t.Fatal("Ping with no brokers returned nil")
 	}
 }
+
+// TestTwoMembersShareTheTopic checks the group protocol beyond one member:
+// a second member joining makes the first one rebalance, both end up with
+// partitions, and between them every order is delivered.
+func TestTwoMembersShareTheTopic(t *testing.T) {
+	t.Parallel()
+	_, brokers := cluster(t, kafkaevents.Topic{Name: "orders", Partitions: 4})
+	ctx := testCtx(t)
+	// Short heartbeats let the first member notice the rebalance quickly.
+	opts := kafkaevents.ConsumerOptions{MaxWait: 100 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond}
+	c1 := kafkaevents.NewConsumer(brokers, "workers", "orders", "", opts)
+	t.Cleanup(func() { _ = c1.Close() })
+	p := newPublisher(t, brokers, "orders", kafkaevents.PublisherOptions{})
+	sent := makeOrders(80, 16)
+	if err := p.Publish(ctx, sent[:4]...); err != nil {
+		t.Fatal(err)
+	}
+	// c1 alone holds every partition.
+	fetchN(ctx, t, c1, 4, 4, true)
+
+	c2 := kafkaevents.NewConsumer(brokers, "workers", "orders", "", opts)
+	t.Cleanup(func() { _ = c2.Close() })
+	if err := p.Publish(ctx, sent[4:]...); err != nil {
+		t.Fatal(err)
+	}
+	// c2 can only get a message once the group has rebalanced and given
+	// it partitions.
+	got2, err := c2.Fetch(ctx, 100, 20*time.Millisecond)
+	if err != nil {
+		t.Fatalf("second member never got a message: %v", err)
+	}
+	if err := c2.Commit(ctx, got2); err != nil {
+		t.Fatal(err)
+	}
+
+	// Now drain with both until every order has arrived at least once.
+	type result struct {
+		member int
+		ds     []kafkaevents.Delivery
+	}
+	results := make(chan result)
+	drainCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	for i, c := range []*kafkaevents.Consumer{c1, c2} {
+		go func() {
+			for {
+				ds, err := c.Fetch(drainCtx, 20, 20*time.Millisecond)
+				if err != nil {
+					return
+				}
+				_ = c.Commit(drainCtx, ds)
+				select {
+				case results <- result{i + 1, ds}:
+				case <-drainCtx.Done():
+					return
+				}
+			}
+		}()
+	}
+	seen := map[sale.OrderID]bool{}
+	for _, o := range sent[:4] {
+		seen[o.ID] = true
+	}
+	parts := map[int]map[int]bool{1: {}, 2: {}}
+	for _, d := range got2 {
+		seen[d.Order.ID] = true
+		parts[2][d.Partition] = true
+	}
+	for len(seen) < len(sent) {
+		select {
+		case r := <-results:
+			for _, d := range r.ds {
+				seen[d.Order.ID] = true
+				parts[r.member][d.Partition] = true
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d orders arrived; partitions per member %v", len(seen), len(sent), parts)
+		}
+	}
+	stop()
+	if len(parts[1]) == 0 || len(parts[2]) == 0 {
+		t.Fatalf("partitions per member after the rebalance = %v; both should hold some", parts)
+	}
+}
+
+func TestCloseUnblocksFetch(t *testing.T) {
+	t.Parallel()
+	_, brokers := cluster(t, kafkaevents.Topic{Name: "orders", Partitions: 1})
+	ctx := testCtx(t)
+	c := kafkaevents.NewConsumer(brokers, "workers", "orders", "", kafkaevents.ConsumerOptions{MaxWait: 100 * time.Millisecond})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Fetch(ctx, 10, 0)
+		errc <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("Fetch on a closed consumer returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not unblock Fetch")
+	}
+	if _, err := c.Fetch(ctx, 10, 0); err == nil {
+		t.Fatal("Fetch after Close returned no error")
+	}
+}

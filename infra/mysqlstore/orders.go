@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -19,11 +21,16 @@ import (
 const confirmChunk = 500
 
 // confirmAttempts is how many times Confirm runs its transaction when MySQL
-// picks it as a deadlock victim. Deadlocks can still arise between batches
-// that share order ids or (user, item) pairs, as when a redelivered batch
-// races its first delivery; the whole transaction is safe to rerun because
-// Confirm is idempotent.
-const confirmAttempts = 3
+// picks it as a deadlock victim. Batches of one item take the item row lock
+// in one order, but their inserts can still deadlock on the unique keys when
+// two concurrent batches hold different order ids for the same users (the
+// (user_id, item_id) key) met in different orders. The whole transaction is
+// safe to rerun because Confirm is idempotent; a short random pause first
+// keeps the survivors of one deadlock from meeting again in step.
+const (
+	confirmAttempts     = 6
+	confirmRetryBackoff = 5 * time.Millisecond
+)
 
 // Confirm inserts the orders as confirmed and lowers each item's stock_left
 // by the number actually inserted, all in one transaction, and returns the
@@ -50,8 +57,15 @@ func (s *Store) Confirm(ctx context.Context, orders []sale.Order) (int, error) {
 	var inserted int
 	for attempt := 1; ; attempt++ {
 		inserted, err = s.confirmOnce(ctx, groups)
-		if err == nil || attempt == confirmAttempts || mysqlErrorNumber(err) != errLockDeadlock || ctx.Err() != nil {
+		if err == nil || attempt == confirmAttempts || mysqlErrorNumber(err) != errLockDeadlock {
 			break
+		}
+		pause := time.NewTimer(rand.N(time.Duration(attempt) * confirmRetryBackoff))
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return 0, translate(ctx, "confirm", err)
+		case <-pause.C:
 		}
 	}
 	if err != nil {

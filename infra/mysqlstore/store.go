@@ -14,6 +14,7 @@ package mysqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -74,9 +75,12 @@ const (
 // Store is the gorm-backed Catalog and OrderBook. It is safe for concurrent
 // use and must be closed with Close.
 type Store struct {
-	db      *gorm.DB
-	sqlDB   *sql.DB
-	dialect Dialect
+	db    *gorm.DB
+	sqlDB *sql.DB
+	// connector dials MySQL with the forced DSN parameters; Migrate opens
+	// a short-lived pool from it. Nil for SQLite.
+	connector driver.Connector
+	dialect   Dialect
 	// now stamps created_at, updated_at and confirmed_at; always UTC,
 	// truncated to the millisecond the columns hold.
 	now func() time.Time
@@ -110,6 +114,7 @@ var (
 func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*Store, error) {
 	var (
 		sqlDB     *sql.DB
+		connector driver.Connector
 		dialector gorm.Dialector
 	)
 	switch dialect {
@@ -118,11 +123,11 @@ func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*Stor
 		if err != nil {
 			return nil, err
 		}
-		conn, err := mysql.NewConnector(cfg)
+		connector, err = mysql.NewConnector(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("mysqlstore: mysql connector: %w", err)
 		}
-		sqlDB = sql.OpenDB(conn)
+		sqlDB = sql.OpenDB(connector)
 		opts = opts.withDefaults()
 		sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
 		sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
@@ -175,7 +180,7 @@ func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*Stor
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("mysqlstore: gorm open: %w", err)
 	}
-	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, now: now}, nil
+	return &Store{db: db, sqlDB: sqlDB, connector: connector, dialect: dialect, now: now}, nil
 }
 
 func (o Options) withDefaults() Options {
@@ -224,29 +229,33 @@ func sqliteDSN(dsn string) string {
 // store's dialect; with nothing pending it changes nothing, so it is safe to
 // call on every start.
 //
-// On MySQL several processes may call it at once: each takes a server-side
-// named lock (GET_LOCK) scoped to the database before goose reads its
-// version table (goose_db_version), so one applies the migrations and the
-// others then find nothing pending. On SQLite, Migrate is meant for the one
-// process that owns the file.
+// On MySQL several processes may call it at once: each first takes a
+// server-side named lock (GET_LOCK) scoped to the database and holds it for
+// the whole goose run, including goose's creation of its version table
+// (goose_db_version), so one process applies the migrations and the others
+// then find nothing pending. The lock belongs to a connection, so a process
+// that dies mid-migration releases it. Waiting for the lock ends with ctx.
+// On SQLite, Migrate is meant for the one process that owns the file.
 func (s *Store) Migrate(ctx context.Context) error {
-	var (
-		gd     goose.Dialect
-		folder string
-		opts   = []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	)
-	switch s.dialect {
-	case MySQL:
+	gd, folder := goose.DialectSQLite3, "sqlite"
+	db := s.sqlDB
+	if s.dialect == MySQL {
 		gd, folder = goose.DialectMySQL, "mysql"
-		opts = append(opts, goose.WithSessionLocker(mysqlMigrationLock{timeout: 5 * time.Minute}))
-	default:
-		gd, folder = goose.DialectSQLite3, "sqlite"
+		// A pool of its own: the lock pins one connection and goose needs
+		// another, which a small MaxOpenConns on the main pool could starve.
+		db = sql.OpenDB(s.connector)
+		defer db.Close()
+		unlock, err := lockMigrations(ctx, db)
+		if err != nil {
+			return translate(ctx, "migrate", err)
+		}
+		defer unlock()
 	}
 	fsys, err := fs.Sub(migrations.FS, folder)
 	if err != nil {
 		return fmt.Errorf("mysqlstore: migrations folder %s: %w", folder, err)
 	}
-	p, err := goose.NewProvider(gd, s.sqlDB, fsys, opts...)
+	p, err := goose.NewProvider(gd, db, fsys, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("mysqlstore: goose provider: %w", err)
 	}
@@ -256,34 +265,38 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// mysqlMigrationLock is a goose session locker built on MySQL's GET_LOCK.
-// The lock belongs to the connection, so a process that dies releases it,
-// and its name is derived from the current database, so tests migrating
-// separate databases on one server do not wait for each other.
-type mysqlMigrationLock struct {
-	timeout time.Duration
-}
+// migrationLockName is the MySQL lock Migrate holds. It is a protocol
+// between processes, and between versions of this binary, so it must not
+// change. It is derived from the current database, so tests migrating
+// separate databases on one server do not wait for each other, and hashed to
+// fit MySQL's 64-character limit on lock names.
+const migrationLockName = "CONCAT('seckill.migrate.', MD5(COALESCE(DATABASE(), '')))"
 
-// lockName fits MySQL's 64-character limit on lock names for any database
-// name.
-const lockName = "CONCAT('seckill.migrate.', MD5(COALESCE(DATABASE(), '')))"
-
-func (l mysqlMigrationLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
+// lockMigrations waits, until ctx ends, for the migration lock on a
+// connection of its own and returns the function that releases it.
+func lockMigrations(ctx context.Context, db *sql.DB) (unlock func(), err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// GET_LOCK waits in the server; ctx ending makes the driver drop the
+	// connection, which abandons the wait. The timeout only bounds a
+	// context without a deadline.
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+lockName+", ?)", int64(l.timeout/time.Second)).Scan(&got); err != nil {
-		return fmt.Errorf("migration lock: %w", err)
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+migrationLockName+", 3600)").Scan(&got); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("migration lock: %w", err)
 	}
 	if !got.Valid || got.Int64 != 1 {
-		return fmt.Errorf("migration lock: not acquired within %s", l.timeout)
+		_ = conn.Close()
+		return nil, errors.New("migration lock: not acquired")
 	}
-	return nil
-}
-
-func (l mysqlMigrationLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
-	if _, err := conn.ExecContext(ctx, "DO RELEASE_LOCK("+lockName+")"); err != nil {
-		return fmt.Errorf("migration unlock: %w", err)
-	}
-	return nil
+	return func() {
+		// Closing the connection would release the lock too; releasing it
+		// explicitly first returns the connection to a clean state.
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "DO RELEASE_LOCK("+migrationLockName+")")
+		_ = conn.Close()
+	}, nil
 }
 
 // Ping returns nil when the database answers within ctx.
@@ -314,16 +327,17 @@ func (s *Store) forUpdate(tx *gorm.DB) *gorm.DB {
 // errLockDeadlock is MySQL's "deadlock found; try restarting transaction".
 const errLockDeadlock = 1213
 
-// translate turns a driver or gorm error into the error the store returns:
-// sale errors pass through untouched, record-not-found becomes
-// sale.ErrNotFound, and a failure caused by ctx ending comes back as ctx's
-// error so callers can tell a timeout from a database fault.
+// translate turns a driver or gorm error into the error the store returns,
+// prefixed with the operation: sale errors keep matching their sentinel,
+// record-not-found becomes sale.ErrNotFound, and a failure caused by ctx
+// ending matches ctx's error so callers can tell a timeout from a database
+// fault.
 func translate(ctx context.Context, op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case isSaleError(err):
-		return err
+		return fmt.Errorf("mysqlstore: %s: %w", op, err)
 	case errors.Is(err, gorm.ErrRecordNotFound):
 		return fmt.Errorf("mysqlstore: %s: %w", op, sale.ErrNotFound)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -28,10 +28,11 @@ type backend struct {
 	dsn     func(t testing.TB) string
 }
 
-var backends = []backend{
-	{name: "sqlite", dialect: mysqlstore.SQLite, dsn: sqliteDSN},
-	{name: "mysql", dialect: mysqlstore.MySQL, dsn: hostileMySQLDSN},
-}
+var (
+	sqliteBackend = backend{name: "sqlite", dialect: mysqlstore.SQLite, dsn: sqliteDSN}
+	mysqlBackend  = backend{name: "mysql", dialect: mysqlstore.MySQL, dsn: hostileMySQLDSN}
+	backends      = []backend{sqliteBackend, mysqlBackend}
+)
 
 // tokyo is a zone the driver can name in a DSN (time/tzdata embeds it) and
 // that is never UTC.
@@ -184,10 +185,12 @@ func TestContract(t *testing.T) {
 		{"ConfirmChunks", testConfirmChunks},
 		{"ConfirmRace", testConfirmRace},
 		{"ConfirmConcurrentRedelivery", testConfirmConcurrentRedelivery},
+		{"ConfirmConflictingUsers", testConfirmConflictingUsers},
 		{"Restock", testRestock},
 		{"OrderAndCount", testOrderAndCount},
 		{"MigrateTwice", testMigrateTwice},
 		{"MigrateConcurrently", testMigrateConcurrently},
+		{"MigrateWaitsForLock", testMigrateWaitsForLock},
 		{"ContextCanceled", testContextCanceled},
 	}
 	for _, b := range backends {
@@ -245,6 +248,20 @@ func testCreateGetList(t *testing.T, b backend) {
 	equalItem(t, got, want)
 	if got.StartsAt.Nanosecond() != 123000000 {
 		t.Fatalf("StartsAt %v lost its milliseconds", got.StartsAt)
+	}
+
+	// The stored text itself is UTC with milliseconds, whatever zone the
+	// DSN asked for.
+	castStart := "CAST(starts_at AS TEXT)"
+	if b.dialect == mysqlstore.MySQL {
+		castStart = "CAST(starts_at AS CHAR)"
+	}
+	var stored string
+	if err := s.DB().WithContext(ctx).Raw("SELECT "+castStart+" FROM items WHERE id = ?", int64(it.ID)).Row().Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stored, "2030-06-01 12:00:00.123") {
+		t.Fatalf("stored starts_at %q, want UTC 2030-06-01 12:00:00.123", stored)
 	}
 
 	items, err = s.Items(ctx)
@@ -664,6 +681,53 @@ func testConfirmConcurrentRedelivery(t *testing.T, b backend) {
 	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 100, StockLeft: 50, Confirmed: 50})
 }
 
+// testConfirmConflictingUsers races batches that hold different order ids
+// for the same users, each batch meeting the users in a different order.
+// On MySQL that is the textbook deadlock on the (user_id, item_id) key;
+// Confirm must retry its victim, and every user must still end up with
+// exactly one order.
+func testConfirmConflictingUsers(t *testing.T, b backend) {
+	s := b.open(t)
+	it := newItem(t, s, 1000)
+	const workers, users = 6, 40
+	batches := make([][]sale.Order, workers)
+	for w := range batches {
+		for u := range users {
+			// Order ids sort by creation, so each worker's batch meets the
+			// users in its own rotation of the same ring.
+			batches[w] = append(batches[w], newOrder(it, fmt.Sprintf("u%02d", (u+w*users/workers)%users)))
+		}
+	}
+	start := make(chan struct{})
+	var (
+		mu    sync.Mutex
+		total int
+		errs  []error
+		wg    sync.WaitGroup
+	)
+	for _, batch := range batches {
+		wg.Go(func() {
+			<-start
+			n, err := s.Confirm(t.Context(), batch)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("Confirm errors: %v", errs)
+	}
+	if total != users {
+		t.Fatalf("inserted %d in total, want %d (one per user)", total, users)
+	}
+	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 1000, StockLeft: 1000 - users, Confirmed: users})
+}
+
 func testRestock(t *testing.T, b backend) {
 	s := b.open(t)
 	ctx := t.Context()
@@ -768,7 +832,7 @@ func testMigrateConcurrently(t *testing.T, b backend) {
 		t.Skip("Migrate is documented as single-process on SQLite")
 	}
 	dsn := b.dsn(t)
-	const n = 4
+	const n = 8
 	stores := make([]*mysqlstore.Store, n)
 	for i := range stores {
 		stores[i] = b.openRaw(t, dsn)
@@ -801,6 +865,49 @@ func testMigrateConcurrently(t *testing.T, b backend) {
 		t.Fatalf("goose_db_version has %d rows, latest v%d; want %d rows, v%d", rows, latest, files+1, files)
 	}
 	newItem(t, stores[n-1], 1)
+}
+
+// testMigrateWaitsForLock holds the migration lock from another session,
+// as a process mid-migration would, and checks that Migrate waits for it
+// rather than migrating alongside. The lock's name is a protocol between
+// processes (and versions of this binary), so the test spells it out.
+func testMigrateWaitsForLock(t *testing.T, b backend) {
+	if b.dialect != mysqlstore.MySQL {
+		t.Skip("the migration lock is MySQL's GET_LOCK")
+	}
+	dsn := b.dsn(t)
+	holder, s := b.openRaw(t, dsn), b.openRaw(t, dsn)
+	sqlDB, err := holder.DB().DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := sqlDB.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const name = "CONCAT('seckill.migrate.', MD5(COALESCE(DATABASE(), '')))"
+	var got int
+	if err := conn.QueryRowContext(t.Context(), "SELECT GET_LOCK("+name+", 0)").Scan(&got); err != nil || got != 1 {
+		t.Fatalf("take migration lock: %d, %v", got, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if err := s.Migrate(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Migrate while the lock is held = %v, want it to wait until the deadline", err)
+	}
+	var tables int
+	if err := conn.QueryRowContext(t.Context(),
+		"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()").Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("Migrate created %d tables (%v) while another process held the lock", tables, err)
+	}
+	if _, err := conn.ExecContext(t.Context(), "DO RELEASE_LOCK("+name+")"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate after release: %v", err)
+	}
+	newItem(t, s, 1)
 }
 
 func testContextCanceled(t *testing.T, b backend) {

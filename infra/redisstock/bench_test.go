@@ -48,6 +48,8 @@ func BenchmarkReserve(b *testing.B) {
 					return decodeReserve(h.s.runScript(ctx, reserveScript, req.call.keys, req.call.args...).Slice())
 				}
 			}
+			hook := &pipelineSizes{}
+			h.rdb.AddHook(hook)
 			var next atomic.Int64
 			// Enough callers to keep every pipeline full on a small machine.
 			b.SetParallelism(64)
@@ -63,6 +65,14 @@ func BenchmarkReserve(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+			// Script calls per pipeline; the direct mode sends none.
+			if sizes := hook.get(); len(sizes) > 0 {
+				total := 0
+				for _, n := range sizes {
+					total += n
+				}
+				b.ReportMetric(float64(total)/float64(len(sizes)), "calls/pipeline")
+			}
 		})
 	}
 }

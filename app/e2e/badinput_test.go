@@ -87,6 +87,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if r.Status != 202 {
 		t.Fatalf("valid purchase after the bad ones: %d %s", r.Status, r.Raw)
 	}
+	again := in.do("POST", purchase, tok, nil)
+	if again.Status != 409 || again.str("error") != "already_purchased" || again.str("order_id") != r.str("order_id") {
+		t.Fatalf("second purchase by the same user: %d %s, want 409 already_purchased with %s", again.Status, again.Raw, r.str("order_id"))
+	}
 	other := in.login("mallory")
 	if o := in.do("GET", "/api/v1/orders/"+r.str("order_id"), other, nil); o.Status != 404 {
 		t.Fatalf("another user's order: %d %s, want 404", o.Status, o.Raw)

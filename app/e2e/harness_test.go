@@ -211,7 +211,7 @@ func (in *instance) createSale(name string, stock int, startsIn time.Duration) i
 	now := time.Now().UTC()
 	r := in.do("POST", "/api/v1/admin/items", adminToken, map[string]any{
 		"name": name, "description": "e2e", "price_cents": 1999, "stock": stock,
-		"starts_at": now.Add(startsIn).Format(time.RFC3339Nano), "ends_at": now.Add(time.Hour).Format(time.RFC3339Nano),
+		"starts_at": now.Add(startsIn).Format(time.RFC3339Nano), "ends_at": now.Add(startsIn + time.Hour).Format(time.RFC3339Nano),
 	})
 	if r.Status != 201 {
 		in.t.Fatalf("create sale: %d %s", r.Status, r.Raw)

@@ -144,6 +144,9 @@ func migrate(stderr io.Writer) func(context.Context, config.Config) error {
 		defer cancel()
 		dialect, dsn := mysqlstore.MySQL, cfg.MySQLDSN
 		if dsn == "" {
+			if cfg.SQLitePath == "" {
+				return errors.New("nothing to migrate: set --mysql-dsn (SECKILL_MYSQL_DSN) or --sqlite-path (SECKILL_SQLITE_PATH)")
+			}
 			dialect, dsn = mysqlstore.SQLite, cfg.SQLitePath
 		}
 		st, err := mysqlstore.Open(ctx, dialect, dsn, mysqlstore.Options{})

@@ -163,21 +163,39 @@ export function waitReady(timeoutSec = 30) {
   }
 }
 
-// acceptedSoFar reads a Counter's value from k6's own REST API (the
-// `--address` server, on by default in k6 v1 at localhost:6565). teardown()
-// cannot see the scripts' metrics and handleSummary() cannot fail a run, so
-// this is how teardown compares what clients were told (202s) with what the
-// server settled. Returns null if the REST API is not reachable.
-export function acceptedSoFar(metric) {
+// counterValue reads one Counter from k6's REST API: its count, "missing"
+// (k6 has no samples of it yet), or null if the API did not answer.
+function counterValue(metric) {
   const res = http.get(`${RUNNER_API}/v1/metrics/${metric}`, {
     tags: { name: 'k6_rest_api' },
     responseCallback: http.expectedStatuses(200, 404),
     timeout: '5s',
   });
-  if (res.status === 404) return 0; // the counter was never incremented
+  if (res.status === 404) return 'missing';
   if (res.status !== 200) return null;
   const b = json(res);
   const sample = b && b.data && b.data.attributes && b.data.attributes.sample;
-  if (!sample || typeof sample.count !== 'number') return null;
-  return sample.count;
+  return sample && typeof sample.count === 'number' ? sample.count : null;
+}
+
+// acceptedSoFar returns the final value of a Counter, read from k6's own REST
+// API (the `--address` server; on by default in k6 v1 at localhost:6565, off
+// by default from k6 v2, so k6/run.sh and docker-compose.yml pass --address).
+// teardown() cannot see the scripts' metrics and handleSummary() cannot fail
+// a run, so this is how teardown compares what clients were told (202s) with
+// what the server settled. Samples reach the API a moment after they are
+// emitted, so it reads until two reads a second apart agree; a counter still
+// without samples then was never incremented. Returns null if the REST API
+// is not reachable or the value does not settle within timeoutSec.
+export function acceptedSoFar(metric, timeoutSec = 15) {
+  const deadline = Date.now() + timeoutSec * 1000;
+  let last;
+  while (Date.now() < deadline) {
+    const v = counterValue(metric);
+    if (v === null) return null;
+    if (v === last) return v === 'missing' ? 0 : v;
+    last = v;
+    sleep(1);
+  }
+  return null;
 }

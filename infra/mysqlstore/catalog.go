@@ -85,6 +85,9 @@ func (s *Store) UpdateItem(ctx context.Context, id sale.ItemID, fn func(*sale.It
 			fnErr = err
 			return err
 		}
+		// Stock belongs to Restock and Confirm, identity and creation time
+		// to the store; put them back so the item returned is the item
+		// stored.
 		next.ID, next.StockTotal, next.StockLeft, next.CreatedAt = cur.ID, cur.StockTotal, cur.StockLeft, cur.CreatedAt
 		next.UpdatedAt = s.now()
 		if err := next.Validate(); err != nil {
@@ -177,7 +180,7 @@ func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key stri
 		if res.RowsAffected == 0 {
 			// add >= 1 always changes a row that exists, so 0 means no row;
 			// returning the error rolls the key back with it.
-			return fmt.Errorf("item %s: %w", id, sale.ErrNotFound)
+			return sale.ErrNotFound
 		}
 		applied = true
 		return nil

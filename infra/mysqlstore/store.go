@@ -98,9 +98,9 @@ var (
 //
 // For MySQL, Open forces the DSN parameters the store relies on, whatever
 // the DSN says: parseTime=true and loc=UTC (times in and out are UTC),
-// interpolateParams=true (one round trip per statement instead of three; the
-// connection charset is utf8mb4, for which client-side interpolation is
-// safe) and clientFoundRows=false (so an INSERT ... ON DUPLICATE KEY UPDATE
+// interpolateParams=true (one round trip per statement instead of three;
+// the driver refuses it, and Open fails, for the few collations where
+// client-side escaping is unsafe) and clientFoundRows=false (so an INSERT ... ON DUPLICATE KEY UPDATE
 // id=id reports 0 affected rows for a skipped duplicate, which Confirm
 // counts on). A DSN without a dial timeout gets 10 seconds.
 //
@@ -336,12 +336,9 @@ func translate(ctx context.Context, op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case isSaleError(err):
-		return fmt.Errorf("mysqlstore: %s: %w", op, err)
 	case errors.Is(err, gorm.ErrRecordNotFound):
-		return fmt.Errorf("mysqlstore: %s: %w", op, sale.ErrNotFound)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("mysqlstore: %s: %w", op, err)
+		err = sale.ErrNotFound
+	case isSaleError(err), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 	case ctx.Err() != nil:
 		// The driver reports a cancelled query in its own words ("invalid
 		// connection", "interrupted"); the cause the caller can act on is

@@ -87,9 +87,8 @@ type Store struct {
 }
 
 var (
-	_ sale.Catalog    = (*Store)(nil)
-	_ sale.OrderBook  = (*Store)(nil)
-	_ sale.ItemReader = (*Store)(nil)
+	_ sale.Catalog   = (*Store)(nil)
+	_ sale.OrderBook = (*Store)(nil)
 )
 
 // Open connects to the database, applies the pool settings and pings it with

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -441,12 +443,19 @@ func (b *browserTab) login(user string) {
 
 func (b *browserTab) fullScreenshot() []byte {
 	b.t.Helper()
+	// A light page with no motion, so that the picture does not depend on
+	// the machine's settings or on the moment of a pulse animation.
+	b.do("pin the color scheme and reduce motion", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{
+				{Name: "prefers-color-scheme", Value: "light"},
+				{Name: "prefers-reduced-motion", Value: "reduce"},
+			},
+		})
+		return err
+	}))
 	ctx, cancel := context.WithTimeout(b.ctx, browserStep)
 	defer cancel()
-	// Let the bar transitions finish so that the picture is stable.
-	_, _ = chromedp.Run(ctx, chromedp.Poll[chromedp.Void](
-		`document.getAnimations().every(a => a.playState !== "running" || a.effect.getTiming().iterations === Infinity)`,
-		chromedp.WithPollingTimeout(2*time.Second)))
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Fatalf("screenshot: %v", err)

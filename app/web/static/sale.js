@@ -324,6 +324,9 @@
       if (card.cooldownText) setMessage(card, "You can try again now.", "info");
       card.cooldownText = "";
     }
+    const soldOutTry = shown === "sold_out" && !disabled;
+    if (soldOutTry) label = "Sold out · try again";
+    r.buy.classList.toggle("is-soldout", soldOutTry);
     setText(r.buy, label);
     if (r.buy.disabled !== disabled) r.buy.disabled = disabled;
     if (card.busy) r.buy.setAttribute("aria-busy", "true");

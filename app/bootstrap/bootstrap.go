@@ -33,8 +33,8 @@ import (
 	"seckill/infra/kafkaevents"
 	"seckill/infra/localcache"
 	"seckill/infra/mysqlstore"
-	"seckill/infra/rediscache"
 	"seckill/infra/redisbus"
+	"seckill/infra/rediscache"
 	"seckill/infra/redisdelay"
 	"seckill/infra/redisstock"
 )
@@ -54,6 +54,10 @@ type Main struct {
 	// AdminToken is the admin bearer token in force (generated if the config
 	// had none).
 	AdminToken string
+
+	// Hooks lets tests observe or delay internal steps. Production leaves
+	// it zero, which adds nothing to any path.
+	Hooks Hooks
 
 	emRedis *embedded.Redis
 	emKafka *embedded.Kafka
@@ -136,7 +140,11 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
 		MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
 	})
-	m.shared = rediscache.New(m.rdb, m.store, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisCacheTTL})
+	var dbReader sale.ItemReader = m.store
+	if m.Hooks.AfterDBRead != nil {
+		dbReader = hookedReader{m.store, m.Hooks.AfterDBRead}
+	}
+	m.shared = rediscache.New(m.rdb, dbReader, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisCacheTTL})
 	m.local = localcache.New(m.shared, localcache.Options{SizeBytes: cfg.LocalCacheMB << 20, TTL: cfg.LocalCacheTTL})
 	m.bus = redisbus.New(m.rdb, cfg.RedisPrefix+":events", cfg.InstanceID)
 	m.delay = redisdelay.New(m.rdb, cfg.RedisPrefix+":delayed", redisdelay.Options{})
@@ -252,6 +260,9 @@ func (m *Main) openBackends(ctx context.Context) error {
 
 	m.rdb = redis.NewClient(&redis.Options{
 		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+		// Named so an operator (or a test) can tell this instance's
+		// connections apart in CLIENT LIST.
+		ClientName: "seckill-" + cfg.InstanceID,
 		// Many concurrent purchases share few connections thanks to the
 		// ledger's pipelining; the pool still needs headroom for pub/sub,
 		// the relay and page views.
@@ -439,6 +450,21 @@ type busAdapter struct{ b *redisbus.Bus }
 func (a busAdapter) Publish(ctx context.Context, e cluster.Event) error {
 	return a.b.Publish(ctx, redisbus.Event{Kind: redisbus.Kind(e.Kind), Item: e.Item, Gen: e.Gen})
 }
+
+// Shield exposes this instance's shield, for tests that check its flags.
+func (m *Main) Shield() *shield.Shield { return m.shield }
+
+// DelayQueue exposes the delayed-task queue, for tests of the second delete.
+func (m *Main) DelayQueue() *redisdelay.Queue { return m.delay }
+
+// Bus exposes the broadcast bus, for tests of reconnection.
+func (m *Main) Bus() *redisbus.Bus { return m.bus }
+
+// LocalCache exposes this instance's freecache layer, for tests.
+func (m *Main) LocalCache() *localcache.Reader { return m.local }
+
+// SharedCache exposes the Redis item-data layer, for tests.
+func (m *Main) SharedCache() *rediscache.Reader { return m.shared }
 
 // Ledger exposes the stock ledger, for tests that check its accounts.
 func (m *Main) Ledger() *redisstock.Store { return m.ledger }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"seckill/app/shield"
@@ -60,7 +61,19 @@ type Deps struct {
 // Service runs purchases. It is safe for concurrent use.
 type Service struct {
 	d Deps
+
+	ledgerCalls atomic.Uint64
 }
+
+// Stats counts what the service did.
+type Stats struct {
+	// LedgerCalls is how many purchases reached the stock ledger; every
+	// other purchase was answered locally.
+	LedgerCalls uint64
+}
+
+// Stats returns the counters, for metrics and tests.
+func (s *Service) Stats() Stats { return Stats{LedgerCalls: s.ledgerCalls.Load()} }
 
 // New returns the purchase service.
 func New(d Deps) *Service {
@@ -107,6 +120,7 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	}
 
 	o := sale.NewOrder(it, user, now)
+	s.ledgerCalls.Add(1)
 	res, err := s.d.Ledger.Reserve(ctx, o)
 	if err != nil {
 		return sale.Order{}, fmt.Errorf("%w: reserve: %v", ErrUnavailable, err)

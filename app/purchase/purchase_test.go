@@ -1,0 +1,169 @@
+package purchase
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill/app/shield"
+	"seckill/domain/sale"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+type items map[sale.ItemID]sale.Item
+
+func (m items) Item(_ context.Context, id sale.ItemID) (sale.Item, error) {
+	it, ok := m[id]
+	if !ok {
+		return sale.Item{}, sale.ErrNotFound
+	}
+	return it, nil
+}
+func (m items) Items(context.Context) ([]sale.Item, error) { return nil, nil }
+
+// fakeLedger answers with a fixed outcome, optionally blocking until gate
+// closes, and counts calls.
+type fakeLedger struct {
+	outcome sale.Outcome
+	err     error
+	gate    chan struct{}
+	calls   atomic.Int64
+}
+
+func (l *fakeLedger) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
+	l.calls.Add(1)
+	if l.gate != nil {
+		<-l.gate
+	}
+	return sale.Reservation{Outcome: l.outcome, Gen: 2}, l.err
+}
+
+type queue struct {
+	mu  sync.Mutex
+	got []sale.Order
+}
+
+func (q *queue) Enqueue(o sale.Order) { q.mu.Lock(); q.got = append(q.got, o); q.mu.Unlock() }
+
+func newService(l *fakeLedger, opts shield.Options) (*Service, *queue, *[]sale.ItemID) {
+	open := sale.Item{ID: 1, Name: "open", PriceCents: 500, StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)}
+	later := sale.Item{ID: 2, Name: "later", PriceCents: 500, StartsAt: t0.Add(time.Hour), EndsAt: t0.Add(2 * time.Hour)}
+	past := sale.Item{ID: 3, Name: "past", PriceCents: 500, StartsAt: t0.Add(-2 * time.Hour), EndsAt: t0.Add(-time.Hour)}
+	q := &queue{}
+	var soldOut []sale.ItemID
+	s := New(Deps{
+		Items: items{1: open, 2: later, 3: past}, Ledger: l, Queue: q, Shield: shield.New(opts),
+		OnSoldOut: func(id sale.ItemID, _ int64) { soldOut = append(soldOut, id) },
+		Now:       func() time.Time { return t0 },
+	})
+	return s, q, &soldOut
+}
+
+func TestDoomedRequestsNeverReachTheLedger(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.Accepted}
+	s, _, _ := newService(l, shield.Options{})
+	cases := []struct {
+		item sale.ItemID
+		want error
+	}{
+		{2, sale.ErrNotStarted},
+		{3, sale.ErrEnded},
+		{404, sale.ErrNotFound},
+	}
+	for _, c := range cases {
+		if _, err := s.Buy(context.Background(), "alice", c.item); !errors.Is(err, c.want) {
+			t.Errorf("item %d: %v, want %v", c.item, err, c.want)
+		}
+	}
+	if l.calls.Load() != 0 || s.Stats().LedgerCalls != 0 {
+		t.Fatalf("ledger called %d times for requests the window or catalog answers", l.calls.Load())
+	}
+}
+
+func TestAcceptedOrderIsQueued(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.Accepted}
+	s, q, _ := newService(l, shield.Options{})
+	o, err := s.Buy(context.Background(), "alice", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.got) != 1 || q.got[0].ID != o.ID || o.PriceCents != 500 || o.UserID != "alice" || o.Status != sale.OrderQueued {
+		t.Fatalf("order %+v, queued %+v", o, q.got)
+	}
+}
+
+func TestSoldOutSetsTheFlagAndBroadcasts(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.OutcomeSoldOut}
+	s, _, soldOut := newService(l, shield.Options{})
+	for i := 0; i < 5; i++ {
+		if _, err := s.Buy(context.Background(), sale.UserID("u"+string(rune('a'+i))), 1); !errors.Is(err, sale.ErrSoldOut) {
+			t.Fatalf("attempt %d: %v, want ErrSoldOut", i, err)
+		}
+	}
+	if l.calls.Load() != 1 {
+		t.Fatalf("ledger called %d times; after the first sold out the flag must answer", l.calls.Load())
+	}
+	if len(*soldOut) != 1 || (*soldOut)[0] != 1 {
+		t.Fatalf("sold-out broadcasts = %v", *soldOut)
+	}
+}
+
+func TestLedgerFailureIsUnavailable(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{err: errors.New("dial tcp: connection refused")}
+	s, q, _ := newService(l, shield.Options{})
+	if _, err := s.Buy(context.Background(), "alice", 1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if len(q.got) != 0 {
+		t.Fatal("an order was queued although the ledger failed")
+	}
+}
+
+func TestInFlightBoundAnswersAtOnce(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.Accepted, gate: make(chan struct{})}
+	s, _, _ := newService(l, shield.Options{MaxInFlight: 2, UserRate: 1000, UserBurst: 1000})
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func(u sale.UserID) { defer wg.Done(); _, _ = s.Buy(context.Background(), u, 1) }(sale.UserID("blocked" + string(rune('a'+i))))
+	}
+	for l.calls.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.Buy(context.Background(), "third", 1); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, shield.ErrOverloaded) {
+			t.Fatalf("third purchase: %v, want ErrOverloaded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the third purchase waited instead of being refused")
+	}
+	close(l.gate)
+	wg.Wait()
+}
+
+func TestUserLimiterRefusesBeforeTheLedger(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.OutcomeAlreadyPurchased}
+	s, _, _ := newService(l, shield.Options{UserRate: 1, UserBurst: 2})
+	var limited int
+	for i := 0; i < 5; i++ {
+		if _, err := s.Buy(context.Background(), "eager", 1); errors.Is(err, shield.ErrRateLimited) {
+			limited++
+		}
+	}
+	if limited != 3 || l.calls.Load() != 2 {
+		t.Fatalf("limited %d (want 3), ledger calls %d (want 2)", limited, l.calls.Load())
+	}
+}

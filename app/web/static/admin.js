@@ -468,7 +468,10 @@
         rejected();
       }
     });
-    if (okCount > 0 && els.tokenStatus.dataset.kind === "info") showTokenState();
+    if (els.tokenStatus.dataset.kind === "info" && (okCount > 0 || list.length === 0)) {
+      showTokenState();
+      if (list.length === 0) setStatus(els.tokenStatus, "Token saved. It is checked once there is a sale.", "info");
+    }
     if (tokenRejected) for (const row of rows.values()) clearStats(row);
   }
 

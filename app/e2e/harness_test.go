@@ -95,6 +95,12 @@ func newBackends(t *testing.T) *backends {
 // start runs one instance with the given roles; edit may adjust its config.
 func (b *backends) start(t *testing.T, name string, roles bootstrap.Roles, edit func(*config.Config)) *instance {
 	t.Helper()
+	return b.startWith(t, name, roles, edit, nil)
+}
+
+// startWith is start with a chance to set hooks on Main before it starts.
+func (b *backends) startWith(t *testing.T, name string, roles bootstrap.Roles, edit func(*config.Config), hook func(*bootstrap.Main)) *instance {
+	t.Helper()
 	cfg := b.cfg
 	cfg.InstanceID = name
 	if edit != nil {
@@ -103,6 +109,9 @@ func (b *backends) start(t *testing.T, name string, roles bootstrap.Roles, edit 
 	logw := &testLogWriter{t: t, name: name}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m := bootstrap.New(cfg, roles, log)
+	if hook != nil {
+		hook(m)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.Start(ctx); err != nil {
@@ -125,6 +134,9 @@ type instance struct {
 	url string
 	t   *testing.T
 }
+
+// InstanceName is the instance id the test gave it.
+func (in *instance) InstanceName() string { return in.Config.InstanceID }
 
 // testLogWriter forwards warnings to t.Log until the test ends.
 type testLogWriter struct {

@@ -8,7 +8,7 @@
 //   USERS        distinct users a script uses
 //   RATE         peak purchase attempts (iterations) per second
 //   RUNNER_API   k6's own REST API, default http://127.0.0.1:6565; spike.js
-//                reads its accepted counter there (see acceptedSoFar)
+//                reads its own counters there in teardown (see finalCount)
 import http from 'k6/http';
 import { sleep } from 'k6';
 
@@ -178,7 +178,7 @@ function counterValue(metric) {
   return sample && typeof sample.count === 'number' ? sample.count : null;
 }
 
-// acceptedSoFar returns the final value of a Counter, read from k6's own REST
+// finalCount returns the final value of a Counter, read from k6's own REST
 // API (the `--address` server; on by default in k6 v1 at localhost:6565, off
 // by default from k6 v2, so k6/run.sh and docker-compose.yml pass --address).
 // teardown() cannot see the scripts' metrics and handleSummary() cannot fail
@@ -187,7 +187,7 @@ function counterValue(metric) {
 // emitted, so it reads until two reads a second apart agree; a counter still
 // without samples then was never incremented. Returns null if the REST API
 // is not reachable or the value does not settle within timeoutSec.
-export function acceptedSoFar(metric, timeoutSec = 15) {
+export function finalCount(metric, timeoutSec = 15) {
   const deadline = Date.now() + timeoutSec * 1000;
   let last;
   while (Date.now() < deadline) {

@@ -15,7 +15,9 @@
 //   - confirmed == stock_total - stock_left_redis (failed orders' units back),
 //   - every 202 the clients saw is a confirmed order: confirmed == accepted
 //     and failed == 0 (no accepted order lost, no order nobody was told of).
-// `accepted` is read from k6's REST API (see lib.js acceptedSoFar): teardown
+//   - nobody was told sold_out while units were left: if any purchase was
+//     answered sold_out, stock_left_redis is 0 at the end.
+// The counters are read from k6's REST API (see lib.js finalCount): teardown
 // cannot see the scripts' metrics otherwise, and handleSummary() cannot fail
 // a run. So run k6 with its REST API on (`--address`; k6/run.sh does).
 //
@@ -27,7 +29,7 @@ import { check, fail, sleep } from 'k6';
 import { Counter, Rate } from 'k6/metrics';
 import {
   PURCHASE_STATUSES, intEnv, login, buy, createSale, waitSettled, waitReady,
-  runId, errorCode, json, acceptedSoFar,
+  runId, errorCode, json, finalCount,
 } from './lib.js';
 
 const STOCK = intEnv('STOCK', 1000);
@@ -40,6 +42,8 @@ const SETTLE_TIMEOUT = intEnv('SETTLE_TIMEOUT', 90);
 
 // Every purchase answered 202, whatever the scenario.
 const accepted = new Counter('accepted');
+// Every purchase answered 409 sold_out.
+const soldOutAnswers = new Counter('sold_out_answers');
 // Purchase answers by outcome: "accepted" or the API's error code.
 const outcomes = new Counter('purchase_outcomes');
 // 1 for an answer outside the contract: a purchase status other than
@@ -126,6 +130,7 @@ function judge(res, firstTime) {
     const b = json(res) || {};
     ok = typeof b.order_id === 'string' && b.order_id !== '' && b.status === 'queued';
   } else if (res.status === 409) {
+    if (code === 'sold_out') soldOutAnswers.add(1);
     ok = code === 'sold_out' || (code === 'already_purchased' && !firstTime);
   } else if (res.status === 429 || res.status === 503) {
     ok = res.headers['Retry-After'] !== undefined;
@@ -174,7 +179,8 @@ export function repeatBuyer(data) {
 
 export function teardown(data) {
   const { settled, stats: s, waitedSec } = waitSettled(data.itemId, SETTLE_TIMEOUT);
-  const acc = acceptedSoFar('accepted');
+  const acc = finalCount('accepted');
+  const soldOut = finalCount('sold_out_answers');
   const st = s || {};
   const results = [
     [`settled within ${SETTLE_TIMEOUT}s: nothing pending, consistent`, settled],
@@ -185,6 +191,8 @@ export function teardown(data) {
     ['k6 REST API gave the accepted count', acc !== null],
     ['no accepted order failed: failed == 0', st.orders_failed === 0],
     ['every 202 is a confirmed order: confirmed == accepted', acc !== null && st.orders_confirmed === acc],
+    ['no false sold_out: sold_out answered only once stock_left_redis == 0',
+      soldOut !== null && (soldOut === 0 || st.stock_left_redis === 0)],
   ];
   let allOk = true;
   for (const [name, ok] of results) {
@@ -192,7 +200,7 @@ export function teardown(data) {
     settlement.add(ok === true);
     if (ok !== true) allOk = false;
   }
-  const line = `spike verdict: item ${data.itemId} accepted(202)=${acc} confirmed=${st.orders_confirmed} ` +
+  const line = `spike verdict: item ${data.itemId} accepted(202)=${acc} sold_out_answers=${soldOut} confirmed=${st.orders_confirmed} ` +
     `failed=${st.orders_failed} pending=${st.orders_pending} stock_total=${st.stock_total} ` +
     `stock_left_redis=${st.stock_left_redis} stock_left_db=${st.stock_left_db} consistent=${st.consistent} ` +
     `settled_after=${waitedSec.toFixed(1)}s`;

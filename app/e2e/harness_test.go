@@ -173,6 +173,12 @@ func (r response) num(k string) int64  { f, _ := r.Body[k].(float64); return int
 
 func (in *instance) do(method, path, token string, body any) response {
 	in.t.Helper()
+	return in.doWithHeader(method, path, token, body, "", "")
+}
+
+// doWithHeader is do with one extra request header (skipped when name is "").
+func (in *instance) doWithHeader(method, path, token string, body any, name, value string) response {
+	in.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -193,6 +199,9 @@ func (in *instance) do(method, path, token string, body any) response {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if name != "" {
+		req.Header.Set(name, value)
 	}
 	res, err := client.Do(req)
 	if err != nil {

@@ -37,7 +37,9 @@ func listAll(t *testing.T) []pkg {
 	return pkgs
 }
 
-func isStd(path string) bool { return !strings.Contains(strings.SplitN(path, "/", 2)[0], ".") && !strings.HasPrefix(path, "seckill") }
+func isStd(path string) bool {
+	return !strings.Contains(strings.SplitN(path, "/", 2)[0], ".") && !strings.HasPrefix(path, "seckill")
+}
 
 func TestDependencyRule(t *testing.T) {
 	t.Parallel()

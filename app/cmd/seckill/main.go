@@ -67,6 +67,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
+			if roles != (bootstrap.Roles{API: true, Worker: true}) && cfg.Embedded() {
+				// An embedded backend lives inside one process, so a
+				// separate API or worker could never meet its partner there.
+				return errors.New("serve and worker need real backends: set --mysql-dsn, --redis-addr and --kafka-brokers " +
+					"(SECKILL_MYSQL_DSN, SECKILL_REDIS_ADDR, SECKILL_KAFKA_BROKERS), or run 'seckill all' for the embedded demo")
+			}
 			if cfg.MySQLDSN == "" && !isSet("seed-demo") {
 				// With the embedded database the point is a demo.
 				cfg.SeedDemo = true
@@ -109,7 +115,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 				"Applies the embedded SQL migrations (goose) to --mysql-dsn, or to the SQLite file when it is empty.",
 				migrate(stderr)),
 		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+		Exec: func(_ context.Context, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown subcommand %q; run 'seckill --help'", args[0])
+			}
+			return flag.ErrHelp
+		},
 	}
 	if err := root.Parse(args); err != nil {
 		return err

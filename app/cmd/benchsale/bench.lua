@@ -1,0 +1,76 @@
+-- bench.lua drives every benchsale scenario, so the load generator does the
+-- same work per request in all of them: each request carries the next user
+-- token of this thread's slice, and every response's status (plus the JSON
+-- error code for non-2xx) is counted.
+--
+-- Arguments after "--": method path tokens_file record_len per_thread
+-- The tokens file holds fixed-width lines, so thread k reads its disjoint
+-- slice [k*per_thread, (k+1)*per_thread) with one seek.
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+   thread:set("id", next_id)
+   next_id = next_id + 1
+   threads[#threads + 1] = thread
+end
+
+function init(args)
+   local method, path, file = args[1], args[2], args[3]
+   local reclen, per = tonumber(args[4]), tonumber(args[5])
+   local host = wrk.headers["Host"] or (wrk.host .. ":" .. wrk.port)
+   pre = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nAuthorization: Bearer "
+   post = "\r\n\r\n"
+   if method == "POST" then
+      post = "\r\nContent-Length: 0\r\n\r\n"
+   end
+   local f = assert(io.open(file, "rb"))
+   f:seek("set", id * per * reclen)
+   local data = f:read(per * reclen) or ""
+   f:close()
+   tokens = {}
+   for t in data:gmatch("[^\n]+") do
+      tokens[#tokens + 1] = t
+   end
+   n = #tokens
+   if n == 0 then
+      error("benchsale: no tokens for thread " .. id)
+   end
+   i = 0
+   wrapped = 0
+   counts = {}
+end
+
+function request()
+   i = i + 1
+   if i > n then
+      i = 1
+      wrapped = wrapped + 1
+   end
+   return pre .. tokens[i] .. post
+end
+
+function response(status, headers, body)
+   local k = status
+   if status >= 300 then
+      k = status .. ":" .. ((body and body:match('"error":"([%w_]+)"')) or "?")
+   end
+   counts[k] = (counts[k] or 0) + 1
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format("BENCH summary requests=%d duration_us=%d bytes=%d connect=%d read=%d write=%d status=%d timeout=%d\n",
+      summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout))
+   io.write(string.format("BENCH latency p50=%d p75=%d p90=%d p99=%d p99.9=%d max=%d mean=%.1f\n",
+      latency:percentile(50), latency:percentile(75), latency:percentile(90),
+      latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean))
+   for _, t in ipairs(threads) do
+      local c = t:get("counts") or {}
+      for k, v in pairs(c) do
+         io.write(string.format("BENCH status %s %d\n", tostring(k), v))
+      end
+      io.write(string.format("BENCH thread id=%d tokens=%d wrapped=%d\n", t:get("id"), t:get("n") or 0, t:get("wrapped") or 0))
+   end
+end

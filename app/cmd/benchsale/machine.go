@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// machine describes where the numbers were taken.
+type machine struct {
+	CPUs      int
+	CPUModel  string
+	Go        string
+	Kernel    string
+	Redis     string
+	Database  string
+	Wrk       string
+	LoadStart string
+}
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, CPUModel: "unknown"}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command("wrk", "-v").CombinedOutput(); len(out) > 0 {
+		_ = err // wrk -v exits non-zero after printing its version
+		m.Wrk, _, _ = strings.Cut(string(out), "\n")
+		m.Wrk = strings.TrimSpace(m.Wrk)
+	}
+	m.LoadStart = loadAvg()
+	return m
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// backendPIDs are the local Redis and MariaDB processes, if found, so their
+// CPU can be told apart from other load on the machine.
+type backendPIDs struct{ Redis, DB int }
+
+func findBackendPIDs() backendPIDs {
+	var p backendPIDs
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return p
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil {
+			continue
+		}
+		switch strings.TrimSpace(string(b)) {
+		case "redis-server":
+			if p.Redis == 0 {
+				p.Redis = pid
+			}
+		case "mariadbd", "mysqld":
+			if p.DB == 0 {
+				p.DB = pid
+			}
+		}
+	}
+	return p
+}
+
+// clkTck is USER_HZ, the unit of /proc/stat and /proc/<pid>/stat; 100 on
+// every Linux this runs on.
+const clkTck = 100
+
+type cpuSnap struct {
+	at            time.Time
+	busy, all     int64 // machine-wide ticks
+	self          time.Duration
+	redisT, dbT   int64 // ticks
+	redisOK, dbOK bool
+}
+
+func takeCPU(p backendPIDs) cpuSnap {
+	s := cpuSnap{at: time.Now()}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		// cpu user nice system idle iowait irq softirq steal ...
+		for i := 1; i < len(f) && i <= 8; i++ {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			s.all += v
+			if i != 4 && i != 5 {
+				s.busy += v
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	s.redisT, s.redisOK = procTicks(p.Redis)
+	s.dbT, s.dbOK = procTicks(p.DB)
+	return s
+}
+
+func procTicks(pid int) (int64, bool) {
+	if pid == 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the ")" that closes the command name; utime and stime
+	// are fields 14 and 15 of the whole line.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return 0, false
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st, true
+}
+
+// cpuUse is the average number of cores each party used during a run.
+type cpuUse struct {
+	Server, Wrk, Redis, DB, Other, Idle float64
+	Known                               bool
+}
+
+func cpuBetween(a, b cpuSnap, wrk time.Duration) cpuUse {
+	secs := b.at.Sub(a.at).Seconds()
+	if secs <= 0 || b.all == a.all {
+		return cpuUse{}
+	}
+	cores := float64(runtime.NumCPU())
+	u := cpuUse{Known: true}
+	u.Server = (b.self - a.self).Seconds() / secs
+	u.Wrk = wrk.Seconds() / secs
+	if a.redisOK && b.redisOK {
+		u.Redis = float64(b.redisT-a.redisT) / clkTck / secs
+	}
+	if a.dbOK && b.dbOK {
+		u.DB = float64(b.dbT-a.dbT) / clkTck / secs
+	}
+	busy := float64(b.busy-a.busy) / float64(b.all-a.all) * cores
+	u.Idle = cores - busy
+	u.Other = max(0, busy-u.Server-u.Wrk-u.Redis-u.DB)
+	return u
+}
+
+func (u cpuUse) String() string {
+	if !u.Known {
+		return "cpu: unknown"
+	}
+	return fmt.Sprintf("cores used: seckill %.2f, wrk %.2f, redis %.2f, mariadb %.2f, other processes %.2f, idle %.2f",
+		u.Server, u.Wrk, u.Redis, u.DB, u.Other, u.Idle)
+}

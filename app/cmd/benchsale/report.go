@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// p99Target is the p99 latency (b) must stay under at ~80% of its max rate.
+const p99Target = 20 * time.Millisecond
+
+func ms(us float64) string { return fmt.Sprintf("%.2f", us/1000) }
+
+// baseline is the mean rate of the two (a) runs, or the one there is.
+func (b *bench) baseline() (float64, bool) {
+	a, ok := b.results["a"]
+	if !ok {
+		return 0, false
+	}
+	if b.a2 != nil {
+		return (a.RPS + b.a2.RPS) / 2, true
+	}
+	return a.RPS, true
+}
+
+func (b *bench) report() {
+	o, w := b.o, b.out
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "=== seckill benchmark: throughput as ratios against GET /healthz from the same run ===")
+	if o.embedded {
+		fmt.Fprintln(w, "!!! EMBEDDED BACKENDS (miniredis + SQLite in-process): these numbers are NOT comparable")
+		fmt.Fprintln(w, "!!! with runs against real Redis/MariaDB, nor with the targets.")
+	}
+	m := b.machine
+	fmt.Fprintf(w, "machine:  %d CPUs, %s, Linux %s, %s\n", m.CPUs, m.CPUModel, m.Kernel, m.Go)
+	fmt.Fprintf(w, "backends: %s; %s; Kafka: in-process kfake broker (franz-go), reached over TCP by kafka-go\n", b.sys.RedisVersion, dbName(b.sys.DBVersion))
+	fmt.Fprintf(w, "load:     %s; load average at start %s, at end %s (1/5/15 min); the load generator shares these CPUs\n", m.Wrk, m.LoadStart, loadAvg())
+	fmt.Fprintf(w, "command:  %s\n", b.cmdline)
+	fmt.Fprintf(w, "wrk:      %d threads, %d connections, %s per scenario, keep-alive, --latency, one token per request\n", o.threads, o.connections, o.duration)
+	fmt.Fprintln(w)
+
+	base, haveBase := b.baseline()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\treq/s\tp50 ms\tp99 ms\tratio\ttarget\t\tstatuses\t")
+	row := func(label string, r result, ratio string, target, verdict string) {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", label, r.RPS, ms(r.P50), ms(r.P99), ratio, target, verdict, statusLine(r.Statuses))
+	}
+	if a, ok := b.results["a"]; ok {
+		if b.a2 != nil {
+			fmt.Fprintf(tw, "(a) GET /healthz, baseline = mean\t%.0f\t\t\t1.00\t\t\t\t\n", base)
+			row("(a) first run", a, fmt.Sprintf("%.2f", a.RPS/base), "", "")
+			row("(a) last run", *b.a2, fmt.Sprintf("%.2f", b.a2.RPS/base), "", "")
+		} else {
+			row("(a) GET /healthz, baseline", a, "1.00", "", "")
+		}
+	}
+	for _, k := range []string{"b", "c", "d", "e"} {
+		r, ok := b.results[k]
+		if !ok {
+			continue
+		}
+		ratio, verdict := "-", ""
+		if haveBase {
+			x := r.RPS / base
+			ratio = fmt.Sprintf("%.2f", x)
+			if x >= r.Scenario.Target {
+				verdict = "ok"
+			} else {
+				verdict = "MISS"
+				b.missed = true
+			}
+		}
+		row("("+k+") "+r.Scenario.Title, r, ratio, fmt.Sprintf("≥%.2f", r.Scenario.Target), verdict)
+	}
+	tw.Flush()
+	if haveBase && b.a2 != nil {
+		a := b.results["a"]
+		fmt.Fprintf(w, "baseline drift: the last (a) ran at %.0f%% of the first (machine load changed by that much during the run)\n", 100*b.a2.RPS/a.RPS)
+	}
+
+	if len(b.probes) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "p99 of (b) at ~80%% of its max rate (max = %.0f req/s at %d connections; wrk is closed-loop, so the rate is set by lowering connections):\n", b.probeMax, o.connections)
+		for i, p := range b.probes {
+			mark := ""
+			if i == b.best {
+				mark = "  <- used"
+			}
+			fmt.Fprintf(w, "  %3d connections: %7.0f req/s = %3.0f%% of max, p50 %s ms, p99 %s ms%s\n", p.Conns, p.RPS, 100*p.RPS/b.probeMax, ms(p.P50), ms(p.P99), mark)
+		}
+		p := b.probes[b.best]
+		frac := p.RPS / b.probeMax
+		verdict := "ok"
+		if time.Duration(p.P99*float64(time.Microsecond)) > p99Target {
+			verdict = "MISS"
+			b.missed = true
+		}
+		window := ""
+		if frac < 0.75 || frac > 0.85 {
+			window = " (no probe landed in 75–85%; this is the closest)"
+		}
+		fmt.Fprintf(w, "p99@80%%: %s ms at %.0f req/s (%.0f%% of max, %d connections)%s; target ≤ %s: %s\n",
+			ms(p.P99), p.RPS, 100*frac, p.Conns, window, p99Target, verdict)
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "sales after the worker settled (stats from GET /api/v1/admin/items/{id}/stats):")
+	for _, c := range b.checks {
+		verdict := "ok: consistent, confirmed == accepted (202), nothing oversold"
+		if c.Problem != "" {
+			verdict = "FAIL: " + c.Problem
+		} else if c.Note != "" {
+			verdict = "ok: " + c.Note
+		}
+		fmt.Fprintf(w, "  %-9s item %-4d 202s %-7d %s; settled in %s — %s\n", c.Label, c.Item, c.Accepted, c.Stats, c.Settle.Round(10*time.Millisecond), verdict)
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "where the CPU went during each run (average cores; \"other processes\" is load from outside this benchmark):")
+	cpuRow := func(label string, r result) { fmt.Fprintf(w, "  %-16s %s\n", label, r.CPU) }
+	if a, ok := b.results["a"]; ok {
+		cpuRow("(a) first", a)
+	}
+	for _, k := range []string{"b", "c", "d", "e"} {
+		if r, ok := b.results[k]; ok {
+			cpuRow("("+k+")", r)
+		}
+	}
+	if b.a2 != nil {
+		cpuRow("(a) last", *b.a2)
+	}
+	for _, p := range b.probes {
+		cpuRow(fmt.Sprintf("(b) %d conns", p.Conns), p)
+	}
+
+	fmt.Fprintln(w)
+	switch {
+	case b.failed:
+		fmt.Fprintln(w, "RESULT: FAILED (see the errors above: unexpected statuses, socket errors or a bad sale)")
+	case b.missed:
+		fmt.Fprintln(w, "RESULT: no errors; some targets missed (MISS above)")
+	default:
+		fmt.Fprintln(w, "RESULT: no errors; every target met")
+	}
+	if o.embedded {
+		fmt.Fprintln(w, "(EMBEDDED backends: not comparable)")
+	}
+}
+
+func dbName(v string) string {
+	if strings.Contains(strings.ToLower(v), "mariadb") {
+		return "MariaDB " + strings.SplitN(v, "-MariaDB", 2)[0]
+	}
+	if strings.HasPrefix(v, "SQLite") {
+		return v
+	}
+	return "MySQL " + v
+}

@@ -124,7 +124,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return err
 	}
 	cfg = m.Config // now with the embedded backends' addresses
-	if m.AdminToken = cfg.AdminToken; m.AdminToken == "" {
+	if m.AdminToken = cfg.AdminToken; m.AdminToken == "" && m.Roles.API {
 		m.AdminToken = auth.RandomSecret()
 		m.Log.Warn("no --admin-token given; generated one for this run", "admin_token", m.AdminToken)
 	}
@@ -202,10 +202,10 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		m.work.Add(1)
 		go func() { defer m.work.Done(); _ = m.worker.Run(wctx) }()
 	}
-	if m.Roles.API {
-		if err := m.serveHTTP(secret); err != nil {
-			return err
-		}
+	// A worker-only instance still serves /healthz, /readyz and /metrics,
+	// so it can be probed and scraped like the API.
+	if err := m.serveHTTP(secret); err != nil {
+		return err
 	}
 	m.Log.Info("seckill started", "config", cfg, "api", m.Roles.API, "worker", m.Roles.Worker, "url", m.URL())
 	return nil
@@ -292,7 +292,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 		} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return fmt.Errorf("sqlite directory: %w", err)
 		}
-		if m.emRedis != nil && cfg.SQLitePath != "" {
+		if _, statErr := os.Stat(path); statErr == nil && m.emRedis != nil {
 			m.Log.Warn("a kept SQLite file with the embedded Redis: sales from an earlier run have no live stock", "path", path)
 		}
 		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, path, mysqlstore.Options{})
@@ -323,12 +323,17 @@ func (m *Main) serveHTTP(secret string) error {
 		{Name: "database", Ping: m.store.Ping},
 		{Name: "kafka", Ping: func(ctx context.Context) error { return kafkaevents.Ping(ctx, cfg.Brokers()) }},
 	}
-	h := httpapi.New(httpapi.Deps{
-		Purchase: m.Purchase, Catalog: m.Catalog,
-		Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
-		AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
-		Web: web.Handler(), RequestTimeout: cfg.RequestTimeout,
-	})
+	var h http.Handler
+	if !m.Roles.API {
+		h = httpapi.Ops(m.metrics, checks, m.Log)
+	} else {
+		h = httpapi.New(httpapi.Deps{
+			Purchase: m.Purchase, Catalog: m.Catalog,
+			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
+			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
+			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout,
+		})
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another seckill running? set --http-addr)", cfg.HTTPAddr, err)

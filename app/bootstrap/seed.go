@@ -14,6 +14,18 @@ import (
 // countdown. An existing catalog is left alone, so restarts do not pile up
 // demo items.
 func (m *Main) seedDemo(ctx context.Context) error {
+	// Several replicas may start together; only the one holding this lock
+	// seeds, and it checks for an empty catalog while holding it.
+	lock := m.Config.RedisPrefix + ":seed-lock"
+	ok, err := m.rdb.SetNX(ctx, lock, m.Config.InstanceID, 30*time.Second).Result()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		m.Log.Info("another instance is seeding the demo; skipped")
+		return nil
+	}
+	defer m.rdb.Del(context.WithoutCancel(ctx), lock)
 	items, err := m.store.Items(ctx)
 	if err != nil {
 		return err

@@ -107,6 +107,19 @@ func New(d Deps) *gin.Engine {
 	return r
 }
 
+// Ops returns the handler of an instance that serves no API (a worker):
+// only /healthz, /readyz and /metrics.
+func Ops(m *metrics.Metrics, ready []Check, log *slog.Logger) *gin.Engine {
+	s := &server{Deps: Deps{Metrics: m, Ready: ready, Log: log}, log: log}
+	r := gin.New()
+	r.Use(s.recoverJSON, s.observe)
+	r.NoRoute(func(c *gin.Context) { s.writeError(c, errRouteNotFound) })
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", gin.WrapH(m.Handler()))
+	return r
+}
+
 // recoverJSON turns a panic into a 500 JSON error and a log line, so a bug
 // never kills the process or answers with an HTML page.
 func (s *server) recoverJSON(c *gin.Context) {

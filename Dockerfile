@@ -24,7 +24,8 @@ RUN apk add --no-cache ca-certificates tzdata \
  && mkdir -p /home/seckill/var && chown -R 10001:10001 /home/seckill
 COPY --from=build /out/seckill /usr/local/bin/seckill
 USER 10001:10001
-# `seckill all` without a MySQL DSN keeps its SQLite file in ./var.
+# `seckill all --sqlite-path var/seckill.db` can keep a SQLite file here;
+# by default it uses a temporary file per run.
 WORKDIR /home/seckill
 EXPOSE 8080
 ENTRYPOINT ["seckill"]

@@ -60,5 +60,5 @@ lint: ## go vet and gofmt
 screenshot: ## regenerate docs/screenshot.png from the real page in headless Chromium
 	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(GO) test -count=1 -run TestBrowser ./app/e2e/
 
-clean: ## remove build output and the demo database
+clean: ## remove build output (bin/) and any kept SQLite file in var/
 	rm -rf $(BIN) var

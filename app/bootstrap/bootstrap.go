@@ -36,6 +36,7 @@ import (
 	"seckill/infra/redisbus"
 	"seckill/infra/rediscache"
 	"seckill/infra/redisdelay"
+	"seckill/infra/redisrate"
 	"seckill/infra/redisstock"
 )
 
@@ -72,6 +73,7 @@ type Main struct {
 	bus       *redisbus.Bus
 	delay     *redisdelay.Queue
 	shield    *shield.Shield
+	userRate  *redisrate.UserLimiter
 	coord     *cluster.Coordinator
 	dispatch  *outbox.Dispatcher
 	relay     *outbox.Relay
@@ -144,10 +146,15 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if m.Hooks.AfterDBRead != nil {
 		dbReader = hookedReader{m.store, m.Hooks.AfterDBRead}
 	}
-	m.shared = rediscache.New(m.rdb, dbReader, rediscache.Options{Prefix: cfg.RedisPrefix, TTL: cfg.RedisCacheTTL})
+	m.shared = rediscache.New(m.rdb, dbReader, rediscache.Options{
+		Prefix: cfg.RedisPrefix, TTL: cfg.RedisCacheTTL,
+		// A load that outlives the second delete could write back data older
+		// than the update; bounding loads by the delay closes that gap.
+		LoadTimeout: min(3*time.Second, cfg.DoubleDeleteDelay),
+	})
 	m.local = localcache.New(m.shared, localcache.Options{SizeBytes: cfg.LocalCacheMB << 20, TTL: cfg.LocalCacheTTL})
 	m.bus = redisbus.New(m.rdb, cfg.RedisPrefix+":events", cfg.InstanceID)
-	m.delay = redisdelay.New(m.rdb, cfg.RedisPrefix+":delayed", redisdelay.Options{})
+	m.delay = redisdelay.New(m.rdb, cfg.RedisPrefix+":{delayed}", redisdelay.Options{})
 	m.coord = cluster.New(cluster.Deps{
 		Bus: busAdapter{m.bus}, Shared: m.shared, Local: m.local, Flags: m.shield, Delay: m.delay,
 		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
@@ -163,10 +170,15 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.relay = outbox.NewRelay(m.ledger, m.publisher, m.Log, outbox.RelayOptions{
 		Every: cfg.RelayEvery, After: cfg.RelayAfter, GiveUp: cfg.RelayGiveUp,
 	}, m.coord.StockBack)
-	m.Purchase = purchase.New(purchase.Deps{
+	deps := purchase.Deps{
 		Items: m.local, Ledger: m.ledger, Queue: m.dispatch, Shield: m.shield,
 		Pending: m.ledger, Book: m.store, OnSoldOut: m.coord.SoldOut,
-	})
+	}
+	if cfg.UserLimiter == "redis" {
+		m.userRate = redisrate.New(m.rdb, cfg.RedisPrefix, cfg.UserRate, cfg.UserBurst)
+		deps.SharedUsers = m.userRate
+	}
+	m.Purchase = purchase.New(deps)
 	m.registerMetrics()
 
 	if cfg.SeedDemo {
@@ -182,6 +194,11 @@ func (m *Main) Start(ctx context.Context) (err error) {
 			m.coord.Handle(cluster.Event{Kind: string(e.Kind), Item: e.Item, Gen: e.Gen, Sender: e.Sender})
 		}, m.coord.Resubscribed)
 	})
+	// Serve nothing before the subscription is live: an invalidation or a
+	// sold-out flag broadcast in between would never reach this instance.
+	if err := waitFor(ctx, 10*time.Second, m.bus.Subscribed); err != nil {
+		return fmt.Errorf("subscribe to the instance bus: %w", err)
+	}
 	m.goBG(func() { _ = m.delay.Run(bgCtx, m.coord.RunTask) })
 	m.goBG(func() { sweepUsers(bgCtx, m.shield) })
 	if m.Roles.API {
@@ -214,6 +231,22 @@ func (m *Main) Start(ctx context.Context) (err error) {
 func (m *Main) goBG(f func()) {
 	m.bg.Add(1)
 	go func() { defer m.bg.Done(); f() }()
+}
+
+// waitFor polls cond until it holds, ctx ends or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 func sweepUsers(ctx context.Context, s *shield.Shield) {

@@ -8,6 +8,12 @@ func (m *Main) registerMetrics() {
 	r.CounterFunc("seckill_shield_rejected_inflight_total", "Purchases refused because the in-flight bound was reached.", func() float64 { return float64(m.shield.Stats().RejectedInFlight) })
 	r.CounterFunc("seckill_shield_rejected_soldout_total", "Purchases answered sold out by the local flag, without Redis.", func() float64 { return float64(m.shield.Stats().RejectedSoldOut) })
 	r.CounterFunc("seckill_ledger_reserve_calls_total", "Purchases that reached the Redis stock script (all others were answered locally).", func() float64 { return float64(m.Purchase.Stats().LedgerCalls) })
+	r.CounterFunc("seckill_user_limiter_redis_refused_total", "Purchases refused by the shared (Redis GCRA) per-user limiter.", func() float64 {
+		if m.userRate == nil {
+			return 0
+		}
+		return float64(m.userRate.Stats().Refused)
+	})
 	r.GaugeFunc("seckill_shield_inflight", "Purchases in progress.", func() float64 { return float64(m.shield.Stats().InFlight) })
 	r.GaugeFunc("seckill_shield_soldout_flags", "Items this instance currently believes sold out.", func() float64 { return float64(m.shield.Stats().SoldOutFlags) })
 	r.GaugeFunc("seckill_shield_tracked_users", "Per-user buckets held in memory.", func() float64 { return float64(m.shield.Stats().TrackedUsers) })

@@ -128,9 +128,10 @@ func (s *Service) Item(ctx context.Context, id sale.ItemID) (View, error) {
 func (s *Service) view(it sale.Item, left map[sale.ItemID]int64, now time.Time) View {
 	n, ok := left[it.ID]
 	if !ok {
-		// The ledger does not know the item (it was never opened, or Redis
-		// lost it). For display only, show the database's figure; sales
-		// are refused by the ledger until an admin reopens the item.
+		// The ledger does not know the item (its creation failed halfway, or
+		// Redis lost its data). For display only, show the database's
+		// figure; the ledger refuses purchases (not_found), and nothing
+		// reloads its stock from the database: see docs/OPERATIONS.md.
 		n = it.StockLeft
 	}
 	return View{Item: it, StockLeft: n, Status: it.StatusAt(now, n)}
@@ -204,9 +205,13 @@ func (s *Service) Create(ctx context.Context, d sale.Draft) (View, error) {
 		}
 		return View{}, unavailable("open stock", err)
 	}
-	// The list and any negative entry for this id are now wrong everywhere.
+	// The list and any negative entry for this id are now wrong everywhere;
+	// the second delete covers a list read that raced the insert.
 	if err := s.d.Caches.Invalidate(ctx, it.ID); err != nil {
 		return View{}, unavailable("invalidate caches", err)
+	}
+	if err := s.d.Caches.InvalidateLater(ctx, it.ID); err != nil {
+		return View{}, unavailable("schedule second delete", err)
 	}
 	return View{Item: it, StockLeft: it.StockTotal, Status: it.StatusAt(s.d.Now(), it.StockTotal)}, nil
 }
@@ -284,6 +289,9 @@ func (s *Service) Restock(ctx context.Context, id sale.ItemID, add int64, key st
 	}
 	if err := s.d.Caches.Invalidate(ctx, id); err != nil {
 		return View{}, unavailable("invalidate caches", err)
+	}
+	if err := s.d.Caches.InvalidateLater(ctx, id); err != nil {
+		return View{}, unavailable("schedule second delete", err)
 	}
 	s.forgetStock(id)
 	return s.Item(ctx, id)

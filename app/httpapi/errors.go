@@ -20,6 +20,7 @@ var (
 	errRouteNotFound = errors.New("route not found")
 	errMethod        = errors.New("method not allowed")
 	errMediaType     = errors.New("unsupported media type")
+	errAdminAuth     = errors.New("admin token required")
 )
 
 // errorRow is one line of the error table.
@@ -40,6 +41,7 @@ var errorTable = []errorRow{
 	{errMediaType, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json", false},
 	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is too large", false},
 	{auth.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required: log in at POST /api/v1/login", false},
+	{errAdminAuth, http.StatusUnauthorized, "unauthorized", "the admin token is required: Authorization: Bearer <SECKILL_ADMIN_TOKEN>", false},
 	{sale.ErrNotFound, http.StatusNotFound, "not_found", "no such item", false},
 	{sale.ErrOrderNotFound, http.StatusNotFound, "not_found", "no such order", false},
 	{errRouteNotFound, http.StatusNotFound, "not_found", "no such route", false},

@@ -233,7 +233,7 @@ func (s *server) requireUser(c *gin.Context) {
 
 func (s *server) requireAdmin(c *gin.Context) {
 	if !auth.EqualToken(bearer(c), s.AdminToken) {
-		s.writeError(c, auth.ErrUnauthorized)
+		s.writeError(c, errAdminAuth)
 		return
 	}
 	c.Next()

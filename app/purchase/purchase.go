@@ -39,6 +39,11 @@ type enqueuer interface {
 	Enqueue(o sale.Order)
 }
 
+// sharedUserLimiter keeps the per-user budget across instances.
+type sharedUserLimiter interface {
+	Allow(ctx context.Context, user sale.UserID) (bool, error)
+}
+
 // Outcome names a purchase result for metrics: "accepted", or the error
 // code the HTTP layer returns.
 type Outcome string
@@ -49,6 +54,10 @@ type Deps struct {
 	Ledger reserver        // the stock ledger
 	Queue  enqueuer        // hands accepted orders to the publisher
 	Shield *shield.Shield
+	// SharedUsers, if set, replaces the shield's per-instance user buckets
+	// with a budget shared by every instance. If it cannot be reached the
+	// local bucket decides, so a limiter outage never blocks a sale.
+	SharedUsers sharedUserLimiter
 	// Pending finds queued and failed orders; Book finds confirmed ones.
 	Pending orderLookup
 	Book    orderBook
@@ -96,7 +105,7 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	defer release()
 
 	now := s.d.Now()
-	if err := s.d.Shield.AllowUser(user, now); err != nil {
+	if err := s.allowUser(ctx, user, now); err != nil {
 		return sale.Order{}, err
 	}
 	it, err := s.d.Items.Item(ctx, item)
@@ -136,6 +145,19 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 		}
 	}
 	return sale.Order{}, res.Err()
+}
+
+func (s *Service) allowUser(ctx context.Context, user sale.UserID, now time.Time) error {
+	if s.d.SharedUsers != nil {
+		ok, err := s.d.SharedUsers.Allow(ctx, user)
+		if err == nil {
+			if !ok {
+				return shield.ErrRateLimited
+			}
+			return nil
+		}
+	}
+	return s.d.Shield.AllowUser(user, now)
 }
 
 // Order returns the user's order: confirmed from the database, or queued or

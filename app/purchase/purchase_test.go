@@ -167,3 +167,36 @@ func TestUserLimiterRefusesBeforeTheLedger(t *testing.T) {
 		t.Fatalf("limited %d (want 3), ledger calls %d (want 2)", limited, l.calls.Load())
 	}
 }
+
+type fakeShared struct {
+	allow bool
+	err   error
+	calls int
+}
+
+func (f *fakeShared) Allow(context.Context, sale.UserID) (bool, error) {
+	f.calls++
+	return f.allow, f.err
+}
+
+func TestSharedUserLimiterDecidesAndFallsBackLocally(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.Accepted}
+	s, _, _ := newService(l, shield.Options{UserRate: 1, UserBurst: 1})
+	refuse := &fakeShared{allow: false}
+	s.d.SharedUsers = refuse
+	if _, err := s.Buy(context.Background(), "alice", 1); !errors.Is(err, shield.ErrRateLimited) || refuse.calls != 1 {
+		t.Fatalf("shared refusal: %v (calls %d)", err, refuse.calls)
+	}
+	if l.calls.Load() != 0 {
+		t.Fatal("a refused user reached the ledger")
+	}
+	// Redis unreachable: the local bucket (burst 1) decides.
+	s.d.SharedUsers = &fakeShared{err: errors.New("redis down")}
+	if _, err := s.Buy(context.Background(), "bob", 1); err != nil {
+		t.Fatalf("fallback first attempt: %v", err)
+	}
+	if _, err := s.Buy(context.Background(), "bob", 1); !errors.Is(err, shield.ErrRateLimited) {
+		t.Fatalf("fallback second attempt: %v, want the local bucket to refuse", err)
+	}
+}

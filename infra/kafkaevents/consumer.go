@@ -130,8 +130,9 @@ func NewConsumer(brokers []string, group, topic, deadLetterTopic string, opts Co
 		MaxBytes: opts.MaxBytes,
 		MaxWait:  opts.MaxWait,
 		// CommitInterval 0 makes CommitMessages synchronous: Commit
-		// returns only after the coordinator stored the offsets, which
-		// is what lets the worker settle the ledger afterwards.
+		// returns only after the coordinator stored the offsets, so when
+		// the worker moves on to its next batch the previous one can no
+		// longer be redelivered by an unflushed background commit.
 		CommitInterval:    0,
 		StartOffset:       opts.StartOffset,
 		SessionTimeout:    opts.SessionTimeout,

@@ -238,3 +238,7 @@ func decode(payload string) (Event, bool) {
 	}
 	return Event{Kind: w.Kind, Item: sale.ItemID(w.Item), Gen: w.Gen, Sender: w.Sender}, true
 }
+
+// Subscribed reports whether Redis has confirmed the subscription at least
+// once, so that events published from now on reach this instance.
+func (b *Bus) Subscribed() bool { return b.confirmations.Load() > 0 }

@@ -61,6 +61,7 @@ type options struct {
 	settleTimeout time.Duration
 	wrkTimeout    time.Duration
 	cpuProfile    string
+	profile       string
 	keep          bool
 	verbose       bool
 	strict        bool
@@ -93,7 +94,8 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded GET /healthz load before the first scenario; 0 skips it")
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 3*time.Minute, "how long to wait for the worker to confirm a run's orders")
 	fs.DurationVar(&o.wrkTimeout, "wrk-timeout", 10*time.Second, "wrk's per-request timeout (a timed-out request counts as an error)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the process (API and worker) during scenario (b) to this file; read it with go tool pprof")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process (API, worker, in-process Kafka broker) during one scenario's run to this file; read it with go tool pprof")
+	fs.StringVar(&o.profile, "profile", "b", "the scenario -cpuprofile profiles")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (tokens, wrk script) and print its path")
 	fs.BoolVar(&o.verbose, "v", false, "print each wrk command and wrk's own report")
 	fs.BoolVar(&o.strict, "strict", false, "also exit 1 when a ratio or the p99 target is missed (errors and oversells always exit 1)")
@@ -134,6 +136,8 @@ Flags:
 		return o, fs, fmt.Errorf("-threads must be at least 1 and -connections at least -threads")
 	case strings.Trim(o.scenarios, "abcde") != "" || o.scenarios == "":
 		return o, fs, fmt.Errorf("-scenarios %q: want a subset of abcde", o.scenarios)
+	case len(o.profile) != 1 || !strings.Contains("abcde", o.profile):
+		return o, fs, fmt.Errorf("-profile %q: want one of a, b, c, d, e", o.profile)
 	case o.users < 0 || o.probes < 0:
 		return o, fs, fmt.Errorf("-users and -p99-probes must not be negative")
 	}
@@ -213,21 +217,25 @@ type bench struct {
 	checks   []check
 	probes   []result
 	probeMax float64
+	maxConns int // connections of the run that set probeMax
 	best     int // index into probes, -1 if none
 
-	failed bool // an error, an unexpected status or a bad sale
-	missed bool // a target missed
+	profiled bool
+	failed   bool // an error, an unexpected status or a bad sale
+	missed   bool // a target missed
 }
 
 // check is the verdict on one sale after a run.
 type check struct {
 	Label    string
 	Item     int64
-	Accepted int64 // 202s wrk saw
-	Stats    saleStats
-	Settle   time.Duration
-	Problem  string // "" when fine
-	Note     string
+	Accepted int64 // orders the server accepted during the run
+	Seen     int64 // 202s wrk read
+	// Confirmed is the orders confirmed for the item since the run began.
+	Confirmed int64
+	Stats     saleStats
+	Settle    time.Duration
+	Problem   string // "" when fine
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -365,7 +373,8 @@ func (b *bench) scenarios() map[string]scenario {
 func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	o := b.o
 	b.logf("(%s) %s: %s %s, %d connections, %d threads, %s", sc.Key, sc.Title, sc.Method, sc.Path, o.connections, o.threads, o.duration)
-	if sc.Key == "b" && o.cpuProfile != "" {
+	if sc.Key == o.profile && o.cpuProfile != "" && !b.profiled {
+		b.profiled = true
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return result{}, err
@@ -377,8 +386,16 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 		defer func() {
 			pprof.StopCPUProfile()
 			f.Close()
-			b.logf("CPU profile of (b) written to %s (go tool pprof -top %s)", o.cpuProfile, o.cpuProfile)
+			b.logf("CPU profile of (%s) written to %s (go tool pprof -top %s)", sc.Key, o.cpuProfile, o.cpuProfile)
 		}()
+	}
+	item := map[string]int64{"b": b.itemB, "c": b.itemC, "d": b.itemD}[sc.Key]
+	var before counters
+	if item != 0 {
+		var err error
+		if before, err = b.countersBefore(ctx, item); err != nil {
+			return result{}, err
+		}
 	}
 	r, err := b.wrk.run(ctx, sc, o.connections, o.threads, o.duration)
 	if err != nil {
@@ -386,13 +403,8 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	}
 	b.logf("    %.0f req/s, p50 %.2f ms, p99 %.2f ms, %s", r.RPS, r.P50/1000, r.P99/1000, statusLine(r.Statuses))
 	b.judge(r)
-	switch sc.Key {
-	case "b":
-		b.verifySale(ctx, "(b)", b.itemB, r)
-	case "c":
-		b.verifySale(ctx, "(c)", b.itemC, result{Statuses: map[string]int64{"202": 1}})
-	case "d":
-		b.verifySale(ctx, "(d)", b.itemD, r)
+	if item != 0 {
+		b.verifySale(ctx, "("+sc.Key+")", item, r, before)
 	}
 	return r, nil
 }
@@ -415,33 +427,55 @@ func (b *bench) judge(r result) {
 	}
 }
 
+// counters are what a sale had before a run.
+type counters struct{ accepted, confirmed int64 }
+
+// countersBefore reads the server's accepted total and item's confirmed
+// orders before a run.
+func (b *bench) countersBefore(ctx context.Context, item int64) (counters, error) {
+	a, err := b.sys.acceptedTotal(ctx)
+	if err != nil {
+		return counters{}, err
+	}
+	st, err := b.sys.stats(ctx, item)
+	return counters{accepted: a, confirmed: st.Confirmed}, err
+}
+
 // verifySale waits for the worker to confirm what the run accepted, then
 // checks that nothing was oversold, the accounts add up, and the database
-// confirmed exactly the orders wrk saw accepted.
-func (b *bench) verifySale(ctx context.Context, label string, item int64, r result) {
-	accepted := r.Statuses["202"]
+// confirmed exactly the orders the server accepted. The server's count
+// (seckill_purchases_total{outcome="accepted"}, before and after) can
+// exceed the 202s wrk read by at most one per connection: wrk stops with
+// requests in flight and never reads their replies.
+func (b *bench) verifySale(ctx context.Context, label string, item int64, r result, before counters) {
+	seen := r.Statuses["202"]
 	st, took, err := b.sys.settle(ctx, item, b.o.settleTimeout)
-	c := check{Label: label, Item: item, Accepted: accepted, Stats: st, Settle: took}
-	lost := r.Errors.Read + r.Errors.Timeout // requests whose answer wrk never saw
+	c := check{Label: label, Item: item, Seen: seen, Stats: st, Settle: took}
+	after, merr := b.sys.acceptedTotal(ctx)
+	c.Accepted = after - before.accepted
+	confirmed := st.Confirmed - before.confirmed // orders from before the run are not this run's
+	c.Confirmed = confirmed
 	switch {
 	case st.Confirmed > st.StockTotal || st.StockLeftRedis < 0 || st.StockLeftDB < 0:
 		c.Problem = "OVERSOLD"
 	case err != nil:
 		c.Problem = err.Error()
+	case merr != nil:
+		c.Problem = "read /metrics: " + merr.Error()
 	case !st.Consistent:
 		c.Problem = "accounts do not add up"
-	case st.Confirmed < accepted:
-		c.Problem = fmt.Sprintf("%d orders accepted (202) but only %d confirmed", accepted, st.Confirmed)
-	case st.Confirmed > accepted+lost:
-		c.Problem = fmt.Sprintf("%d orders confirmed but only %d accepted (202)", st.Confirmed, accepted)
-	case st.Confirmed > accepted:
-		c.Note = fmt.Sprintf("%d more confirmed than wrk saw accepted: requests whose reply wrk lost (%d read errors/timeouts)", st.Confirmed-accepted, lost)
+	case st.Failed != 0:
+		c.Problem = fmt.Sprintf("%d orders failed", st.Failed)
+	case confirmed != c.Accepted:
+		c.Problem = fmt.Sprintf("the server accepted %d orders during the run but %d were confirmed", c.Accepted, confirmed)
+	case seen > c.Accepted || c.Accepted-seen > int64(r.Conns):
+		c.Problem = fmt.Sprintf("wrk read %d 202s but the server accepted %d (%d connections)", seen, c.Accepted, r.Conns)
 	}
 	if c.Problem != "" {
 		b.failed = true
 		b.logf("    ERROR: sale %s (item %d): %s: %s", label, item, c.Problem, st)
 	} else {
-		b.logf("    sale %s settled in %s: %s, confirmed == accepted %d", label, took.Round(time.Millisecond), st, accepted)
+		b.logf("    sale %s settled in %s: %s; this run: accepted %d, confirmed %d, wrk read %d 202s", label, took.Round(time.Millisecond), st, c.Accepted, confirmed, seen)
 	}
 	b.checks = append(b.checks, c)
 }
@@ -450,7 +484,7 @@ func (b *bench) verifySale(ctx context.Context, label string, item int64, r resu
 // is 75–85% of the maximum, bisecting the connection count geometrically
 // (throughput grows with connections until the server saturates).
 func (b *bench) findP99At80(ctx context.Context, top result) error {
-	b.probeMax = top.RPS
+	b.probeMax, b.maxConns = top.RPS, top.Conns
 	lo, hi := 0, b.o.connections // rate(lo) < 75% (0 conns: no rate), rate(hi) ≈ max
 	sc := b.scenarios()["b"]
 	for range b.o.probes {
@@ -465,14 +499,23 @@ func (b *bench) findP99At80(ctx context.Context, top result) error {
 		}
 		sc.Path = fmt.Sprintf("/api/v1/items/%d/purchase", item)
 		b.logf("p99 probe: (b) with %d connections", c)
+		before, err := b.countersBefore(ctx, item)
+		if err != nil {
+			return err
+		}
 		r, err := b.wrk.run(ctx, sc, c, b.o.threads, b.o.duration)
 		if err != nil {
 			return err
 		}
+		// On a shared machine a probe can beat the full-load run; the
+		// maximum is the best rate seen, and the fractions follow it.
+		if r.RPS > b.probeMax {
+			b.probeMax, b.maxConns = r.RPS, c
+		}
 		frac := r.RPS / b.probeMax
 		b.logf("    %.0f req/s = %.0f%% of max, p99 %.2f ms, %s", r.RPS, 100*frac, r.P99/1000, statusLine(r.Statuses))
 		b.judge(r)
-		b.verifySale(ctx, fmt.Sprintf("(b@%dc)", c), item, r)
+		b.verifySale(ctx, fmt.Sprintf("(b@%dc)", c), item, r, before)
 		b.probes = append(b.probes, r)
 		if frac >= 0.75 && frac <= 0.85 {
 			break

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -234,6 +235,32 @@ func (s *system) call(ctx context.Context, method, path, token string, body any)
 		}
 	}
 	return res.StatusCode, out, nil
+}
+
+// acceptedTotal reads seckill_purchases_total{outcome="accepted"} from
+// /metrics: the orders this instance accepted, including those whose 202 wrk
+// never read because it stopped with requests in flight.
+func (s *system) acceptedTotal(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", s.url+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, `seckill_purchases_total{outcome="accepted"} `); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
+		}
+	}
+	return 0, nil // no purchase accepted yet
 }
 
 // createSale creates a sale open from a second ago for two hours.

@@ -101,12 +101,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		Subcommands: []*ffcli.Command{
 			newCmd("all", "", "run the API and the order worker in one process",
 				"Runs the HTTP API, the outbox relay and the order worker in one process. With no\n"+
-					"--mysql-dsn, --redis-addr or --kafka-brokers it starts embedded stand-ins and seeds two demo sales.",
+					"--mysql-dsn, --redis-addr or --kafka-brokers it starts embedded stand-ins for the missing ones; with\n"+
+					"the embedded database it also seeds two demo sales (--seed-demo overrides) and prints how to buy.",
 				serve(bootstrap.Roles{API: true, Worker: true}, true)),
 			newCmd("serve", "", "run the HTTP API (and the outbox relay)",
 				"Runs the HTTP API, the outbox dispatcher and relay. Run several behind a load balancer;\n"+
 					"they must share --token-secret and --admin-token.",
-				serve(bootstrap.Roles{API: true}, true)),
+				serve(bootstrap.Roles{API: true}, false)),
 			newCmd("worker", "", "run the order worker (Kafka consumer group)",
 				"Consumes accepted orders from Kafka in batches and confirms them in the database.\n"+
 					"Run several; Kafka's consumer group spreads the partitions among them.",

@@ -63,4 +63,6 @@ func (u *UserLimiter) Allow(ctx context.Context, user sale.UserID) (bool, error)
 type Stats struct{ Allowed, Refused uint64 }
 
 // Stats returns the counters, for metrics.
-func (u *UserLimiter) Stats() Stats { return Stats{Allowed: u.allowed.Load(), Refused: u.refused.Load()} }
+func (u *UserLimiter) Stats() Stats {
+	return Stats{Allowed: u.allowed.Load(), Refused: u.refused.Load()}
+}

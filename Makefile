@@ -26,8 +26,9 @@ test: ## run every test with the race detector (real Redis/MariaDB when SECKILL_
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test $(TEST_FLAGS) ./...
 
-bench: ## measure throughput as ratios against a baseline from the same run (needs real Redis/MariaDB)
-	$(GO) run ./app/cmd/benchsale
+bench: ## measure throughput as ratios against a baseline from the same run (real Redis/MariaDB, wrk)
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk; }
+	$(GO) run ./app/cmd/benchsale $(BENCH_FLAGS)
 
 $(K6):
 	@echo "installing k6 $(K6_VER) into bin/ (builds from source, 2-4 minutes the first time)"

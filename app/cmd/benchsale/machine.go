@@ -103,6 +103,8 @@ type cpuSnap struct {
 	self          time.Duration
 	redisT, dbT   int64 // ticks
 	redisOK, dbOK bool
+	heap          uint64 // seckill's heap, bytes
+	gcs           uint32
 }
 
 func takeCPU(p backendPIDs) cpuSnap {
@@ -123,6 +125,9 @@ func takeCPU(p backendPIDs) cpuSnap {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.heap, s.gcs = ms.HeapAlloc, ms.NumGC
 	s.redisT, s.redisOK = procTicks(p.Redis)
 	s.dbT, s.dbOK = procTicks(p.DB)
 	return s
@@ -155,6 +160,10 @@ func procTicks(pid int) (int64, bool) {
 type cpuUse struct {
 	Server, Wrk, Redis, DB, Other, Idle float64
 	Known                               bool
+	// HeapMB is seckill's heap at the end of the run; GCs how many
+	// collections ran during it.
+	HeapMB float64
+	GCs    uint32
 }
 
 func cpuBetween(a, b cpuSnap, wrk time.Duration) cpuUse {
@@ -163,7 +172,7 @@ func cpuBetween(a, b cpuSnap, wrk time.Duration) cpuUse {
 		return cpuUse{}
 	}
 	cores := float64(runtime.NumCPU())
-	u := cpuUse{Known: true}
+	u := cpuUse{Known: true, HeapMB: float64(b.heap) / (1 << 20), GCs: b.gcs - a.gcs}
 	u.Server = (b.self - a.self).Seconds() / secs
 	u.Wrk = wrk.Seconds() / secs
 	if a.redisOK && b.redisOK {

@@ -33,6 +33,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -277,6 +279,9 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 		return fmt.Errorf("mint tokens: %w", err)
 	}
 	b.logf("minted %d user tokens in %s", tokens.Count, time.Since(t0).Round(time.Millisecond))
+	// The tokens' buffer is garbage now; start the runs from a clean heap.
+	runtime.GC()
+	debug.FreeOSMemory()
 	b.wrk, err = newWrkRunner(scratch, b.sys.url, tokens, o.wrkTimeout, o.verbose, b.pids)
 	if err != nil {
 		return err

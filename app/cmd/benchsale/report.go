@@ -152,7 +152,8 @@ func (b *bench) report() {
 	cpuRow := func(label string, r result) {
 		perReq := ""
 		if r.CPU.Known && r.RPS > 0 {
-			perReq = fmt.Sprintf("; per request: seckill %.0f µs, redis %.0f µs, wrk %.0f µs", 1e6*r.CPU.Server/r.RPS, 1e6*r.CPU.Redis/r.RPS, 1e6*r.CPU.Wrk/r.RPS)
+			perReq = fmt.Sprintf("; per request: seckill %.0f µs, redis %.0f µs, mariadb %.0f µs, wrk %.0f µs; seckill heap %.0f MB, %d GCs",
+				1e6*r.CPU.Server/r.RPS, 1e6*r.CPU.Redis/r.RPS, 1e6*r.CPU.DB/r.RPS, 1e6*r.CPU.Wrk/r.RPS, r.CPU.HeapMB, r.CPU.GCs)
 		}
 		fmt.Fprintf(w, "  %-16s %s%s\n", label, r.CPU, perReq)
 	}

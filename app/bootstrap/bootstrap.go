@@ -250,7 +250,7 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 }
 
 func sweepUsers(ctx context.Context, s *shield.Shield) {
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(s.UserIdle())
 	defer t.Stop()
 	for {
 		select {

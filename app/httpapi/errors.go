@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -56,6 +57,27 @@ var errorTable = []errorRow{
 	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 }
 
+// fixedBodies holds the rendered JSON of every row with a fixed message, so
+// the answers that dominate a spike (sold_out, rate_limited) cost no
+// encoding per request.
+var fixedBodies = func() map[*errorRow][]byte {
+	out := make(map[*errorRow][]byte, len(errorTable))
+	for i := range errorTable {
+		row := &errorTable[i]
+		if row.message == "" {
+			continue
+		}
+		b, err := json.Marshal(errorBody{Error: row.code, Message: row.message})
+		if err != nil {
+			panic(err)
+		}
+		out[row] = b
+	}
+	return out
+}()
+
+const jsonContentType = "application/json; charset=utf-8"
+
 // errorBody is the JSON shape of every error.
 type errorBody struct {
 	Error   string `json:"error"`
@@ -89,19 +111,24 @@ func (s *server) writeError(c *gin.Context, err error) {
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal", Message: "something went wrong on our side"})
 		return
 	}
-	body := errorBody{Error: row.code, Message: row.message}
-	if body.Message == "" {
-		body.Message = err.Error()
-	}
-	var ap *sale.AlreadyPurchasedError
-	if errors.As(err, &ap) {
-		body.OrderID = string(ap.OrderID)
-	}
 	if row.retry {
 		c.Header("Retry-After", "1")
 	}
 	if row.status >= 500 {
 		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "err", err)
+	}
+	var ap *sale.AlreadyPurchasedError
+	if fixed, ok := fixedBodies[row]; ok && !errors.As(err, &ap) {
+		c.Data(row.status, jsonContentType, fixed)
+		c.Abort()
+		return
+	}
+	body := errorBody{Error: row.code, Message: row.message}
+	if body.Message == "" {
+		body.Message = err.Error()
+	}
+	if ap != nil {
+		body.OrderID = string(ap.OrderID)
 	}
 	c.AbortWithStatusJSON(row.status, body)
 }

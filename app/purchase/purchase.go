@@ -2,8 +2,8 @@
 // authenticated user to an accepted order, and the order status lookup.
 //
 // The order of checks is deliberate: everything that can be answered in
-// this process (in-flight bound, user bucket, cached item window, sold-out
-// flag, item bucket) is answered before the one Redis round trip, because
+// this process (in-flight bound, sold-out flag, user bucket, cached item
+// window, item bucket) is answered before the one Redis round trip, because
 // during a spike nearly every request is doomed and the ones that can still
 // win must not queue behind them.
 package purchase
@@ -105,6 +105,12 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	defer release()
 
 	now := s.d.Now()
+	// The sold-out flag needs nothing but the item id, so it answers the
+	// largest class of doomed requests before any other work, and a repeat
+	// attempt on a sold-out item hears "sold out", not "slow down".
+	if s.d.Shield.SoldOut(item, now) {
+		return sale.Order{}, sale.ErrSoldOut
+	}
 	if err := s.allowUser(ctx, user, now); err != nil {
 		return sale.Order{}, err
 	}
@@ -120,9 +126,6 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	// changed a moment ago cannot sell outside its bounds.
 	if err := it.CheckWindow(now); err != nil {
 		return sale.Order{}, err
-	}
-	if s.d.Shield.SoldOut(item, now) {
-		return sale.Order{}, sale.ErrSoldOut
 	}
 	if err := s.d.Shield.AllowItem(item, float64(it.PurchaseRate), now); err != nil {
 		return sale.Order{}, err

@@ -37,7 +37,10 @@ type Options struct {
 	UserBurst   int     // default 5
 	MaxInFlight int     // default 4096
 	SoldOutTTL  time.Duration
-	// UserIdle is how long an idle user's bucket is kept; default 1 minute.
+	// UserIdle is how long an idle user's bucket is kept; default twice the
+	// time an empty bucket takes to refill, at least 2s. A bucket idle that
+	// long is full again, so forgetting it changes no decision, and during a
+	// spike of distinct users the map stays small (less memory, less GC).
 	UserIdle time.Duration
 }
 
@@ -102,7 +105,8 @@ func New(o Options) *Shield {
 		o.SoldOutTTL = 2 * time.Second
 	}
 	if o.UserIdle <= 0 {
-		o.UserIdle = time.Minute
+		refill := time.Duration(float64(o.UserBurst) / o.UserRate * float64(time.Second))
+		o.UserIdle = max(2*refill, 2*time.Second)
 	}
 	s := &Shield{opts: o, inflight: make(chan struct{}, o.MaxInFlight), seed: maphash.MakeSeed()}
 	for i := range s.shards {
@@ -147,7 +151,8 @@ func (s *Shield) AllowUser(user sale.UserID, now time.Time) error {
 
 // SweepUsers forgets buckets idle longer than UserIdle, so a spike of a
 // million distinct users does not stay in memory. An idle bucket is full
-// again anyway, so forgetting it changes no decision.
+// again anyway, so forgetting it changes no decision. Call it every
+// UserIdle or so.
 func (s *Shield) SweepUsers(now time.Time) (removed int) {
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -267,6 +272,9 @@ func (s *Shield) Forget() {
 		return true
 	})
 }
+
+// UserIdle is the idle time after which SweepUsers forgets a user.
+func (s *Shield) UserIdle() time.Duration { return s.opts.UserIdle }
 
 // Stats is a snapshot of the shield's counters and state.
 type Stats struct {

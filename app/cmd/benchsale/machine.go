@@ -42,6 +42,7 @@ func describeMachine() machine {
 	if out, err := exec.Command("wrk", "-v").CombinedOutput(); len(out) > 0 {
 		_ = err // wrk -v exits non-zero after printing its version
 		m.Wrk, _, _ = strings.Cut(string(out), "\n")
+		m.Wrk, _, _ = strings.Cut(m.Wrk, " Copyright")
 		m.Wrk = strings.TrimSpace(m.Wrk)
 	}
 	m.LoadStart = loadAvg()

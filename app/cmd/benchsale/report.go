@@ -56,9 +56,10 @@ func (b *bench) report() {
 	m := b.machine
 	fmt.Fprintf(w, "machine:  %d CPUs, %s, Linux %s, %s\n", m.CPUs, m.CPUModel, m.Kernel, m.Go)
 	fmt.Fprintf(w, "backends: %s; %s; Kafka: in-process kfake broker (franz-go), reached over TCP by kafka-go\n", b.sys.RedisVersion, dbName(b.sys.DBVersion))
-	fmt.Fprintf(w, "load:     %s; load average at start %s, at end %s (1/5/15 min); the load generator shares these CPUs\n", m.Wrk, m.LoadStart, loadAvg())
+	fmt.Fprintf(w, "load:     %s, on the same CPUs as everything else: %d threads, %d connections, %s per scenario,\n", m.Wrk, o.threads, o.connections, o.duration)
+	fmt.Fprintf(w, "          keep-alive, --latency, a Lua script that sends one user token per request and counts statuses\n")
+	fmt.Fprintf(w, "          load average at start %s, at end %s (1/5/15 min)\n", m.LoadStart, loadAvg())
 	fmt.Fprintf(w, "command:  %s\n", b.cmdline)
-	fmt.Fprintf(w, "wrk:      %d threads, %d connections, %s per scenario, keep-alive, --latency, one token per request\n", o.threads, o.connections, o.duration)
 	fmt.Fprintln(w)
 
 	base, haveBase := b.baseline()
@@ -104,7 +105,8 @@ func (b *bench) report() {
 	tw.Flush()
 	if haveBase && b.a2 != nil {
 		a := b.results["a"]
-		fmt.Fprintf(w, "baseline drift: the last (a) ran at %.0f%% of the first (machine load changed by that much during the run)\n", 100*b.a2.RPS/a.RPS)
+		fmt.Fprintf(w, "baseline drift: the last (a) ran at %.0f%% of the first: other load on the machine, or state the scenarios left\n", 100*b.a2.RPS/a.RPS)
+		fmt.Fprintf(w, "in seckill (heap %.0f MB then, %.0f MB now: per-user limiter buckets), changed by that much; see the CPU table\n", a.CPU.HeapMB, b.a2.CPU.HeapMB)
 	}
 	if baseCost > 0 {
 		fmt.Fprintln(w, "cpu-norm: the ratio of CPU per request (seckill + wrk + redis + mariadb) of (a) to the scenario's, an estimate of the")

@@ -95,21 +95,14 @@ func lookupError(err error) *errorRow {
 	return nil
 }
 
-// codeOf is the JSON code err maps to, for metrics.
-func codeOf(err error) string {
-	if row := lookupError(err); row != nil {
-		return row.code
-	}
-	return "internal"
-}
-
-// writeError answers with err's row from the table.
-func (s *server) writeError(c *gin.Context, err error) {
+// writeError answers with err's row from the table and returns the code it
+// sent.
+func (s *server) writeError(c *gin.Context, err error) string {
 	row := lookupError(err)
 	if row == nil {
 		s.log.Error("internal error", "route", c.FullPath(), "method", c.Request.Method, "err", err)
 		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal", Message: "something went wrong on our side"})
-		return
+		return "internal"
 	}
 	if row.retry {
 		c.Header("Retry-After", "1")
@@ -121,7 +114,7 @@ func (s *server) writeError(c *gin.Context, err error) {
 	if fixed, ok := fixedBodies[row]; ok && !errors.As(err, &ap) {
 		c.Data(row.status, jsonContentType, fixed)
 		c.Abort()
-		return
+		return row.code
 	}
 	body := errorBody{Error: row.code, Message: row.message}
 	if body.Message == "" {
@@ -131,4 +124,5 @@ func (s *server) writeError(c *gin.Context, err error) {
 		body.OrderID = string(ap.OrderID)
 	}
 	c.AbortWithStatusJSON(row.status, body)
+	return row.code
 }

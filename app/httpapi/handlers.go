@@ -105,8 +105,7 @@ func (s *server) purchase(c *gin.Context) {
 	}
 	o, err := s.Purchase.Buy(c.Request.Context(), userOf(c), id)
 	if err != nil {
-		s.Metrics.Purchase(codeOf(err))
-		s.writeError(c, err)
+		s.Metrics.Purchase(s.writeError(c, err))
 		return
 	}
 	s.Metrics.Purchase("accepted")

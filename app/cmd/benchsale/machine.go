@@ -161,8 +161,8 @@ func procTicks(pid int) (int64, bool) {
 type cpuUse struct {
 	Server, Wrk, Redis, DB, Other, Idle float64
 	Known                               bool
-	// HeapMB is seckill's heap at the end of the run; GCs how many
-	// collections ran during it.
+	// HeapMB is seckill's heap at the end of the run (live objects and
+	// garbage not yet collected); GCs how many collections ran during it.
 	HeapMB float64
 	GCs    uint32
 }

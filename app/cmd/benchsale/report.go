@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -54,7 +55,7 @@ func (b *bench) report() {
 		fmt.Fprintln(w, "!!! with runs against real Redis/MariaDB, nor with the targets.")
 	}
 	m := b.machine
-	fmt.Fprintf(w, "machine:  %d CPUs, %s, Linux %s, %s\n", m.CPUs, m.CPUModel, m.Kernel, m.Go)
+	fmt.Fprintf(w, "machine:  %d CPUs, %s, Linux %s, %s, GOGC=%s\n", m.CPUs, m.CPUModel, m.Kernel, m.Go, gogc())
 	fmt.Fprintf(w, "backends: %s; %s; Kafka: in-process kfake broker (franz-go), reached over TCP by kafka-go\n", b.sys.RedisVersion, dbName(b.sys.DBVersion))
 	fmt.Fprintf(w, "load:     %s, on the same CPUs as everything else: %d threads, %d connections, %s per scenario,\n", m.Wrk, o.threads, o.connections, o.duration)
 	fmt.Fprintf(w, "          keep-alive, --latency, a Lua script that sends one user token per request and counts statuses\n")
@@ -106,7 +107,7 @@ func (b *bench) report() {
 	if haveBase && b.a2 != nil {
 		a := b.results["a"]
 		fmt.Fprintf(w, "baseline drift: the last (a) ran at %.0f%% of the first: other load on the machine, or state the scenarios left\n", 100*b.a2.RPS/a.RPS)
-		fmt.Fprintf(w, "in seckill (heap %.0f MB then, %.0f MB now: per-user limiter buckets), changed by that much; see the CPU table\n", a.CPU.HeapMB, b.a2.CPU.HeapMB)
+		fmt.Fprintf(w, "in seckill (heap %.0f MB then, %.0f MB now), changed by that much; the CPU table below tells which\n", a.CPU.HeapMB, b.a2.CPU.HeapMB)
 	}
 	if baseCost > 0 {
 		fmt.Fprintln(w, "cpu-norm: the ratio of CPU per request (seckill + wrk + redis + mariadb) of (a) to the scenario's, an estimate of the")
@@ -186,6 +187,14 @@ func (b *bench) report() {
 	if o.embedded {
 		fmt.Fprintln(w, "(EMBEDDED backends: not comparable)")
 	}
+}
+
+// gogc is the GC percent in force.
+func gogc() string {
+	if v := os.Getenv("GOGC"); v != "" {
+		return v + " (from $GOGC)"
+	}
+	return fmt.Sprintf("%d (as app/cmd/seckill ships)", gcPercent)
 }
 
 func dbName(v string) string {

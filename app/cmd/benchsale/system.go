@@ -39,6 +39,8 @@ type system struct {
 	dbName            string
 
 	RedisVersion, DBVersion string
+
+	closed bool
 }
 
 func nonce() string {
@@ -49,14 +51,11 @@ func nonce() string {
 
 // startSystem creates the fresh database (real backends), starts the
 // in-process Kafka-protocol broker and then seckill itself, API and worker.
+// It always returns a system, and the caller must close it even when err is
+// set: whatever was started before the error is undone there.
 func startSystem(ctx context.Context, o options, log *slog.Logger) (s *system, err error) {
 	id := nonce()
 	s = &system{admin: "benchsale-admin-" + id}
-	defer func() {
-		if err != nil {
-			s.close(context.Background())
-		}
-	}()
 
 	cfg := config.Default()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -152,6 +151,10 @@ func redisVersion(ctx context.Context, addr string) string {
 // close shuts seckill down, then the broker, and removes the database and
 // the Redis keys this run made. It reports what it could not do.
 func (s *system) close(ctx context.Context) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	var errs []string
 	if s.m != nil {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -14,6 +14,12 @@ import (
 	"time"
 )
 
+// DefaultGCPercent is the GOGC the binaries run with unless GOGC is set. A
+// purchase allocates little that survives, so a larger heap between
+// collections trades memory this service has plenty of for GC CPU; set GOGC
+// (and GOMEMLIMIT) to override. docs/BENCHMARKS.md has the measurement.
+const DefaultGCPercent = 400
+
 // EnvPrefix is the prefix of every environment variable the binary reads.
 const EnvPrefix = "SECKILL"
 

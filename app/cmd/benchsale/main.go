@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"seckill/app/config"
 )
 
 // Environment variables that change the defaults of --redis-addr and --mysql-dsn.
@@ -69,14 +71,11 @@ type options struct {
 	strict        bool
 }
 
-// gcPercent mirrors app/cmd/seckill's DefaultGCPercent, so the system is
-// measured with the GC setting it ships with. GOGC in the environment wins,
-// as it does for seckill.
-const gcPercent = 400
-
 func main() {
+	// Measure the system with the GC setting seckill ships with; GOGC in the
+	// environment wins, as it does for seckill.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+		debug.SetGCPercent(config.DefaultGCPercent)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"seckill/app/config"
 )
 
 // p99Target is the p99 latency (b) must stay under at ~80% of its max rate.
@@ -194,7 +196,7 @@ func gogc() string {
 	if v := os.Getenv("GOGC"); v != "" {
 		return v + " (from $GOGC)"
 	}
-	return fmt.Sprintf("%d (as app/cmd/seckill ships)", gcPercent)
+	return fmt.Sprintf("%d (as app/cmd/seckill ships)", config.DefaultGCPercent)
 }
 
 func dbName(v string) string {

@@ -27,15 +27,10 @@ import (
 	"seckill/infra/mysqlstore"
 )
 
-// DefaultGCPercent is the GOGC this binary runs with unless GOGC is set.
-// A purchase allocates little that survives, so a larger heap between
-// collections buys back CPU (measured in docs/BENCHMARKS.md) for memory
-// this service has plenty of; set GOGC (and GOMEMLIMIT) to override.
-const DefaultGCPercent = 400
 
 func main() {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(DefaultGCPercent)
+		debug.SetGCPercent(config.DefaultGCPercent)
 	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

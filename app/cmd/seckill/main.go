@@ -27,7 +27,6 @@ import (
 	"seckill/infra/mysqlstore"
 )
 
-
 func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(config.DefaultGCPercent)

@@ -431,27 +431,7 @@
   }
 
   function applyItems(items) {
-    const seen = new Set();
-    let prev = null;
-    for (const item of items) {
-      const id = String(item.id);
-      seen.add(id);
-      let row = rows.get(id);
-      if (!row) {
-        row = createRow(item);
-        rows.set(id, row);
-      }
-      updateRow(row, item);
-      const want = prev ? prev.el.nextElementSibling : els.list.firstElementChild;
-      if (want !== row.el) els.list.insertBefore(row.el, want);
-      prev = row;
-    }
-    for (const [id, row] of rows) {
-      if (!seen.has(id)) {
-        row.el.remove();
-        rows.delete(id);
-      }
-    }
+    window.seckill.syncList(els.list, rows, items, createRow, updateRow);
     els.empty.hidden = items.length > 0;
   }
 

@@ -119,5 +119,35 @@
     return n === 1 ? one : many;
   }
 
-  window.seckill = { api, store, formatPrice, formatDate, formatDuration, randomKey, plural, retryAfterMs };
+  // syncList makes container show one entry per item, in the items' order,
+  // reusing the entries in byId (created with create(item), refreshed with
+  // update(entry, item)) and removing the ones whose item is gone (after
+  // calling drop(entry), if given). Entries already in place are not moved,
+  // because moving a node would drop keyboard focus.
+  function syncList(container, byId, items, create, update, drop) {
+    const seen = new Set();
+    let prev = null;
+    for (const item of items) {
+      const id = String(item.id);
+      seen.add(id);
+      let entry = byId.get(id);
+      if (!entry) {
+        entry = create(item);
+        byId.set(id, entry);
+      }
+      update(entry, item);
+      const want = prev ? prev.el.nextElementSibling : container.firstElementChild;
+      if (want !== entry.el) container.insertBefore(entry.el, want);
+      prev = entry;
+    }
+    for (const [id, entry] of byId) {
+      if (!seen.has(id)) {
+        if (drop) drop(entry);
+        entry.el.remove();
+        byId.delete(id);
+      }
+    }
+  }
+
+  window.seckill = { api, store, formatPrice, formatDate, formatDuration, randomKey, plural, retryAfterMs, syncList };
 })();

@@ -347,31 +347,9 @@
   }
 
   function applyItems(items) {
-    const seen = new Set();
-    let prev = null;
-    for (const item of items) {
-      const id = String(item.id);
-      seen.add(id);
-      let card = cards.get(id);
-      if (!card) {
-        card = createCard(item);
-        cards.set(id, card);
-      }
-      updateItem(card, item);
-      // Keep the DOM in the server's order without moving nodes that are
-      // already in place (moving a node would drop keyboard focus).
-      const want = prev ? prev.el.nextElementSibling : els.items.firstElementChild;
-      if (want !== card.el) els.items.insertBefore(card.el, want);
-      prev = card;
-      render(card, Date.now());
-    }
-    for (const [id, card] of cards) {
-      if (!seen.has(id)) {
-        card.trackGen++;
-        card.el.remove();
-        cards.delete(id);
-      }
-    }
+    window.seckill.syncList(els.items, cards, items, createCard,
+      (card, item) => { updateItem(card, item); render(card, Date.now()); },
+      (card) => { card.trackGen++; });
     setHidden(els.loading, true);
     setHidden(els.empty, items.length > 0);
     els.sales.setAttribute("aria-busy", "false");

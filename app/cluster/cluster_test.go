@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+type recorder struct {
+	shared, local []sale.ItemID
+	published     []Event
+	flushed       int
+	failShared    bool
+}
+
+func (r *recorder) Invalidate(_ context.Context, id sale.ItemID) error {
+	if r.failShared {
+		return errors.New("redis down")
+	}
+	r.shared = append(r.shared, id)
+	return nil
+}
+func (r *recorder) Publish(_ context.Context, e Event) error {
+	r.published = append(r.published, e)
+	return nil
+}
+
+type local struct{ r *recorder }
+
+func (l local) Invalidate(id sale.ItemID) { l.r.local = append(l.r.local, id) }
+func (l local) Flush()                    { l.r.flushed++ }
+
+type noFlags struct{}
+
+func (noFlags) MarkSoldOut(sale.ItemID, int64, time.Time) {}
+func (noFlags) StockBack(sale.ItemID, int64)              {}
+func (noFlags) Forget()                                   {}
+
+type sched struct {
+	task string
+	at   time.Time
+}
+
+func (s *sched) Schedule(_ context.Context, task string, at time.Time) error {
+	s.task, s.at = task, at
+	return nil
+}
+
+func TestDoubleDeleteRoundTrip(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	r, s := &recorder{}, &sched{}
+	c := New(Deps{Bus: r, Shared: r, Local: local{r}, Flags: noFlags{}, Delay: s,
+		SecondDelete: 500 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }})
+	if err := c.InvalidateLater(context.Background(), 42); err != nil {
+		t.Fatal(err)
+	}
+	if !s.at.Equal(now.Add(500 * time.Millisecond)) {
+		t.Fatalf("second delete scheduled at %v", s.at)
+	}
+	// Whichever instance runs the task deletes on every layer.
+	if err := c.RunTask(context.Background(), s.task); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.shared) != 1 || r.shared[0] != 42 || len(r.local) != 1 || len(r.published) != 1 || r.published[0].Kind != KindInvalidate {
+		t.Fatalf("second delete did shared=%v local=%v published=%v", r.shared, r.local, r.published)
+	}
+	// Junk tasks are dropped, not retried forever.
+	if err := c.RunTask(context.Background(), "invalidate-item:abc"); err != nil {
+		t.Fatalf("malformed task: %v", err)
+	}
+	// A failed shared delete is an error, so the delay queue retries it.
+	r.failShared = true
+	if err := c.RunTask(context.Background(), s.task); err == nil {
+		t.Fatal("a failed shared delete was reported as done")
+	}
+	c.Resubscribed()
+	if r.flushed != 1 {
+		t.Fatal("resubscribe did not flush the local cache")
+	}
+}

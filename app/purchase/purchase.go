@@ -2,8 +2,9 @@
 // authenticated user to an accepted order, and the order status lookup.
 //
 // The order of checks is deliberate: everything that can be answered in
-// this process (in-flight bound, sold-out flag, user bucket, cached item
-// window, item bucket) is answered before the one Redis round trip, because
+// this process (in-flight bound, sold-out flag, cached item window, an empty
+// item bucket, the user's bucket, the item's token) is answered before the
+// one Redis round trip, because
 // during a spike nearly every request is doomed and the ones that can still
 // win must not queue behind them.
 package purchase
@@ -111,9 +112,6 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	if s.d.Shield.SoldOut(item, now) {
 		return sale.Order{}, sale.ErrSoldOut
 	}
-	if err := s.allowUser(ctx, user, now); err != nil {
-		return sale.Order{}, err
-	}
 	it, err := s.d.Items.Item(ctx, item)
 	if err != nil {
 		if errors.Is(err, sale.ErrNotFound) {
@@ -125,6 +123,16 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	// ledger script checks the window again atomically, so a window that
 	// changed a moment ago cannot sell outside its bounds.
 	if err := it.CheckWindow(now); err != nil {
+		return sale.Order{}, err
+	}
+	// Beyond the hot key's rate the request is doomed whoever sends it:
+	// refuse it before the user's bucket is even looked up.
+	if s.d.Shield.ItemExhausted(item, float64(it.PurchaseRate), now) {
+		return sale.Order{}, shield.ErrRateLimited
+	}
+	// The user's bucket comes before the item's tokens are spent, so one
+	// user's retry loop cannot use up the item's budget.
+	if err := s.allowUser(ctx, user, now); err != nil {
 		return sale.Order{}, err
 	}
 	if err := s.d.Shield.AllowItem(item, float64(it.PurchaseRate), now); err != nil {

@@ -200,3 +200,24 @@ func TestSharedUserLimiterDecidesAndFallsBackLocally(t *testing.T) {
 		t.Fatalf("fallback second attempt: %v, want the local bucket to refuse", err)
 	}
 }
+
+func TestHotKeyRefusalCreatesNoUserState(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.Accepted}
+	s, _, _ := newService(l, shield.Options{ItemRate: 1, ItemBurst: 1, UserRate: 100, UserBurst: 100})
+	if _, err := s.Buy(context.Background(), "first", 1); err != nil {
+		t.Fatal(err)
+	}
+	before := s.d.Shield.Stats().TrackedUsers
+	for i := 0; i < 50; i++ {
+		if _, err := s.Buy(context.Background(), sale.UserID("late"+string(rune('a'+i%26))+string(rune('a'+i/26))), 1); !errors.Is(err, shield.ErrRateLimited) {
+			t.Fatalf("attempt %d beyond the item rate: %v", i, err)
+		}
+	}
+	if got := s.d.Shield.Stats().TrackedUsers; got != before {
+		t.Fatalf("refusals beyond the item rate created %d user buckets", got-before)
+	}
+	if l.calls.Load() != 1 {
+		t.Fatalf("ledger calls %d, want 1", l.calls.Load())
+	}
+}

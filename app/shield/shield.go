@@ -183,6 +183,34 @@ func (s *Shield) item(id sale.ItemID) *itemState {
 func (s *Shield) AllowItem(id sale.ItemID, perSec float64, now time.Time) error {
 	st := s.item(id)
 	st.mu.Lock()
+	ok := s.itemLimiter(st, perSec).AllowN(now, 1)
+	st.mu.Unlock()
+	if !ok {
+		s.rejectedItem.Add(1)
+		return ErrRateLimited
+	}
+	return nil
+}
+
+// ItemExhausted reports whether the item's bucket is empty at now, without
+// spending a token, and counts the refusal. The purchase path asks it before
+// the per-user bucket, so a request beyond the hot key's rate is refused
+// without creating per-user state, while only requests that pass the user
+// check spend the item's tokens (AllowItem).
+func (s *Shield) ItemExhausted(id sale.ItemID, perSec float64, now time.Time) bool {
+	st := s.item(id)
+	st.mu.Lock()
+	empty := s.itemLimiter(st, perSec).TokensAt(now) < 1
+	st.mu.Unlock()
+	if empty {
+		s.rejectedItem.Add(1)
+	}
+	return empty
+}
+
+// itemLimiter returns the item's bucket for perSec (0: the default rate),
+// rebuilding it when the rate changed. The caller holds st.mu.
+func (s *Shield) itemLimiter(st *itemState, perSec float64) *rate.Limiter {
 	if perSec <= 0 {
 		perSec = s.opts.ItemRate
 	}
@@ -194,13 +222,7 @@ func (s *Shield) AllowItem(id sale.ItemID, perSec float64, now time.Time) error 
 		st.limiter = rate.NewLimiter(rate.Limit(perSec), burst)
 		st.perSec = perSec
 	}
-	ok := st.limiter.AllowN(now, 1)
-	st.mu.Unlock()
-	if !ok {
-		s.rejectedItem.Add(1)
-		return ErrRateLimited
-	}
-	return nil
+	return st.limiter
 }
 
 // SoldOut reports whether the item's sold-out flag is set and fresh at now.

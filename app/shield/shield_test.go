@@ -143,3 +143,23 @@ func TestSweepUsers(t *testing.T) {
 		t.Fatalf("tracked = %d", s.Stats().TrackedUsers)
 	}
 }
+
+func TestItemExhaustedPeeksWithoutSpending(t *testing.T) {
+	t.Parallel()
+	s := New(Options{ItemRate: 1000, ItemBurst: 100})
+	for i := 0; i < 10; i++ {
+		if s.ItemExhausted(9, 2, t0) {
+			t.Fatal("a full bucket reported exhausted")
+		}
+	}
+	// The peeks spent nothing: the burst of 2/10 → 1 token is still there.
+	if err := s.AllowItem(9, 2, t0); err != nil {
+		t.Fatalf("first token after peeks: %v", err)
+	}
+	if !s.ItemExhausted(9, 2, t0) {
+		t.Fatal("an empty bucket reported available")
+	}
+	if s.Stats().RejectedItem != 1 {
+		t.Fatalf("stats = %+v", s.Stats())
+	}
+}

@@ -75,8 +75,9 @@ func TestRestockIsIdempotentByKey(t *testing.T) {
 	item := in.createSale("restock", 5, 0)
 	path := fmt.Sprintf("/api/v1/admin/items/%d/restock", item)
 	for i := 0; i < 3; i++ {
-		req := in.do("POST", path, adminToken, map[string]int{"add": 7})
-		_ = req
+		if r := in.do("POST", path, adminToken, map[string]int{"add": 7}); r.Status != 200 {
+			t.Fatalf("unkeyed restock: %d %s", r.Status, r.Raw)
+		}
 	}
 	st := in.stats(item)
 	if st.num("stock_total") != 26 {

@@ -21,7 +21,8 @@ build: ## build bin/seckill
 
 test: ## run every test with the race detector (real Redis/MariaDB when SECKILL_TEST_* are set)
 	@if [ -z "$$SECKILL_TEST_REDIS_ADDR$$SECKILL_TEST_MYSQL_DSN" ]; then \
-	  echo "note: SECKILL_TEST_REDIS_ADDR / SECKILL_TEST_MYSQL_DSN unset: real-service tests are skipped (see README)"; fi
+	  echo "note: SECKILL_TEST_REDIS_ADDR / SECKILL_TEST_MYSQL_DSN unset: real-service tests are skipped (see README)"; \
+	else echo "real services: Redis $$SECKILL_TEST_REDIS_ADDR, MySQL $$SECKILL_TEST_MYSQL_DSN (adapter and end-to-end suites run against them$${CI:+; CI=true: unset would fail, not skip})"; fi
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test $(TEST_FLAGS) ./...

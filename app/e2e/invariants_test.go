@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -269,4 +268,3 @@ func TestCrashBetweenLedgerAndQueue(t *testing.T) {
 	}
 }
 
-var _ = http.StatusOK

@@ -515,4 +515,3 @@ func (m *Main) EmbeddedKafka() *embedded.Kafka { return m.emKafka }
 
 // Redis exposes the Redis client, for tests.
 func (m *Main) Redis() *redis.Client { return m.rdb }
-

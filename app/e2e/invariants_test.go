@@ -267,4 +267,3 @@ func TestCrashBetweenLedgerAndQueue(t *testing.T) {
 		t.Fatalf("stats after relay: %s", st.Raw)
 	}
 }
-

@@ -45,10 +45,6 @@ type sharedUserLimiter interface {
 	Allow(ctx context.Context, user sale.UserID) (bool, error)
 }
 
-// Outcome names a purchase result for metrics: "accepted", or the error
-// code the HTTP layer returns.
-type Outcome string
-
 // Deps are the collaborators of the purchase use case.
 type Deps struct {
 	Items  sale.ItemReader // cached item data (window, price, rate)

@@ -64,12 +64,12 @@ type itemState struct {
 	perSec  float64
 	// maxGen is the highest stock generation this instance has heard of.
 	maxGen int64
-	// flagGen/flagAt: the sold-out flag, valid while flagGen >= maxGen and
-	// it is younger than SoldOutTTL.
+	// flagSet/flagGen: the sold-out flag and the generation it was set at;
+	// it is cleared when units come back at a later generation.
 	flagSet bool
 	flagGen int64
-	flagAt  time.Time
-	// soldOut mirrors "flag valid ignoring TTL" for the lock-free fast path.
+	// soldOut mirrors flagSet and flagNs holds when it was set (Unix ns),
+	// for the lock-free fast path, which also applies SoldOutTTL.
 	soldOut atomic.Bool
 	flagNs  atomic.Int64
 }
@@ -255,7 +255,7 @@ func (s *Shield) MarkSoldOut(id sale.ItemID, gen int64, now time.Time) {
 		return
 	}
 	st.maxGen = gen
-	st.flagSet, st.flagGen, st.flagAt = true, gen, now
+	st.flagSet, st.flagGen = true, gen
 	st.flagNs.Store(now.UnixNano())
 	if !st.soldOut.Swap(true) {
 		s.flagsSet.Add(1)

@@ -25,6 +25,7 @@ import (
 	"seckill/app/metrics"
 	"seckill/app/outbox"
 	"seckill/app/purchase"
+	"seckill/app/reconcile"
 	"seckill/app/shield"
 	"seckill/app/web"
 	"seckill/app/worker"
@@ -78,6 +79,7 @@ type Main struct {
 	dispatch  *outbox.Dispatcher
 	relay     *outbox.Relay
 	worker    *worker.Worker[delivery]
+	recon     *reconcile.Service
 	metrics   *metrics.Metrics
 
 	// Catalog and Purchase are the use cases, exposed for tests and seeding.
@@ -160,19 +162,24 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
 	})
 
+	m.recon = reconcile.New(m.ledger, m.store, kafkaevents.NewBacklog(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic), reconcile.Options{
+		Every: cfg.ReconcileEvery, Repair: cfg.ReconcileRepair, Grace: cfg.RecoveryGrace,
+		OnStockBack: m.coord.StockBack, Log: m.Log,
+	})
 	m.Catalog = catalog.New(catalog.Deps{
 		Reader: m.local, Store: m.store, Ledger: m.ledger, Book: m.store, Caches: m.coord,
-		StockBack: m.coord.StockBack, StockDisplayTTL: cfg.StockDisplayTTL,
+		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, Log: m.Log,
+		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
 	})
 	m.dispatch = outbox.NewDispatcher(m.publisher, m.ledger, m.Log, outbox.DispatcherOptions{
 		Batch: cfg.PublishBatch, Linger: cfg.PublishLinger,
 	})
-	m.relay = outbox.NewRelay(m.ledger, m.publisher, m.Log, outbox.RelayOptions{
-		Every: cfg.RelayEvery, After: cfg.RelayAfter, GiveUp: cfg.RelayGiveUp,
+	m.relay = outbox.NewRelay(m.ledger, m.store, m.publisher, m.Log, outbox.RelayOptions{
+		Every: cfg.RelayEvery, GiveUp: cfg.RelayGiveUp,
 	}, m.coord.StockBack)
 	deps := purchase.Deps{
 		Items: m.local, Ledger: m.ledger, Queue: m.dispatch, Shield: m.shield,
-		Pending: m.ledger, Book: m.store, OnSoldOut: m.coord.SoldOut,
+		Pending: m.ledger, Book: m.store, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
 	}
 	if cfg.UserLimiter == "redis" {
 		m.userRate = redisrate.New(m.rdb, cfg.RedisPrefix, cfg.UserRate, cfg.UserBurst)
@@ -203,6 +210,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.goBG(func() { sweepUsers(bgCtx, m.shield) })
 	if m.Roles.API {
 		m.goBG(func() { m.relay.Run(bgCtx) })
+		m.goBG(func() { m.recon.Run(bgCtx) })
 		dctx, dcancel := context.WithCancel(context.Background())
 		m.dispCancel = dcancel
 		m.disp.Add(1)
@@ -211,7 +219,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if m.Roles.Worker {
 		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
 		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, m.store, m.Log, worker.Options{
-			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnRejected: m.coord.StockBack,
+			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
 			OnBatch: func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
 		})
 		wctx, wcancel := context.WithCancel(context.Background())
@@ -344,7 +352,9 @@ func (m *Main) openBackends(ctx context.Context) error {
 	if err := kafkaevents.EnsureTopics(pctx, cfg.Brokers(), topics...); err != nil {
 		return fmt.Errorf("kafka topics at %s: %w", cfg.KafkaBrokers, err)
 	}
-	m.ledger = redisstock.New(m.rdb, redisstock.Options{Prefix: cfg.RedisPrefix})
+	m.ledger = redisstock.New(m.rdb, redisstock.Options{
+		Prefix: cfg.RedisPrefix, FirstLook: cfg.RelayAfter, RepublishAfter: cfg.RepublishAfter,
+	})
 	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
 	return nil
 }
@@ -506,6 +516,10 @@ func (m *Main) SharedCache() *rediscache.Reader { return m.shared }
 
 // Ledger exposes the stock ledger, for tests that check its accounts.
 func (m *Main) Ledger() *redisstock.Store { return m.ledger }
+
+// Reconciler exposes the ledger reconciler, for tests and the reconcile
+// command.
+func (m *Main) Reconciler() *reconcile.Service { return m.recon }
 
 // Store exposes the database store, for tests that check its rows.
 func (m *Main) Store() *mysqlstore.Store { return m.store }

@@ -29,11 +29,23 @@ func (m *Main) registerMetrics() {
 	r.CounterFunc("seckill_kafka_published_total", "Orders acknowledged by Kafka.", func() float64 { return float64(m.publisher.Published()) })
 	r.CounterFunc("seckill_kafka_produce_errors_total", "Orders whose produce call failed (they stay in the outbox).", func() float64 { return float64(m.publisher.Failed()) })
 	r.CounterFunc("seckill_outbox_relayed_total", "Orders re-published by the outbox relay.", func() float64 { return float64(m.relay.Stats().Relayed) })
-	r.CounterFunc("seckill_outbox_expired_total", "Orders failed by the relay after --relay-give-up; their units were returned.", func() float64 { return float64(m.relay.Stats().Expired) })
+	r.CounterFunc("seckill_outbox_expired_total", "Orders the relay recorded as failed after --relay-give-up; their units were returned.", func() float64 { return float64(m.relay.Stats().Expired) })
+	r.CounterFunc("seckill_outbox_settled_total", "Orders past --relay-give-up that the database had confirmed; the relay settled them in Redis.", func() float64 { return float64(m.relay.Stats().Settled) })
+	r.CounterFunc("seckill_reconcile_checks_total", "Comparisons of an item's Redis ledger with the database.", func() float64 { return float64(m.recon.Stats().Checks) })
+	r.CounterFunc("seckill_reconcile_drifts_total", "Comparisons that found the ledger and the database disagreeing.", func() float64 { return float64(m.recon.Stats().Drifts) })
+	r.CounterFunc("seckill_reconcile_repairs_total", "Repairs of an item's ledger from the database.", func() float64 { return float64(m.recon.Stats().Repairs) })
+	r.CounterFunc("seckill_ledger_rebuilds_total", "Sales rebuilt in Redis after the ledger lost them.", func() float64 { return float64(m.recon.Stats().Rebuilds) })
+	r.GaugeFunc("seckill_ledger_drift_units", "Units by which the latest unrepaired comparisons found the ledger off.", func() float64 { return float64(m.recon.DriftUnits()) })
 	r.CounterFunc("seckill_outbox_deferred_total", "Accepted orders left to the relay because the dispatcher buffer was full.", func() float64 { return float64(m.dispatch.Stats().Deferred) })
 	r.CounterFunc("seckill_worker_confirmed_total", "Orders inserted as confirmed.", func() float64 { return m.workerStat(func(c, _, _ uint64) uint64 { return c }) })
 	r.CounterFunc("seckill_worker_duplicates_total", "Redelivered orders that were already confirmed.", func() float64 { return m.workerStat(func(_, d, _ uint64) uint64 { return d }) })
 	r.CounterFunc("seckill_worker_dead_lettered_total", "Orders sent to the dead-letter topic.", func() float64 { return m.workerStat(func(_, _, x uint64) uint64 { return x }) })
+	r.CounterFunc("seckill_worker_released_total", "Failed orders whose units the worker gave back in Redis.", func() float64 {
+		if m.worker == nil {
+			return 0
+		}
+		return float64(m.worker.Stats().Released)
+	})
 	r.GaugeFunc("seckill_worker_lag", "Messages in the orders topic not yet consumed by this worker.", func() float64 {
 		if m.consumer == nil {
 			return 0

@@ -10,8 +10,11 @@ package catalog
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -51,9 +54,18 @@ type Deps struct {
 	Book      confirmedCounter
 	Caches    Invalidator
 	StockBack func(item sale.ItemID, gen int64) // told when units come back
+	// LedgerMissing, if set, is told when the ledger has no sale for an
+	// item the database has, so the sale gets rebuilt.
+	LedgerMissing func(item sale.ItemID)
+	// Log receives failures of steps that come after the commit point and
+	// so do not fail the request (cache invalidation).
+	Log *slog.Logger
 	// StockDisplayTTL is how stale a displayed stock figure may be; 0 reads
 	// the ledger on every request.
 	StockDisplayTTL time.Duration
+	// SecondDelete is the delay of the second delete, for the in-process
+	// fallback used when the durable delay queue cannot be reached.
+	SecondDelete time.Duration
 	Now             func() time.Time
 }
 
@@ -76,6 +88,9 @@ type stockEntry struct {
 func New(d Deps) *Service {
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
 	}
 	return &Service{d: d, stock: make(map[sale.ItemID]stockEntry)}
 }
@@ -205,14 +220,12 @@ func (s *Service) Create(ctx context.Context, d sale.Draft) (View, error) {
 		}
 		return View{}, unavailable("open stock", err)
 	}
-	// The list and any negative entry for this id are now wrong everywhere;
-	// the second delete covers a list read that raced the insert.
-	if err := s.d.Caches.Invalidate(ctx, it.ID); err != nil {
-		return View{}, unavailable("invalidate caches", err)
-	}
-	if err := s.d.Caches.InvalidateLater(ctx, it.ID); err != nil {
-		return View{}, unavailable("schedule second delete", err)
-	}
+	// The sale exists in both stores: that is the commit point, and a
+	// failure after it must not make the client retry (a retry would
+	// create a second sale). The list and any negative entry for this id
+	// are wrong everywhere now; the second delete covers a list read that
+	// raced the insert, and both run whatever happens (invalidate).
+	s.invalidate(ctx, it.ID)
 	return View{Item: it, StockLeft: it.StockTotal, Status: it.StatusAt(s.d.Now(), it.StockTotal)}, nil
 }
 
@@ -236,13 +249,19 @@ func (s *Service) Update(ctx context.Context, id sale.ItemID, p sale.Patch) (Vie
 		}
 		return View{}, unavailable("update item", err)
 	}
+	// The database holds the change now: whatever fails below, the second
+	// delete must still happen, or a copy loaded before the update lives
+	// on for the whole cache TTL.
+	defer s.invalidateLater(ctx, id)
 	if p.WindowChanged() {
-		if err := s.d.Ledger.SetWindow(ctx, id, it.StartsAt, it.EndsAt); err != nil && !errors.Is(err, sale.ErrNotFound) {
-			return View{}, unavailable("move sale window", err)
+		if err := s.d.Ledger.SetWindow(ctx, id, it.StartsAt, it.EndsAt); err != nil {
+			if !errors.Is(err, sale.ErrNotFound) {
+				// The reconciler also moves a window that differs from the
+				// database's; a retry of the same PATCH does it at once.
+				return View{}, unavailable("move sale window", err)
+			}
+			s.ledgerMissing(id)
 		}
-	}
-	if err := s.d.Caches.InvalidateLater(ctx, id); err != nil {
-		return View{}, unavailable("schedule second delete", err)
 	}
 	s.forgetStock(id)
 	return s.Item(ctx, id)
@@ -251,50 +270,82 @@ func (s *Service) Update(ctx context.Context, id sale.ItemID, p sale.Patch) (Vie
 // MaxRestock bounds one restock.
 const MaxRestock = sale.MaxStock
 
-// Restock adds units to a live sale, in the ledger first (where purchases
-// see them at once) and then in the database. With the same non-empty key it
-// is applied at most once, so a client may retry it safely; a retry after a
-// partial failure completes the missing half.
+// Restock adds units to a sale, at most once per (item, key): in the
+// database first, which records the key, then in the ledger with the same
+// key, whatever the database answered, so a retry after a half-done restock
+// completes the missing half and a repeat changes neither. A restock without
+// a key gets one (NewRestockKey); the caller returns it so a client can
+// retry. The ledger keeps keys as long as the database does.
 func (s *Service) Restock(ctx context.Context, id sale.ItemID, add int64, key string) (View, error) {
 	if add < 1 || add > MaxRestock {
 		return View{}, &sale.ValidationError{Field: "add", Reason: fmt.Sprintf("must be between 1 and %d", MaxRestock)}
 	}
-	if len(key) > 100 {
-		return View{}, &sale.ValidationError{Field: "Idempotency-Key", Reason: "must be at most 100 characters"}
-	}
-	if _, err := s.d.Reader.Item(ctx, id); err != nil {
-		if errors.Is(err, sale.ErrNotFound) {
-			return View{}, err
-		}
-		return View{}, unavailable("get item", err)
-	}
-	if key == "" {
-		key = randomKey()
-	}
-	applied, gen, err := s.d.Ledger.Restock(ctx, id, add, key)
-	if err != nil {
-		if errors.Is(err, sale.ErrNotFound) {
-			return View{}, err
-		}
-		return View{}, unavailable("restock ledger", err)
+	if _, err := sale.ParseRestockKey(key); err != nil {
+		return View{}, err
 	}
 	if _, err := s.d.Store.Restock(ctx, id, add, key); err != nil {
-		if errors.Is(err, sale.ErrNotFound) {
+		if errors.Is(err, sale.ErrNotFound) || errors.Is(err, sale.ErrInvalid) {
 			return View{}, err
 		}
 		return View{}, unavailable("restock database", err)
 	}
+	// Past this point the units exist; the caches must learn of them
+	// whatever the ledger says.
+	applied, gen, err := s.d.Ledger.Restock(ctx, id, add, key)
+	s.invalidate(ctx, id)
+	s.forgetStock(id)
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			// The ledger lost the sale; its rebuild takes the database's
+			// total, this restock included, and this key.
+			s.ledgerMissing(id)
+			return View{}, fmt.Errorf("%w: the stock ledger is being rebuilt; the restock is recorded and will be live once it is", ErrUnavailable)
+		}
+		return View{}, unavailable("restock ledger", err)
+	}
 	if applied && s.d.StockBack != nil {
 		s.d.StockBack(id, gen)
 	}
-	if err := s.d.Caches.Invalidate(ctx, id); err != nil {
-		return View{}, unavailable("invalidate caches", err)
-	}
-	if err := s.d.Caches.InvalidateLater(ctx, id); err != nil {
-		return View{}, unavailable("schedule second delete", err)
-	}
-	s.forgetStock(id)
 	return s.Item(ctx, id)
+}
+
+// NewRestockKey returns a fresh restock idempotency key, for a restock sent
+// without one.
+func NewRestockKey() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "srv-" + hex.EncodeToString(b[:])
+}
+
+// invalidate drops cached copies of the item now and schedules the second
+// delete; a failure is logged, not returned, because it comes after the
+// change is committed, and both TTLs bound the staleness it leaves.
+func (s *Service) invalidate(ctx context.Context, id sale.ItemID) {
+	if err := s.d.Caches.Invalidate(context.WithoutCancel(ctx), id); err != nil {
+		s.d.Log.Warn("cache invalidation failed after a committed change; the second delete still runs", "item_id", id, "err", err)
+	}
+	s.invalidateLater(ctx, id)
+}
+
+// invalidateLater schedules the second delete in the durable queue, or, if
+// that fails, runs it from this process after the same delay.
+func (s *Service) invalidateLater(ctx context.Context, id sale.ItemID) {
+	if err := s.d.Caches.InvalidateLater(context.WithoutCancel(ctx), id); err != nil {
+		s.d.Log.Warn("could not schedule the second delete durably; running it from this instance", "item_id", id, "err", err)
+		time.AfterFunc(s.d.SecondDelete, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.d.Caches.Invalidate(ctx, id); err != nil {
+				s.d.Log.Warn("second delete failed; cached copies live until their TTL", "item_id", id, "err", err)
+			}
+		})
+	}
+}
+
+func (s *Service) ledgerMissing(id sale.ItemID) {
+	if s.d.LedgerMissing != nil {
+		s.d.LedgerMissing(id)
+	}
 }
 
 // Stats is an item's stock accounting across the ledger and the database.
@@ -304,9 +355,15 @@ type Stats struct {
 	StockLeftLedger int64
 	StockLeftDB     int64
 	Pending         int64
-	Confirmed       int64
-	Failed          int64
-	// Consistent is true when the units add up (see Consistent).
+	// Overdue counts pending orders older than the ledger's republish age.
+	Overdue   int64
+	Confirmed int64
+	Failed    int64
+	// LedgerLive is false while the ledger has no sale for the item (lost,
+	// and being rebuilt).
+	LedgerLive bool
+	// Consistent is true when the units add up (see Consistent) and no
+	// order is overdue.
 	Consistent bool
 }
 
@@ -327,7 +384,13 @@ func Consistent(ledgerTotal, dbTotal, ledgerLeft, pending, confirmed, dbLeft int
 		dbLeft == dbTotal-confirmed
 }
 
-// Stats reads an item's accounts from the ledger and the database.
+type failedCounter interface {
+	CountFailed(ctx context.Context, id sale.ItemID) (int64, error)
+}
+
+// Stats reads an item's accounts from the ledger and the database. They are
+// not consistent while the ledger has lost the sale or an order is overdue:
+// either means the figures cannot be trusted yet.
 func (s *Service) Stats(ctx context.Context, id sale.ItemID) (Stats, error) {
 	it, err := s.d.Store.Item(ctx, id)
 	if err != nil {
@@ -337,12 +400,22 @@ func (s *Service) Stats(ctx context.Context, id sale.ItemID) (Stats, error) {
 		return Stats{}, unavailable("get item", err)
 	}
 	c, err := s.d.Ledger.Counts(ctx, id)
+	live := err == nil
 	if err != nil && !errors.Is(err, sale.ErrNotFound) {
 		return Stats{}, unavailable("ledger counts", err)
+	}
+	if !live {
+		s.ledgerMissing(id)
 	}
 	confirmed, err := s.d.Book.CountConfirmed(ctx, id)
 	if err != nil {
 		return Stats{}, unavailable("count orders", err)
+	}
+	var failed int64
+	if fc, ok := s.d.Book.(failedCounter); ok {
+		if failed, err = fc.CountFailed(ctx, id); err != nil {
+			return Stats{}, unavailable("count orders", err)
+		}
 	}
 	return Stats{
 		ItemID:          id,
@@ -350,9 +423,12 @@ func (s *Service) Stats(ctx context.Context, id sale.ItemID) (Stats, error) {
 		StockLeftLedger: c.StockLeft,
 		StockLeftDB:     it.StockLeft,
 		Pending:         c.Pending,
+		Overdue:         c.Overdue,
 		Confirmed:       confirmed,
-		Failed:          c.Failed,
-		Consistent:      Consistent(c.StockTotal, it.StockTotal, c.StockLeft, c.Pending, confirmed, it.StockLeft),
+		Failed:          failed,
+		LedgerLive:      live,
+		Consistent: live && c.Overdue == 0 &&
+			Consistent(c.StockTotal, it.StockTotal, c.StockLeft, c.Pending, confirmed, it.StockLeft),
 	}, nil
 }
 

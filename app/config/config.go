@@ -76,9 +76,15 @@ type Config struct {
 	PublishLinger time.Duration
 	WorkerBatch   int
 	WorkerLinger  time.Duration
-	RelayEvery    time.Duration
-	RelayAfter    time.Duration
-	RelayGiveUp   time.Duration
+	RelayEvery     time.Duration
+	RelayAfter     time.Duration
+	RepublishAfter time.Duration
+	RelayGiveUp    time.Duration
+
+	// Recovery
+	ReconcileEvery  time.Duration
+	ReconcileRepair bool
+	RecoveryGrace   time.Duration
 }
 
 // Register declares every setting on fs with its default and help text. The
@@ -129,8 +135,13 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.WorkerBatch, "worker-batch", 500, "orders the worker confirms in one database transaction")
 	fs.DurationVar(&c.WorkerLinger, "worker-linger", 20*time.Millisecond, "how long the worker waits to fill a batch")
 	fs.DurationVar(&c.RelayEvery, "relay-every", time.Second, "how often the outbox relay looks for unpublished orders")
-	fs.DurationVar(&c.RelayAfter, "relay-after", 3*time.Second, "age at which an unpublished accepted order is re-published by the relay")
-	fs.DurationVar(&c.RelayGiveUp, "relay-give-up", 10*time.Minute, "age at which an order that never reached Kafka is failed and its unit given back")
+	fs.DurationVar(&c.RelayAfter, "relay-after", 3*time.Second, "age (Redis clock) at which the relay publishes an accepted order the dispatcher did not")
+	fs.DurationVar(&c.RepublishAfter, "republish-after", 30*time.Second, "how long after a publish a still-pending order is published again (the broker may have lost it); older pending orders are overdue")
+	fs.DurationVar(&c.RelayGiveUp, "relay-give-up", 10*time.Minute, "age (Redis clock) at which the database decides a still-pending order: settled if confirmed, else failed and its unit given back")
+
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 10*time.Second, "how often every item's Redis ledger is compared with the database")
+	fs.BoolVar(&c.ReconcileRepair, "reconcile-repair", true, "let the periodic reconciliation repair drift it has seen twice in a row (a lost ledger is always rebuilt)")
+	fs.DurationVar(&c.RecoveryGrace, "recovery-grace", 2*time.Second, "wait after a lost ledger is noticed before the rebuild marks the order queue, so orders accepted just before the loss reach it")
 }
 
 // Embedded reports whether any backend runs as an in-process stand-in.
@@ -168,8 +179,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--worker-batch and --publish-batch must be at least 1")
 	case c.KafkaParts < 1:
 		return fmt.Errorf("--kafka-partitions must be at least 1")
-	case c.RelayGiveUp <= c.RelayAfter:
-		return fmt.Errorf("--relay-give-up (%s) must exceed --relay-after (%s)", c.RelayGiveUp, c.RelayAfter)
+	case c.RelayGiveUp <= c.RelayAfter || c.RelayGiveUp <= c.RepublishAfter:
+		return fmt.Errorf("--relay-give-up (%s) must exceed --relay-after (%s) and --republish-after (%s)", c.RelayGiveUp, c.RelayAfter, c.RepublishAfter)
+	case c.RelayAfter <= 0 || c.RepublishAfter <= 0 || c.RelayEvery <= 0:
+		return fmt.Errorf("--relay-every, --relay-after and --republish-after must be positive")
+	case c.ReconcileEvery <= 0 || c.RecoveryGrace < 0:
+		return fmt.Errorf("--reconcile-every must be positive and --recovery-grace not negative")
 	case c.TokenTTL < time.Minute:
 		return fmt.Errorf("--token-ttl must be at least 1m")
 	case c.AdminToken != "" && len(c.AdminToken) < 16:

@@ -49,6 +49,7 @@ func newBackends(t *testing.T) *backends {
 	// Quick relay and sweeps so fault tests settle in seconds.
 	cfg.RelayEvery = 100 * time.Millisecond
 	cfg.RelayAfter = 500 * time.Millisecond
+	cfg.RepublishAfter = time.Second
 	cfg.StockDisplayTTL = 0
 	cfg.KafkaParts = 3
 

@@ -102,6 +102,7 @@ func TestStockBackFromFailedOrderClearsFlag(t *testing.T) {
 	b := newBackends(t)
 	in := b.start(t, "api-1", both, func(c *config.Config) {
 		c.SoldOutTTL = time.Hour
+		c.RepublishAfter = 700 * time.Millisecond
 		c.RelayGiveUp = time.Second
 	})
 	item := in.createSale("comeback", 1, 0)

@@ -45,6 +45,20 @@ type orderJSON struct {
 	CreatedAt  time.Time        `json:"created_at"`
 }
 
+// restockJSON is an item after a restock, with the key the restock was
+// recorded under.
+type restockJSON struct {
+	itemJSON
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+func ledgerState(live bool) string {
+	if live {
+		return "live"
+	}
+	return "missing"
+}
+
 func (s *server) login(c *gin.Context) {
 	var req struct {
 		UserID string `json:"user_id"`
@@ -198,12 +212,19 @@ func (s *server) restock(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	v, err := s.Catalog.Restock(c.Request.Context(), id, req.Add, c.GetHeader("Idempotency-Key"))
+	// A restock without a key gets one, so that the answer can tell the
+	// client which key to retry with.
+	key := c.GetHeader("Idempotency-Key")
+	if key == "" {
+		key = catalog.NewRestockKey()
+	}
+	c.Header("Idempotency-Key", key)
+	v, err := s.Catalog.Restock(c.Request.Context(), id, req.Add, key)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, toItemJSON(v))
+	c.JSON(http.StatusOK, restockJSON{itemJSON: toItemJSON(v), IdempotencyKey: key})
 }
 
 func (s *server) stats(c *gin.Context) {
@@ -224,6 +245,8 @@ func (s *server) stats(c *gin.Context) {
 		"orders_pending":   st.Pending,
 		"orders_confirmed": st.Confirmed,
 		"orders_failed":    st.Failed,
+		"orders_overdue":   st.Overdue,
+		"ledger":           ledgerState(st.LedgerLive),
 		"consistent":       st.Consistent,
 	})
 }

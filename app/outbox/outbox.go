@@ -1,13 +1,19 @@
 // Package outbox moves accepted orders from the stock ledger to the order
-// queue. The ledger's script records every accepted order as pending and
-// unpublished in the same atomic step that takes the unit, so the ledger is
-// the outbox: the Dispatcher publishes orders as they are accepted, in
-// batches, and the Relay re-publishes any that stayed unpublished (Kafka was
-// down, the process died before publishing). An order that cannot be
-// published for RelayGiveUp is failed instead and its unit given back; the
-// ledger's claim fence guarantees that such an order is never also
-// confirmed. So every accepted order ends confirmed or given back, never
-// both and never neither.
+// queue, and makes sure each one is decided. The ledger's script records
+// every accepted order as pending in the same atomic step that takes the
+// unit, so the ledger is the outbox: the Dispatcher publishes orders as they
+// are accepted, in batches, and the Relay publishes again any order still
+// pending when its next look is due: soon after acceptance if the dispatcher
+// never published it (Kafka was down, the process died), and again after
+// the ledger's republish age if it was published but never decided (the
+// broker lost it, retention ran out while workers were down). Consumers are
+// idempotent, so a second publish is harmless.
+//
+// An order still pending after GiveUp is decided by the database instead:
+// if a worker confirmed it, the ledger settles it; if not, the relay records
+// it as failed (the database's order row is the fence, so a worker cannot
+// confirm it afterwards) and gives its unit back. So every accepted order
+// ends confirmed or given back, never both and never neither.
 package outbox
 
 import (
@@ -177,59 +183,64 @@ func ids(orders []sale.Order) []sale.OrderID {
 }
 
 type outboxLedger interface {
-	Unpublished(ctx context.Context, before time.Time, limit int) ([]sale.Order, error)
+	Due(ctx context.Context, limit int) ([]sale.DueOrder, error)
 	MarkPublished(ctx context.Context, ids ...sale.OrderID) error
-	Expire(ctx context.Context, id sale.OrderID, reason string) (released bool, gen int64, err error)
+	Settle(ctx context.Context, ids ...sale.OrderID) error
+	Release(ctx context.Context, id sale.OrderID) (released bool, gen int64, err error)
 }
 
-// RelayOptions sets the relay's timing.
+// decider is the database, which has the last word on an order.
+type decider interface {
+	Fates(ctx context.Context, ids []sale.OrderID) (map[sale.OrderID]sale.Fate, error)
+	Fail(ctx context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error)
+}
+
+// RelayOptions sets the relay's timing. When an order is next due is the
+// ledger's business (its first-look and republish ages); the relay decides
+// only what to do with a due order.
 type RelayOptions struct {
-	Every  time.Duration // how often to look; default 1s
-	After  time.Duration // re-publish orders unpublished for this long; default 3s
-	GiveUp time.Duration // fail orders unpublished for this long; default 10m
-	Batch  int           // orders per look; default 500
-	Now    func() time.Time
+	Every time.Duration // how often to look; default 1s
+	// GiveUp is the age, by the ledger's clock, past which a due order is
+	// decided by the database instead of published again; default 10m.
+	GiveUp time.Duration
+	Batch  int // orders per item per look; default 500
 }
 
-// Relay re-publishes accepted orders that the Dispatcher did not get into
-// the queue, and gives up on those that could not be published for GiveUp.
-// Several instances may run relays at once: a duplicate publish is harmless
-// because the worker confirms idempotently.
+// Relay publishes again the pending orders that are due, and has the
+// database decide those older than GiveUp. Several instances may run relays
+// at once: the ledger leases each due order to one of them, a duplicate
+// publish is harmless, and the database's fence decides each order once.
 type Relay struct {
-	ledger  outboxLedger
-	pub     publisher
-	log     *slog.Logger
-	opts    RelayOptions
-	onFail  func(item sale.ItemID, gen int64)
-	relayed atomic.Uint64
-	expired atomic.Uint64
+	ledger   outboxLedger
+	book     decider
+	pub      publisher
+	log      *slog.Logger
+	opts     RelayOptions
+	onFail   func(item sale.ItemID, gen int64)
+	relayed  atomic.Uint64
+	expired  atomic.Uint64
+	resolved atomic.Uint64
 }
 
 // ExpiredReason is the reason recorded on an order the relay gave up on.
-const ExpiredReason = "the order could not be handed to the order queue in time; its unit was returned"
+const ExpiredReason = "the order was not confirmed in time; its unit was returned"
 
 // NewRelay returns a relay. onExpire, if not nil, is told of every unit given
 // back (so the caller can clear sold-out flags).
-func NewRelay(ledger outboxLedger, pub publisher, log *slog.Logger, o RelayOptions, onExpire func(sale.ItemID, int64)) *Relay {
+func NewRelay(ledger outboxLedger, book decider, pub publisher, log *slog.Logger, o RelayOptions, onExpire func(sale.ItemID, int64)) *Relay {
 	if o.Every <= 0 {
 		o.Every = time.Second
 	}
-	if o.After <= 0 {
-		o.After = 3 * time.Second
-	}
-	if o.GiveUp <= o.After {
+	if o.GiveUp <= 0 {
 		o.GiveUp = 10 * time.Minute
 	}
 	if o.Batch <= 0 {
 		o.Batch = 500
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return &Relay{ledger: ledger, pub: pub, log: log, opts: o, onFail: onExpire}
+	return &Relay{ledger: ledger, book: book, pub: pub, log: log, opts: o, onFail: onExpire}
 }
 
-// Run looks for stale orders every Every until ctx is done.
+// Run looks for due orders every Every until ctx is done.
 func (r *Relay) Run(ctx context.Context) {
 	t := time.NewTicker(r.opts.Every)
 	defer t.Stop()
@@ -245,29 +256,24 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 }
 
-// Once makes one pass: expire what is too old, re-publish the rest.
+// Once makes one pass: have the database decide what is too old, publish
+// the rest again.
 func (r *Relay) Once(ctx context.Context) error {
-	now := r.opts.Now()
-	stale, err := r.ledger.Unpublished(ctx, now.Add(-r.opts.After), r.opts.Batch)
-	if err != nil || len(stale) == 0 {
+	due, err := r.ledger.Due(ctx, r.opts.Batch)
+	if err != nil || len(due) == 0 {
 		return err
 	}
-	var resend []sale.Order
-	for _, o := range stale {
-		if now.Sub(o.CreatedAt) < r.opts.GiveUp {
-			resend = append(resend, o)
-			continue
+	var resend, old []sale.Order
+	for _, d := range due {
+		if d.Age >= r.opts.GiveUp {
+			old = append(old, d.Order)
+		} else {
+			resend = append(resend, d.Order)
 		}
-		released, gen, err := r.ledger.Expire(ctx, o.ID, ExpiredReason)
-		if err != nil {
+	}
+	if len(old) > 0 {
+		if err := r.decide(ctx, old); err != nil {
 			return err
-		}
-		if released {
-			r.expired.Add(1)
-			r.log.Warn("order expired in the outbox; unit returned", "order_id", o.ID, "item_id", o.ItemID, "age", now.Sub(o.CreatedAt))
-			if r.onFail != nil {
-				r.onFail(o.ItemID, gen)
-			}
 		}
 	}
 	if len(resend) == 0 {
@@ -276,17 +282,71 @@ func (r *Relay) Once(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := r.pub.Publish(pctx, resend...); err != nil {
+		// They stay leased for a moment and come due again.
 		return err
 	}
 	r.relayed.Add(uint64(len(resend)))
-	r.log.Info("outbox relay re-published orders", "orders", len(resend))
+	r.log.Info("outbox relay published pending orders again", "orders", len(resend))
 	return r.ledger.MarkPublished(ctx, ids(resend)...)
 }
 
-// RelayStats counts relayed and expired orders.
-type RelayStats struct{ Relayed, Expired uint64 }
+// decide settles the orders the database confirmed, records the others as
+// failed (unless a worker confirms them first: the fence decides), and
+// gives back the units of every order that ended failed.
+func (r *Relay) decide(ctx context.Context, orders []sale.Order) error {
+	fates, err := r.book.Fates(ctx, ids(orders))
+	if err != nil {
+		return err
+	}
+	var undecided []sale.Order
+	for _, o := range orders {
+		if !fates[o.ID].Decided() {
+			undecided = append(undecided, o)
+		}
+	}
+	if len(undecided) > 0 {
+		failed, err := r.book.Fail(ctx, undecided, ExpiredReason)
+		if err != nil {
+			return err
+		}
+		for id, f := range failed {
+			fates[id] = f
+		}
+	}
+	var settle []sale.OrderID
+	for _, o := range orders {
+		switch fates[o.ID].Status {
+		case sale.OrderConfirmed:
+			settle = append(settle, o.ID)
+		case sale.OrderFailed:
+			released, gen, err := r.ledger.Release(ctx, o.ID)
+			if err != nil {
+				return err
+			}
+			if released {
+				r.expired.Add(1)
+				r.log.Warn("order failed after it stayed pending too long; unit returned", "order_id", o.ID, "item_id", o.ItemID, "reason", fates[o.ID].Reason)
+				if r.onFail != nil {
+					r.onFail(o.ItemID, gen)
+				}
+			}
+		}
+	}
+	if len(settle) > 0 {
+		if err := r.ledger.Settle(ctx, settle...); err != nil {
+			return err
+		}
+		r.resolved.Add(uint64(len(settle)))
+		r.log.Info("settled orders the database had confirmed but the ledger still held", "orders", len(settle))
+	}
+	return nil
+}
+
+// RelayStats counts what the relay did: orders published again, orders it
+// failed and released, and orders it found confirmed and settled.
+type RelayStats struct{ Relayed, Expired, Settled uint64 }
 
 // Stats returns the counters, for metrics.
 func (r *Relay) Stats() RelayStats {
-	return RelayStats{Relayed: r.relayed.Load(), Expired: r.expired.Load()}
+	return RelayStats{Relayed: r.relayed.Load(), Expired: r.expired.Load(), Settled: r.resolved.Load()}
 }

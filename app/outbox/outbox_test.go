@@ -30,20 +30,35 @@ func (p *fakePub) Publish(_ context.Context, orders ...sale.Order) error {
 	return nil
 }
 
-// fakeOutbox is the ledger's outbox: accepted orders until marked published.
+// fakeOutbox is the ledger's outbox: pending orders, each with an age, due
+// until marked published.
 type fakeOutbox struct {
-	mu      sync.Mutex
-	pending map[sale.OrderID]sale.Order
-	expired map[sale.OrderID]bool
+	mu        sync.Mutex
+	pending   map[sale.OrderID]sale.Order
+	age       map[sale.OrderID]time.Duration
+	published map[sale.OrderID]bool
+	settled   map[sale.OrderID]bool
+	released  map[sale.OrderID]int
 }
 
-func (f *fakeOutbox) Unpublished(_ context.Context, before time.Time, limit int) ([]sale.Order, error) {
+func newOutbox() *fakeOutbox {
+	return &fakeOutbox{pending: map[sale.OrderID]sale.Order{}, age: map[sale.OrderID]time.Duration{},
+		published: map[sale.OrderID]bool{}, settled: map[sale.OrderID]bool{}, released: map[sale.OrderID]int{}}
+}
+
+func (f *fakeOutbox) add(o sale.Order, age time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []sale.Order
-	for _, o := range f.pending {
-		if o.CreatedAt.Before(before) && len(out) < limit {
-			out = append(out, o)
+	f.pending[o.ID], f.age[o.ID] = o, age
+}
+
+func (f *fakeOutbox) Due(_ context.Context, limit int) ([]sale.DueOrder, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []sale.DueOrder
+	for id, o := range f.pending {
+		if !f.published[id] && len(out) < limit {
+			out = append(out, sale.DueOrder{Order: o, Age: f.age[id]})
 		}
 	}
 	return out, nil
@@ -53,65 +68,151 @@ func (f *fakeOutbox) MarkPublished(_ context.Context, ids ...sale.OrderID) error
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, id := range ids {
-		delete(f.pending, id)
+		if _, ok := f.pending[id]; ok {
+			f.published[id] = true
+		}
 	}
 	return nil
 }
 
-func (f *fakeOutbox) Expire(_ context.Context, id sale.OrderID, _ string) (bool, int64, error) {
+func (f *fakeOutbox) Settle(_ context.Context, ids ...sale.OrderID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		delete(f.pending, id)
+		f.settled[id] = true
+	}
+	return nil
+}
+
+func (f *fakeOutbox) Release(_ context.Context, id sale.OrderID) (bool, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.pending[id]; !ok {
 		return false, 0, nil
 	}
 	delete(f.pending, id)
-	f.expired[id] = true
+	f.released[id]++
 	return true, 5, nil
+}
+
+// fakeBook is the database's record of fates; a fate once written stands.
+type fakeBook struct {
+	mu    sync.Mutex
+	fates map[sale.OrderID]sale.Fate
+}
+
+func (b *fakeBook) Fates(_ context.Context, ids []sale.OrderID) (map[sale.OrderID]sale.Fate, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[sale.OrderID]sale.Fate{}
+	for _, id := range ids {
+		if f, ok := b.fates[id]; ok {
+			out[id] = f
+		}
+	}
+	return out, nil
+}
+
+func (b *fakeBook) Fail(_ context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[sale.OrderID]sale.Fate{}
+	for _, o := range orders {
+		if _, ok := b.fates[o.ID]; !ok {
+			b.fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: reason}
+		}
+		out[o.ID] = b.fates[o.ID]
+	}
+	return out, nil
 }
 
 func orderAt(user string, at time.Time) sale.Order {
 	return sale.NewOrder(sale.Item{ID: 1, PriceCents: 10}, sale.UserID(user), at)
 }
 
-func TestRelayRepublishesStaleAndExpiresAbandoned(t *testing.T) {
+// TestRelayPublishesDueAndLetsTheDatabaseDecideOld: due orders younger than
+// GiveUp are published again (and survive a failed publish); older ones are
+// decided by the database: settled if a worker confirmed them, otherwise
+// recorded failed and released exactly once.
+func TestRelayPublishesDueAndLetsTheDatabaseDecideOld(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	fresh, stale, ancient := orderAt("a", now.Add(-time.Second)), orderAt("b", now.Add(-10*time.Second)), orderAt("c", now.Add(-time.Hour))
-	box := &fakeOutbox{pending: map[sale.OrderID]sale.Order{fresh.ID: fresh, stale.ID: stale, ancient.ID: ancient}, expired: map[sale.OrderID]bool{}}
+	now := time.Now()
+	due, lostConfirmed, abandoned := orderAt("a", now), orderAt("b", now), orderAt("c", now)
+	box := newOutbox()
+	box.add(due, 10*time.Second)
+	box.add(lostConfirmed, time.Hour)
+	box.add(abandoned, time.Hour)
+	// A worker confirmed b, but its settle never reached the ledger.
+	book := &fakeBook{fates: map[sale.OrderID]sale.Fate{lostConfirmed.ID: {Status: sale.OrderConfirmed}}}
 	pub := &fakePub{}
 	var back []sale.ItemID
-	r := NewRelay(box, pub, quiet, RelayOptions{After: 3 * time.Second, GiveUp: 10 * time.Minute, Now: func() time.Time { return now }},
+	r := NewRelay(box, book, pub, quiet, RelayOptions{GiveUp: 10 * time.Minute},
 		func(item sale.ItemID, _ int64) { back = append(back, item) })
 
 	pub.fail = true
 	if err := r.Once(context.Background()); err == nil {
 		t.Fatal("a failed publish was reported as success")
 	}
-	if _, ok := box.pending[stale.ID]; !ok {
-		t.Fatal("an order was dropped from the outbox although its publish failed")
+	if _, ok := box.pending[due.ID]; !ok || box.published[due.ID] {
+		t.Fatal("an order left the outbox although its publish failed")
 	}
-	if !box.expired[ancient.ID] || len(back) != 1 {
-		t.Fatalf("the abandoned order was not expired with its unit returned (back=%v)", back)
+	if !box.settled[lostConfirmed.ID] || box.released[lostConfirmed.ID] != 0 {
+		t.Fatal("an order the database confirmed was not settled, or was released")
+	}
+	if book.fates[abandoned.ID].Status != sale.OrderFailed || box.released[abandoned.ID] != 1 || len(back) != 1 {
+		t.Fatalf("the abandoned order: fate %+v, released %d, stock-back %v; want failed in the database first, released once",
+			book.fates[abandoned.ID], box.released[abandoned.ID], back)
 	}
 
 	pub.fail = false
 	if err := r.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(pub.got) != 1 || pub.got[0].ID != stale.ID {
-		t.Fatalf("published %v, want only the stale order", pub.got)
+	if len(pub.got) != 1 || pub.got[0].ID != due.ID || !box.published[due.ID] {
+		t.Fatalf("published %v, want only the due order, marked published", pub.got)
 	}
-	if _, ok := box.pending[fresh.ID]; !ok {
-		t.Fatal("the fresh order should be left to the dispatcher")
+	if s := r.Stats(); s.Relayed != 1 || s.Expired != 1 || s.Settled != 1 {
+		t.Fatalf("stats = %+v", s)
 	}
-	if _, ok := box.pending[stale.ID]; ok {
-		t.Fatal("the relayed order is still unpublished")
+}
+
+// TestRelayNeverFailsAnOrderAWorkerConfirmedFirst races the relay's
+// decision against a confirmation: when the database already holds the
+// order as confirmed at the moment the relay tries to fail it, the fence
+// keeps it confirmed and its unit is not released.
+func TestRelayNeverFailsAnOrderAWorkerConfirmedFirst(t *testing.T) {
+	t.Parallel()
+	o := orderAt("a", time.Now())
+	box := newOutbox()
+	box.add(o, time.Hour)
+	book := &racingBook{fakeBook: fakeBook{fates: map[sale.OrderID]sale.Fate{}}, confirmFirst: o.ID}
+	r := NewRelay(box, book, &fakePub{}, quiet, RelayOptions{GiveUp: time.Minute}, nil)
+	if err := r.Once(context.Background()); err != nil {
+		t.Fatal(err)
 	}
+	if box.released[o.ID] != 0 || !box.settled[o.ID] {
+		t.Fatalf("released %d, settled %v; the worker's confirmation must stand", box.released[o.ID], box.settled[o.ID])
+	}
+}
+
+// racingBook confirms one order between the relay's Fates and its Fail, as
+// a worker would.
+type racingBook struct {
+	fakeBook
+	confirmFirst sale.OrderID
+}
+
+func (b *racingBook) Fail(ctx context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error) {
+	b.mu.Lock()
+	b.fates[b.confirmFirst] = sale.Fate{Status: sale.OrderConfirmed}
+	b.mu.Unlock()
+	return b.fakeBook.Fail(ctx, orders, reason)
 }
 
 func TestDispatcherPublishesAndFlushesOnShutdown(t *testing.T) {
 	t.Parallel()
-	box := &fakeOutbox{pending: map[sale.OrderID]sale.Order{}, expired: map[sale.OrderID]bool{}}
+	box := newOutbox()
 	pub := &fakePub{}
 	d := NewDispatcher(pub, box, quiet, DispatcherOptions{Batch: 10, Linger: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,8 +234,8 @@ func TestDispatcherPublishesAndFlushesOnShutdown(t *testing.T) {
 	if len(pub.got) != 25 {
 		t.Fatalf("published %d of 25 accepted orders", len(pub.got))
 	}
-	if len(box.pending) != 0 {
-		t.Fatalf("%d orders left unmarked in the outbox", len(box.pending))
+	if len(box.published) != 25 {
+		t.Fatalf("%d of 25 orders marked published in the outbox", len(box.published))
 	}
 	if d.Stats().Published != 25 {
 		t.Fatalf("stats = %+v", d.Stats())

@@ -61,6 +61,9 @@ type Deps struct {
 	// OnSoldOut, if set, is told when the ledger reports an item sold out,
 	// so the flag can be broadcast to other instances.
 	OnSoldOut func(item sale.ItemID, gen int64)
+	// OnLedgerMissing, if set, is told when the ledger has no sale for an
+	// item the catalog knows: the ledger lost it, and it must be rebuilt.
+	OnLedgerMissing func(item sale.ItemID)
 	Now       func() time.Time
 }
 
@@ -150,6 +153,14 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 		if s.d.OnSoldOut != nil {
 			s.d.OnSoldOut(item, res.Gen)
 		}
+	case sale.OutcomeNotFound:
+		// The item exists (the catalog just returned it), so the ledger has
+		// lost its sale. Guessing the stock would oversell and "not found"
+		// would be a lie: refuse for now and have the sale rebuilt.
+		if s.d.OnLedgerMissing != nil {
+			s.d.OnLedgerMissing(item)
+		}
+		return sale.Order{}, fmt.Errorf("%w: the stock ledger has no sale for item %d; it is being rebuilt", ErrUnavailable, item)
 	}
 	return sale.Order{}, res.Err()
 }
@@ -167,8 +178,8 @@ func (s *Service) allowUser(ctx context.Context, user sale.UserID, now time.Time
 	return s.d.Shield.AllowUser(user, now)
 }
 
-// Order returns the user's order: confirmed from the database, or queued or
-// failed from the ledger. Someone else's order is sale.ErrOrderNotFound, the
+// Order returns the user's order: decided (confirmed or failed) from the
+// database, or queued from the ledger. Someone else's order is sale.ErrOrderNotFound, the
 // same answer as a missing one, so ids cannot be probed.
 func (s *Service) Order(ctx context.Context, user sale.UserID, id sale.OrderID) (sale.Order, error) {
 	o, err := s.d.Book.Order(ctx, id)

@@ -1,11 +1,14 @@
-// Package worker turns queued orders into confirmed orders. It consumes the
-// order queue in batches and, for each batch: fences the orders in the
-// ledger (Claim), confirms them in the database in one transaction that also
-// lowers stock_left by the number inserted, drops their pending records
-// (Settle), and only then commits the queue offsets. A crash anywhere in
-// that sequence means redelivery, and every step is idempotent, so an order
-// is confirmed exactly once. An order that can never be confirmed goes to
-// the dead-letter topic and its unit is given back.
+// Package worker turns queued orders into decided orders. It consumes the
+// order queue in batches and, for each batch: confirms the orders in the
+// database in one transaction that also lowers stock_left by the number
+// inserted and reports every order's fate, makes the ledger follow (Settle
+// the confirmed, Release the failed), and only then commits the queue
+// offsets. A crash anywhere in that sequence means redelivery, and every
+// step is idempotent, so an order is decided exactly once: the database's
+// order row is the fence, and whoever writes it first (this worker, another
+// one after a rebalance, or the relay giving up) decides. An order that can
+// never be confirmed is recorded as failed, goes to the dead-letter topic,
+// and its unit is given back.
 package worker
 
 import (
@@ -32,13 +35,13 @@ type feed[D Delivery] interface {
 }
 
 type settlement interface {
-	Claim(ctx context.Context, ids ...sale.OrderID) ([]sale.Claim, error)
 	Settle(ctx context.Context, ids ...sale.OrderID) error
-	Reject(ctx context.Context, id sale.OrderID, reason string) (released bool, gen int64, err error)
+	Release(ctx context.Context, id sale.OrderID) (released bool, gen int64, err error)
 }
 
 type confirmer interface {
-	Confirm(ctx context.Context, orders []sale.Order) (inserted int, err error)
+	Confirm(ctx context.Context, orders []sale.Order) (inserted int, fates map[sale.OrderID]sale.Fate, err error)
+	Fail(ctx context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error)
 }
 
 // Options sizes the worker.
@@ -47,9 +50,9 @@ type Options struct {
 	Linger time.Duration // wait to fill a batch; default 20ms
 	// BatchTimeout bounds one batch's processing; default 30s.
 	BatchTimeout time.Duration
-	// OnRejected, if set, is told of every unit given back (to clear
+	// OnReleased, if set, is told of every unit given back (to clear
 	// sold-out flags across instances).
-	OnRejected func(item sale.ItemID, gen int64)
+	OnReleased func(item sale.ItemID, gen int64)
 	// OnBatch, if set, observes each batch's size and how many orders it
 	// inserted, for metrics.
 	OnBatch func(size, inserted int)
@@ -64,7 +67,7 @@ type Worker[D Delivery] struct {
 	log    *slog.Logger
 	opts   Options
 
-	confirmed, duplicates, deadLettered, batches atomic.Uint64
+	confirmed, duplicates, deadLettered, released, batches atomic.Uint64
 }
 
 // New returns a worker; call Run to start it.
@@ -140,7 +143,7 @@ func (w *Worker[D]) processBatch(ds []D) error {
 			err = o.Check()
 		}
 		if err != nil {
-			if err := w.deadLetter(ctx, d, o, "undecodable order message: "+err.Error(), false); err != nil {
+			if err := w.deadLetter(ctx, d, o, "undecodable order message: "+err.Error()); err != nil {
 				return err
 			}
 			continue
@@ -152,24 +155,35 @@ func (w *Worker[D]) processBatch(ds []D) error {
 	}
 
 	if len(orders) > 0 {
-		claims, err := w.ledger.Claim(ctx, orderIDs(orders)...)
-		if err != nil {
-			return fmt.Errorf("claim: %w", err)
-		}
-		live := orders[:0:0]
-		for i, o := range orders {
-			// A failed order's unit is already back in stock; confirming it
-			// would sell that unit twice.
-			if claims[i] != sale.ClaimFailed {
-				live = append(live, o)
-			}
-		}
-		confirmed, err := w.confirm(ctx, live, ds)
+		fates, err := w.confirm(ctx, orders, ds)
 		if err != nil {
 			return err
 		}
+		// The ledger follows the database: drop the records of confirmed
+		// orders, give back the units of failed ones (a redelivered order
+		// someone else failed included; Release is a no-op the second
+		// time).
+		var confirmed []sale.OrderID
+		for _, o := range orders {
+			f := fates[o.ID]
+			switch f.Status {
+			case sale.OrderConfirmed:
+				confirmed = append(confirmed, o.ID)
+			case sale.OrderFailed:
+				if f.Refused {
+					if err := w.deadLetter(ctx, deliveryFor(ds, o.ID), o, f.Reason); err != nil {
+						return err
+					}
+				}
+				if err := w.release(ctx, o); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("confirm reported no fate for order %s", o.ID)
+			}
+		}
 		if len(confirmed) > 0 {
-			if err := w.ledger.Settle(ctx, orderIDs(confirmed)...); err != nil {
+			if err := w.ledger.Settle(ctx, confirmed...); err != nil {
 				return fmt.Errorf("settle: %w", err)
 			}
 		}
@@ -182,39 +196,47 @@ func (w *Worker[D]) processBatch(ds []D) error {
 	return nil
 }
 
-// confirm writes the batch in one transaction. If the database refuses the
-// batch for a reason that belongs to some order (its item is gone, or the
-// stock guard tripped), it falls back to one order per transaction so that
-// only the orders that can never succeed are dead-lettered.
-func (w *Worker[D]) confirm(ctx context.Context, orders []sale.Order, ds []D) ([]sale.Order, error) {
-	if len(orders) == 0 {
-		return nil, nil
-	}
-	n, err := w.book.Confirm(ctx, orders)
+// confirm writes the batch in one transaction and returns every order's
+// fate. If the database refuses the batch for a reason that belongs to some
+// order (its item is gone, or the stock guard tripped), it falls back to one
+// order per transaction, and records as failed, and dead-letters, only the
+// orders that can never succeed.
+func (w *Worker[D]) confirm(ctx context.Context, orders []sale.Order, ds []D) (map[sale.OrderID]sale.Fate, error) {
+	n, fates, err := w.book.Confirm(ctx, orders)
 	if err == nil {
 		w.count(len(orders), n)
-		return orders, nil
+		return fates, nil
 	}
 	if !permanent(err) {
 		return nil, fmt.Errorf("confirm: %w", err)
 	}
 	w.log.Warn("batch refused by the database; confirming one by one", "size", len(orders), "err", err)
-	var ok []sale.Order
+	fates = make(map[sale.OrderID]sale.Fate, len(orders))
 	for _, o := range orders {
-		n, err := w.book.Confirm(ctx, []sale.Order{o})
+		n, one, err := w.book.Confirm(ctx, []sale.Order{o})
 		switch {
 		case err == nil:
 			w.count(1, n)
-			ok = append(ok, o)
+			fates[o.ID] = one[o.ID]
 		case permanent(err):
-			if err := w.deadLetter(ctx, deliveryFor(ds, o.ID), o, err.Error(), true); err != nil {
-				return nil, err
+			reason := err.Error()
+			failed, ferr := w.book.Fail(ctx, []sale.Order{o}, reason)
+			if ferr != nil {
+				return nil, fmt.Errorf("record failed order: %w", ferr)
+			}
+			fates[o.ID] = failed[o.ID]
+			// Dead-letter only what this call failed: if another worker
+			// confirmed it meanwhile, its fate says so and it is settled.
+			if failed[o.ID].Status == sale.OrderFailed {
+				if err := w.deadLetter(ctx, deliveryFor(ds, o.ID), o, reason); err != nil {
+					return nil, err
+				}
 			}
 		default:
 			return nil, fmt.Errorf("confirm: %w", err)
 		}
 	}
-	return ok, nil
+	return fates, nil
 }
 
 func (w *Worker[D]) count(size, inserted int) {
@@ -230,21 +252,28 @@ func permanent(err error) bool {
 	return errors.Is(err, sale.ErrNotFound) || errors.Is(err, sale.ErrStockExhausted) || errors.Is(err, sale.ErrInvalid)
 }
 
-func (w *Worker[D]) deadLetter(ctx context.Context, d D, o sale.Order, reason string, release bool) error {
+func (w *Worker[D]) deadLetter(ctx context.Context, d D, o sale.Order, reason string) error {
 	if err := w.feed.DeadLetter(ctx, d, reason); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
 	w.deadLettered.Add(1)
 	w.log.Error("order dead-lettered", "order_id", o.ID, "item_id", o.ItemID, "reason", reason)
-	if !release {
-		return nil
-	}
-	released, gen, err := w.ledger.Reject(ctx, o.ID, reason)
+	return nil
+}
+
+// release gives a failed order's unit back in the ledger; the database has
+// already recorded the failure, so this runs at most once per order however
+// often it is called.
+func (w *Worker[D]) release(ctx context.Context, o sale.Order) error {
+	released, gen, err := w.ledger.Release(ctx, o.ID)
 	if err != nil {
-		return fmt.Errorf("reject: %w", err)
+		return fmt.Errorf("release: %w", err)
 	}
-	if released && w.opts.OnRejected != nil {
-		w.opts.OnRejected(o.ItemID, gen)
+	if released {
+		w.released.Add(1)
+		if w.opts.OnReleased != nil {
+			w.opts.OnReleased(o.ItemID, gen)
+		}
 	}
 	return nil
 }
@@ -268,9 +297,10 @@ func orderIDs(orders []sale.Order) []sale.OrderID {
 }
 
 // Stats counts what the worker did.
-type Stats struct{ Confirmed, Duplicates, DeadLettered, Batches uint64 }
+type Stats struct{ Confirmed, Duplicates, DeadLettered, Released, Batches uint64 }
 
 // Stats returns the counters, for metrics.
 func (w *Worker[D]) Stats() Stats {
-	return Stats{Confirmed: w.confirmed.Load(), Duplicates: w.duplicates.Load(), DeadLettered: w.deadLettered.Load(), Batches: w.batches.Load()}
+	return Stats{Confirmed: w.confirmed.Load(), Duplicates: w.duplicates.Load(), DeadLettered: w.deadLettered.Load(),
+		Released: w.released.Load(), Batches: w.batches.Load()}
 }

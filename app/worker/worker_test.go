@@ -64,22 +64,9 @@ func (f *fakeFeed) DeadLetter(_ context.Context, d msg, reason string) error {
 
 type fakeLedger struct {
 	mu       sync.Mutex
-	failed   map[sale.OrderID]bool
 	settled  map[sale.OrderID]bool
-	rejected map[sale.OrderID]string
+	released map[sale.OrderID]int
 	log      *[]string
-}
-
-func (l *fakeLedger) Claim(_ context.Context, ids ...sale.OrderID) ([]sale.Claim, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]sale.Claim, len(ids))
-	for i, id := range ids {
-		if l.failed[id] {
-			out[i] = sale.ClaimFailed
-		}
-	}
-	return out, nil
 }
 
 func (l *fakeLedger) Settle(_ context.Context, ids ...sale.OrderID) error {
@@ -92,55 +79,97 @@ func (l *fakeLedger) Settle(_ context.Context, ids ...sale.OrderID) error {
 	return nil
 }
 
-func (l *fakeLedger) Reject(_ context.Context, id sale.OrderID, reason string) (bool, int64, error) {
+// Release is idempotent like the real ledger's: only the first call for an
+// order gives a unit back.
+func (l *fakeLedger) Release(_ context.Context, id sale.OrderID) (bool, int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.rejected[id] = reason
-	return true, 9, nil
+	l.released[id]++
+	return l.released[id] == 1, 9, nil
 }
 
-// fakeBook confirms orders whose item exists, with a stock guard, and can
-// fail transiently a number of times first.
+// fakeBook decides orders like the real one: an order's first recorded fate
+// stands, one live order per user and item, a stock guard, and it can fail
+// transiently a number of times first.
 type fakeBook struct {
 	mu        sync.Mutex
 	stock     map[sale.ItemID]int64
-	orders    map[sale.OrderID]sale.Order
+	fates     map[sale.OrderID]sale.Fate
+	holders   map[string]sale.OrderID // item/user -> live order
 	transient int
 	log       *[]string
 }
 
-func (b *fakeBook) Confirm(_ context.Context, orders []sale.Order) (int, error) {
+func holderKey(o sale.Order) string { return o.ItemID.String() + "/" + string(o.UserID) }
+
+func (b *fakeBook) Confirm(_ context.Context, orders []sale.Order) (int, map[sale.OrderID]sale.Fate, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.transient > 0 {
 		b.transient--
-		return 0, errors.New("connection reset")
+		return 0, nil, errors.New("connection reset")
 	}
 	need := map[sale.ItemID]int64{}
 	for _, o := range orders {
-		if _, dup := b.orders[o.ID]; !dup {
+		if _, dup := b.fates[o.ID]; !dup {
 			need[o.ItemID]++
 		}
 	}
 	for item, n := range need {
 		left, ok := b.stock[item]
 		if !ok {
-			return 0, sale.ErrNotFound
+			return 0, nil, sale.ErrNotFound
 		}
 		if left < n {
-			return 0, sale.ErrStockExhausted
+			return 0, nil, sale.ErrStockExhausted
 		}
 	}
 	inserted := 0
+	out := map[sale.OrderID]sale.Fate{}
 	for _, o := range orders {
-		if _, dup := b.orders[o.ID]; !dup {
-			b.orders[o.ID] = o
-			b.stock[o.ItemID]--
-			inserted++
+		if f, dup := b.fates[o.ID]; dup {
+			out[o.ID] = f
+			continue
 		}
+		if _, held := b.holders[holderKey(o)]; held {
+			f := sale.Fate{Status: sale.OrderFailed, Reason: "user holds another", Refused: true}
+			b.fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: f.Reason}
+			out[o.ID] = f
+			continue
+		}
+		b.fates[o.ID] = sale.Fate{Status: sale.OrderConfirmed}
+		b.holders[holderKey(o)] = o.ID
+		b.stock[o.ItemID]--
+		inserted++
+		out[o.ID] = b.fates[o.ID]
 	}
 	*b.log = append(*b.log, "confirm")
-	return inserted, nil
+	return inserted, out, nil
+}
+
+func (b *fakeBook) Fail(_ context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[sale.OrderID]sale.Fate{}
+	for _, o := range orders {
+		if _, ok := b.fates[o.ID]; !ok {
+			b.fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: reason}
+		}
+		out[o.ID] = b.fates[o.ID]
+	}
+	return out, nil
+}
+
+func (b *fakeBook) confirmed(id sale.OrderID) bool { return b.fates[id].Status == sale.OrderConfirmed }
+
+func (b *fakeBook) count(st sale.OrderStatus) int {
+	n := 0
+	for _, f := range b.fates {
+		if f.Status == st {
+			n++
+		}
+	}
+	return n
 }
 
 func order(item sale.ItemID, user string) sale.Order {
@@ -160,12 +189,12 @@ func newRig(stock map[sale.ItemID]int64, msgs ...msg) *rig {
 	var log []string
 	r := &rig{
 		feed:   &fakeFeed{queue: msgs, dead: map[sale.OrderID]string{}},
-		ledger: &fakeLedger{failed: map[sale.OrderID]bool{}, settled: map[sale.OrderID]bool{}, rejected: map[sale.OrderID]string{}, log: &log},
-		book:   &fakeBook{stock: stock, orders: map[sale.OrderID]sale.Order{}, log: &log},
+		ledger: &fakeLedger{settled: map[sale.OrderID]bool{}, released: map[sale.OrderID]int{}, log: &log},
+		book:   &fakeBook{stock: stock, fates: map[sale.OrderID]sale.Fate{}, holders: map[string]sale.OrderID{}, log: &log},
 	}
 	r.feed.log = log
 	r.w = New[msg](r.feed, r.ledger, r.book, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
-		Batch: 100, OnRejected: func(item sale.ItemID, _ int64) { r.back = append(r.back, item) },
+		Batch: 100, OnReleased: func(item sale.ItemID, _ int64) { r.back = append(r.back, item) },
 	})
 	return r
 }
@@ -201,8 +230,8 @@ func TestConfirmsBatchThenSettlesThenCommits(t *testing.T) {
 	a, b := order(1, "a"), order(1, "b")
 	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: a}, msg{o: b}, msg{o: a}) // a is redelivered
 	r.run(t, 3)
-	if len(r.book.orders) != 2 || r.book.stock[1] != 3 {
-		t.Fatalf("orders=%d stock=%d, want 2 and 3", len(r.book.orders), r.book.stock[1])
+	if r.book.count(sale.OrderConfirmed) != 2 || r.book.stock[1] != 3 {
+		t.Fatalf("confirmed=%d stock=%d, want 2 and 3", r.book.count(sale.OrderConfirmed), r.book.stock[1])
 	}
 	if !r.ledger.settled[a.ID] || !r.ledger.settled[b.ID] {
 		t.Fatal("confirmed orders not settled")
@@ -213,17 +242,50 @@ func TestConfirmsBatchThenSettlesThenCommits(t *testing.T) {
 	}
 }
 
-func TestFailedOrdersAreNotConfirmed(t *testing.T) {
+// TestOrdersFailedElsewhereAreReleasedNotConfirmed: an order the relay (or
+// another worker) recorded as failed first keeps that fate; the worker
+// gives its unit back (the ledger may not have yet) and never settles it.
+func TestOrdersFailedElsewhereAreReleasedNotConfirmed(t *testing.T) {
 	t.Parallel()
 	a, b := order(1, "a"), order(1, "b")
 	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: a}, msg{o: b})
-	r.ledger.failed[a.ID] = true // its unit was given back already
+	r.book.fates[a.ID] = sale.Fate{Status: sale.OrderFailed, Reason: "given up"}
 	r.run(t, 2)
-	if _, ok := r.book.orders[a.ID]; ok {
-		t.Fatal("a failed order was confirmed: its unit would be sold twice")
+	if r.book.confirmed(a.ID) || r.ledger.settled[a.ID] {
+		t.Fatal("a failed order was confirmed or settled: its unit would be sold twice")
 	}
-	if _, ok := r.book.orders[b.ID]; !ok {
-		t.Fatal("the live order was not confirmed")
+	if r.ledger.released[a.ID] != 1 {
+		t.Fatalf("the failed order was released %d times, want once", r.ledger.released[a.ID])
+	}
+	if !r.book.confirmed(b.ID) || !r.ledger.settled[b.ID] {
+		t.Fatal("the live order was not confirmed and settled")
+	}
+	if len(r.feed.dead) != 0 {
+		t.Fatalf("dead-lettered %v; an order failed elsewhere was already handled", r.feed.dead)
+	}
+}
+
+// TestRefusedOrderIsDeadLetteredAndReleased: an order whose user already
+// holds another live order for the item (the ledger had forgotten the
+// buyer) must not vanish as if confirmed: it is recorded failed, goes to
+// the dead-letter topic with the reason, and its unit comes back.
+func TestRefusedOrderIsDeadLetteredAndReleased(t *testing.T) {
+	t.Parallel()
+	first, second := order(1, "alice"), order(1, "alice")
+	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: first}, msg{o: second})
+	r.run(t, 2)
+	if !r.book.confirmed(first.ID) || !r.ledger.settled[first.ID] {
+		t.Fatal("the first order was not confirmed and settled")
+	}
+	if r.ledger.settled[second.ID] {
+		t.Fatal("the refused order was settled: it would answer 404 and its unit would be lost")
+	}
+	if r.feed.dead[second.ID] == "" || r.ledger.released[second.ID] != 1 {
+		t.Fatalf("refused order: dead=%q released=%d; want dead-lettered with a reason and released once",
+			r.feed.dead[second.ID], r.ledger.released[second.ID])
+	}
+	if r.book.fates[second.ID].Status != sale.OrderFailed || r.book.stock[1] != 4 {
+		t.Fatalf("refused order fate %+v, stock %d; want failed and one unit taken", r.book.fates[second.ID], r.book.stock[1])
 	}
 }
 
@@ -233,11 +295,11 @@ func TestPoisonOrdersAreDeadLetteredAndReleased(t *testing.T) {
 	garbage := msg{err: sale.ErrInvalid}
 	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: good}, msg{o: ghost}, garbage)
 	r.run(t, 3)
-	if _, ok := r.book.orders[good.ID]; !ok {
+	if !r.book.confirmed(good.ID) {
 		t.Fatal("the good order in a poisoned batch was not confirmed")
 	}
-	if r.feed.dead[ghost.ID] == "" || r.ledger.rejected[ghost.ID] == "" {
-		t.Fatalf("ghost order: dead=%q rejected=%q", r.feed.dead[ghost.ID], r.ledger.rejected[ghost.ID])
+	if r.feed.dead[ghost.ID] == "" || r.ledger.released[ghost.ID] != 1 || r.book.fates[ghost.ID].Status != sale.OrderFailed {
+		t.Fatalf("ghost order: dead=%q released=%d fate=%+v", r.feed.dead[ghost.ID], r.ledger.released[ghost.ID], r.book.fates[ghost.ID])
 	}
 	if r.feed.deadRaw != 1 {
 		t.Fatalf("undecodable messages dead-lettered = %d, want 1", r.feed.deadRaw)
@@ -245,7 +307,7 @@ func TestPoisonOrdersAreDeadLetteredAndReleased(t *testing.T) {
 	if len(r.back) != 1 || r.back[0] != 99 {
 		t.Fatalf("stock-back notifications = %v", r.back)
 	}
-	if s := r.w.Stats(); s.DeadLettered != 2 || s.Confirmed != 1 {
+	if s := r.w.Stats(); s.DeadLettered != 2 || s.Confirmed != 1 || s.Released != 1 {
 		t.Fatalf("stats = %+v", s)
 	}
 }
@@ -255,11 +317,11 @@ func TestStockGuardIsolatesTheOverflow(t *testing.T) {
 	a, b, c := order(1, "a"), order(1, "b"), order(1, "c")
 	r := newRig(map[sale.ItemID]int64{1: 2}, msg{o: a}, msg{o: b}, msg{o: c})
 	r.run(t, 3)
-	if len(r.book.orders) != 2 || r.book.stock[1] != 0 {
-		t.Fatalf("orders=%d stock=%d: the guard must cap confirmed orders at stock", len(r.book.orders), r.book.stock[1])
+	if r.book.count(sale.OrderConfirmed) != 2 || r.book.stock[1] != 0 {
+		t.Fatalf("confirmed=%d stock=%d: the guard must cap confirmed orders at stock", r.book.count(sale.OrderConfirmed), r.book.stock[1])
 	}
-	if len(r.feed.dead) != 1 {
-		t.Fatalf("dead-lettered %d, want the 1 order over stock", len(r.feed.dead))
+	if len(r.feed.dead) != 1 || r.book.count(sale.OrderFailed) != 1 {
+		t.Fatalf("dead-lettered %d, failed %d; want the 1 order over stock", len(r.feed.dead), r.book.count(sale.OrderFailed))
 	}
 }
 
@@ -269,7 +331,7 @@ func TestTransientFailureRetriesWithoutCommitting(t *testing.T) {
 	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: a})
 	r.book.transient = 2
 	r.run(t, 1)
-	if _, ok := r.book.orders[a.ID]; !ok {
+	if !r.book.confirmed(a.ID) {
 		t.Fatal("order lost after transient database errors")
 	}
 	if len(r.feed.dead) != 0 {

@@ -76,54 +76,49 @@ type StockLedger interface {
 	Restock(ctx context.Context, id ItemID, add int64, key string) (applied bool, gen int64, err error)
 }
 
-// Claim is what the ledger knows of an order a worker is about to confirm.
-type Claim int
-
-// The claim verdicts.
-const (
-	// Claimed: the order is pending and now fenced against Expire.
-	Claimed Claim = iota
-	// ClaimFailed: the order was already failed and its unit given back; it
-	// must not be confirmed.
-	ClaimFailed
-	// ClaimUnknown: the ledger has no pending record, as after an order was
-	// confirmed and settled. Confirming it again is a no-op in the database.
-	ClaimUnknown
-)
-
 // Counts is the ledger's side of an item's stock accounting.
 type Counts struct {
 	StockTotal int64
 	StockLeft  int64
-	Pending    int64
-	Failed     int64
-	Gen        int64
+	// Pending is how many accepted orders the ledger still holds a unit
+	// for, waiting for the database to decide them.
+	Pending int64
+	// Overdue is how many of those have been pending longer than the
+	// ledger's overdue age, by the ledger's own clock: the worker should
+	// long since have decided them, so the accounts cannot be trusted yet.
+	Overdue int64
+	Gen     int64
+}
+
+// DueOrder is a pending order whose next look is due, with its age by the
+// ledger's clock (not the clock of the instance that accepted it, so a skew
+// between instances cannot make a fresh order look old).
+type DueOrder struct {
+	Order Order
+	Age   time.Duration
 }
 
 // OrderLedger is the ledger's record of accepted orders between acceptance
-// and confirmation: the outbox the relay drains and the fence that keeps an
-// order from being both confirmed and given back.
+// and the database's decision: the outbox the relay drains. It never decides
+// an order's fate; the database does (OrderBook), and the ledger follows.
 type OrderLedger interface {
-	// Lookup returns a pending (queued) or failed order, or ErrOrderNotFound.
+	// Lookup returns a pending (queued) order, or ErrOrderNotFound.
 	Lookup(ctx context.Context, id OrderID) (Order, error)
-	// Unpublished returns up to limit accepted orders, oldest first, that
-	// were accepted before the given time and are not yet marked published.
-	Unpublished(ctx context.Context, before time.Time, limit int) ([]Order, error)
-	// MarkPublished records that the orders reached the order queue.
+	// Due takes up to limit pending orders whose next look is due, oldest
+	// due first, and postpones each by the ledger's lease, so that relays on
+	// several instances do not all take the same order.
+	Due(ctx context.Context, limit int) ([]DueOrder, error)
+	// MarkPublished records that the orders reached the order queue: they
+	// are next due for a look only after the ledger's republish age.
 	MarkPublished(ctx context.Context, ids ...OrderID) error
-	// Claim fences each order against Expire and reports, in input order,
-	// what the ledger knows of it.
-	Claim(ctx context.Context, ids ...OrderID) ([]Claim, error)
-	// Settle drops the pending records of orders now confirmed in the
-	// database. Settling an unknown id is a no-op.
+	// Settle drops the pending records of orders the database holds as
+	// confirmed. Settling an unknown id is a no-op.
 	Settle(ctx context.Context, ids ...OrderID) error
-	// Expire fails a pending order that was never claimed, giving its unit
-	// and its user's slot back. It returns released=false, and changes
-	// nothing, if the order is claimed, already failed or unknown.
-	Expire(ctx context.Context, id OrderID, reason string) (released bool, gen int64, err error)
-	// Reject fails a pending order even if it is claimed; only the worker
-	// holding the claim calls it, for an order that can never be confirmed.
-	Reject(ctx context.Context, id OrderID, reason string) (released bool, gen int64, err error)
+	// Release gives back the unit and the user's slot of a pending order
+	// that the database has recorded as failed. It is idempotent per order:
+	// released is false, and nothing changes, once the order is no longer
+	// pending. gen is the stock generation after the call.
+	Release(ctx context.Context, id OrderID) (released bool, gen int64, err error)
 	// Counts returns the ledger's accounting for an item, or ErrNotFound.
 	Counts(ctx context.Context, id ItemID) (Counts, error)
 }
@@ -154,15 +149,42 @@ type Catalog interface {
 	Restock(ctx context.Context, id ItemID, add int64, key string) (applied bool, err error)
 }
 
-// OrderBook is the durable store of confirmed orders. MySQL implements it.
+// Fate is what the database has recorded about one order.
+type Fate struct {
+	// Status is OrderConfirmed or OrderFailed; "" means the database has
+	// no row for the order (it is undecided).
+	Status OrderStatus
+	// Reason says why a failed order failed.
+	Reason string
+	// Refused is set by Confirm on an order it has just failed because its
+	// user already holds another live order for the item.
+	Refused bool
+}
+
+// Decided reports whether the database has settled the order's fate.
+func (f Fate) Decided() bool { return f.Status != "" }
+
+// OrderBook is the durable store of every order's fate, and the fence that
+// keeps an order from being both confirmed and given back: an order's row is
+// written once, by whoever decides it first. MySQL implements it.
 type OrderBook interface {
 	// Confirm inserts the orders as confirmed and lowers each item's
-	// stock_left by the number actually inserted, in one transaction. An
-	// order already present is skipped, so redelivery is harmless. It
-	// returns ErrStockExhausted if a guard would take stock_left below zero
-	// and ErrNotFound if an item does not exist; either way nothing is written.
-	Confirm(ctx context.Context, orders []Order) (inserted int, err error)
-	// Order returns a confirmed order or ErrOrderNotFound.
+	// stock_left by the number actually inserted, in one transaction, and
+	// reports every order's fate. An order already decided keeps its fate
+	// (redelivery is harmless, and an order failed by someone else is never
+	// confirmed). An order whose user already holds another live order for
+	// the item is recorded as failed, with Refused set. It returns
+	// ErrStockExhausted if a guard would take stock_left below zero and
+	// ErrNotFound if an item does not exist; either way nothing is written.
+	Confirm(ctx context.Context, orders []Order) (inserted int, fates map[OrderID]Fate, err error)
+	// Fail records the orders as failed with reason unless they are already
+	// decided, and reports every order's fate: only those whose Status is
+	// OrderFailed may have their unit given back.
+	Fail(ctx context.Context, orders []Order, reason string) (map[OrderID]Fate, error)
+	// Fates reports what the database has recorded about each id; an id
+	// with no row is absent from the map.
+	Fates(ctx context.Context, ids []OrderID) (map[OrderID]Fate, error)
+	// Order returns a confirmed or failed order, or ErrOrderNotFound.
 	Order(ctx context.Context, id OrderID) (Order, error)
 	// CountConfirmed returns how many confirmed orders an item has.
 	CountConfirmed(ctx context.Context, id ItemID) (int64, error)

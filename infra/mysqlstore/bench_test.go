@@ -31,13 +31,13 @@ func BenchmarkConfirm(b *testing.B) {
 			}
 			// Top stock up so the guard never refuses a batch mid-run.
 			for need := int64(b.N*size) - sale.MaxStock; need > 0; need -= sale.MaxStock {
-				if _, err := s.Restock(b.Context(), it.ID, min(need, sale.MaxStock), ""); err != nil {
+				if _, err := s.Restock(b.Context(), it.ID, min(need, sale.MaxStock), fmt.Sprintf("top-up-%d", need)); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ResetTimer()
 			for i := range b.N {
-				n, err := s.Confirm(b.Context(), batches[i])
+				n, _, err := s.Confirm(b.Context(), batches[i])
 				if err != nil || n != size {
 					b.Fatalf("Confirm = %d, %v; want %d", n, err, size)
 				}

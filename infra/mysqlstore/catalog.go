@@ -10,9 +10,6 @@ import (
 	"seckill/domain/sale"
 )
 
-// maxRestockKeyLen is the width of restocks.idempotency_key.
-const maxRestockKeyLen = 128
-
 // Item returns the item with id, or an error matching sale.ErrNotFound.
 func (s *Store) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 	var row itemRow
@@ -144,35 +141,42 @@ func (s *Store) DeleteItem(ctx context.Context, id sale.ItemID) error {
 }
 
 // Restock adds add units to the item's stock_total and stock_left in one
-// transaction. With a non-empty key it is applied at most once per key,
-// across all items: a repeat returns applied=false and changes nothing. It
-// returns ErrInvalid unless 1 <= add <= sale.MaxStock and the key is at
-// most 128 bytes, and ErrNotFound for an unknown item; on either error the
-// key stays unused.
+// transaction, at most once per (item, key): a repeat with the same amount
+// returns applied=false and changes nothing. The key is required (the
+// catalog makes one when a client sends none) and must pass
+// sale.ParseRestockKey. It returns ErrInvalid unless 1 <= add <=
+// sale.MaxStock, for a bad key, and for a key this item already used with a
+// different amount (a client bug that a silent "repeat" would hide); and
+// ErrNotFound for an unknown item. On any error nothing is written.
 func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key string) (bool, error) {
 	if add < 1 || add > sale.MaxStock {
 		return false, &sale.ValidationError{Field: "add", Reason: fmt.Sprintf("must be between 1 and %d", sale.MaxStock)}
 	}
-	if len(key) > maxRestockKeyLen {
-		return false, &sale.ValidationError{Field: "key", Reason: fmt.Sprintf("must be at most %d bytes", maxRestockKeyLen)}
+	if _, err := sale.ParseRestockKey(key); err != nil {
+		return false, err
 	}
 	applied := false
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		now := s.now()
-		if key != "" {
-			// Insert-or-skip instead of read-then-insert: the primary key
-			// decides between two concurrent requests with the same key.
-			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&restockRow{
-				IdempotencyKey: key, ItemID: int64(id), Added: add, CreatedAt: now,
-			})
-			if res.Error != nil {
-				return res.Error
-			}
-			if res.RowsAffected == 0 {
-				return nil
-			}
+		// Insert-or-skip instead of read-then-insert: the primary key
+		// decides between two concurrent requests with the same key.
+		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&restockRow{
+			IdempotencyKey: key, ItemID: int64(id), Added: add, CreatedAt: now,
+		})
+		if res.Error != nil {
+			return res.Error
 		}
-		res := tx.Exec("UPDATE items SET stock_total = stock_total + ?, stock_left = stock_left + ?, updated_at = ? WHERE id = ?",
+		if res.RowsAffected == 0 {
+			var prev restockRow
+			if err := tx.Where("item_id = ? AND idempotency_key = ?", int64(id), key).Take(&prev).Error; err != nil {
+				return err
+			}
+			if prev.Added != add {
+				return &sale.ValidationError{Field: "Idempotency-Key", Reason: fmt.Sprintf("was already used to add %d units to this item, not %d", prev.Added, add)}
+			}
+			return nil
+		}
+		res = tx.Exec("UPDATE items SET stock_total = stock_total + ?, stock_left = stock_left + ?, updated_at = ? WHERE id = ?",
 			add, add, now, int64(id))
 		if res.Error != nil {
 			return res.Error
@@ -189,4 +193,16 @@ func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key stri
 		return false, translate(ctx, "restock item "+id.String(), err)
 	}
 	return applied, nil
+}
+
+// RestockKeys returns every key applied to the item, so a rebuilt ledger
+// can refuse them again.
+func (s *Store) RestockKeys(ctx context.Context, id sale.ItemID) ([]string, error) {
+	var keys []string
+	err := s.db.WithContext(ctx).Model(&restockRow{}).Where("item_id = ?", int64(id)).
+		Order("created_at, idempotency_key").Pluck("idempotency_key", &keys).Error
+	if err != nil {
+		return nil, translate(ctx, "restock keys of item "+id.String(), err)
+	}
+	return keys, nil
 }

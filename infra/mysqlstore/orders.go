@@ -32,15 +32,17 @@ const (
 	confirmRetryBackoff = 5 * time.Millisecond
 )
 
-// Confirm inserts the orders as confirmed and lowers each item's stock_left
-// by the number actually inserted, all in one transaction, and returns the
-// total inserted.
+// Confirm inserts the orders as confirmed, lowers each item's stock_left by
+// the number actually inserted, and records as failed every order whose user
+// already holds another live order for the item, all in one transaction. It
+// returns the total inserted and every order's fate.
 //
-// An order is skipped, not inserted, when its order id is already stored
-// (redelivery), when it repeats an earlier order id in the same call, or
-// when its user already holds an order for the item under another order id
-// (the one-order-per-user rule enforced by the (user_id, item_id) key).
-// Skipped orders take no stock. Stored orders have status "confirmed".
+// An order already decided (a redelivery, or an order someone else failed
+// first) keeps its row and takes no stock: the unique key on order_id is the
+// fence, and whichever insert came first stands. A repeated order id in the
+// same call counts once. An order refused by the one-live-order-per-user key
+// (item_id, holder) gets a failed row in the same transaction, with Refused
+// set in its fate, so it can never be confirmed later either.
 //
 // It returns ErrInvalid if any order fails Order.Check, an error matching
 // ErrNotFound (naming the item) if an item does not exist, and
@@ -49,29 +51,42 @@ const (
 //
 // Items are processed in ascending id order, so concurrent calls take item
 // row locks in one global order and cannot deadlock on them.
-func (s *Store) Confirm(ctx context.Context, orders []sale.Order) (int, error) {
+func (s *Store) Confirm(ctx context.Context, orders []sale.Order) (int, map[sale.OrderID]sale.Fate, error) {
 	groups, err := groupOrders(orders)
 	if err != nil || len(groups) == 0 {
-		return 0, err
+		return 0, map[sale.OrderID]sale.Fate{}, err
 	}
-	var inserted int
+	var (
+		inserted int
+		fates    map[sale.OrderID]sale.Fate
+	)
+	err = s.retryDeadlocks(ctx, func() error {
+		var err error
+		inserted, fates, err = s.confirmOnce(ctx, groups)
+		return err
+	})
+	if err != nil {
+		return 0, nil, translate(ctx, "confirm", err)
+	}
+	return inserted, fates, nil
+}
+
+// retryDeadlocks runs tx again when MySQL picks it as a deadlock victim, up
+// to confirmAttempts times. Only idempotent transactions may use it.
+func (s *Store) retryDeadlocks(ctx context.Context, tx func() error) error {
 	for attempt := 1; ; attempt++ {
-		inserted, err = s.confirmOnce(ctx, groups)
+		err := tx()
 		if err == nil || attempt == confirmAttempts || mysqlErrorNumber(err) != errLockDeadlock {
-			break
+			return err
 		}
 		pause := time.NewTimer(rand.N(time.Duration(attempt) * confirmRetryBackoff))
 		select {
 		case <-ctx.Done():
 			pause.Stop()
-			return 0, translate(ctx, "confirm", err)
+			return err
 		case <-pause.C:
 		}
 	}
-	if err != nil {
-		return 0, translate(ctx, "confirm", err)
-	}
-	return inserted, nil
 }
 
 // itemOrders is one item's share of a Confirm call.
@@ -106,11 +121,24 @@ func groupOrders(orders []sale.Order) ([]itemOrders, error) {
 	return groups, nil
 }
 
-func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, error) {
+// refusedReason is recorded on an order refused by the one-live-order-per-user
+// key; it names the order the user already holds.
+const refusedReason = "the user already holds another order for this item"
+
+func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, map[sale.OrderID]sale.Fate, error) {
 	total := 0
+	var fates map[sale.OrderID]sale.Fate
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		now := s.now()
 		total = 0
+		fates = make(map[sale.OrderID]sale.Fate)
+		items := make([]sale.ItemID, len(groups))
+		for i, g := range groups {
+			items[i] = g.item
+		}
+		if err := s.lockItems(tx, items); err != nil {
+			return err
+		}
 		rows := make([]orderRow, 0, min(confirmChunk, len(groups[0].orders)))
 		for _, g := range groups {
 			var n int64
@@ -129,10 +157,40 @@ func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, erro
 					return res.Error
 				}
 				n += res.RowsAffected
+				// Which rows stand now: ours, an earlier delivery's, or a
+				// failure someone recorded first. An order with no row at
+				// all clashed on (item_id, holder): its user already holds
+				// another live order.
+				got, err := s.fatesIn(tx, chunk)
+				if err != nil {
+					return err
+				}
+				var refused []sale.Order
+				for _, o := range chunk {
+					if f, ok := got[o.ID]; ok {
+						fates[o.ID] = f
+						continue
+					}
+					refused = append(refused, o)
+				}
+				if len(refused) > 0 {
+					failed := make([]orderRow, len(refused))
+					for i, o := range refused {
+						failed[i] = failedOrderRow(o, refusedReason, now)
+					}
+					// No clash is possible: these ids have no row, and a
+					// NULL holder clashes with nothing.
+					if err := tx.Create(&failed).Error; err != nil {
+						return err
+					}
+					for _, o := range refused {
+						fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: refusedReason, Refused: true}
+					}
+				}
 			}
 			if n == 0 {
-				// Pure redelivery: nothing new for this item, so leave its
-				// row (and its lock) alone.
+				// Nothing new for this item, so leave its row (and its
+				// lock) alone.
 				continue
 			}
 			res := tx.Exec("UPDATE items SET stock_left = stock_left - ?, updated_at = ? WHERE id = ? AND stock_left >= ?",
@@ -157,16 +215,151 @@ func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, erro
 		}
 		return nil
 	})
-	return total, err
+	return total, fates, err
 }
 
-// Order returns the confirmed order with id, or an error matching
-// sale.ErrOrderNotFound.
+// lockItems takes the item rows' locks in ascending id order before any
+// order row is written. Confirm and Fail on one item then run one after the
+// other instead of interleaving their inserts, which on MySQL deadlocks
+// (two inserts of the same order id each wait for the other's duplicate-key
+// check); the item row is locked for the final stock update anyway. Missing
+// items lock nothing. SQLite's single writer already serialises.
+func (s *Store) lockItems(tx *gorm.DB, items []sale.ItemID) error {
+	if s.dialect != MySQL || len(items) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(items))
+	for i, id := range items {
+		ids[i] = int64(id)
+	}
+	slices.Sort(ids)
+	var locked []int64
+	return s.forUpdate(tx.Model(&itemRow{})).Where("id IN ?", ids).Order("id").Pluck("id", &locked).Error
+}
+
+// fateRow is the part of an order row that says what became of it.
+type fateRow struct {
+	OrderID string `gorm:"column:order_id"`
+	Status  string `gorm:"column:status"`
+	Reason  string `gorm:"column:reason"`
+}
+
+// fatesIn reads the fates of the orders' ids inside tx with a locking read:
+// on MySQL a plain SELECT in a transaction reads the snapshot of its first
+// read, which could miss a row another transaction committed since, and
+// that row is exactly the one a fence must see.
+func (s *Store) fatesIn(tx *gorm.DB, orders []sale.Order) (map[sale.OrderID]sale.Fate, error) {
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		ids[i] = string(o.ID)
+	}
+	return fatesOf(s.forUpdate(tx), ids)
+}
+
+func fatesOf(tx *gorm.DB, ids []string) (map[sale.OrderID]sale.Fate, error) {
+	out := make(map[sale.OrderID]sale.Fate, len(ids))
+	// A shareable session, so each chunk's query starts from tx's clauses
+	// (the lock) and not from the previous chunk's conditions.
+	q := tx.Session(&gorm.Session{})
+	for chunk := range slices.Chunk(ids, confirmChunk) {
+		var rows []fateRow
+		if err := q.Model(&orderRow{}).Select("order_id, status, reason").Where("order_id IN ?", chunk).Find(&rows).Error; err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[sale.OrderID(r.OrderID)] = sale.Fate{Status: sale.OrderStatus(r.Status), Reason: r.Reason}
+		}
+	}
+	return out, nil
+}
+
+// Fail records each order as failed with reason unless the database has
+// decided it already, and returns every order's fate. Only an order whose
+// fate comes back failed may have its unit given back: if a worker confirmed
+// it first, its fate is confirmed and its unit stays sold. Fail never changes
+// stock: a failed order never took any in the database. It returns
+// ErrInvalid, writing nothing, if an order fails Order.Check.
+func (s *Store) Fail(ctx context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error) {
+	for _, o := range orders {
+		if err := o.Check(); err != nil {
+			return nil, fmt.Errorf("mysqlstore: fail order %q: %w", o.ID, err)
+		}
+	}
+	if len(orders) == 0 {
+		return map[sale.OrderID]sale.Fate{}, nil
+	}
+	var fates map[sale.OrderID]sale.Fate
+	err := s.retryDeadlocks(ctx, func() error {
+		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			now := s.now()
+			items := make([]sale.ItemID, 0, 1)
+			for _, o := range orders {
+				if !slices.Contains(items, o.ItemID) {
+					items = append(items, o.ItemID)
+				}
+			}
+			if err := s.lockItems(tx, items); err != nil {
+				return err
+			}
+			for chunk := range slices.Chunk(orders, confirmChunk) {
+				rows := make([]orderRow, len(chunk))
+				for i, o := range chunk {
+					rows[i] = failedOrderRow(o, reason, now)
+				}
+				// The order_id key is the fence: a row already there, of
+				// either fate, wins.
+				if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&rows).Error; err != nil {
+					return err
+				}
+			}
+			var err error
+			fates, err = s.fatesIn(tx, orders)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, translate(ctx, "fail orders", err)
+	}
+	return fates, nil
+}
+
+// Fates reports the recorded fate of each id; ids with no row are absent.
+func (s *Store) Fates(ctx context.Context, ids []sale.OrderID) (map[sale.OrderID]sale.Fate, error) {
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = string(id)
+	}
+	out, err := fatesOf(s.db.WithContext(ctx), strs)
+	if err != nil {
+		return nil, translate(ctx, "fates", err)
+	}
+	return out, nil
+}
+
+// Holders returns every live (confirmed) order of the item as user ->
+// order: the database's side of the one-order-per-user records.
+func (s *Store) Holders(ctx context.Context, id sale.ItemID) (map[sale.UserID]sale.OrderID, error) {
+	var rows []struct {
+		OrderID string `gorm:"column:order_id"`
+		UserID  string `gorm:"column:user_id"`
+	}
+	err := s.db.WithContext(ctx).Model(&orderRow{}).Select("order_id, user_id").
+		Where("item_id = ? AND holder IS NOT NULL", int64(id)).Find(&rows).Error
+	if err != nil {
+		return nil, translate(ctx, "holders of item "+id.String(), err)
+	}
+	out := make(map[sale.UserID]sale.OrderID, len(rows))
+	for _, r := range rows {
+		out[sale.UserID(r.UserID)] = sale.OrderID(r.OrderID)
+	}
+	return out, nil
+}
+
+// Order returns the order with id as the database decided it (confirmed or
+// failed), or an error matching sale.ErrOrderNotFound.
 func (s *Store) Order(ctx context.Context, id sale.OrderID) (sale.Order, error) {
 	var row orderRow
-	err := s.db.WithContext(ctx).
-		Where("order_id = ? AND status = ?", string(id), string(sale.OrderConfirmed)).
-		Take(&row).Error
+	err := s.db.WithContext(ctx).Where("order_id = ?", string(id)).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return sale.Order{}, fmt.Errorf("mysqlstore: order %q: %w", id, sale.ErrOrderNotFound)
 	}
@@ -197,6 +390,7 @@ type ItemStats struct {
 	StockTotal int64
 	StockLeft  int64
 	Confirmed  int64
+	Failed     int64
 }
 
 // Stats returns the item's stock figures and confirmed-order count, or an
@@ -204,8 +398,9 @@ type ItemStats struct {
 func (s *Store) Stats(ctx context.Context, id sale.ItemID) (ItemStats, error) {
 	var st ItemStats
 	res := s.db.WithContext(ctx).Raw(`SELECT i.stock_total, i.stock_left,
-		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS confirmed
-		FROM items i WHERE i.id = ?`, string(sale.OrderConfirmed), int64(id)).Scan(&st)
+		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS confirmed,
+		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS failed
+		FROM items i WHERE i.id = ?`, string(sale.OrderConfirmed), string(sale.OrderFailed), int64(id)).Scan(&st)
 	if res.Error != nil {
 		return ItemStats{}, translate(ctx, "stats item "+id.String(), res.Error)
 	}
@@ -213,4 +408,16 @@ func (s *Store) Stats(ctx context.Context, id sale.ItemID) (ItemStats, error) {
 		return ItemStats{}, fmt.Errorf("mysqlstore: stats item %s: %w", id, sale.ErrNotFound)
 	}
 	return st, nil
+}
+
+// CountFailed returns how many failed orders the item has.
+func (s *Store) CountFailed(ctx context.Context, id sale.ItemID) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&orderRow{}).
+		Where("item_id = ? AND status = ?", int64(id), string(sale.OrderFailed)).
+		Count(&n).Error
+	if err != nil {
+		return 0, translate(ctx, "count failed", err)
+	}
+	return n, nil
 }

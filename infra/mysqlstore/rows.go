@@ -32,6 +32,10 @@ type orderRow struct {
 	OrderID     string     `gorm:"column:order_id"`
 	ItemID      int64      `gorm:"column:item_id"`
 	UserID      string     `gorm:"column:user_id"`
+	// Holder is the user id while the order holds its unit and NULL once
+	// it has failed: the unique (item_id, holder) key is the
+	// one-live-order-per-user rule, and NULLs never clash.
+	Holder      *string    `gorm:"column:holder"`
 	PriceCents  int64      `gorm:"column:price_cents"`
 	Status      string     `gorm:"column:status"`
 	Reason      string     `gorm:"column:reason"`
@@ -42,10 +46,10 @@ type orderRow struct {
 
 func (orderRow) TableName() string { return "orders" }
 
-// restockRow records one applied keyed restock.
+// restockRow records one applied keyed restock; the key is unique per item.
 type restockRow struct {
+	ItemID         int64     `gorm:"column:item_id;primaryKey"`
 	IdempotencyKey string    `gorm:"column:idempotency_key;primaryKey"`
-	ItemID         int64     `gorm:"column:item_id"`
 	Added          int64     `gorm:"column:added"`
 	CreatedAt      time.Time `gorm:"column:created_at"`
 }
@@ -93,16 +97,46 @@ func (r itemRow) toDomain() sale.Item {
 
 // confirmedOrderRow is the row Confirm inserts for o at now.
 func confirmedOrderRow(o sale.Order, now time.Time) orderRow {
+	holder := string(o.UserID)
 	return orderRow{
 		OrderID:     string(o.ID),
 		ItemID:      int64(o.ItemID),
 		UserID:      string(o.UserID),
+		Holder:      &holder,
 		PriceCents:  o.PriceCents,
 		Status:      string(sale.OrderConfirmed),
 		CreatedAt:   dbTime(o.CreatedAt),
 		ConfirmedAt: &now,
 		UpdatedAt:   now,
 	}
+}
+
+// failedOrderRow is the row that records o as failed at now: it holds no
+// unit, so its holder is NULL.
+func failedOrderRow(o sale.Order, reason string, now time.Time) orderRow {
+	return orderRow{
+		OrderID:    string(o.ID),
+		ItemID:     int64(o.ItemID),
+		UserID:     string(o.UserID),
+		PriceCents: o.PriceCents,
+		Status:     string(sale.OrderFailed),
+		Reason:     truncateReason(reason),
+		CreatedAt:  dbTime(o.CreatedAt),
+		UpdatedAt:  now,
+	}
+}
+
+// maxReasonLen is the width of orders.reason, in characters.
+const maxReasonLen = 255
+
+// truncateReason cuts a reason to the column's width on a rune boundary,
+// so a long driver error can never make the fence insert itself fail.
+func truncateReason(s string) string {
+	r := []rune(s)
+	if len(r) > maxReasonLen {
+		return string(r[:maxReasonLen])
+	}
+	return s
 }
 
 func (r orderRow) toDomain() sale.Order {

@@ -135,7 +135,7 @@ func wantStats(t testing.TB, s *mysqlstore.Store, id sale.ItemID, want mysqlstor
 
 func confirm(t testing.TB, s *mysqlstore.Store, orders []sale.Order, want int) {
 	t.Helper()
-	n, err := s.Confirm(t.Context(), orders)
+	n, _, err := s.Confirm(t.Context(), orders)
 	if err != nil {
 		t.Fatalf("Confirm(%d orders): %v", len(orders), err)
 	}
@@ -182,6 +182,8 @@ func TestContract(t *testing.T) {
 		{"ConfirmMissingItem", testConfirmMissingItem},
 		{"ConfirmInvalidOrder", testConfirmInvalidOrder},
 		{"ConfirmOnePerUser", testConfirmOnePerUser},
+		{"FailFences", testFailFences},
+		{"FailRacesConfirm", testFailRacesConfirm},
 		{"ConfirmChunks", testConfirmChunks},
 		{"ConfirmRace", testConfirmRace},
 		{"ConfirmConcurrentRedelivery", testConfirmConcurrentRedelivery},
@@ -423,7 +425,7 @@ func testNotFound(t *testing.T, b backend) {
 	if err := s.DeleteItem(ctx, missing); !errors.Is(err, sale.ErrNotFound) {
 		t.Errorf("DeleteItem: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Restock(ctx, missing, 5, ""); !errors.Is(err, sale.ErrNotFound) {
+	if _, err := s.Restock(ctx, missing, 5, "k"); !errors.Is(err, sale.ErrNotFound) {
 		t.Errorf("Restock: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Stats(ctx, missing); !errors.Is(err, sale.ErrNotFound) {
@@ -524,7 +526,7 @@ func testConfirmGuard(t *testing.T, b backend) {
 	s := b.open(t)
 	it := newItem(t, s, 3)
 	orders := ordersFor(it, "u", 5)
-	n, err := s.Confirm(t.Context(), orders)
+	n, _, err := s.Confirm(t.Context(), orders)
 	if !errors.Is(err, sale.ErrStockExhausted) || n != 0 {
 		t.Fatalf("Confirm(5 orders, stock 3) = %d, %v; want 0, ErrStockExhausted", n, err)
 	}
@@ -542,7 +544,7 @@ func testConfirmGuardSecondItem(t *testing.T, b backend) {
 	s := b.open(t)
 	first, second := newItem(t, s, 5), newItem(t, s, 1)
 	batch := append(ordersFor(first, "f", 2), ordersFor(second, "s", 2)...)
-	if _, err := s.Confirm(t.Context(), batch); !errors.Is(err, sale.ErrStockExhausted) {
+	if _, _, err := s.Confirm(t.Context(), batch); !errors.Is(err, sale.ErrStockExhausted) {
 		t.Fatalf("Confirm = %v, want ErrStockExhausted", err)
 	}
 	wantStats(t, s, first.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 5})
@@ -555,7 +557,7 @@ func testConfirmMissingItem(t *testing.T, b backend) {
 	it := newItem(t, s, 5)
 	ghost := sale.Item{ID: 987654, PriceCents: 100}
 	batch := []sale.Order{newOrder(it, "a"), newOrder(ghost, "b")}
-	n, err := s.Confirm(t.Context(), batch)
+	n, _, err := s.Confirm(t.Context(), batch)
 	if !errors.Is(err, sale.ErrNotFound) || n != 0 {
 		t.Fatalf("Confirm(missing item) = %d, %v; want 0, ErrNotFound", n, err)
 	}
@@ -571,26 +573,148 @@ func testConfirmInvalidOrder(t *testing.T, b backend) {
 	it := newItem(t, s, 5)
 	good, bad := newOrder(it, "good"), newOrder(it, "bad")
 	bad.UserID = "not a user id!"
-	if _, err := s.Confirm(t.Context(), []sale.Order{good, bad}); !errors.Is(err, sale.ErrInvalid) {
+	if _, _, err := s.Confirm(t.Context(), []sale.Order{good, bad}); !errors.Is(err, sale.ErrInvalid) {
 		t.Fatalf("Confirm(invalid order) = %v, want ErrInvalid", err)
 	}
 	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 5})
 	wantNoOrder(t, s, good)
 }
 
+// testConfirmOnePerUser: an order whose user already holds another live
+// order for the item is refused, recorded as failed (so it can never be
+// confirmed later) and reported with Refused set; it takes no stock.
 func testConfirmOnePerUser(t *testing.T, b backend) {
 	s := b.open(t)
 	it, other := newItem(t, s, 5), newItem(t, s, 5)
 	first := newOrder(it, "alice")
 	confirm(t, s, []sale.Order{first}, 1)
 	second := newOrder(it, "alice") // same user, same item, new order id
-	confirm(t, s, []sale.Order{second}, 0)
-	wantNoOrder(t, s, second)
-	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 4, Confirmed: 1})
+	n, fates, err := s.Confirm(t.Context(), []sale.Order{second})
+	if err != nil || n != 0 {
+		t.Fatalf("Confirm(second order of alice) = %d, %v; want 0, nil", n, err)
+	}
+	if f := fates[second.ID]; f.Status != sale.OrderFailed || !f.Refused || f.Reason == "" {
+		t.Fatalf("fate of the refused order = %+v, want failed, refused, with a reason", f)
+	}
+	if got, err := s.Order(t.Context(), second.ID); err != nil || got.Status != sale.OrderFailed {
+		t.Fatalf("Order(refused) = %+v, %v; want failed", got, err)
+	}
+	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 4, Confirmed: 1, Failed: 1})
+	// Redelivered, the refused order stays failed and is not refused again.
+	n, fates, err = s.Confirm(t.Context(), []sale.Order{second, first})
+	if err != nil || n != 0 || fates[second.ID].Status != sale.OrderFailed || fates[second.ID].Refused || fates[first.ID].Status != sale.OrderConfirmed {
+		t.Fatalf("redelivery = %d, %+v, %v", n, fates, err)
+	}
+	// Two orders of one user in one batch: the first by id wins.
+	x, y := newOrder(it, "bob"), newOrder(it, "bob")
+	if y.ID < x.ID {
+		x, y = y, x
+	}
+	n, fates, err = s.Confirm(t.Context(), []sale.Order{y, x})
+	if err != nil || n != 1 || fates[x.ID].Status != sale.OrderConfirmed || !fates[y.ID].Refused {
+		t.Fatalf("two orders of bob = %d, %+v, %v", n, fates, err)
+	}
 	// User ids are case-sensitive, and the rule is per item.
 	confirm(t, s, []sale.Order{newOrder(it, "Alice"), newOrder(other, "alice")}, 2)
-	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 3, Confirmed: 2})
+	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 2, Confirmed: 3, Failed: 2})
 	wantStats(t, s, other.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 4, Confirmed: 1})
+}
+
+// testFailFences: whoever writes an order's row first decides its fate.
+// Failing an undecided order makes a later Confirm of it a no-op that
+// reports it failed; failing a confirmed order changes nothing.
+func testFailFences(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	it := newItem(t, s, 5)
+	early, late := newOrder(it, "early"), newOrder(it, "late")
+	confirm(t, s, []sale.Order{early}, 1)
+	fates, err := s.Fail(ctx, []sale.Order{early, late}, "gave up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fates[early.ID].Status != sale.OrderConfirmed || fates[late.ID].Status != sale.OrderFailed || fates[late.ID].Reason != "gave up" {
+		t.Fatalf("Fail fates = %+v; want early confirmed, late failed", fates)
+	}
+	n, cf, err := s.Confirm(ctx, []sale.Order{late})
+	if err != nil || n != 0 || cf[late.ID].Status != sale.OrderFailed || cf[late.ID].Refused {
+		t.Fatalf("Confirm(failed order) = %d, %+v, %v; want 0 and failed", n, cf, err)
+	}
+	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 5, StockLeft: 4, Confirmed: 1, Failed: 1})
+	// A failed order holds no slot: its user may buy again.
+	confirm(t, s, []sale.Order{newOrder(it, "late")}, 1)
+	got, err := s.Fates(ctx, []sale.OrderID{early.ID, late.ID, "1-0000000000000000000000000000"})
+	if err != nil || len(got) != 2 || got[early.ID].Status != sale.OrderConfirmed || got[late.ID].Status != sale.OrderFailed {
+		t.Fatalf("Fates = %+v, %v", got, err)
+	}
+	// A very long reason is cut to the column, not refused.
+	long := newOrder(it, "long")
+	if f, err := s.Fail(ctx, []sale.Order{long}, strings.Repeat("é", 400)); err != nil || f[long.ID].Status != sale.OrderFailed {
+		t.Fatalf("Fail(long reason) = %+v, %v", f, err)
+	}
+	holders, err := s.Holders(ctx, it.ID)
+	if err != nil || len(holders) != 2 {
+		t.Fatalf("Holders = %+v, %v; want early and late's second order", holders, err)
+	}
+}
+
+// testFailRacesConfirm releases 20 goroutines at once, half confirming and
+// half failing the same orders: every order ends with exactly one fate, the
+// stock taken equals the orders confirmed, and each caller is told the fate
+// that stands.
+func testFailRacesConfirm(t *testing.T, b backend) {
+	s := b.open(t)
+	it := newItem(t, s, 100)
+	orders := ordersFor(it, "r", 50)
+	start := make(chan struct{})
+	var (
+		mu   sync.Mutex
+		seen = map[sale.OrderID]map[sale.OrderStatus]bool{}
+		wg   sync.WaitGroup
+	)
+	record := func(fates map[sale.OrderID]sale.Fate) {
+		mu.Lock()
+		defer mu.Unlock()
+		for id, f := range fates {
+			if seen[id] == nil {
+				seen[id] = map[sale.OrderStatus]bool{}
+			}
+			seen[id][f.Status] = true
+		}
+	}
+	for w := range 20 {
+		wg.Go(func() {
+			<-start
+			if w%2 == 0 {
+				_, fates, err := s.Confirm(t.Context(), orders)
+				if err != nil {
+					t.Errorf("Confirm: %v", err)
+				}
+				record(fates)
+				return
+			}
+			fates, err := s.Fail(t.Context(), orders, "race")
+			if err != nil {
+				t.Errorf("Fail: %v", err)
+			}
+			record(fates)
+		})
+	}
+	close(start)
+	wg.Wait()
+	confirmed := 0
+	for _, o := range orders {
+		if len(seen[o.ID]) != 1 {
+			t.Fatalf("order %s was reported with fates %v; want exactly one", o.ID, seen[o.ID])
+		}
+		if seen[o.ID][sale.OrderConfirmed] {
+			confirmed++
+		}
+	}
+	st := stats(t, s, it.ID)
+	if st.Confirmed != int64(confirmed) || st.StockLeft != 100-int64(confirmed) || st.Failed != int64(len(orders)-confirmed) {
+		t.Fatalf("stats %+v after the race; callers saw %d confirmed", st, confirmed)
+	}
 }
 
 // testConfirmChunks confirms more orders than one INSERT carries.
@@ -620,7 +744,7 @@ func testConfirmRace(t *testing.T, b backend) {
 		batch := ordersFor(it, fmt.Sprintf("w%d-", w), per)
 		wg.Go(func() {
 			<-start
-			n, err := s.Confirm(t.Context(), batch)
+			n, _, err := s.Confirm(t.Context(), batch)
 			results <- result{n, err}
 		})
 	}
@@ -661,7 +785,7 @@ func testConfirmConcurrentRedelivery(t *testing.T, b backend) {
 	for range workers {
 		wg.Go(func() {
 			<-start
-			n, err := s.Confirm(t.Context(), batch)
+			n, _, err := s.Confirm(t.Context(), batch)
 			mu.Lock()
 			defer mu.Unlock()
 			total += n
@@ -708,7 +832,7 @@ func testConfirmConflictingUsers(t *testing.T, b backend) {
 	for _, batch := range batches {
 		wg.Go(func() {
 			<-start
-			n, err := s.Confirm(t.Context(), batch)
+			n, _, err := s.Confirm(t.Context(), batch)
 			mu.Lock()
 			defer mu.Unlock()
 			total += n
@@ -725,7 +849,9 @@ func testConfirmConflictingUsers(t *testing.T, b backend) {
 	if total != users {
 		t.Fatalf("inserted %d in total, want %d (one per user)", total, users)
 	}
-	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 1000, StockLeft: 1000 - users, Confirmed: users})
+	// Every other order was refused by the one-per-user key and recorded
+	// as failed.
+	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 1000, StockLeft: 1000 - users, Confirmed: users, Failed: workers*users - users})
 }
 
 func testRestock(t *testing.T, b backend) {
@@ -745,21 +871,36 @@ func testRestock(t *testing.T, b backend) {
 	}
 	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 15, StockLeft: 11, Confirmed: 4})
 
-	// Keys are case-sensitive, and an empty key is applied every time.
-	for _, key := range []string{"Restock-1", "", ""} {
-		if applied, err := s.Restock(ctx, it.ID, 1, key); err != nil || !applied {
-			t.Fatalf("Restock(key %q) = %v, %v; want applied", key, applied, err)
+	// Keys are case-sensitive and belong to one item.
+	other := newItem(t, s, 1)
+	for _, c := range []struct {
+		item sale.ItemID
+		key  string
+	}{{it.ID, "Restock-1"}, {it.ID, "restock-x"}, {other.ID, "restock-1"}, {it.ID, "restock-y"}} {
+		if applied, err := s.Restock(ctx, c.item, 1, c.key); err != nil || !applied {
+			t.Fatalf("Restock(item %d, key %q) = %v, %v; want applied", c.item, c.key, applied, err)
 		}
 	}
 	wantStats(t, s, it.ID, mysqlstore.ItemStats{StockTotal: 18, StockLeft: 14, Confirmed: 4})
+	wantStats(t, s, other.ID, mysqlstore.ItemStats{StockTotal: 2, StockLeft: 2})
+	// The same key with another amount is a client bug, not a repeat.
+	if _, err := s.Restock(ctx, it.ID, 7, "restock-1"); !errors.Is(err, sale.ErrInvalid) {
+		t.Fatalf("Restock(reused key, other amount) = %v, want ErrInvalid", err)
+	}
+	// A key is required, and must be visible ASCII.
+	for _, key := range []string{"", "with space", "naïve", "\xff", strings.Repeat("k", 101)} {
+		if _, err := s.Restock(ctx, it.ID, 1, key); !errors.Is(err, sale.ErrInvalid) {
+			t.Fatalf("Restock(key %q) = %v, want ErrInvalid", key, err)
+		}
+	}
+	if keys, err := s.RestockKeys(ctx, it.ID); err != nil || len(keys) != 4 {
+		t.Fatalf("RestockKeys = %q, %v; want the item's 4 keys", keys, err)
+	}
 
 	for _, add := range []int64{0, -1, sale.MaxStock + 1} {
 		if _, err := s.Restock(ctx, it.ID, add, "bad"); !errors.Is(err, sale.ErrInvalid) {
 			t.Fatalf("Restock(add %d) = %v, want ErrInvalid", add, err)
 		}
-	}
-	if _, err := s.Restock(ctx, it.ID, 1, strings.Repeat("k", 129)); !errors.Is(err, sale.ErrInvalid) {
-		t.Fatalf("Restock(long key) = %v, want ErrInvalid", err)
 	}
 	// A key spent on a failed restock stays unused.
 	if _, err := s.Restock(ctx, 987654, 2, "restock-2"); !errors.Is(err, sale.ErrNotFound) {
@@ -918,7 +1059,7 @@ func testContextCanceled(t *testing.T, b backend) {
 	if _, err := s.Item(ctx, it.ID); !errors.Is(err, context.Canceled) {
 		t.Errorf("Item(canceled) = %v, want context.Canceled", err)
 	}
-	if _, err := s.Confirm(ctx, []sale.Order{newOrder(it, "u")}); !errors.Is(err, context.Canceled) {
+	if _, _, err := s.Confirm(ctx, []sale.Order{newOrder(it, "u")}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Confirm(canceled) = %v, want context.Canceled", err)
 	}
 	if err := s.Ping(ctx); !errors.Is(err, context.Canceled) {

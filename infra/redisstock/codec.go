@@ -9,11 +9,12 @@ import (
 	"seckill/domain/sale"
 )
 
-// A pending record is "<user>|<price_cents>|<created_ms>"; a failed record
-// appends "|<reason>". The user alphabet excludes '|', so the user is always
-// the first field, and the reason, which may hold anything, is always last.
-// Lua never decodes these: it stores the string it is given and, to give a
-// user's slot back, reads the text before the first '|'.
+// A pending record is "<user>|<price_cents>|<created_ms>|<accepted_ms>":
+// the client sends the first three fields and the reserve script appends
+// the ledger's own acceptance time. The user alphabet excludes '|', so the
+// user is always the first field. Lua reads only the text before the first
+// '|' (to give a user's slot back) and the digits after the last one (to
+// tell an overdue order).
 
 // encodePending returns the pending record of o.
 func encodePending(o sale.Order) string {
@@ -27,33 +28,32 @@ func encodePending(o sale.Order) string {
 	return b.String()
 }
 
-// decodeRecord rebuilds an order from its pending record (failed=false) or
-// its failed record (failed=true).
-func decodeRecord(id sale.OrderID, rec string, failed bool) (sale.Order, error) {
-	n := 3
-	if failed {
-		n = 4
-	}
-	f := strings.SplitN(rec, "|", n)
-	if len(f) != n {
-		return sale.Order{}, fmt.Errorf("redisstock: malformed record for order %s: %q", id, rec)
+// decodeRecord rebuilds an order from its pending record and returns the
+// ledger's acceptance time with it (zero if the record predates that field).
+func decodeRecord(id sale.OrderID, rec string) (sale.Order, time.Time, error) {
+	f := strings.Split(rec, "|")
+	if len(f) != 3 && len(f) != 4 {
+		return sale.Order{}, time.Time{}, fmt.Errorf("redisstock: malformed record for order %s: %q", id, rec)
 	}
 	price, err1 := strconv.ParseInt(f[1], 10, 64)
 	ms, err2 := strconv.ParseInt(f[2], 10, 64)
 	if err1 != nil || err2 != nil || f[0] == "" {
-		return sale.Order{}, fmt.Errorf("redisstock: malformed record for order %s: %q", id, rec)
+		return sale.Order{}, time.Time{}, fmt.Errorf("redisstock: malformed record for order %s: %q", id, rec)
 	}
-	o := sale.Order{
+	var accepted time.Time
+	if len(f) == 4 {
+		acc, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil {
+			return sale.Order{}, time.Time{}, fmt.Errorf("redisstock: malformed record for order %s: %q", id, rec)
+		}
+		accepted = time.UnixMilli(acc).UTC()
+	}
+	return sale.Order{
 		ID:         id,
 		ItemID:     id.Item(),
 		UserID:     sale.UserID(f[0]),
 		PriceCents: price,
 		Status:     sale.OrderQueued,
 		CreatedAt:  time.UnixMilli(ms).UTC(),
-	}
-	if failed {
-		o.Status = sale.OrderFailed
-		o.Reason = f[3]
-	}
-	return o, nil
+	}, accepted, nil
 }

@@ -138,35 +138,11 @@ func (h *harness) wantCounts(t testing.TB, id sale.ItemID, want sale.Counts) {
 	}
 }
 
-func (h *harness) claim(t testing.TB, ids ...sale.OrderID) []sale.Claim {
+func (h *harness) release(t testing.TB, id sale.OrderID, wantReleased bool, wantGen int64) {
 	t.Helper()
-	c, err := h.s.Claim(h.ctx, ids...)
-	if err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
-	return c
-}
-
-func (h *harness) wantClaim(t testing.TB, id sale.OrderID, want sale.Claim) {
-	t.Helper()
-	if got := h.claim(t, id); len(got) != 1 || got[0] != want {
-		t.Fatalf("Claim(%s) = %v, want [%d]", id, got, want)
-	}
-}
-
-func (h *harness) expire(t testing.TB, id sale.OrderID, wantReleased bool, wantGen int64) {
-	t.Helper()
-	released, gen, err := h.s.Expire(h.ctx, id, "payment timeout")
+	released, gen, err := h.s.Release(h.ctx, id)
 	if err != nil || released != wantReleased || gen != wantGen {
-		t.Fatalf("Expire(%s) = %v, %d, %v; want %v, %d, nil", id, released, gen, err, wantReleased, wantGen)
-	}
-}
-
-func (h *harness) reject(t testing.TB, id sale.OrderID, wantReleased bool, wantGen int64) {
-	t.Helper()
-	released, gen, err := h.s.Reject(h.ctx, id, "cannot confirm")
-	if err != nil || released != wantReleased || gen != wantGen {
-		t.Fatalf("Reject(%s) = %v, %d, %v; want %v, %d, nil", id, released, gen, err, wantReleased, wantGen)
+		t.Fatalf("Release(%s) = %v, %d, %v; want %v, %d, nil", id, released, gen, err, wantReleased, wantGen)
 	}
 }
 
@@ -175,15 +151,6 @@ func (h *harness) lookupErr(t testing.TB, id sale.OrderID, want error) {
 	if _, err := h.s.Lookup(h.ctx, id); !errors.Is(err, want) {
 		t.Fatalf("Lookup(%q) error = %v, want %v", id, err, want)
 	}
-}
-
-func (h *harness) unpublished(t testing.TB, before time.Time, limit int) []sale.Order {
-	t.Helper()
-	got, err := h.s.Unpublished(h.ctx, before, limit)
-	if err != nil {
-		t.Fatalf("Unpublished: %v", err)
-	}
-	return got
 }
 
 func wantOrders(t testing.TB, got []sale.Order, want ...sale.Order) {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -83,18 +81,16 @@ func (s *Store) StockLeft(ctx context.Context, ids ...sale.ItemID) (map[sale.Ite
 }
 
 // Restock adds units to a live item's stock and total and bumps its
-// generation; with the same non-empty key it applies at most once within
-// 24 hours, and a repeat returns applied=false with the current generation.
+// generation, at most once per (item, key): a repeat returns applied=false
+// with the current generation. The key is kept as long as the sale, so a
+// retry can never apply twice. It returns ErrNotFound if the sale is not
+// live (never opened, or its ledger was lost and is being rebuilt).
 func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key string) (bool, int64, error) {
-	if id <= 0 || add <= 0 {
+	if id <= 0 || add <= 0 || key == "" {
 		return false, 0, fmt.Errorf("redisstock: restock item %d: %w", id, sale.ErrInvalid)
 	}
 	k := s.item(id)
-	keys := []string{k.sale()}
-	if key != "" {
-		keys = append(keys, k.idem(key))
-	}
-	cmd := s.runScript(ctx, restockScript, keys, add, idemTTL.Milliseconds())
+	cmd := s.runScript(ctx, restockScript, []string{k.sale(), k.restocks()}, add, key)
 	v, err := ints(cmd, 2)
 	if err != nil {
 		return false, 0, fmt.Errorf("redisstock: restock item %d: %w", id, err)
@@ -110,181 +106,103 @@ func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key stri
 	return false, 0, fmt.Errorf("redisstock: restock item %d: unknown script code %d", id, v[0])
 }
 
-// Lookup returns a pending order with status queued or a failed order with
-// its reason; an unknown or malformed id gives ErrOrderNotFound.
+// Lookup returns a pending order with status queued; an unknown or
+// malformed id gives ErrOrderNotFound.
 func (s *Store) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error) {
 	if _, err := sale.ParseOrderID(string(id)); err != nil {
 		return sale.Order{}, fmt.Errorf("redisstock: lookup %q: %w", id, sale.ErrOrderNotFound)
 	}
-	k := s.item(id.Item())
-	pipe := s.rdb.Pipeline()
-	pending := pipe.HGet(ctx, k.pending(), string(id))
-	failed := pipe.HGet(ctx, k.failed(), string(id))
-	_, _ = pipe.Exec(ctx)
-	for _, c := range []struct {
-		cmd    *redis.StringCmd
-		failed bool
-	}{{pending, false}, {failed, true}} {
-		rec, err := c.cmd.Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, err)
-		}
-		return decodeRecord(id, rec, c.failed)
+	rec, err := s.rdb.HGet(ctx, s.item(id.Item()).pending(), string(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, sale.ErrOrderNotFound)
 	}
-	return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, sale.ErrOrderNotFound)
+	if err != nil {
+		return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, err)
+	}
+	o, _, err := decodeRecord(id, rec)
+	return o, err
 }
 
-// Unpublished returns up to limit pending orders accepted (created) strictly
-// before the given time and not yet marked published, oldest first across
-// all items, ties broken by order id.
-func (s *Store) Unpublished(ctx context.Context, before time.Time, limit int) ([]sale.Order, error) {
+// Due takes up to limit pending orders, across all items, whose next look
+// is due by the ledger's clock, and postpones each by FirstLook so that
+// relays on other instances skip them meanwhile. Each comes with its age
+// since acceptance, also by the ledger's clock. Orders whose record predates
+// the acceptance stamp are aged from their creation time.
+func (s *Store) Due(ctx context.Context, limit int) ([]sale.DueOrder, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	members, err := s.rdb.SMembers(ctx, s.itemsKey()).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redisstock: unpublished: %w", err)
+		return nil, fmt.Errorf("redisstock: due: %w", err)
 	}
-	if len(members) == 0 {
-		return nil, nil
-	}
-
-	// Each item gives at most its own oldest `limit`, which is enough for
-	// the merged oldest `limit`.
-	pipe := s.rdb.Pipeline()
-	ranges := make([]*redis.ZSliceCmd, len(members))
-	items := make([]sale.ItemID, len(members))
-	for i, m := range members {
+	var items []sale.ItemID
+	var calls []scriptCall
+	for _, m := range members {
 		id, err := sale.ParseItemID(m)
 		if err != nil {
 			continue // not ours; the index holds only ids Open wrote
 		}
-		items[i] = id
-		ranges[i] = pipe.ZRangeByScoreWithScores(ctx, s.item(id).outbox(), &redis.ZRangeBy{
-			Min:   "-inf",
-			Max:   "(" + strconv.FormatInt(before.UnixMilli(), 10),
-			Count: int64(limit),
-		})
+		k := s.item(id)
+		items = append(items, id)
+		calls = append(calls, scriptCall{script: dueScript, keys: []string{k.outbox(), k.pending()},
+			args: []any{limit, s.firstLook.Milliseconds()}})
 	}
-	_, _ = pipe.Exec(ctx)
-
-	type candidate struct {
-		id    sale.OrderID
-		score float64
-	}
-	var cands []candidate
-	for i, cmd := range ranges {
-		if cmd == nil {
-			continue
-		}
-		zs, err := cmd.Result()
+	var out []sale.DueOrder
+	for i, cmd := range s.runScripts(ctx, calls) {
+		vals, err := cmd.Slice()
 		if err != nil {
-			return nil, fmt.Errorf("redisstock: unpublished of item %d: %w", items[i], err)
+			return nil, fmt.Errorf("redisstock: due orders of item %d: %w", items[i], err)
 		}
-		for _, z := range zs {
-			id, _ := z.Member.(string)
-			cands = append(cands, candidate{id: sale.OrderID(id), score: z.Score})
+		if len(vals) == 0 || len(vals)%2 != 1 {
+			return nil, fmt.Errorf("redisstock: due orders of item %d: reply of %d values", items[i], len(vals))
 		}
-	}
-	sort.Slice(cands, func(a, b int) bool {
-		if cands[a].score != cands[b].score {
-			return cands[a].score < cands[b].score
+		nowMS, ok := vals[0].(int64)
+		if !ok {
+			return nil, fmt.Errorf("redisstock: due orders of item %d: clock is %T", items[i], vals[0])
 		}
-		return cands[a].id < cands[b].id
-	})
-	if len(cands) > limit {
-		cands = cands[:limit]
-	}
-	if len(cands) == 0 {
-		return nil, nil
-	}
-
-	pipe = s.rdb.Pipeline()
-	recs := make([]*redis.StringCmd, len(cands))
-	for i, c := range cands {
-		recs[i] = pipe.HGet(ctx, s.item(c.id.Item()).pending(), string(c.id))
-	}
-	_, _ = pipe.Exec(ctx)
-	out := make([]sale.Order, 0, len(cands))
-	for i, cmd := range recs {
-		rec, err := cmd.Result()
-		if errors.Is(err, redis.Nil) {
-			// Failed or settled between the two round trips: nothing to
-			// publish any more.
-			continue
+		now := time.UnixMilli(nowMS)
+		for j := 1; j+1 < len(vals); j += 2 {
+			id, _ := vals[j].(string)
+			rec, _ := vals[j+1].(string)
+			o, accepted, err := decodeRecord(sale.OrderID(id), rec)
+			if err != nil {
+				return nil, err
+			}
+			if accepted.IsZero() {
+				accepted = o.CreatedAt
+			}
+			out = append(out, sale.DueOrder{Order: o, Age: now.Sub(accepted)})
 		}
-		if err != nil {
-			return nil, fmt.Errorf("redisstock: unpublished %s: %w", cands[i].id, err)
-		}
-		o, err := decodeRecord(cands[i].id, rec, false)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
 	}
 	return out, nil
 }
 
-// MarkPublished removes the orders from the outbox, in one round trip; their
-// pending records stay until Settle or Expire. Unknown ids are ignored.
+// MarkPublished records that the orders reached the order queue: each is
+// next due RepublishAfter from now, by the ledger's clock. Orders no longer
+// pending are left alone. One script per item, in one round trip.
 func (s *Store) MarkPublished(ctx context.Context, ids ...sale.OrderID) error {
+	return s.postpone(ctx, "mark published", s.republish, ids)
+}
+
+func (s *Store) postpone(ctx context.Context, op string, delay time.Duration, ids []sale.OrderID) error {
 	groups := groupByItem(ids)
-	if len(groups) == 0 {
-		return nil
+	calls := make([]scriptCall, len(groups))
+	for i, g := range groups {
+		calls[i] = scriptCall{script: postponeScript, keys: []string{s.item(g.item).outbox()},
+			args: append([]any{delay.Milliseconds()}, g.members()...)}
 	}
-	pipe := s.rdb.Pipeline()
-	for _, g := range groups {
-		pipe.ZRem(ctx, s.item(g.item).outbox(), g.members()...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redisstock: mark published: %w", err)
+	for i, cmd := range s.runScripts(ctx, calls) {
+		if err := cmd.Err(); err != nil {
+			return fmt.Errorf("redisstock: %s orders of item %d: %w", op, groups[i].item, err)
+		}
 	}
 	return nil
 }
 
-// Claim fences each pending order against Expire and reports, in input
-// order, Claimed, ClaimFailed or ClaimUnknown; one script per item, all in
-// one round trip. A malformed id is ClaimUnknown.
-func (s *Store) Claim(ctx context.Context, ids ...sale.OrderID) ([]sale.Claim, error) {
-	out := make([]sale.Claim, len(ids))
-	for i := range out {
-		out[i] = sale.ClaimUnknown
-	}
-	groups := groupByItem(ids)
-	calls := make([]scriptCall, len(groups))
-	for i, g := range groups {
-		calls[i] = scriptCall{script: claimScript, keys: s.item(g.item).claimKeys(), args: g.members()}
-	}
-	cmds := s.runScripts(ctx, calls)
-	for gi, g := range groups {
-		v, err := ints(cmds[gi], len(g.ids))
-		if err != nil {
-			return nil, fmt.Errorf("redisstock: claim orders of item %d: %w", g.item, err)
-		}
-		for j, code := range v {
-			var c sale.Claim
-			switch code {
-			case codeClaimClaimed:
-				c = sale.Claimed
-			case codeClaimFailed:
-				c = sale.ClaimFailed
-			case codeClaimUnknown:
-				c = sale.ClaimUnknown
-			default:
-				return nil, fmt.Errorf("redisstock: claim orders of item %d: unknown script code %d", g.item, code)
-			}
-			out[g.pos[j]] = c
-		}
-	}
-	return out, nil
-}
-
-// Settle drops the pending, outbox and claim records of confirmed orders,
-// one script per item in one round trip; the user's buyers entry stays, so
-// they still hold their one order. Unknown ids are a no-op.
+// Settle drops the pending and outbox records of orders the database holds
+// as confirmed, one script per item in one round trip; the user's buyers
+// entry stays, so they still hold their one order. Unknown ids are a no-op.
 func (s *Store) Settle(ctx context.Context, ids ...sale.OrderID) error {
 	groups := groupByItem(ids)
 	calls := make([]scriptCall, len(groups))
@@ -299,78 +217,47 @@ func (s *Store) Settle(ctx context.Context, ids ...sale.OrderID) error {
 	return nil
 }
 
-// Expire fails a pending, unclaimed order, giving its unit and its user's
-// slot back and bumping the generation; it returns released=false and
-// changes nothing if the order is claimed, already failed or unknown.
-func (s *Store) Expire(ctx context.Context, id sale.OrderID, reason string) (bool, int64, error) {
-	return s.fail(ctx, "expire", id, reason, true)
-}
-
-// Reject fails a pending order even if it is claimed, with the same effects
-// as Expire; it returns released=false if the order is already failed or
-// unknown.
-func (s *Store) Reject(ctx context.Context, id sale.OrderID, reason string) (bool, int64, error) {
-	return s.fail(ctx, "reject", id, reason, false)
-}
-
-func (s *Store) fail(ctx context.Context, op string, id sale.OrderID, reason string, fence bool) (bool, int64, error) {
+// Release gives a failed order's unit and its user's slot back and bumps
+// the generation, exactly once: the pending record is deleted in the same
+// step, so a second call (a redelivery, another relay, a repair) returns
+// released=false and changes nothing. Call it only for an order the
+// database has recorded as failed.
+func (s *Store) Release(ctx context.Context, id sale.OrderID) (bool, int64, error) {
 	item := id.Item()
 	if item <= 0 {
 		// Never a pending order: Reserve only records checked ids.
 		return false, 0, nil
 	}
-	fenceArg := "0"
-	if fence {
-		fenceArg = "1"
-	}
-	cmd := s.runScript(ctx, failScript, s.item(item).failKeys(),
-		string(id), reason, fenceArg, s.failedTTL.Milliseconds())
+	k := s.item(item)
+	cmd := s.runScript(ctx, releaseScript, []string{k.sale(), k.buyers(), k.pending(), k.outbox()}, string(id))
 	v, err := ints(cmd, 2)
 	if err != nil {
-		return false, 0, fmt.Errorf("redisstock: %s %s: %w", op, id, err)
+		return false, 0, fmt.Errorf("redisstock: release %s: %w", id, err)
 	}
 	switch v[0] {
-	case codeFailReleased:
+	case codeReleaseReleased:
 		return true, v[1], nil
-	case codeFailUnknown, codeFailFenced, codeFailNotFound:
+	case codeReleaseUnknown, codeReleaseNotFound:
 		return false, v[1], nil
-	case codeFailBadRecord:
-		return false, v[1], fmt.Errorf("redisstock: %s %s: malformed pending record", op, id)
+	case codeReleaseBadRecord:
+		return false, v[1], fmt.Errorf("redisstock: release %s: malformed pending record", id)
 	}
-	return false, 0, fmt.Errorf("redisstock: %s %s: unknown script code %d", op, id, v[0])
+	return false, 0, fmt.Errorf("redisstock: release %s: unknown script code %d", id, v[0])
 }
 
-// Counts returns the ledger's accounting for an item, or ErrNotFound if it
-// was never opened. Failed counts the failed records still kept (FailedTTL).
+// Counts returns the ledger's accounting for an item in one atomic read, or
+// ErrNotFound if its sale is not live. Overdue counts the pending orders
+// accepted more than RepublishAfter ago by the ledger's clock.
 func (s *Store) Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error) {
 	k := s.item(id)
-	pipe := s.rdb.Pipeline()
-	fields := pipe.HMGet(ctx, k.sale(), "total", "stock", "gen")
-	pending := pipe.HLen(ctx, k.pending())
-	failed := pipe.HLen(ctx, k.failed())
-	if _, err := pipe.Exec(ctx); err != nil {
+	v, err := ints(s.runScript(ctx, countsScript, []string{k.sale(), k.pending()}, s.republish.Milliseconds()), 6)
+	if err != nil {
 		return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: %w", id, err)
 	}
-	vals := fields.Val()
-	if len(vals) != 3 || vals[0] == nil {
+	if v[0] == 0 {
 		return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: %w", id, sale.ErrNotFound)
 	}
-	var n [3]int64
-	for i, v := range vals {
-		str, _ := v.(string)
-		x, err := strconv.ParseInt(str, 10, 64)
-		if err != nil {
-			return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: malformed sale hash field %d: %q", id, i, str)
-		}
-		n[i] = x
-	}
-	return sale.Counts{
-		StockTotal: n[0],
-		StockLeft:  n[1],
-		Pending:    pending.Val(),
-		Failed:     failed.Val(),
-		Gen:        n[2],
-	}, nil
+	return sale.Counts{StockTotal: v[1], StockLeft: v[2], Gen: v[3], Pending: v[4], Overdue: v[5]}, nil
 }
 
 // itemGroup is the ids of one item and their positions in the caller's list.

@@ -67,6 +67,7 @@ func (s *Store) newReserveReq(ctx context.Context, o sale.Order) *reserveReq {
 				string(o.UserID),
 				string(o.ID),
 				encodePending(o),
+				s.firstLook.Milliseconds(),
 			},
 		},
 		done: make(chan reserveResult, 1),

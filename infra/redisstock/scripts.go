@@ -33,27 +33,37 @@ const (
 	codeRestockRepeat   = 41
 	codeRestockNotFound = 42
 
-	// claim: one code per id
-	codeClaimClaimed = 50
-	codeClaimFailed  = 51
-	codeClaimUnknown = 52
+	// release: {code, gen}
+	codeReleaseReleased  = 60
+	codeReleaseUnknown   = 61
+	codeReleaseNotFound  = 63
+	codeReleaseBadRecord = 64
 
-	// fail (expire and reject): {code, gen}
-	codeFailReleased  = 60
-	codeFailUnknown   = 61
-	codeFailFenced    = 62
-	codeFailNotFound  = 63
-	codeFailBadRecord = 64
+	// repair: {code, gen}
+	codeRepairApplied  = 70
+	codeRepairConflict = 71
 )
+
+// nowMS is the Lua that reads the ledger's clock, Redis TIME, in
+// milliseconds. Every age the ledger keeps (acceptance, next look, overdue)
+// is measured on this one clock, so a skew between API instances can never
+// make a fresh order look old. Redis 5+ replicates script effects, which is
+// what allows TIME inside a script that writes.
+const nowMS = `local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
 
 // reserveSrc deducts one unit for one user.
 //
 // KEYS: sale, buyers, pending, outbox
-// ARGV: now_ms, user, order_id, encoded order
+// ARGV: now_ms (the order's creation time, for the window), user, order_id,
+// encoded order, first-look delay ms
 //
 // The checks run in the order the domain promises: window, then the
 // one-order-per-user rule, then stock, so a repeat buyer on a sold-out item
-// hears that they already hold an order.
+// hears that they already hold an order. The pending record gets the
+// ledger's acceptance time appended, and the outbox entry is due for the
+// relay's first look (is it published yet?) after the first-look delay.
 const reserveSrc = `
 local s = redis.call('HMGET', KEYS[1], 'stock', 'starts_ms', 'ends_ms', 'gen')
 if not s[1] then
@@ -80,10 +90,11 @@ end
 if stock <= 0 then
   return {$RESERVE_SOLD_OUT, stock, gen, ''}
 end
+` + nowMS + `
 stock = redis.call('HINCRBY', KEYS[1], 'stock', -1)
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4] .. '|' .. now_ms)
+redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[5]), ARGV[3])
 return {$RESERVE_ACCEPTED, stock, gen, ARGV[3]}
 `
 
@@ -114,84 +125,61 @@ redis.call('HSET', KEYS[1], 'starts_ms', ARGV[1], 'ends_ms', ARGV[2])
 return $WINDOW_SET
 `
 
-// restockSrc adds units once per idempotency key.
+// restockSrc adds units once per (item, key). Keys are kept as long as the
+// sale's hash, like the database keeps its restock rows, so a retry can
+// never apply twice however late it comes.
 //
-// KEYS: sale [, idem]   (idem is absent when the caller gave no key)
-// ARGV: add, idem_ttl_ms
+// KEYS: sale, restocks
+// ARGV: add, key
 const restockSrc = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {$RESTOCK_NOT_FOUND, 0}
 end
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1]) == 0 then
   return {$RESTOCK_REPEAT, tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0}
 end
 redis.call('HINCRBY', KEYS[1], 'stock', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'total', ARGV[1])
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
-if KEYS[2] then
-  redis.call('SET', KEYS[2], gen, 'PX', ARGV[2])
-end
 return {$RESTOCK_APPLIED, gen}
-`
-
-// claimSrc fences pending orders of one item against expiry.
-//
-// KEYS: pending, failed, claimed
-// ARGV: order ids
-const claimSrc = `
-local out = {}
-for i, id in ipairs(ARGV) do
-  -- failed first: a failed order's unit is already back on sale, so it must
-  -- never be confirmed, whatever else is recorded.
-  if redis.call('HEXISTS', KEYS[2], id) == 1 then
-    out[i] = $CLAIM_FAILED
-  elseif redis.call('HEXISTS', KEYS[1], id) == 1 then
-    redis.call('SADD', KEYS[3], id)
-    out[i] = $CLAIM_CLAIMED
-  else
-    out[i] = $CLAIM_UNKNOWN
-  end
-end
-return out
 `
 
 // settleSrc drops the ledger's records of confirmed orders of one item. The
 // buyers entry stays: the user keeps their one order.
 //
-// KEYS: pending, outbox, claimed
+// KEYS: pending, outbox
 // ARGV: order ids
 const settleSrc = `
 local n = 0
 for _, id in ipairs(ARGV) do
   n = n + redis.call('HDEL', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
-  redis.call('SREM', KEYS[3], id)
 end
 return n
 `
 
-// failSrc fails a pending order and gives its unit and its user's slot back.
+// releaseSrc gives a failed order's unit and its user's slot back, once:
+// the pending record is the proof that the unit is still held, and it is
+// deleted in the same step.
 //
-// KEYS: sale, buyers, pending, outbox, claimed, failed
-// ARGV: order_id, reason, fence ('1' = refuse a claimed order), failed_ttl_ms
+// KEYS: sale, buyers, pending, outbox
+// ARGV: order_id
 //
 // The pending record starts with "<user>|"; the user alphabet has no '|', so
 // a plain find is all the parsing Lua does.
-const failSrc = `
+const releaseSrc = `
 local gen = tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0
 local enc = redis.call('HGET', KEYS[3], ARGV[1])
 if not enc then
-  return {$FAIL_UNKNOWN, gen}
-end
-if ARGV[3] == '1' and redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 1 then
-  return {$FAIL_FENCED, gen}
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return {$RELEASE_UNKNOWN, gen}
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {$FAIL_NOT_FOUND, 0}
+  return {$RELEASE_NOT_FOUND, 0}
 end
 local sep = string.find(enc, '|', 1, true)
 if not sep then
-  return {$FAIL_BAD_RECORD, gen}
+  return {$RELEASE_BAD_RECORD, gen}
 end
 local user = string.sub(enc, 1, sep - 1)
 -- Only free the user's slot if it is still this order's; never another one.
@@ -202,10 +190,125 @@ redis.call('HINCRBY', KEYS[1], 'stock', 1)
 gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('SREM', KEYS[5], ARGV[1])
-redis.call('HSET', KEYS[6], ARGV[1], enc .. '|' .. ARGV[2])
-redis.call('PEXPIRE', KEYS[6], ARGV[4])
-return {$FAIL_RELEASED, gen}
+return {$RELEASE_RELEASED, gen}
+`
+
+// postponeSrc makes orders of one item due for their next look after a
+// delay, by the ledger's clock; an order no longer in the outbox (settled or
+// released meanwhile) is left out rather than brought back.
+//
+// KEYS: outbox
+// ARGV: delay ms, order ids...
+const postponeSrc = nowMS + `
+local due = now_ms + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', due, ARGV[i])
+end
+return now_ms
+`
+
+// dueSrc takes up to limit orders of one item whose next look is due and
+// postpones each by the lease, so concurrent relays split the work instead
+// of all taking the same orders. An outbox entry without a pending record
+// (its record was lost) is dropped.
+//
+// KEYS: outbox, pending
+// ARGV: limit, lease ms
+// Reply: {now_ms, id1, record1, id2, record2, ...}
+const dueSrc = nowMS + `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {now_ms}
+for _, id in ipairs(ids) do
+  local rec = redis.call('HGET', KEYS[2], id)
+  if rec then
+    redis.call('ZADD', KEYS[1], 'XX', now_ms + tonumber(ARGV[2]), id)
+    out[#out + 1] = id
+    out[#out + 1] = rec
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+`
+
+// countsSrc reads an item's accounts in one atomic step, with the number of
+// pending orders accepted longer ago than the overdue age.
+//
+// KEYS: sale, pending
+// ARGV: overdue ms
+// Reply: {exists, total, stock, gen, pending, overdue}
+const countsSrc = nowMS + `
+local s = redis.call('HMGET', KEYS[1], 'total', 'stock', 'gen')
+if not s[1] then
+  return {0, 0, 0, 0, 0, 0}
+end
+local limit = now_ms - tonumber(ARGV[1])
+local recs = redis.call('HVALS', KEYS[2])
+local overdue = 0
+for _, rec in ipairs(recs) do
+  local acc = tonumber(string.match(rec, '.*|(%d+)'))
+  if acc and acc < limit then
+    overdue = overdue + 1
+  end
+end
+return {1, tonumber(s[1]), tonumber(s[2]), tonumber(s[3]) or 0, #recs, overdue}
+`
+
+// snapshotSrc reads, in one atomic step, what a repair compares with the
+// database: the sale's fields and every pending record.
+//
+// KEYS: sale, pending
+// Reply: {exists, stock, total, gen, starts_ms, ends_ms, price, now_ms, id1, rec1, ...}
+const snapshotSrc = nowMS + `
+local s = redis.call('HMGET', KEYS[1], 'stock', 'total', 'gen', 'starts_ms', 'ends_ms', 'price')
+local out
+if s[1] then
+  out = {1, tonumber(s[1]), tonumber(s[2]), tonumber(s[3]) or 0, tonumber(s[4]), tonumber(s[5]), tonumber(s[6]) or 0, now_ms}
+else
+  out = {0, 0, 0, 0, 0, 0, 0, now_ms}
+end
+local p = redis.call('HGETALL', KEYS[2])
+for i = 1, #p do
+  out[#out + 1] = p[i]
+end
+return out
+`
+
+// repairSrc applies a repair computed from a snapshot, if the sale has not
+// moved in a way that would make it wrong.
+//
+// A sale that existed: applied only if gen is unchanged (restocks and
+// releases bump it), and then as a delta on stock, so purchases and settles
+// that ran since the snapshot, which move units between stock, pending and
+// the database without changing their sum, stay counted. A sale that was
+// missing: created only if it is still missing. Either way the new gen is
+// above every generation an instance can have seen, so stale sold-out flags
+// clear.
+//
+// KEYS: sale, items index
+// ARGV: existed (0/1), snapshot gen, stock delta (existed) or stock (missing),
+// total, starts_ms, ends_ms, price, item id
+const repairSrc = nowMS + `
+local existed = ARGV[1] == '1'
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if existed ~= exists then
+  return {$REPAIR_CONFLICT, 0}
+end
+local gen
+if exists then
+  gen = tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0
+  if gen ~= tonumber(ARGV[2]) then
+    return {$REPAIR_CONFLICT, gen}
+  end
+  redis.call('HINCRBY', KEYS[1], 'stock', ARGV[3])
+else
+  gen = 0
+  redis.call('HSET', KEYS[1], 'stock', ARGV[3])
+end
+gen = math.max(gen + 1, now_ms)
+redis.call('HSET', KEYS[1], 'total', ARGV[4], 'starts_ms', ARGV[5], 'ends_ms', ARGV[6], 'price', ARGV[7], 'gen', gen)
+redis.call('SADD', KEYS[2], ARGV[8])
+return {$REPAIR_APPLIED, gen}
 `
 
 var (
@@ -213,9 +316,13 @@ var (
 	openScript      = newScript(openSrc)
 	setWindowScript = newScript(setWindowSrc)
 	restockScript   = newScript(restockSrc)
-	claimScript     = newScript(claimSrc)
 	settleScript    = newScript(settleSrc)
-	failScript      = newScript(failSrc)
+	releaseScript   = newScript(releaseSrc)
+	postponeScript  = newScript(postponeSrc)
+	dueScript       = newScript(dueSrc)
+	countsScript    = newScript(countsSrc)
+	snapshotScript  = newScript(snapshotSrc)
+	repairScript    = newScript(repairSrc)
 )
 
 // newScript expands the $NAME code placeholders and panics on any left over,
@@ -240,14 +347,12 @@ func newScript(src string) *redis.Script {
 		{"$RESTOCK_APPLIED", codeRestockApplied},
 		{"$RESTOCK_REPEAT", codeRestockRepeat},
 		{"$RESTOCK_NOT_FOUND", codeRestockNotFound},
-		{"$CLAIM_CLAIMED", codeClaimClaimed},
-		{"$CLAIM_FAILED", codeClaimFailed},
-		{"$CLAIM_UNKNOWN", codeClaimUnknown},
-		{"$FAIL_RELEASED", codeFailReleased},
-		{"$FAIL_UNKNOWN", codeFailUnknown},
-		{"$FAIL_FENCED", codeFailFenced},
-		{"$FAIL_NOT_FOUND", codeFailNotFound},
-		{"$FAIL_BAD_RECORD", codeFailBadRecord},
+		{"$RELEASE_RELEASED", codeReleaseReleased},
+		{"$RELEASE_UNKNOWN", codeReleaseUnknown},
+		{"$RELEASE_NOT_FOUND", codeReleaseNotFound},
+		{"$RELEASE_BAD_RECORD", codeReleaseBadRecord},
+		{"$REPAIR_APPLIED", codeRepairApplied},
+		{"$REPAIR_CONFLICT", codeRepairConflict},
 	}
 	pairs := make([]string, 0, 2*len(codes))
 	for _, c := range codes {

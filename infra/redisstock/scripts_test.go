@@ -150,36 +150,56 @@ var scriptCases = []struct {
 		restock(2, "k1", true, 1)
 		restock(2, "k1", false, 1)
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 3, StockLeft: 2, Pending: 1, Gen: 1})
-		restock(1, "", true, 2)
-		restock(1, "", true, 3)
+		restock(1, "k3", true, 2)
+		restock(1, "k4", true, 3)
 		restock(5, "k2", true, 4)
+		restock(5, "k2", false, 4)
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 10, StockLeft: 9, Pending: 1, Gen: 4})
 		if r := h.expect(t, order(it, "b", inWindow), sale.Accepted); r.Gen != 4 || r.StockLeft != 8 {
 			t.Fatalf("reservation after restock = %+v, want gen 4 stock 8", r)
 		}
-		if _, _, err := h.s.Restock(h.ctx, 1, 0, "k3"); !errors.Is(err, sale.ErrInvalid) {
+		if _, _, err := h.s.Restock(h.ctx, 1, 0, "k5"); !errors.Is(err, sale.ErrInvalid) {
 			t.Fatalf("Restock of 0 units: %v, want ErrInvalid", err)
 		}
+		if _, _, err := h.s.Restock(h.ctx, 1, 1, ""); !errors.Is(err, sale.ErrInvalid) {
+			t.Fatalf("Restock without a key: %v, want ErrInvalid", err)
+		}
+		// Keys are kept with the sale, not for a while.
+		if ttl, err := h.rdb.PTTL(h.ctx, h.s.item(1).restocks()).Result(); err != nil || ttl != -1 {
+			t.Fatalf("restock keys TTL = %v, %v; want none", ttl, err)
+		}
 	}},
-	{"expire releases the unit and lets the same user buy again", func(t *testing.T, h *harness) {
+	{"a restock key belongs to one item", func(t *testing.T, h *harness) {
+		h.open(t, item(1, 1))
+		h.open(t, item(2, 1))
+		for _, id := range []sale.ItemID{1, 2} {
+			if applied, _, err := h.s.Restock(h.ctx, id, 3, "same-key"); err != nil || !applied {
+				t.Fatalf("Restock(item %d, same-key) = %v, %v; want applied", id, applied, err)
+			}
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 4, StockLeft: 4, Gen: 1})
+		h.wantCounts(t, 2, sale.Counts{StockTotal: 4, StockLeft: 4, Gen: 1})
+	}},
+	{"release gives the unit back once and lets the same user buy again", func(t *testing.T, h *harness) {
 		it := h.open(t, item(1, 1))
 		o := order(it, "a", inWindow)
 		h.expect(t, o, sale.Accepted)
 		h.expect(t, order(it, "b", inWindow), sale.OutcomeSoldOut)
-		h.expire(t, o.ID, true, 1)
-		h.expire(t, o.ID, false, 1) // already failed: nothing changes
-		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 1, Failed: 1, Gen: 1})
-		if got := h.unpublished(t, t0.Add(time.Hour), 10); len(got) != 0 {
-			t.Fatalf("an expired order is still unpublished: %v", ids(got))
+		h.release(t, o.ID, true, 1)
+		h.release(t, o.ID, false, 1) // no longer pending: nothing changes
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 1, Gen: 1})
+		if n, err := h.rdb.ZCard(h.ctx, h.s.item(1).outbox()).Result(); err != nil || n != 0 {
+			t.Fatalf("outbox holds %d entries after release (%v), want 0", n, err)
 		}
 		again := order(it, "a", inWindow.Add(time.Second))
 		if r := h.expect(t, again, sale.Accepted); r.Gen != 1 || r.StockLeft != 0 {
 			t.Fatalf("second purchase = %+v, want gen 1 stock 0", r)
 		}
-		h.wantClaim(t, o.ID, sale.ClaimFailed)
-		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 0, Pending: 1, Failed: 1, Gen: 1})
+		// Releasing the first order again must not free the second's unit.
+		h.release(t, o.ID, false, 1)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 0, Pending: 1, Gen: 1})
 	}},
-	{"expire frees the user's slot only if it still holds this order", func(t *testing.T, h *harness) {
+	{"release frees the user's slot only if it still holds this order", func(t *testing.T, h *harness) {
 		it := h.open(t, item(1, 2))
 		o := order(it, "a", inWindow)
 		h.expect(t, o, sale.Accepted)
@@ -187,80 +207,32 @@ var scriptCases = []struct {
 		if err := h.rdb.HSet(h.ctx, h.s.item(1).buyers(), "a", string(other)).Err(); err != nil {
 			t.Fatal(err)
 		}
-		h.expire(t, o.ID, true, 1)
+		h.release(t, o.ID, true, 1)
 		if r := h.expect(t, order(it, "a", inWindow), sale.OutcomeAlreadyPurchased); r.Existing != other {
 			t.Fatalf("existing = %s, want the other order %s", r.Existing, other)
 		}
 	}},
-	{"expire refuses a claimed order, reject releases it", func(t *testing.T, h *harness) {
-		it := h.open(t, item(1, 2))
-		o := order(it, "a", inWindow)
-		h.expect(t, o, sale.Accepted)
-		h.wantClaim(t, o.ID, sale.Claimed)
-		h.expire(t, o.ID, false, 0)
-		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 1, Pending: 1})
-		if got, err := h.s.Lookup(h.ctx, o.ID); err != nil || got.Status != sale.OrderQueued {
-			t.Fatalf("Lookup after refused expire = %+v, %v; want queued", got, err)
-		}
-		h.reject(t, o.ID, true, 1)
-		h.reject(t, o.ID, false, 1)
-		h.wantClaim(t, o.ID, sale.ClaimFailed)
-		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 2, Failed: 1, Gen: 1})
-		h.expect(t, order(it, "a", inWindow), sale.Accepted)
-	}},
-	{"expire and reject of unknown or malformed ids release nothing", func(t *testing.T, h *harness) {
+	{"release of unknown or malformed ids releases nothing", func(t *testing.T, h *harness) {
 		h.open(t, item(1, 2))
-		h.expire(t, sale.NewOrderID(1, inWindow), false, 0)
-		h.reject(t, sale.NewOrderID(9, inWindow), false, 0)
-		h.expire(t, "nope", false, 0)
+		h.release(t, sale.NewOrderID(1, inWindow), false, 0)
+		h.release(t, sale.NewOrderID(9, inWindow), false, 0)
+		h.release(t, "nope", false, 0)
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 2, StockLeft: 2})
 	}},
-	{"claim reports in input order across items", func(t *testing.T, h *harness) {
-		it1 := h.open(t, item(1, 5))
-		it2 := h.open(t, item(2, 5))
-		pending := order(it1, "a", inWindow)
-		failed := order(it2, "b", inWindow)
-		settled := order(it1, "c", inWindow)
-		for _, o := range []sale.Order{pending, failed, settled} {
-			h.expect(t, o, sale.Accepted)
-		}
-		h.expire(t, failed.ID, true, 1)
-		if err := h.s.Settle(h.ctx, settled.ID); err != nil {
-			t.Fatalf("Settle: %v", err)
-		}
-		got := h.claim(t, pending.ID, failed.ID, settled.ID, "garbage", sale.NewOrderID(1, inWindow), pending.ID)
-		want := []sale.Claim{sale.Claimed, sale.ClaimFailed, sale.ClaimUnknown, sale.ClaimUnknown, sale.ClaimUnknown, sale.Claimed}
-		if len(got) != len(want) {
-			t.Fatalf("Claim = %v, want %v", got, want)
-		}
-		for i := range want {
-			if got[i] != want[i] {
-				t.Fatalf("Claim = %v, want %v", got, want)
-			}
-		}
-		if got := h.claim(t); len(got) != 0 {
-			t.Fatalf("Claim() = %v, want empty", got)
-		}
-	}},
-	{"settle then claim is unknown and the user keeps their order", func(t *testing.T, h *harness) {
+	{"settle drops the records and the user keeps their order", func(t *testing.T, h *harness) {
 		it := h.open(t, item(1, 2))
 		o := order(it, "a", inWindow)
 		h.expect(t, o, sale.Accepted)
-		h.wantClaim(t, o.ID, sale.Claimed)
 		if err := h.s.Settle(h.ctx, o.ID, sale.NewOrderID(1, inWindow), "garbage"); err != nil {
 			t.Fatalf("Settle: %v", err)
 		}
-		h.wantClaim(t, o.ID, sale.ClaimUnknown)
 		h.lookupErr(t, o.ID, sale.ErrOrderNotFound)
-		h.expire(t, o.ID, false, 0)
+		h.release(t, o.ID, false, 0)
 		if r := h.expect(t, order(it, "a", inWindow), sale.OutcomeAlreadyPurchased); r.Existing != o.ID {
 			t.Fatalf("existing = %s, want %s", r.Existing, o.ID)
 		}
-		if got := h.unpublished(t, t0.Add(time.Hour), 10); len(got) != 0 {
-			t.Fatalf("a settled order is still unpublished: %v", ids(got))
-		}
-		// The outbox itself must be clean, not just filtered on read, or dead
-		// entries would fill every Unpublished page.
+		// The outbox itself must be clean, or dead entries would fill
+		// every Due page.
 		if n, err := h.rdb.ZCard(h.ctx, h.s.item(1).outbox()).Result(); err != nil || n != 0 {
 			t.Fatalf("outbox holds %d entries after settle (%v), want 0", n, err)
 		}
@@ -269,60 +241,23 @@ var scriptCases = []struct {
 			t.Fatalf("Settle(): %v", err)
 		}
 	}},
-	{"lookup finds queued and failed orders only", func(t *testing.T, h *harness) {
+	{"lookup finds queued orders only", func(t *testing.T, h *harness) {
 		it := h.open(t, item(1, 5))
 		queued := order(it, "a", inWindow)
-		failed := order(it, "b", inWindow.Add(time.Second))
+		released := order(it, "b", inWindow.Add(time.Second))
 		h.expect(t, queued, sale.Accepted)
-		h.expect(t, failed, sale.Accepted)
-		if _, _, err := h.s.Reject(h.ctx, failed.ID, "payment | declined"); err != nil {
-			t.Fatal(err)
-		}
+		h.expect(t, released, sale.Accepted)
+		h.release(t, released.ID, true, 1)
 		got, err := h.s.Lookup(h.ctx, queued.ID)
 		if err != nil {
 			t.Fatalf("Lookup queued: %v", err)
 		}
 		wantOrders(t, []sale.Order{got}, queued)
-		got, err = h.s.Lookup(h.ctx, failed.ID)
-		if err != nil {
-			t.Fatalf("Lookup failed: %v", err)
-		}
-		wantFailed := failed
-		wantFailed.Status, wantFailed.Reason = sale.OrderFailed, "payment | declined"
-		wantOrders(t, []sale.Order{got}, wantFailed)
+		h.lookupErr(t, released.ID, sale.ErrOrderNotFound)
 		h.lookupErr(t, sale.NewOrderID(1, inWindow), sale.ErrOrderNotFound)
 		h.lookupErr(t, sale.NewOrderID(99, inWindow), sale.ErrOrderNotFound)
 		h.lookupErr(t, "nope", sale.ErrOrderNotFound)
 		h.lookupErr(t, "1-zz", sale.ErrOrderNotFound)
-	}},
-	{"unpublished is oldest first across items, strictly before, and MarkPublished removes", func(t *testing.T, h *harness) {
-		it1 := h.open(t, item(1, 5))
-		it2 := h.open(t, item(2, 5))
-		a := order(it2, "a", t0.Add(1*time.Minute))
-		b := order(it1, "b", t0.Add(2*time.Minute))
-		c := order(it2, "c", t0.Add(3*time.Minute))
-		d := order(it1, "d", t0.Add(4*time.Minute))
-		e := order(it1, "e", t0.Add(5*time.Minute))
-		// Reserved out of order, so the result's order comes from the ledger.
-		for _, o := range []sale.Order{e, c, a, d, b} {
-			h.expect(t, o, sale.Accepted)
-		}
-		wantOrders(t, h.unpublished(t, e.CreatedAt, 10), a, b, c, d)
-		wantOrders(t, h.unpublished(t, t0.Add(time.Hour), 2), a, b)
-		wantOrders(t, h.unpublished(t, t0, 10))
-		if err := h.s.MarkPublished(h.ctx, a.ID, c.ID, "garbage"); err != nil {
-			t.Fatalf("MarkPublished: %v", err)
-		}
-		wantOrders(t, h.unpublished(t, t0.Add(time.Hour), 10), b, d, e)
-		// Published orders stay pending until settled.
-		if got, err := h.s.Lookup(h.ctx, a.ID); err != nil || got.Status != sale.OrderQueued {
-			t.Fatalf("Lookup of a published order = %+v, %v", got, err)
-		}
-		h.expire(t, d.ID, true, 1)
-		wantOrders(t, h.unpublished(t, t0.Add(time.Hour), 10), b, e)
-		if got := h.unpublished(t, t0.Add(time.Hour), 0); len(got) != 0 {
-			t.Fatalf("limit 0 returned %v", ids(got))
-		}
 	}},
 	{"counts and stock left reflect the ledger", func(t *testing.T, h *harness) {
 		it1 := h.open(t, item(1, 4))
@@ -331,11 +266,11 @@ var scriptCases = []struct {
 		b := order(it1, "b", inWindow)
 		h.expect(t, a, sale.Accepted)
 		h.expect(t, b, sale.Accepted)
-		h.expire(t, a.ID, true, 1)
+		h.release(t, a.ID, true, 1)
 		if _, _, err := h.s.Restock(h.ctx, 1, 3, "r"); err != nil {
 			t.Fatal(err)
 		}
-		h.wantCounts(t, 1, sale.Counts{StockTotal: 7, StockLeft: 6, Pending: 1, Failed: 1, Gen: 2})
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 7, StockLeft: 6, Pending: 1, Gen: 2})
 		left, err := h.s.StockLeft(h.ctx, 1, 99, 2)
 		if err != nil {
 			t.Fatalf("StockLeft: %v", err)
@@ -345,16 +280,6 @@ var scriptCases = []struct {
 		}
 		if left, err := h.s.StockLeft(h.ctx); err != nil || len(left) != 0 {
 			t.Fatalf("StockLeft() = %v, %v; want empty", left, err)
-		}
-	}},
-	{"failed records expire after FailedTTL", func(t *testing.T, h *harness) {
-		it := h.open(t, item(1, 2))
-		o := order(it, "a", inWindow)
-		h.expect(t, o, sale.Accepted)
-		h.expire(t, o.ID, true, 1)
-		ttl, err := h.rdb.PTTL(h.ctx, h.s.item(1).failed()).Result()
-		if err != nil || ttl <= 0 || ttl > DefaultFailedTTL {
-			t.Fatalf("failed hash TTL = %v, %v; want within (0, %v]", ttl, err, DefaultFailedTTL)
 		}
 	}},
 	{"pipelined scripts fall back to EVAL when the server lacks them", func(t *testing.T, h *harness) {
@@ -385,11 +310,13 @@ var scriptCases = []struct {
 		if err := h.rdb.ScriptFlush(h.ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		h.wantClaim(t, b.ID, sale.Claimed) // pipelined claim path
+		if err := h.s.MarkPublished(h.ctx, b.ID); err != nil { // pipelined path
+			t.Fatal(err)
+		}
 		if err := h.rdb.ScriptFlush(h.ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		h.reject(t, b.ID, true, 1) // single-call path
+		h.release(t, b.ID, true, 1) // single-call path
 	}},
 	{"a caller whose context is done reserves nothing", func(t *testing.T, h *harness) {
 		it := h.open(t, item(1, 5))

@@ -9,12 +9,15 @@
 //
 //	<p>:{item:42}:sale      hash  stock, total, starts_ms, ends_ms, price, gen
 //	<p>:{item:42}:buyers    hash  user id -> order id (one order per user)
-//	<p>:{item:42}:pending   hash  order id -> "<user>|<price>|<created_ms>"
-//	<p>:{item:42}:outbox    zset  order id scored by created ms, not yet published
-//	<p>:{item:42}:claimed   set   order ids fenced by a worker against Expire
-//	<p>:{item:42}:failed    hash  order id -> pending record + "|<reason>" (FailedTTL)
-//	<p>:{item:42}:idem:<k>  str   Restock idempotency key (24h)
-//	<p>:items               set   ids of opened items, for Unpublished
+//	<p>:{item:42}:pending   hash  order id -> "<user>|<price>|<created_ms>|<accepted_ms>"
+//	<p>:{item:42}:outbox    zset  pending order id scored by when the relay should next look at it
+//	<p>:{item:42}:restocks  hash  restock idempotency key -> units added (kept with the sale)
+//	<p>:items               set   ids of opened items, for Due
+//
+// The ledger never decides an order's fate: the database does (its order
+// row is the fence), and the ledger follows with Settle or Release. Every
+// age the ledger keeps is measured on Redis's own clock (TIME), never on the
+// clock of the instance that sent the command.
 //
 // Reserve calls from many goroutines are coalesced into pipelines of EVALSHA
 // calls (see Options.MaxBatch), which multiplies throughput over one round
@@ -43,15 +46,12 @@ var ErrClosed = errors.New("redisstock: store closed")
 
 // Defaults applied by New to zero or negative Options fields.
 const (
-	DefaultPrefix    = "seckill"
-	DefaultMaxBatch  = 32
-	DefaultPipelines = 4
-	DefaultFailedTTL = 7 * 24 * time.Hour
+	DefaultPrefix         = "seckill"
+	DefaultMaxBatch       = 32
+	DefaultPipelines      = 4
+	DefaultFirstLook      = 3 * time.Second
+	DefaultRepublishAfter = 30 * time.Second
 )
-
-// idemTTL is how long a Restock key is remembered; a retry later than this
-// applies again.
-const idemTTL = 24 * time.Hour
 
 // Options tunes a Store; the zero value gives the defaults.
 type Options struct {
@@ -62,9 +62,15 @@ type Options struct {
 	MaxBatch int
 	// Pipelines is how many pipelines may be in flight at once, default 4.
 	Pipelines int
-	// FailedTTL is how long failed-order records are kept after the item's
-	// last failure, default 7 days.
-	FailedTTL time.Duration
+	// FirstLook is how long after acceptance an order is first due for the
+	// relay (to publish it if the dispatcher did not), default 3s; it is
+	// also the lease Due takes an order for.
+	FirstLook time.Duration
+	// RepublishAfter is how long after a publish an order that is still
+	// pending is due again (to publish it again, since the broker may have
+	// lost it), default 30s. It is also the age past which Counts calls a
+	// pending order overdue.
+	RepublishAfter time.Duration
 }
 
 // Store is the Redis stock and order ledger. It is safe for concurrent use.
@@ -73,7 +79,8 @@ type Store struct {
 	prefix    string
 	maxBatch  int
 	pipelines int
-	failedTTL time.Duration
+	firstLook time.Duration
+	republish time.Duration
 
 	reqs      chan *reserveReq
 	quit      chan struct{}
@@ -101,15 +108,19 @@ func newStore(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Pipelines <= 0 {
 		opts.Pipelines = DefaultPipelines
 	}
-	if opts.FailedTTL <= 0 {
-		opts.FailedTTL = DefaultFailedTTL
+	if opts.FirstLook <= 0 {
+		opts.FirstLook = DefaultFirstLook
+	}
+	if opts.RepublishAfter <= 0 {
+		opts.RepublishAfter = DefaultRepublishAfter
 	}
 	return &Store{
 		rdb:       rdb,
 		prefix:    opts.Prefix,
 		maxBatch:  opts.MaxBatch,
 		pipelines: opts.Pipelines,
-		failedTTL: opts.FailedTTL,
+		firstLook: opts.FirstLook,
+		republish: opts.RepublishAfter,
 		// Unbuffered on purpose: a request is handed straight to a flusher,
 		// so none can be stranded in a buffer when Close stops them, and the
 		// callers blocked on the send are exactly what a flusher drains.
@@ -155,16 +166,10 @@ func (k itemKeys) sale() string           { return k.base + "sale" }
 func (k itemKeys) buyers() string         { return k.base + "buyers" }
 func (k itemKeys) pending() string        { return k.base + "pending" }
 func (k itemKeys) outbox() string         { return k.base + "outbox" }
-func (k itemKeys) claimed() string        { return k.base + "claimed" }
-func (k itemKeys) failed() string         { return k.base + "failed" }
-func (k itemKeys) idem(key string) string { return k.base + "idem:" + key }
+func (k itemKeys) restocks() string       { return k.base + "restocks" }
 func (s *Store) itemsKey() string         { return s.prefix + ":items" }
 func (k itemKeys) reserve() []string      { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
-func (k itemKeys) claimKeys() []string    { return []string{k.pending(), k.failed(), k.claimed()} }
-func (k itemKeys) settleKeys() []string   { return []string{k.pending(), k.outbox(), k.claimed()} }
-func (k itemKeys) failKeys() []string {
-	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.claimed(), k.failed()}
-}
+func (k itemKeys) settleKeys() []string   { return []string{k.pending(), k.outbox()} }
 
 // scriptCall is one script invocation to send in a pipeline.
 type scriptCall struct {

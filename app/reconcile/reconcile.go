@@ -1,0 +1,442 @@
+// Package reconcile keeps the stock ledger (Redis) and the database in
+// agreement, and rebuilds the ledger when Redis loses it.
+//
+// The database records what was sold and how many units exist; the ledger
+// records what was accepted and not yet decided. Reconcile compares the two
+// per item (sale.Reconcile) and, when asked or when it finds a lost sale,
+// repairs the ledger. A repair never reads stock from the database as if
+// the ledger were a cache: it first waits until every order already in the
+// order queue has been decided by the workers (the queue's backlog below the
+// marks taken after the loss is zero), so that accepted but unconfirmed
+// orders are counted, then restores the one-order-per-user records and the
+// restock keys from the database, and only then writes the stock, with a
+// check that the sale did not move meanwhile. While a sale is missing,
+// purchases answer 503 (see purchase.ErrUnavailable), never 404 and never
+// from a guess.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+// ErrBusy means the item's accounts kept moving (or another instance holds
+// its repair lock); try again later.
+var ErrBusy = errors.New("reconcile: the item is busy; try again")
+
+type ledger interface {
+	Snapshot(ctx context.Context, id sale.ItemID) (sale.LedgerSnapshot, error)
+	Repair(ctx context.Context, it sale.Item, snap sale.LedgerSnapshot, want int64) (gen int64, err error)
+	Settle(ctx context.Context, ids ...sale.OrderID) error
+	Release(ctx context.Context, id sale.OrderID) (released bool, gen int64, err error)
+	RestoreBuyers(ctx context.Context, id sale.ItemID, holders map[sale.UserID]sale.OrderID) error
+	RestoreRestockKeys(ctx context.Context, id sale.ItemID, keys []string) error
+	LockRepair(ctx context.Context, id sale.ItemID, ttl time.Duration) (unlock func(), ok bool, err error)
+}
+
+type book interface {
+	Items(ctx context.Context) ([]sale.Item, error)
+	Item(ctx context.Context, id sale.ItemID) (sale.Item, error)
+	CountConfirmed(ctx context.Context, id sale.ItemID) (int64, error)
+	Fates(ctx context.Context, ids []sale.OrderID) (map[sale.OrderID]sale.Fate, error)
+	Holders(ctx context.Context, id sale.ItemID) (map[sale.UserID]sale.OrderID, error)
+	RestockKeys(ctx context.Context, id sale.ItemID) ([]string, error)
+}
+
+// Backlog is the order queue as a repair sees it.
+type Backlog interface {
+	// Marks is the queue's end now; Behind is how many messages below the
+	// marks the workers have not decided yet.
+	Marks(ctx context.Context) (map[int]int64, error)
+	Behind(ctx context.Context, marks map[int]int64) (int64, error)
+}
+
+// Options tunes the reconciler. Zero fields take the defaults noted.
+type Options struct {
+	// Every is how often the periodic pass checks every item; default 10s.
+	Every time.Duration
+	// Repair lets the periodic pass repair drift it has seen twice in a row
+	// (lost sales are always rebuilt). Default false in the zero value;
+	// the binary turns it on (--reconcile-repair).
+	Repair bool
+	// Grace is how long a rebuild waits after it learns of a loss before it
+	// marks the queue, so orders accepted just before the loss and still in
+	// an API instance's dispatcher reach the queue first; default 2s.
+	Grace time.Duration
+	// DrainTimeout bounds the wait for the workers to decide the backlog;
+	// default 60s. A repair that times out changes nothing and is retried.
+	DrainTimeout time.Duration
+	// OnStockBack is told of a repaired sale's new generation, so sold-out
+	// flags clear on every instance.
+	OnStockBack func(item sale.ItemID, gen int64)
+	Log         *slog.Logger
+}
+
+// Report is one item's reconciliation with what was done about it.
+type Report struct {
+	sale.Reconciliation
+	// Repaired is true when this call changed the ledger.
+	Repaired bool
+	// Waited is how long the repair waited for the queue to drain.
+	Waited time.Duration
+	At     time.Time
+}
+
+// Service runs reconciliations and repairs. It is safe for concurrent use.
+type Service struct {
+	ledger  ledger
+	book    book
+	backlog Backlog
+	opts    Options
+
+	notify chan sale.ItemID
+
+	mu   sync.Mutex
+	last map[sale.ItemID]Report
+	seen map[sale.ItemID]int // consecutive passes that found drift
+
+	checks, drifts, repairs, rebuilds, conflicts atomic.Uint64
+}
+
+// New returns a reconciler. backlog may be nil only where no order queue
+// exists (tests); a repair then trusts the database as it is.
+func New(l ledger, b book, q Backlog, o Options) *Service {
+	if o.Every <= 0 {
+		o.Every = 10 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 2 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = time.Minute
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Service{ledger: l, book: b, backlog: q, opts: o,
+		notify: make(chan sale.ItemID, 64), last: map[sale.ItemID]Report{}, seen: map[sale.ItemID]int{}}
+}
+
+// Check compares one item's ledger with the database without changing
+// anything. The database is read on both sides of the ledger snapshot, and
+// the comparison is retried while a worker confirms orders in between, so
+// an order moving from pending to confirmed is never counted twice or not
+// at all.
+func (s *Service) Check(ctx context.Context, id sale.ItemID) (sale.Reconciliation, sale.LedgerSnapshot, error) {
+	for attempt := 0; attempt < 8; attempt++ {
+		before, err := s.book.CountConfirmed(ctx, id)
+		if err != nil {
+			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
+		}
+		snap, err := s.ledger.Snapshot(ctx, id)
+		if err != nil {
+			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
+		}
+		ids := make([]sale.OrderID, len(snap.Pending))
+		for i, o := range snap.Pending {
+			ids[i] = o.ID
+		}
+		fates, err := s.book.Fates(ctx, ids)
+		if err != nil {
+			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
+		}
+		it, err := s.book.Item(ctx, id)
+		if err != nil {
+			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
+		}
+		after, err := s.book.CountConfirmed(ctx, id)
+		if err != nil {
+			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
+		}
+		if after != before {
+			continue
+		}
+		s.checks.Add(1)
+		return sale.Reconcile(snap, sale.BookState{Item: it, Live: after, Fates: fates}), snap, nil
+	}
+	return sale.Reconciliation{}, sale.LedgerSnapshot{}, ErrBusy
+}
+
+// Repair makes one item's ledger agree with the database: it waits for the
+// order queue to drain below marks taken now, settles or releases pending
+// orders the database has decided, restores buyers and restock keys, and
+// corrects (or, for a lost sale, recreates) the stock. It changes nothing
+// when nothing differs, and returns ErrBusy if another instance is
+// repairing the item or the sale kept moving.
+func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
+	start := time.Now()
+	if err := s.drain(ctx); err != nil {
+		return Report{}, err
+	}
+	waited := time.Since(start)
+	unlock, ok, err := s.ledger.LockRepair(ctx, id, 30*time.Second)
+	if err != nil {
+		return Report{}, err
+	}
+	if !ok {
+		return Report{}, ErrBusy
+	}
+	defer unlock()
+	for attempt := 0; attempt < 5; attempt++ {
+		rec, snap, err := s.Check(ctx, id)
+		if err != nil {
+			return Report{}, err
+		}
+		rep := Report{Reconciliation: rec, Waited: waited, At: time.Now()}
+		if !rec.Drifted() {
+			s.remember(rep)
+			return rep, nil
+		}
+		if len(rec.Settle) > 0 || len(rec.Release) > 0 {
+			// The database decided these; the ledger only follows. Then
+			// look again, since the figures below depend on them.
+			if err := s.follow(ctx, rec); err != nil {
+				return Report{}, err
+			}
+			continue
+		}
+		holders, err := s.book.Holders(ctx, id)
+		if err != nil {
+			return Report{}, err
+		}
+		if err := s.ledger.RestoreBuyers(ctx, id, holders); err != nil {
+			return Report{}, err
+		}
+		if err := s.restoreAll(ctx, id); err != nil {
+			return Report{}, err
+		}
+		// A restock that committed in the database after the check would
+		// be counted by neither side; look at the total once more.
+		it, err := s.book.Item(ctx, id)
+		if err != nil {
+			return Report{}, err
+		}
+		if it.StockTotal != rec.Total {
+			continue
+		}
+		gen, err := s.ledger.Repair(ctx, it, snap, rec.WantStock)
+		if err != nil {
+			s.conflicts.Add(1)
+			continue
+		}
+		if rec.Missing {
+			s.rebuilds.Add(1)
+		}
+		s.repairs.Add(1)
+		rep.Repaired = true
+		s.opts.Log.Warn("stock ledger repaired from the database", "item_id", id, "drift", rec.String(), "waited_for_queue", waited)
+		if s.opts.OnStockBack != nil {
+			s.opts.OnStockBack(id, gen)
+		}
+		s.remember(rep)
+		return rep, nil
+	}
+	return Report{}, ErrBusy
+}
+
+// restoreAll restores the restock keys the database has applied.
+func (s *Service) restoreAll(ctx context.Context, id sale.ItemID) error {
+	keys, err := s.book.RestockKeys(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.ledger.RestoreRestockKeys(ctx, id, keys)
+}
+
+// follow settles and releases the pending orders the database has decided.
+func (s *Service) follow(ctx context.Context, rec sale.Reconciliation) error {
+	if len(rec.Settle) > 0 {
+		if err := s.ledger.Settle(ctx, rec.Settle...); err != nil {
+			return err
+		}
+	}
+	for _, id := range rec.Release {
+		released, gen, err := s.ledger.Release(ctx, id)
+		if err != nil {
+			return err
+		}
+		if released && s.opts.OnStockBack != nil {
+			s.opts.OnStockBack(id.Item(), gen)
+		}
+	}
+	return nil
+}
+
+// drain waits until the workers have decided every order in the queue up
+// to now.
+func (s *Service) drain(ctx context.Context) error {
+	if s.backlog == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+	defer cancel()
+	marks, err := s.backlog.Marks(ctx)
+	if err != nil {
+		return fmt.Errorf("reconcile: mark the order queue: %w", err)
+	}
+	logged := time.Now()
+	for {
+		behind, err := s.backlog.Behind(ctx, marks)
+		if err == nil && behind == 0 {
+			return nil
+		}
+		if time.Since(logged) > 5*time.Second {
+			s.opts.Log.Warn("repair waits for the workers to drain the order queue", "behind", behind, "err", err)
+			logged = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("reconcile: the workers did not drain the order queue (%d behind): %w", behind, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Service) remember(r Report) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last[r.Item] = r
+}
+
+// Last returns the latest report for an item, if any pass has made one.
+func (s *Service) Last(id sale.ItemID) (Report, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.last[id]
+	return r, ok
+}
+
+// Notify asks for a prompt look at an item whose sale the ledger could not
+// find (a purchase or a restock met it). It never blocks.
+func (s *Service) Notify(id sale.ItemID) {
+	select {
+	case s.notify <- id:
+	default:
+	}
+}
+
+// Run checks every item each Every, rebuilds lost sales (after Grace),
+// repairs drift seen twice in a row when Options.Repair is set, and answers
+// Notify, until ctx is done.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(s.opts.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-s.notify:
+			s.rebuildSoon(ctx, id)
+		case <-t.C:
+			s.pass(ctx)
+		}
+	}
+}
+
+// rebuildSoon handles a reported loss: after the grace period, repair.
+func (s *Service) rebuildSoon(ctx context.Context, id sale.ItemID) {
+	// Collapse a burst of reports about the same loss into one rebuild.
+	if r, ok := s.Last(id); ok && r.Repaired && time.Since(r.At) < s.opts.Grace {
+		return
+	}
+	rec, _, err := s.Check(ctx, id)
+	if err != nil || !rec.Missing {
+		return
+	}
+	s.opts.Log.Warn("the stock ledger has lost a sale; rebuilding it from the database after the grace period",
+		"item_id", id, "grace", s.opts.Grace)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(s.opts.Grace):
+	}
+	if _, err := s.Repair(ctx, id); err != nil && ctx.Err() == nil {
+		s.opts.Log.Warn("rebuild of a lost sale failed; will retry", "item_id", id, "err", err)
+	}
+}
+
+// pass checks every item once.
+func (s *Service) pass(ctx context.Context) {
+	items, err := s.book.Items(ctx)
+	if err != nil {
+		s.opts.Log.Warn("reconcile pass: list items", "err", err)
+		return
+	}
+	for _, it := range items {
+		if ctx.Err() != nil {
+			return
+		}
+		rec, _, err := s.Check(ctx, it.ID)
+		if err != nil {
+			if !errors.Is(err, ErrBusy) {
+				s.opts.Log.Warn("reconcile pass: check", "item_id", it.ID, "err", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		if rec.Drifted() {
+			s.seen[it.ID]++
+		} else {
+			delete(s.seen, it.ID)
+		}
+		seen := s.seen[it.ID]
+		s.mu.Unlock()
+		s.remember(Report{Reconciliation: rec, At: time.Now()})
+		if !rec.Drifted() {
+			continue
+		}
+		s.drifts.Add(1)
+		s.opts.Log.Warn("stock ledger and database disagree", "item_id", it.ID, "drift", rec.String(), "passes", seen)
+		// A lost sale is rebuilt at once; other drift only once it has
+		// held still for two passes, and only if repairs are allowed.
+		if rec.Missing || (s.opts.Repair && seen >= 2) {
+			if rec.Missing {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(s.opts.Grace):
+				}
+			}
+			if _, err := s.Repair(ctx, it.ID); err != nil && ctx.Err() == nil {
+				s.opts.Log.Warn("repair failed; will retry", "item_id", it.ID, "err", err)
+			}
+		}
+	}
+}
+
+// Stats counts what the reconciler did, for metrics.
+type Stats struct{ Checks, Drifts, Repairs, Rebuilds, Conflicts uint64 }
+
+// Stats returns the counters.
+func (s *Service) Stats() Stats {
+	return Stats{Checks: s.checks.Load(), Drifts: s.drifts.Load(), Repairs: s.repairs.Load(),
+		Rebuilds: s.rebuilds.Load(), Conflicts: s.conflicts.Load()}
+}
+
+// DriftUnits returns the sum over items of the stock drift the latest
+// passes found, for a gauge.
+func (s *Service) DriftUnits() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, r := range s.last {
+		if !r.Repaired {
+			n += abs(r.StockDrift) + abs(r.TotalDrift)
+		}
+	}
+	return n
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

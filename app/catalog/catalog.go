@@ -66,7 +66,7 @@ type Deps struct {
 	// SecondDelete is the delay of the second delete, for the in-process
 	// fallback used when the durable delay queue cannot be reached.
 	SecondDelete time.Duration
-	Now             func() time.Time
+	Now          func() time.Time
 }
 
 // Service runs the catalog use cases. It is safe for concurrent use.

@@ -72,10 +72,10 @@ type Config struct {
 	StockDisplayTTL   time.Duration
 
 	// Order pipeline
-	PublishBatch  int
-	PublishLinger time.Duration
-	WorkerBatch   int
-	WorkerLinger  time.Duration
+	PublishBatch   int
+	PublishLinger  time.Duration
+	WorkerBatch    int
+	WorkerLinger   time.Duration
 	RelayEvery     time.Duration
 	RelayAfter     time.Duration
 	RepublishAfter time.Duration

@@ -64,7 +64,7 @@ type Deps struct {
 	// OnLedgerMissing, if set, is told when the ledger has no sale for an
 	// item the catalog knows: the ledger lost it, and it must be rebuilt.
 	OnLedgerMissing func(item sale.ItemID)
-	Now       func() time.Time
+	Now             func() time.Time
 }
 
 // Service runs purchases. It is safe for concurrent use.

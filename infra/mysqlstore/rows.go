@@ -28,10 +28,10 @@ func (itemRow) TableName() string { return "items" }
 // orderRow is one row of orders. The surrogate id is never exposed; order_id
 // is the business key.
 type orderRow struct {
-	ID          int64      `gorm:"column:id;primaryKey;autoIncrement"`
-	OrderID     string     `gorm:"column:order_id"`
-	ItemID      int64      `gorm:"column:item_id"`
-	UserID      string     `gorm:"column:user_id"`
+	ID      int64  `gorm:"column:id;primaryKey;autoIncrement"`
+	OrderID string `gorm:"column:order_id"`
+	ItemID  int64  `gorm:"column:item_id"`
+	UserID  string `gorm:"column:user_id"`
 	// Holder is the user id while the order holds its unit and NULL once
 	// it has failed: the unique (item_id, holder) key is the
 	// one-live-order-per-user rule, and NULLs never clash.

@@ -162,14 +162,14 @@ func (s *Store) item(id sale.ItemID) itemKeys {
 	return itemKeys{base: s.prefix + ":{item:" + id.String() + "}:"}
 }
 
-func (k itemKeys) sale() string           { return k.base + "sale" }
-func (k itemKeys) buyers() string         { return k.base + "buyers" }
-func (k itemKeys) pending() string        { return k.base + "pending" }
-func (k itemKeys) outbox() string         { return k.base + "outbox" }
-func (k itemKeys) restocks() string       { return k.base + "restocks" }
-func (s *Store) itemsKey() string         { return s.prefix + ":items" }
-func (k itemKeys) reserve() []string      { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
-func (k itemKeys) settleKeys() []string   { return []string{k.pending(), k.outbox()} }
+func (k itemKeys) sale() string         { return k.base + "sale" }
+func (k itemKeys) buyers() string       { return k.base + "buyers" }
+func (k itemKeys) pending() string      { return k.base + "pending" }
+func (k itemKeys) outbox() string       { return k.base + "outbox" }
+func (k itemKeys) restocks() string     { return k.base + "restocks" }
+func (s *Store) itemsKey() string       { return s.prefix + ":items" }
+func (k itemKeys) reserve() []string    { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
+func (k itemKeys) settleKeys() []string { return []string{k.pending(), k.outbox()} }
 
 // scriptCall is one script invocation to send in a pipeline.
 type scriptCall struct {

@@ -115,7 +115,7 @@ func checkSettledSale(t *testing.T, in *instance, item int64, stock int, attempt
 	}
 	// No user holds two orders for the item, counted in the database itself.
 	var dupUsers int64
-	in.Store().DB().Raw("SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE item_id = ? GROUP BY user_id HAVING COUNT(*) > 1) d", item).Scan(&dupUsers)
+	in.Store().DB().Raw("SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE item_id = ? AND status = 'confirmed' GROUP BY user_id HAVING COUNT(*) > 1) d", item).Scan(&dupUsers)
 	if dupUsers != 0 {
 		t.Errorf("%d users have two orders for item %d", dupUsers, item)
 	}

@@ -362,13 +362,16 @@ func (s *Service) rebuildSoon(ctx context.Context, id sale.ItemID) {
 	}
 }
 
-// pass checks every item once.
+// pass checks every item once. Lost sales are rebuilt together after one
+// grace period; other drift is repaired once it has held still for two
+// passes, and only if repairs are allowed.
 func (s *Service) pass(ctx context.Context) {
 	items, err := s.book.Items(ctx)
 	if err != nil {
 		s.opts.Log.Warn("reconcile pass: list items", "err", err)
 		return
 	}
+	var lost, drifted []sale.ItemID
 	for _, it := range items {
 		if ctx.Err() != nil {
 			return
@@ -394,19 +397,23 @@ func (s *Service) pass(ctx context.Context) {
 		}
 		s.drifts.Add(1)
 		s.opts.Log.Warn("stock ledger and database disagree", "item_id", it.ID, "drift", rec.String(), "passes", seen)
-		// A lost sale is rebuilt at once; other drift only once it has
-		// held still for two passes, and only if repairs are allowed.
-		if rec.Missing || (s.opts.Repair && seen >= 2) {
-			if rec.Missing {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(s.opts.Grace):
-				}
-			}
-			if _, err := s.Repair(ctx, it.ID); err != nil && ctx.Err() == nil {
-				s.opts.Log.Warn("repair failed; will retry", "item_id", it.ID, "err", err)
-			}
+		switch {
+		case rec.Missing:
+			lost = append(lost, it.ID)
+		case s.opts.Repair && seen >= 2:
+			drifted = append(drifted, it.ID)
+		}
+	}
+	if len(lost) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.opts.Grace):
+		}
+	}
+	for _, id := range append(lost, drifted...) {
+		if _, err := s.Repair(ctx, id); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("repair failed; will retry", "item_id", id, "err", err)
 		}
 	}
 }

@@ -80,10 +80,13 @@ func (s *Signer) Verify(token string) (sale.UserID, error) {
 	if err != nil {
 		return "", ErrUnauthorized
 	}
-	u, expS, ok := strings.Cut(string(raw), ".")
-	if !ok {
+	// User ids may contain '.', the expiry is digits only: the separator is
+	// the last '.', never the first.
+	i := strings.LastIndexByte(string(raw), '.')
+	if i < 0 {
 		return "", ErrUnauthorized
 	}
+	u, expS := string(raw[:i]), string(raw[i+1:])
 	exp, err := strconv.ParseInt(expS, 10, 64)
 	if err != nil || !s.now().Before(time.Unix(exp, 0)) {
 		return "", ErrUnauthorized

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +52,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"login bad user id", "POST", "/api/v1/login", "", `{"user_id":"bob smith"}`, 400, "invalid_request"},
 		{"login 1 MB body", "POST", "/api/v1/login", "", hugeJSON, 413, "payload_too_large"},
 		{"create 1 MB body", "POST", "/api/v1/admin/items", adminToken, hugeJSON, 413, "payload_too_large"},
+		// The purchase reads no body, yet the limit is the same on every route.
+		{"purchase 1 MB body", "POST", purchase, tok, huge, 413, "payload_too_large"},
+		{"item page 1 MB body", "GET", fmt.Sprintf("/api/v1/items/%d", item), "", huge, 413, "payload_too_large"},
 		{"create bad json", "POST", "/api/v1/admin/items", adminToken, `[1,2]`, 400, "invalid_json"},
 		{"create zero stock", "POST", "/api/v1/admin/items", adminToken,
 			`{"name":"x","price_cents":1,"stock":0,"starts_at":"2026-01-01T00:00:00Z","ends_at":"2027-01-01T00:00:00Z"}`, 400, "invalid_request"},
@@ -74,6 +80,31 @@ func TestBadInputChangesNothing(t *testing.T) {
 			}
 		})
 	}
+	t.Run("purchase 1 MB chunked body", func(t *testing.T) {
+		// An io.Reader of unknown length goes out chunked, without a
+		// Content-Length to refuse up front.
+		req, err := http.NewRequest("POST", in.url+purchase, io.MultiReader(bytes.NewReader(huge)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		var body map[string]any
+		if res.StatusCode != 413 || json.Unmarshal(raw, &body) != nil || body["error"] != "payload_too_large" {
+			t.Fatalf("chunked 1 MB purchase = %d %s, want 413 payload_too_large", res.StatusCode, truncate(raw))
+		}
+	})
+	t.Run("100 KiB header", func(t *testing.T) {
+		r := in.doWithHeader("POST", purchase, tok, nil, "X-Padding", strings.Repeat("p", 100<<10))
+		if r.Status != 431 || r.str("error") != "headers_too_large" || r.str("message") == "" {
+			t.Fatalf("purchase with a 100 KiB header = %d %s, want 431 headers_too_large as JSON", r.Status, truncate(r.Raw))
+		}
+	})
 	items := in.do("GET", "/api/v1/items", "", nil)
 	if n := len(items.Body["items"].([]any)); n != 2 {
 		t.Fatalf("bad input created items: %d items, want 2", n)

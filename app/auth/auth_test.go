@@ -25,7 +25,14 @@ func TestSigner(t *testing.T) {
 	p, sig, _ := strings.Cut(tok, ".")
 	tampered := p[:len(p)-2] + "xx." + sig
 
+	// A 32-byte MAC is 43 characters whose last one carries 2 unused bits:
+	// flipping the lowest gives another spelling of the same bytes.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	respelled := sig[:len(sig)-1] + string(alphabet[strings.IndexByte(alphabet, sig[len(sig)-1])^1])
+
 	cases := map[string]string{
+		"sig respelled":  p + "." + respelled,
+		"sig with CRLF":  p + "." + sig[:10] + "\r\n" + sig[10:],
 		"empty":          "",
 		"no dot":         "abc",
 		"forged":         forged,

@@ -254,13 +254,19 @@ const MaxRestock = sale.MaxStock
 // Restock adds units to a live sale, in the ledger first (where purchases
 // see them at once) and then in the database. With the same non-empty key it
 // is applied at most once, so a client may retry it safely; a retry after a
-// partial failure completes the missing half.
+// partial failure completes the missing half. A non-empty key that
+// sale.ParseRestockKey refuses is ErrInvalid, with nothing changed.
 func (s *Service) Restock(ctx context.Context, id sale.ItemID, add int64, key string) (View, error) {
 	if add < 1 || add > MaxRestock {
 		return View{}, &sale.ValidationError{Field: "add", Reason: fmt.Sprintf("must be between 1 and %d", MaxRestock)}
 	}
-	if len(key) > 100 {
-		return View{}, &sale.ValidationError{Field: "Idempotency-Key", Reason: "must be at most 100 characters"}
+	if key != "" {
+		// Checked before the ledger step: a key the database then refused
+		// (MySQL errors on invalid UTF-8) would leave the units added in
+		// the ledger only, answered with a 503.
+		if _, err := sale.ParseRestockKey(key); err != nil {
+			return View{}, err
+		}
 	}
 	if _, err := s.d.Reader.Item(ctx, id); err != nil {
 		if errors.Is(err, sale.ErrNotFound) {

@@ -105,6 +105,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Fatalf("purchase with a 100 KiB header = %d %s, want 431 headers_too_large as JSON", r.Status, truncate(r.Raw))
 		}
 	})
+	for name, key := range map[string]string{"not UTF-8": "\xdb", "a space": "a b", "non-ASCII": "clé", "101 characters": strings.Repeat("k", 101)} {
+		t.Run("restock key "+name, func(t *testing.T) {
+			// A key the stores cannot hold byte for byte must be refused
+			// before the ledger adds a unit the database then refuses.
+			r := in.doWithHeader("POST", fmt.Sprintf("/api/v1/admin/items/%d/restock", item), adminToken, `{"add":5}`, "Idempotency-Key", key)
+			if r.Status != 400 || r.str("error") != "invalid_request" {
+				t.Fatalf("restock with key %q = %d %s, want 400 invalid_request", key, r.Status, truncate(r.Raw))
+			}
+		})
+	}
 	items := in.do("GET", "/api/v1/items", "", nil)
 	if n := len(items.Body["items"].([]any)); n != 2 {
 		t.Fatalf("bad input created items: %d items, want 2", n)

@@ -48,6 +48,7 @@ func newMemStore() *memStore {
 	}
 }
 
+// Writes is how many changes the fakes have recorded.
 func (m *memStore) Writes() int { m.mu.Lock(); defer m.mu.Unlock(); return m.writes }
 
 // Item and Items are sale.ItemReader.

@@ -7,8 +7,9 @@ BIN       := $(CURDIR)/bin
 K6        := $(BIN)/k6
 K6_VER    := v1.8.1
 TEST_FLAGS ?= -race -count=1 -timeout 15m
+FUZZTIME  ?= 5s
 
-.PHONY: help run build test test-short bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
+.PHONY: help run build test test-short fuzz bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +27,17 @@ test: ## run every test with the race detector (real Redis/MariaDB when SECKILL_
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test $(TEST_FLAGS) ./...
+
+# The targets are found by name (func FuzzXxx in a _test.go file), so a new
+# one is fuzzed without editing this file; go test -fuzz takes one target
+# per run, hence the loop.
+fuzz: ## run every native fuzz target for FUZZTIME each (default 5s), one after the other
+	@set -e; for f in $$(git ls-files '*_test.go' 2>/dev/null || find . -name '*_test.go'); do \
+	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(f \*testing\.F).*/\1/p' $$f); do \
+	    echo "== fuzz ./$$(dirname $$f) $$name ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f)/; \
+	  done; \
+	done
 
 bench: ## measure throughput as ratios against a baseline from the same run (real Redis/MariaDB, wrk)
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk; }

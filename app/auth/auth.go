@@ -66,24 +66,32 @@ func (s *Signer) Issue(user sale.UserID) (string, time.Time) {
 }
 
 // Verify returns the token's user, or ErrUnauthorized if the token is
-// malformed, its signature does not match, or it has expired.
+// malformed, its signature does not match, or it has expired. Only the exact
+// string Issue returned verifies: changing any byte of it fails.
 func (s *Signer) Verify(token string) (sale.UserID, error) {
 	p, sig, ok := strings.Cut(token, ".")
 	if !ok || len(token) > 512 {
 		return "", ErrUnauthorized
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, s.mac(p)) {
+	// Compare the signature in its encoded form. Decoding it first would
+	// accept other spellings of the same bytes (the decoder ignores the
+	// unused low bits of the last character, and CR/LF), so a token changed
+	// by one byte would still verify.
+	var buf [64]byte
+	if !hmac.Equal([]byte(sig), base64.RawURLEncoding.AppendEncode(buf[:0], s.mac(p))) {
 		return "", ErrUnauthorized
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(p)
 	if err != nil {
 		return "", ErrUnauthorized
 	}
-	u, expS, ok := strings.Cut(string(raw), ".")
-	if !ok {
+	// User ids may contain '.', the expiry is digits only: the separator is
+	// the last '.', never the first.
+	i := strings.LastIndexByte(string(raw), '.')
+	if i < 0 {
 		return "", ErrUnauthorized
 	}
+	u, expS := string(raw[:i]), string(raw[i+1:])
 	exp, err := strconv.ParseInt(expS, 10, 64)
 	if err != nil || !s.now().Before(time.Unix(exp, 0)) {
 		return "", ErrUnauthorized

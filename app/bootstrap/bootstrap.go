@@ -388,7 +388,7 @@ func (m *Main) serveHTTP(secret string) error {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 16,
+		MaxHeaderBytes:    1 << 20, // above httpapi.MaxHeaderBytes, so oversized headers get its JSON 431, not Go's plain text
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
 	}
 	go func() {

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +52,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"login bad user id", "POST", "/api/v1/login", "", `{"user_id":"bob smith"}`, 400, "invalid_request"},
 		{"login 1 MB body", "POST", "/api/v1/login", "", hugeJSON, 413, "payload_too_large"},
 		{"create 1 MB body", "POST", "/api/v1/admin/items", adminToken, hugeJSON, 413, "payload_too_large"},
+		// The purchase reads no body, yet the limit is the same on every route.
+		{"purchase 1 MB body", "POST", purchase, tok, huge, 413, "payload_too_large"},
+		{"item page 1 MB body", "GET", fmt.Sprintf("/api/v1/items/%d", item), "", huge, 413, "payload_too_large"},
 		{"create bad json", "POST", "/api/v1/admin/items", adminToken, `[1,2]`, 400, "invalid_json"},
 		{"create zero stock", "POST", "/api/v1/admin/items", adminToken,
 			`{"name":"x","price_cents":1,"stock":0,"starts_at":"2026-01-01T00:00:00Z","ends_at":"2027-01-01T00:00:00Z"}`, 400, "invalid_request"},
@@ -71,6 +77,41 @@ func TestBadInputChangesNothing(t *testing.T) {
 			r := in.do(c.method, c.path, c.token, c.body)
 			if r.Status != c.status || r.str("error") != c.code || r.str("message") == "" {
 				t.Fatalf("%s %s = %d %s, want %d with error %q and a message", c.method, c.path, r.Status, truncate(r.Raw), c.status, c.code)
+			}
+		})
+	}
+	t.Run("purchase 1 MB chunked body", func(t *testing.T) {
+		// An io.Reader of unknown length goes out chunked, without a
+		// Content-Length to refuse up front.
+		req, err := http.NewRequest("POST", in.url+purchase, io.MultiReader(bytes.NewReader(huge)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		var body map[string]any
+		if res.StatusCode != 413 || json.Unmarshal(raw, &body) != nil || body["error"] != "payload_too_large" {
+			t.Fatalf("chunked 1 MB purchase = %d %s, want 413 payload_too_large", res.StatusCode, truncate(raw))
+		}
+	})
+	t.Run("100 KiB header", func(t *testing.T) {
+		r := in.doWithHeader("POST", purchase, tok, nil, "X-Padding", strings.Repeat("p", 100<<10))
+		if r.Status != 431 || r.str("error") != "headers_too_large" || r.str("message") == "" {
+			t.Fatalf("purchase with a 100 KiB header = %d %s, want 431 headers_too_large as JSON", r.Status, truncate(r.Raw))
+		}
+	})
+	for name, key := range map[string]string{"not UTF-8": "\xdb", "a space": "a b", "non-ASCII": "clé", "101 characters": strings.Repeat("k", 101)} {
+		t.Run("restock key "+name, func(t *testing.T) {
+			// A key the stores cannot hold byte for byte must be refused
+			// before the ledger adds a unit the database then refuses.
+			r := in.doWithHeader("POST", fmt.Sprintf("/api/v1/admin/items/%d/restock", item), adminToken, `{"add":5}`, "Idempotency-Key", key)
+			if r.Status != 400 || r.str("error") != "invalid_request" {
+				t.Fatalf("restock with key %q = %d %s, want 400 invalid_request", key, r.Status, truncate(r.Raw))
 			}
 		})
 	}

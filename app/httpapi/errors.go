@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,12 +17,13 @@ import (
 
 // Errors of the HTTP layer itself.
 var (
-	errBadJSON       = errors.New("bad json")
-	errBodyTooLarge  = errors.New("body too large")
-	errRouteNotFound = errors.New("route not found")
-	errMethod        = errors.New("method not allowed")
-	errMediaType     = errors.New("unsupported media type")
-	errAdminAuth     = errors.New("admin token required")
+	errBadJSON         = errors.New("bad json")
+	errBodyTooLarge    = errors.New("body too large")
+	errHeadersTooLarge = errors.New("headers too large")
+	errRouteNotFound   = errors.New("route not found")
+	errMethod          = errors.New("method not allowed")
+	errMediaType       = errors.New("unsupported media type")
+	errAdminAuth       = errors.New("admin token required")
 )
 
 // errorRow is one line of the error table.
@@ -40,7 +42,8 @@ var errorTable = []errorRow{
 	{sale.ErrInvalid, http.StatusBadRequest, "invalid_request", "", false},
 	{errBadJSON, http.StatusBadRequest, "invalid_json", "", false},
 	{errMediaType, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json", false},
-	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is too large", false},
+	{errBodyTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "the request body is too large (at most " + strconv.Itoa(MaxBodyBytes>>10) + " KiB)", false},
+	{errHeadersTooLarge, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large (at most " + strconv.Itoa(MaxHeaderBytes>>10) + " KiB in all)", false},
 	{auth.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required: log in at POST /api/v1/login", false},
 	{errAdminAuth, http.StatusUnauthorized, "unauthorized", "the admin token is required: Authorization: Bearer <SECKILL_ADMIN_TOKEN>", false},
 	{sale.ErrNotFound, http.StatusNotFound, "not_found", "no such item", false},

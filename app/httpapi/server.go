@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -29,9 +30,17 @@ import (
 //go:embed openapi.yaml
 var OpenAPI []byte
 
-// MaxBodyBytes bounds every request body; larger bodies get 413 before any
-// of them is parsed.
+// MaxBodyBytes bounds every request body on every route: a larger body gets
+// the JSON 413 payload_too_large before any handler or use case runs, so it
+// changes nothing.
 const MaxBodyBytes = 64 << 10
+
+// MaxHeaderBytes bounds the request line and headers as the handler counts
+// them: more gets the JSON 431 headers_too_large and changes nothing. The
+// http.Server's own MaxHeaderBytes (1 MiB in app/bootstrap) must stay above
+// it, because headers beyond the server's limit never reach a handler and
+// get Go's own plain-text 431 instead.
+const MaxHeaderBytes = 64 << 10
 
 // Check is one readiness probe.
 type Check struct {
@@ -77,7 +86,7 @@ func New(d Deps) *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(s.recoverJSON, s.observe, s.limits)
+	r.Use(s.recoverJSON, s.observe, s.bounds, s.deadline)
 	r.NoRoute(func(c *gin.Context) { s.writeError(c, errRouteNotFound) })
 	r.NoMethod(func(c *gin.Context) { s.writeError(c, errMethod) })
 
@@ -112,7 +121,7 @@ func New(d Deps) *gin.Engine {
 func Ops(m *metrics.Metrics, ready []Check, log *slog.Logger) *gin.Engine {
 	s := &server{Deps: Deps{Metrics: m, Ready: ready, Log: log}, log: log}
 	r := gin.New()
-	r.Use(s.recoverJSON, s.observe)
+	r.Use(s.recoverJSON, s.observe, s.bounds)
 	r.NoRoute(func(c *gin.Context) { s.writeError(c, errRouteNotFound) })
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
@@ -145,9 +154,66 @@ func (s *server) observe(c *gin.Context) {
 	s.Metrics.ObserveHTTP(route, c.Request.Method, c.Writer.Status(), time.Since(start))
 }
 
-// limits bounds the body size and the request's working time.
-func (s *server) limits(c *gin.Context) {
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+// bounds refuses requests whose headers exceed MaxHeaderBytes (431) or whose
+// body exceeds MaxBodyBytes (413), on every route and before any handler, so
+// a route that never reads its body (purchase) applies the same limit as one
+// that decodes JSON.
+func (s *server) bounds(c *gin.Context) {
+	if headerBytes(c.Request) > MaxHeaderBytes {
+		c.Header("Connection", "close")
+		s.writeError(c, errHeadersTooLarge)
+		return
+	}
+	body := c.Request.Body
+	// The common case, a purchase or a GET, has no body: no wrapper, no read.
+	if body == nil || body == http.NoBody {
+		return
+	}
+	if c.Request.ContentLength > MaxBodyBytes {
+		// Refused unread: close the connection rather than drain a body we
+		// will not use.
+		c.Header("Connection", "close")
+		s.writeError(c, errBodyTooLarge)
+		return
+	}
+	limited := http.MaxBytesReader(c.Writer, body, MaxBodyBytes)
+	if c.Request.ContentLength > 0 {
+		// The server ends the body at its Content-Length, which fits; the
+		// wrapper still bounds a caller that built the request by hand.
+		c.Request.Body = limited
+		return
+	}
+	// No length (chunked): only reading tells its size. Read it now, once,
+	// so that a route that ignores its body cannot accept an oversized one;
+	// handlers then read the buffered copy.
+	buf, err := io.ReadAll(limited)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.writeError(c, errBodyTooLarge)
+			return
+		}
+		s.writeError(c, jsonError("the body could not be read: "+err.Error()))
+		return
+	}
+	c.Request.Body = io.NopCloser(bytes.NewReader(buf))
+	c.Request.ContentLength = int64(len(buf))
+}
+
+// headerBytes is the size of the request line and headers as they came over
+// the wire, give or take whitespace: name, ": ", value and CRLF per line.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 + len("Host: ") + len(r.Host) + 2
+	for name, values := range r.Header {
+		for _, v := range values {
+			n += len(name) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// deadline bounds the request's working time.
+func (s *server) deadline(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.RequestTimeout)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)

@@ -52,13 +52,17 @@ func NewOrderID(item ItemID, now time.Time) OrderID {
 	return OrderID(fmt.Sprintf("%d-%012x%016x", item, ms, binary.BigEndian.Uint64(b[:])))
 }
 
-// ParseOrderID returns ErrInvalid unless s has the form NewOrderID makes.
+// ParseOrderID returns ErrInvalid unless s has the form NewOrderID makes:
+// the item id in canonical decimal (no leading zero), '-', 28 lowercase hex
+// digits.
 func ParseOrderID(s string) (OrderID, error) {
 	prefix, hex, ok := strings.Cut(s, "-")
 	if !ok || len(hex) != orderHexLen {
 		return "", invalid("order_id", "is malformed")
 	}
-	if _, err := ParseItemID(prefix); err != nil {
+	// "01-…" names the same item as "1-…" but is an id NewOrderID never
+	// makes: refuse it, so one order has one spelling.
+	if _, err := ParseItemID(prefix); err != nil || prefix[0] == '0' {
 		return "", invalid("order_id", "is malformed")
 	}
 	for i := 0; i < len(hex); i++ {

@@ -142,7 +142,7 @@ func TestOrderIDs(t *testing.T) {
 	if err := bad.Check(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("mismatched item: %v", err)
 	}
-	for _, s := range []string{"", "42", "42-xyz", "0-" + strings.Repeat("a", 28), "42-" + strings.Repeat("A", 28), "x-" + strings.Repeat("a", 28)} {
+	for _, s := range []string{"", "42", "42-xyz", "0-" + strings.Repeat("a", 28), "42-" + strings.Repeat("A", 28), "x-" + strings.Repeat("a", 28), "042-" + strings.Repeat("a", 28)} {
 		if _, err := ParseOrderID(s); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseOrderID(%q) = %v, want ErrInvalid", s, err)
 		}

@@ -168,7 +168,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	})
 	m.Catalog = catalog.New(catalog.Deps{
 		Reader: m.local, Store: m.store, Ledger: m.ledger, Book: m.store, Caches: m.coord,
-		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, Log: m.Log,
+		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: m.Log,
 		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
 	})
 	m.dispatch = outbox.NewDispatcher(m.publisher, m.ledger, m.Log, outbox.DispatcherOptions{
@@ -334,7 +334,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 			return fmt.Errorf("sqlite directory: %w", err)
 		}
 		if _, statErr := os.Stat(path); statErr == nil && m.emRedis != nil {
-			m.Log.Warn("a kept SQLite file with the embedded Redis: sales from an earlier run have no live stock", "path", path)
+			m.Log.Info("a kept SQLite file with the embedded Redis: the reconciler rebuilds the earlier sales' ledgers from it within --reconcile-every", "path", path)
 		}
 		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, path, mysqlstore.Options{})
 		if err == nil {

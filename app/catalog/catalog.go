@@ -57,6 +57,9 @@ type Deps struct {
 	// LedgerMissing, if set, is told when the ledger has no sale for an
 	// item the database has, so the sale gets rebuilt.
 	LedgerMissing func(item sale.ItemID)
+	// LastReconciliation, if set, returns the latest comparison of the
+	// item's ledger with the database, for the stats.
+	LastReconciliation func(item sale.ItemID) (sale.Reconciliation, bool)
 	// Log receives failures of steps that come after the commit point and
 	// so do not fail the request (cache invalidation).
 	Log *slog.Logger
@@ -362,6 +365,9 @@ type Stats struct {
 	// LedgerLive is false while the ledger has no sale for the item (lost,
 	// and being rebuilt).
 	LedgerLive bool
+	// Drift is what the latest reconciliation found differing, in words;
+	// empty when it found nothing or none has run.
+	Drift string
 	// Consistent is true when the units add up (see Consistent) and no
 	// order is overdue.
 	Consistent bool
@@ -417,8 +423,15 @@ func (s *Service) Stats(ctx context.Context, id sale.ItemID) (Stats, error) {
 			return Stats{}, unavailable("count orders", err)
 		}
 	}
+	var drift string
+	if s.d.LastReconciliation != nil {
+		if rec, ok := s.d.LastReconciliation(id); ok && (rec.Drifted() || rec.Unrepairable != "") {
+			drift = rec.String()
+		}
+	}
 	return Stats{
 		ItemID:          id,
+		Drift:           drift,
 		StockTotal:      it.StockTotal,
 		StockLeftLedger: c.StockLeft,
 		StockLeftDB:     it.StockLeft,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,10 +181,18 @@ func TestReconcilerRepairsDrift(t *testing.T) {
 	if err != nil || rec.StockDrift != -3 {
 		t.Fatalf("Check = %+v, %v; want the ledger 3 units over", rec, err)
 	}
+	// The stats show the drift in words until it is repaired.
+	sawDrift := false
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st := in.stats(item)
+		if strings.Contains(st.str("drift"), "stock off by +3") {
+			sawDrift = true
+		}
 		if st.Body["consistent"] == true && st.num("stock_left_redis") == 15 {
+			if st.str("drift") != "" {
+				t.Fatalf("repaired, yet the stats report drift: %s", st.Raw)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -193,6 +202,9 @@ func TestReconcilerRepairsDrift(t *testing.T) {
 	}
 	if in.Reconciler().Stats().Repairs == 0 {
 		t.Fatal("no repair was counted")
+	}
+	if !sawDrift {
+		t.Fatal("the stats never showed the drift before the repair")
 	}
 }
 

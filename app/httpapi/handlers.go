@@ -247,6 +247,7 @@ func (s *server) stats(c *gin.Context) {
 		"orders_failed":    st.Failed,
 		"orders_overdue":   st.Overdue,
 		"ledger":           ledgerState(st.LedgerLive),
+		"drift":            st.Drift,
 		"consistent":       st.Consistent,
 	})
 }

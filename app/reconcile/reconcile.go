@@ -68,7 +68,9 @@ type Options struct {
 	Repair bool
 	// Grace is how long a rebuild waits after it learns of a loss before it
 	// marks the queue, so orders accepted just before the loss and still in
-	// an API instance's dispatcher reach the queue first; default 2s.
+	// an API instance's dispatcher reach the queue first. 0 waits not at
+	// all (the reconcile command, run by an operator after the fact); the
+	// binary's default is 2s (--recovery-grace).
 	Grace time.Duration
 	// DrainTimeout bounds the wait for the workers to decide the backlog;
 	// default 60s. A repair that times out changes nothing and is retried.
@@ -110,9 +112,6 @@ type Service struct {
 func New(l ledger, b book, q Backlog, o Options) *Service {
 	if o.Every <= 0 {
 		o.Every = 10 * time.Second
-	}
-	if o.Grace <= 0 {
-		o.Grace = 2 * time.Second
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = time.Minute
@@ -311,6 +310,16 @@ func (s *Service) Last(id sale.ItemID) (Report, bool) {
 	defer s.mu.Unlock()
 	r, ok := s.last[id]
 	return r, ok
+}
+
+// LastReconciliation returns what the latest pass or repair found for the
+// item; after a repair that is what it fixed, so it reports no drift.
+func (s *Service) LastReconciliation(id sale.ItemID) (sale.Reconciliation, bool) {
+	r, ok := s.Last(id)
+	if r.Repaired {
+		return sale.Reconciliation{Item: id}, ok
+	}
+	return r.Reconciliation, ok
 }
 
 // Notify asks for a prompt look at an item whose sale the ledger could not

@@ -1,0 +1,319 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+var t0 = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func testItem(total, left int64) sale.Item {
+	return sale.Item{ID: 1, Name: "x", PriceCents: 100, StockTotal: total, StockLeft: left, StartsAt: t0, EndsAt: t0.Add(time.Hour)}
+}
+
+// fakeLedger is one item's ledger in memory, with the real Repair's rule:
+// by difference, refused if gen moved.
+type fakeLedger struct {
+	mu        sync.Mutex
+	snap      sale.LedgerSnapshot
+	settled   []sale.OrderID
+	released  []sale.OrderID
+	buyers    map[sale.UserID]sale.OrderID
+	keys      []string
+	repairs   int
+	conflicts int // refuse this many repairs first
+	locked    bool
+}
+
+func (l *fakeLedger) Snapshot(context.Context, sale.ItemID) (sale.LedgerSnapshot, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.snap
+	s.Pending = append([]sale.Order(nil), l.snap.Pending...)
+	return s, nil
+}
+
+func (l *fakeLedger) Repair(_ context.Context, it sale.Item, snap sale.LedgerSnapshot, want int64) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conflicts > 0 {
+		l.conflicts--
+		l.snap.Gen++ // someone restocked meanwhile
+		return 0, errors.New("conflict")
+	}
+	if snap.Gen != l.snap.Gen || snap.Exists != l.snap.Exists {
+		return 0, errors.New("conflict")
+	}
+	want = max(want, 0)
+	if snap.Exists {
+		l.snap.StockLeft += want - snap.StockLeft
+	} else {
+		l.snap.StockLeft = want
+	}
+	l.snap.Exists, l.snap.StockTotal = true, it.StockTotal
+	l.snap.StartsAt, l.snap.EndsAt, l.snap.PriceCents = it.StartsAt, it.EndsAt, it.PriceCents
+	l.snap.Gen = max(l.snap.Gen+1, 1000)
+	l.repairs++
+	return l.snap.Gen, nil
+}
+
+func (l *fakeLedger) drop(ids []sale.OrderID) {
+	keep := l.snap.Pending[:0]
+	for _, o := range l.snap.Pending {
+		gone := false
+		for _, id := range ids {
+			gone = gone || o.ID == id
+		}
+		if !gone {
+			keep = append(keep, o)
+		}
+	}
+	l.snap.Pending = keep
+}
+
+func (l *fakeLedger) Settle(_ context.Context, ids ...sale.OrderID) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.settled = append(l.settled, ids...)
+	l.drop(ids)
+	return nil
+}
+
+func (l *fakeLedger) Release(_ context.Context, id sale.OrderID) (bool, int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = append(l.released, id)
+	l.drop([]sale.OrderID{id})
+	l.snap.StockLeft++
+	l.snap.Gen++
+	return true, l.snap.Gen, nil
+}
+
+func (l *fakeLedger) RestoreBuyers(_ context.Context, _ sale.ItemID, h map[sale.UserID]sale.OrderID) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for u, o := range h {
+		l.buyers[u] = o
+	}
+	return nil
+}
+
+func (l *fakeLedger) RestoreRestockKeys(_ context.Context, _ sale.ItemID, keys []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keys = append(l.keys, keys...)
+	return nil
+}
+
+func (l *fakeLedger) LockRepair(context.Context, sale.ItemID, time.Duration) (func(), bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.locked {
+		return func() {}, false, nil
+	}
+	l.locked = true
+	return func() { l.mu.Lock(); l.locked = false; l.mu.Unlock() }, true, nil
+}
+
+// fakeBook is the database's side.
+type fakeBook struct {
+	mu        sync.Mutex
+	item      sale.Item
+	live      int64
+	holders   map[sale.UserID]sale.OrderID
+	fates     map[sale.OrderID]sale.Fate
+	moveAfter int // CountConfirmed calls after which one more order is confirmed, once
+	counts    int
+}
+
+func (b *fakeBook) Items(context.Context) ([]sale.Item, error) {
+	return []sale.Item{b.item}, nil
+}
+
+func (b *fakeBook) Item(context.Context, sale.ItemID) (sale.Item, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.item, nil
+}
+
+func (b *fakeBook) CountConfirmed(context.Context, sale.ItemID) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.counts++
+	if b.moveAfter > 0 && b.counts == b.moveAfter {
+		b.live++
+		b.item.StockLeft--
+	}
+	return b.live, nil
+}
+
+func (b *fakeBook) Fates(_ context.Context, ids []sale.OrderID) (map[sale.OrderID]sale.Fate, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[sale.OrderID]sale.Fate{}
+	for _, id := range ids {
+		if f, ok := b.fates[id]; ok {
+			out[id] = f
+		}
+	}
+	return out, nil
+}
+
+func (b *fakeBook) Holders(context.Context, sale.ItemID) (map[sale.UserID]sale.OrderID, error) {
+	return b.holders, nil
+}
+
+func (b *fakeBook) RestockKeys(context.Context, sale.ItemID) ([]string, error) {
+	return []string{"k1"}, nil
+}
+
+// fakeBacklog is behind by a number that drops by one on each look.
+type fakeBacklog struct {
+	mu     sync.Mutex
+	behind int64
+	looks  int
+}
+
+func (q *fakeBacklog) Marks(context.Context) (map[int]int64, error) { return map[int]int64{0: 10}, nil }
+
+func (q *fakeBacklog) Behind(context.Context, map[int]int64) (int64, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.looks++
+	n := q.behind
+	if q.behind > 0 {
+		q.behind--
+	}
+	return n, nil
+}
+
+func rig(total, left, live int64) (*fakeLedger, *fakeBook, *fakeBacklog) {
+	it := testItem(total, left)
+	l := &fakeLedger{buyers: map[sale.UserID]sale.OrderID{}, snap: sale.LedgerSnapshot{
+		Exists: true, StockLeft: left, StockTotal: total, PriceCents: it.PriceCents, StartsAt: it.StartsAt, EndsAt: it.EndsAt}}
+	b := &fakeBook{item: it, live: live, holders: map[sale.UserID]sale.OrderID{"alice": "1-a"}, fates: map[sale.OrderID]sale.Fate{}}
+	return l, b, &fakeBacklog{}
+}
+
+// TestCheckRetriesWhileOrdersMove: a confirmation between the two counts
+// of confirmed orders makes Check look again instead of counting the order
+// twice or not at all.
+func TestCheckRetriesWhileOrdersMove(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 6, 4)
+	b.moveAfter = 2 // the second count sees one more confirmed order
+	s := New(l, b, q, Options{Log: quiet})
+	rec, _, err := s.Check(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.counts != 4 {
+		t.Fatalf("confirmed orders counted %d times; want a second look after they moved", b.counts)
+	}
+	// The ledger still shows 6 while the database now has 5 sold: the
+	// stable look reports it.
+	if rec.WantStock != 5 || rec.StockDrift != -1 {
+		t.Fatalf("reconciliation = %s", rec)
+	}
+}
+
+// TestRepairWaitsForTheQueueThenRepairs: the stock is written only once the
+// workers have decided the backlog, buyers and restock keys come back from
+// the database first, and the stock is corrected by the difference.
+func TestRepairWaitsForTheQueueThenRepairs(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 9, 4) // the ledger lost 3 deductions
+	q.behind = 3
+	var back []int64
+	s := New(l, b, q, Options{Log: quiet, OnStockBack: func(_ sale.ItemID, gen int64) { back = append(back, gen) }})
+	rep, err := s.Repair(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.looks < 4 {
+		t.Fatalf("the backlog was looked at %d times; the repair must wait until it is 0", q.looks)
+	}
+	if !rep.Repaired || l.snap.StockLeft != 6 || l.buyers["alice"] != "1-a" || len(l.keys) != 1 || len(back) != 1 {
+		t.Fatalf("report %+v, ledger %+v, buyers %v, keys %v, stock-back %v", rep, l.snap, l.buyers, l.keys, back)
+	}
+	// Nothing left to do: a second repair changes nothing.
+	if rep, err := s.Repair(context.Background(), 1); err != nil || rep.Repaired || l.repairs != 1 {
+		t.Fatalf("second repair = %+v, %v (repairs %d)", rep, err, l.repairs)
+	}
+}
+
+// TestRepairFollowsTheDatabaseFirst: pending orders the database decided
+// are settled or released before the stock is judged, and a gen conflict
+// (a restock landed) makes the repair look again rather than write.
+func TestRepairFollowsTheDatabaseFirst(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 2, 4) // one unit short even after the release
+	it := b.item
+	done, failed, open := sale.NewOrder(it, "d", t0), sale.NewOrder(it, "f", t0), sale.NewOrder(it, "o", t0)
+	l.snap.Pending = []sale.Order{done, failed, open}
+	b.fates[done.ID] = sale.Fate{Status: sale.OrderConfirmed}
+	b.fates[failed.ID] = sale.Fate{Status: sale.OrderFailed}
+	b.live, b.item.StockLeft = 5, 5 // done is among the sold
+	l.conflicts = 1
+	s := New(l, b, q, Options{Log: quiet})
+	rep, err := s.Repair(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.settled) != 1 || l.settled[0] != done.ID || len(l.released) != 1 || l.released[0] != failed.ID {
+		t.Fatalf("settled %v released %v", l.settled, l.released)
+	}
+	// 10 total - 5 sold - 1 still pending = 4.
+	if !rep.Repaired || l.snap.StockLeft != 4 || l.repairs != 1 || l.conflicts != 0 {
+		t.Fatalf("after repair: %+v, stock %d, repairs %d; want 4 after one refused attempt", rep, l.snap.StockLeft, l.repairs)
+	}
+}
+
+// TestRepairRebuildsALostSale and refuses to run while another instance
+// holds the lock.
+func TestRepairRebuildsALostSale(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 6, 4)
+	l.snap = sale.LedgerSnapshot{}
+	s := New(l, b, q, Options{Log: quiet})
+	l.locked = true
+	if _, err := s.Repair(context.Background(), 1); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Repair while locked = %v, want ErrBusy", err)
+	}
+	l.locked = false
+	rep, err := s.Repair(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Missing || !rep.Repaired || !l.snap.Exists || l.snap.StockLeft != 6 || l.snap.StockTotal != 10 {
+		t.Fatalf("rebuild: %+v, ledger %+v", rep, l.snap)
+	}
+	if rec, _ := s.LastReconciliation(1); rec.Drifted() {
+		t.Fatalf("after the rebuild the last reconciliation still reports drift: %s", rec)
+	}
+}
+
+// TestRepairGivesUpWhenTheQueueNeverDrains: with no worker running, the
+// repair times out and writes nothing, rather than trusting a database
+// that has not seen the queued orders.
+func TestRepairGivesUpWhenTheQueueNeverDrains(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 9, 4)
+	q.behind = 1 << 40
+	s := New(l, b, q, Options{Log: quiet, DrainTimeout: 200 * time.Millisecond})
+	if _, err := s.Repair(context.Background(), 1); err == nil {
+		t.Fatal("Repair succeeded although the queue never drained")
+	}
+	if l.repairs != 0 || l.snap.StockLeft != 9 {
+		t.Fatalf("the ledger changed: %+v", l.snap)
+	}
+}

@@ -27,7 +27,10 @@ type verdict struct {
 	resumedIn  time.Duration // fault end → first 202 after it; <0: none
 	settledIn  time.Duration // fault end → sale settled; <0: not within settleWait
 	soldOutBy  bool          // sold out before the fault ended, so no 202 could follow
-	problems   []string
+	// unacknowledged counts confirmed orders whose buyer never learned of
+	// the acceptance; reported, not a failure.
+	unacknowledged int
+	problems       []string
 }
 
 // problem records a broken invariant on the test and on the row.
@@ -110,7 +113,7 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 		v.lost += len(ids)
 	}
 
-	confirmedDB, dupUsers, dbErr := s.countOrders(l.item)
+	confirmedDB, dupUsers, confirmedIDs, dbErr := s.countOrders(l.item)
 	if dbErr != nil {
 		v.problem(s, "database check: %v", dbErr)
 		confirmedDB = v.confirmed
@@ -153,13 +156,30 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 			v.lost += int(min(missing, int64(v.failed)))
 		}
 	}
-	if confirmedDB != v.confirmed {
-		s.t.Logf("note: the database holds %d confirmed orders, the buyers' GETs account for %d (a gap means an order whose acceptance no buyer learned of)",
-			confirmedDB, v.confirmed)
+	// Confirmed orders no buyer holds a 202 for: the API accepted them but
+	// the answer died with its connection, and the retry was told
+	// sold_out (the sold-out flag answers before the repeat check). Not
+	// an invariant of the brief, but a buyer-visible surprise worth a line.
+	known := make(map[string]bool, len(orders))
+	for _, o := range orders {
+		known[o.orderID] = true
+	}
+	for _, id := range confirmedIDs {
+		if !known[id] {
+			v.unacknowledged++
+		}
+	}
+	if v.unacknowledged > 0 {
+		s.t.Logf("note: %d confirmed orders belong to buyers who never saw their 202 (answer lost with the connection; the retry said sold_out)", v.unacknowledged)
 	}
 	for _, p := range s.procs {
 		if msg := p.unexpectedExit(); msg != "" {
 			v.problem(s, "%s", msg)
+		}
+	}
+	for _, p := range s.apis {
+		if passes, n := p.sumLogged("outbox relay re-published orders", "orders"); passes > 0 {
+			s.t.Logf("%s: the outbox relay re-published %d orders in %d passes", p.name, n, passes)
 		}
 	}
 	s.t.Logf("load: %s", l.summary())
@@ -206,22 +226,34 @@ func (s *stack) pollOrders(orders []accepted, last []string, final []bool) {
 // countOrders counts the item's confirmed orders and the users holding more
 // than one, in the database itself. Statuses may grow, so it counts rows
 // whose status is confirmed rather than all rows.
-func (s *stack) countOrders(item int64) (confirmed, dupUsers int, err error) {
+func (s *stack) countOrders(item int64) (confirmed, dupUsers int, ids []string, err error) {
 	db, err := sql.Open("mysql", s.mysqlDSN)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM orders WHERE item_id = ? AND status = 'confirmed'", item).Scan(&confirmed); err != nil {
-		return 0, 0, fmt.Errorf("count confirmed: %w", err)
+	rows, err := db.QueryContext(ctx, "SELECT order_id FROM orders WHERE item_id = ? AND status = 'confirmed'", item)
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("list confirmed: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return 0, 0, nil, fmt.Errorf("list confirmed: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, nil, fmt.Errorf("list confirmed: %w", err)
 	}
 	q := "SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE item_id = ? AND status = 'confirmed' GROUP BY user_id HAVING COUNT(*) > 1) d"
 	if err := db.QueryRowContext(ctx, q, item).Scan(&dupUsers); err != nil {
-		return 0, 0, fmt.Errorf("count duplicate users: %w", err)
+		return 0, 0, nil, fmt.Errorf("count duplicate users: %w", err)
 	}
-	return confirmed, dupUsers, nil
+	return len(ids), dupUsers, ids, nil
 }
 
 // perAPI summarises, per answering API, how many orders it accepted and how

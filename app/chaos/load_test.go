@@ -142,7 +142,7 @@ type load struct {
 	s      *stack
 	item   int64
 	buyers []buyer
-	pace   int // buyers started per second until the sale is first seen sold out
+	pace   int // buyers started per second until the sale is first seen sold out; 0: unpaced
 
 	mu      sync.Mutex
 	orders  []accepted
@@ -182,14 +182,19 @@ func (l *load) run() {
 			}
 		}()
 	}
-	tick := time.NewTicker(time.Second / time.Duration(l.pace))
-	defer tick.Stop()
+	// A pace of 0 means as fast as the concurrency allows.
+	var tickC <-chan time.Time
+	if l.pace > 0 {
+		tick := time.NewTicker(time.Second / time.Duration(l.pace))
+		defer tick.Stop()
+		tickC = tick.C
+	}
 	sent := 0
 feed:
 	for ; sent < len(l.buyers); sent++ {
-		if !l.soldOut.Load() {
+		if tickC != nil && !l.soldOut.Load() {
 			select {
-			case <-tick.C:
+			case <-tickC:
 			case <-ctx.Done():
 				break feed
 			}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -183,6 +184,32 @@ func (p *proc) tail(n int) string {
 		fmt.Fprintf(&b, "--- %s (last %d lines)\n%s\n", filepath.Base(path), len(lines), strings.Join(lines, "\n"))
 	}
 	return b.String()
+}
+
+// sumLogged adds up the integer field key= over every log line of every
+// incarnation that contains msg (slog's text format), e.g. how many orders
+// the outbox relay re-published.
+func (p *proc) sumLogged(msg, key string) (lines, total int) {
+	p.mu.Lock()
+	logs := append([]string(nil), p.logs...)
+	p.mu.Unlock()
+	for _, path := range logs {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if !strings.Contains(line, msg) {
+				continue
+			}
+			lines++
+			if _, rest, ok := strings.Cut(line, " "+key+"="); ok {
+				n, _ := strconv.Atoi(strings.Fields(rest)[0])
+				total += n
+			}
+		}
+	}
+	return lines, total
 }
 
 // freeAddr returns a 127.0.0.1 address nobody listens on right now.

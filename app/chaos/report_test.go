@@ -73,6 +73,9 @@ func (r *reportTable) print(w io.Writer) {
 		case len(x.v.problems) > 0:
 			line += ": " + strings.Join(x.v.problems, "; ")
 		}
+		if x.ran && x.v.unacknowledged > 0 {
+			line += fmt.Sprintf(" (note: %d confirmed orders whose buyer never saw the 202)", x.v.unacknowledged)
+		}
 		fmt.Fprintln(w, line)
 	}
 }
@@ -95,4 +98,11 @@ func recovery(v verdict) string {
 	return sales + ", " + settled
 }
 
-func secs(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
+// secs shows sub-second times in milliseconds, so a fast recovery does not
+// read as "0.0s".
+func secs(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}

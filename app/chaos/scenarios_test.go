@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -55,7 +56,9 @@ var scenarios = []scenario{
 		fault: killOnly(func(s *stack) *proc { return s.workers[0] }),
 	},
 	{
-		name: "api-sigkill", sharedDB: true, allConfirmed: true, pace: 250, faultAt: 1.0 / 3,
+		// Unpaced, so the API dies while it accepts at full rate with
+		// orders queued in its dispatcher.
+		name: "api-sigkill", sharedDB: true, allConfirmed: true, pace: 0, faultAt: 1.0 / 3,
 		setup: splitLayout(2, 1),
 		// Left dead: orders it accepted but never published sit in the
 		// ledger's outbox, and the surviving API's relay must deliver them.
@@ -101,10 +104,19 @@ var scenarios = []scenario{
 		name: "broker-restart", sharedDB: true, pace: 250, faultAt: 1.0 / 3,
 		setup: splitLayout(1, 1),
 		fault: func(s *stack) time.Time {
+			// At this load the worker keeps up, so a broker killed at a
+			// random instant would usually hold no unconsumed order.
+			// Pausing the worker first (a GC pause, a slow database)
+			// leaves two seconds of accepted orders in the broker only.
+			w := s.workers[0]
+			w.signal(syscall.SIGSTOP)
+			defer w.signal(syscall.SIGCONT)
+			time.Sleep(2 * time.Second)
 			if err := s.broker.kill(); err != nil {
 				s.t.Fatal(err)
 			}
 			s.restartBroker() // empty: every message and offset is gone
+			w.signal(syscall.SIGCONT)
 			return time.Now()
 		},
 	},
@@ -168,10 +180,10 @@ func runScenario(t *testing.T, sc scenario) {
 		t.Fatalf("only %d of %d orders accepted before the fault was due; load so far: %s", l.nAccepted.Load(), trigger, l.summary())
 	}
 	r.note = "the fault could not be injected or repaired (see the test log)"
-	faultStart := time.Now()
+	faultStart, acceptedBefore := time.Now(), l.nAccepted.Load()
 	faultEnd := sc.fault(s)
 	t.Logf("fault from %s to %s (%s), %d orders accepted when it began",
-		faultStart.Format("15:04:05.000"), faultEnd.Format("15:04:05.000"), faultEnd.Sub(faultStart).Round(time.Millisecond), trigger)
+		faultStart.Format("15:04:05.000"), faultEnd.Format("15:04:05.000"), faultEnd.Sub(faultStart).Round(time.Millisecond), acceptedBefore)
 	select {
 	case <-l.done:
 	case <-time.After(loadMaxLength + 15*time.Second):

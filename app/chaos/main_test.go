@@ -54,6 +54,8 @@ var (
 	results = &reportTable{}
 )
 
+// TestMain builds the seckill binary once when the suite is on, runs the
+// scenarios and prints the reliability table after them.
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {

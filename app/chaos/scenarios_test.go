@@ -16,7 +16,7 @@ type scenario struct {
 	// allConfirmed: the fault must not fail a single accepted order (only
 	// a process died; every backend kept its data).
 	allConfirmed bool
-	pace         int     // buyers started per second
+	pace         int     // buyers started per second; 0: as fast as the concurrency allows
 	faultAt      float64 // fraction of the stock accepted before the fault
 	setup        func(s *stack)
 	// fault injects the fault and returns when it ended: when the
@@ -25,7 +25,8 @@ type scenario struct {
 	fault func(s *stack) time.Time
 }
 
-// splitLayout is broker + one API + two workers in one consumer group.
+// splitLayout starts `seckill broker`, then apis `seckill serve` and workers
+// `seckill worker` processes (all workers in one consumer group).
 func splitLayout(apis, workers int) func(s *stack) {
 	return func(s *stack) {
 		s.startBroker()
@@ -38,6 +39,8 @@ func splitLayout(apis, workers int) func(s *stack) {
 	}
 }
 
+// killOnly SIGKILLs the process p picks and leaves it dead; the fault ends
+// at the kill.
 func killOnly(p func(s *stack) *proc) func(s *stack) time.Time {
 	return func(s *stack) time.Time {
 		if err := p(s).kill(); err != nil {

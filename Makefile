@@ -9,7 +9,7 @@ K6_VER    := v1.8.1
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZTIME  ?= 5s
 
-.PHONY: help run build test test-short fuzz bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
+.PHONY: help run build test test-short fuzz chaos bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,11 @@ fuzz: ## run every native fuzz target for FUZZTIME each (default 5s), one after 
 	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f)/; \
 	  done; \
 	done
+chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Redis and MariaDB mid-sale; prints the reliability table
+	@command -v redis-server >/dev/null && command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || \
+	  echo "note: redis-server, mariadbd or mariadb-install-db is missing: the scenarios that need it will FAIL (Debian: apt-get install redis-server mariadb-server)"
+	SECKILL_TEST_MYSQL_DSN="$${SECKILL_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/test}" \
+	  SECKILL_CHAOS=1 $(GO) test -count=1 -timeout 12m -v -run . ./app/chaos/
 
 bench: ## measure throughput as ratios against a baseline from the same run (real Redis/MariaDB, wrk)
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk; }

@@ -120,6 +120,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 				"Applies the embedded SQL migrations (goose) to --mysql-dsn, or to the SQLite file when it is empty.",
 				migrate(stderr)),
 			reconcileCommand(stdout, stderr),
+			brokerCommand(stdout, stderr),
 		},
 		Exec: func(_ context.Context, args []string) error {
 			if len(args) > 0 {

@@ -1,0 +1,197 @@
+package chaos
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// scenario is one crash test: how to lay out the processes and which fault
+// to inject once a fraction of the stock has sold.
+type scenario struct {
+	name     string
+	sharedDB bool // the shared MariaDB (fresh database); false: a private mariadbd
+	aof      bool // the private redis-server persists with an AOF
+	// allConfirmed: the fault must not fail a single accepted order (only
+	// a process died; every backend kept its data).
+	allConfirmed bool
+	pace         int     // buyers started per second; 0: as fast as the concurrency allows
+	faultAt      float64 // fraction of the stock accepted before the fault
+	setup        func(s *stack)
+	// fault injects the fault and returns when it ended: when the
+	// restarted process or server is ready again, or at the kill when
+	// nothing is restarted.
+	fault func(s *stack) time.Time
+}
+
+// splitLayout starts `seckill broker`, then apis `seckill serve` and workers
+// `seckill worker` processes (all workers in one consumer group).
+func splitLayout(apis, workers int) func(s *stack) {
+	return func(s *stack) {
+		s.startBroker()
+		for i := range apis {
+			s.seckill("serve", fmt.Sprintf("api-%d", i+1))
+		}
+		for i := range workers {
+			s.seckill("worker", fmt.Sprintf("worker-%d", i+1))
+		}
+	}
+}
+
+// killOnly SIGKILLs the process p picks and leaves it dead; the fault ends
+// at the kill.
+func killOnly(p func(s *stack) *proc) func(s *stack) time.Time {
+	return func(s *stack) time.Time {
+		if err := p(s).kill(); err != nil {
+			s.t.Fatal(err)
+		}
+		return time.Now()
+	}
+}
+
+var scenarios = []scenario{
+	{
+		name: "worker-sigkill", sharedDB: true, allConfirmed: true, pace: 250, faultAt: 1.0 / 3,
+		setup: splitLayout(1, 2),
+		// Left dead: the survivor must take over its partitions once the
+		// group notices (session timeout) and redo its uncommitted batch.
+		fault: killOnly(func(s *stack) *proc { return s.workers[0] }),
+	},
+	{
+		// Unpaced, so the API dies while it accepts at full rate with
+		// orders queued in its dispatcher.
+		name: "api-sigkill", sharedDB: true, allConfirmed: true, pace: 0, faultAt: 1.0 / 3,
+		setup: splitLayout(2, 1),
+		// Left dead: orders it accepted but never published sit in the
+		// ledger's outbox, and the surviving API's relay must deliver them.
+		fault: killOnly(func(s *stack) *proc { return s.apis[0] }),
+	},
+	{
+		name: "redis-restart-aof", sharedDB: true, aof: true, pace: 250, faultAt: 1.0 / 3,
+		setup: splitLayout(1, 1),
+		fault: func(s *stack) time.Time {
+			if err := s.redis.kill(); err != nil {
+				s.t.Fatal(err)
+			}
+			s.restartRedis()
+			return time.Now()
+		},
+	},
+	{
+		name: "redis-restart-empty", sharedDB: true, pace: 250, faultAt: 1.0 / 3,
+		setup: splitLayout(1, 1),
+		fault: func(s *stack) time.Time {
+			if err := s.redis.kill(); err != nil {
+				s.t.Fatal(err)
+			}
+			s.restartRedis() // no persistence: the ledger is gone
+			return time.Now()
+		},
+	},
+	{
+		// A slower pace and an earlier fault, so stock is still left when
+		// the database comes back and the sale resumes measurably.
+		name: "mysql-unreachable", pace: 60, faultAt: 0.2,
+		setup: splitLayout(1, 1),
+		fault: func(s *stack) time.Time {
+			if err := s.mysql.kill(); err != nil {
+				s.t.Fatal(err)
+			}
+			time.Sleep(10 * time.Second)
+			s.restartMariaDB(s.mysqlDSN)
+			return time.Now()
+		},
+	},
+	{
+		name: "broker-restart", sharedDB: true, pace: 250, faultAt: 1.0 / 3,
+		setup: splitLayout(1, 1),
+		fault: func(s *stack) time.Time {
+			// At this load the worker keeps up, so a broker killed at a
+			// random instant would usually hold no unconsumed order.
+			// Pausing the worker first (a GC pause, a slow database)
+			// leaves two seconds of accepted orders in the broker only.
+			w := s.workers[0]
+			w.signal(syscall.SIGSTOP)
+			defer w.signal(syscall.SIGCONT)
+			time.Sleep(2 * time.Second)
+			if err := s.broker.kill(); err != nil {
+				s.t.Fatal(err)
+			}
+			s.restartBroker() // empty: every message and offset is gone
+			w.signal(syscall.SIGCONT)
+			return time.Now()
+		},
+	},
+	{
+		// One process with its own embedded broker (no
+		// SECKILL_KAFKA_BROKERS), a private Redis that keeps running and
+		// the shared MariaDB; restarted with the same settings.
+		name: "all-sigkill", sharedDB: true, aof: true, allConfirmed: true, pace: 250, faultAt: 1.0 / 3,
+		setup: func(s *stack) { s.seckill("all", "all-1") },
+		fault: func(s *stack) time.Time {
+			p := s.apis[0]
+			if err := p.kill(); err != nil {
+				s.t.Fatal(err)
+			}
+			s.restartSeckill(p)
+			return time.Now()
+		},
+	},
+}
+
+// TestChaos runs every scenario in turn (not in parallel: each needs the
+// machine's two cores for its own processes and load) and records a row of
+// the reliability table for each.
+func TestChaos(t *testing.T) {
+	requireChaos(t)
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { runScenario(t, sc) })
+	}
+}
+
+func runScenario(t *testing.T, sc scenario) {
+	started := time.Now()
+	r := row{name: sc.name, buyers: saleBuyers, units: saleStock, note: "setup failed (see the test log)"}
+	defer func() {
+		r.failed = t.Failed()
+		r.elapsed = time.Since(started)
+		results.add(r)
+	}()
+	requireCommand(t, "redis-server")
+	if !sc.sharedDB {
+		requireCommand(t, "mariadbd", "mariadb-install-db")
+	}
+
+	s := newStack(t, sc.name, sc.sharedDB)
+	s.startRedis(sc.aof)
+	if !sc.sharedDB {
+		s.startMariaDB()
+	}
+	sc.setup(s)
+	item := s.createSale(saleStock)
+	buyers := s.loginAll(saleBuyers)
+
+	l := newLoad(s, item, buyers, sc.pace)
+	go l.run()
+	// However the test ends, let the load finish first (it is bounded by
+	// loadMaxLength) so no goroutine outlives the scenario's processes.
+	defer func() { <-l.done }()
+	trigger := int64(float64(saleStock) * sc.faultAt)
+	if !l.waitAccepted(trigger, 30*time.Second) {
+		r.note = "the load never reached the fault point"
+		t.Fatalf("only %d of %d orders accepted before the fault was due; load so far: %s", l.nAccepted.Load(), trigger, l.summary())
+	}
+	r.note = "the fault could not be injected or repaired (see the test log)"
+	faultStart, acceptedBefore := time.Now(), l.nAccepted.Load()
+	faultEnd := sc.fault(s)
+	t.Logf("fault from %s to %s (%s), %d orders accepted when it began",
+		faultStart.Format("15:04:05.000"), faultEnd.Format("15:04:05.000"), faultEnd.Sub(faultStart).Round(time.Millisecond), acceptedBefore)
+	select {
+	case <-l.done:
+	case <-time.After(loadMaxLength + 15*time.Second):
+		t.Fatal("the load did not end within its own time limit")
+	}
+	r.v = s.check(l, saleStock, faultEnd, sc.allConfirmed)
+	r.ran = true
+}

@@ -267,6 +267,23 @@ func (in *instance) waitSettled(item int64, timeout time.Duration) response {
 	}
 }
 
+// waitOrder polls an order until it has status want, or fails the test
+// after timeout; it returns the last answer.
+func (in *instance) waitOrder(id, token, want string, timeout time.Duration) response {
+	in.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := in.do("GET", "/api/v1/orders/"+id, token, nil)
+		if r.Status == 200 && r.str("status") == want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("order %s is not %s after %s: %d %s", id, want, timeout, r.Status, r.Raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func cleanRedisPrefix(addr, prefix string) {
 	// testenv.Redis cleans its own prefixes; the instances here made theirs
 	// through config, so clean it the same way.

@@ -250,18 +250,7 @@ func TestCrashBetweenLedgerAndQueue(t *testing.T) {
 		t.Fatalf("reserve: %+v %v", res, err)
 	}
 	// Nothing enqueued it: as if the process died right here.
-	tok := in.login("crashy")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := in.do("GET", "/api/v1/orders/"+string(o.ID), tok, nil)
-		if r.str("status") == "confirmed" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("orphaned order never confirmed: %s", r.Raw)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	in.waitOrder(string(o.ID), in.login("crashy"), "confirmed", 20*time.Second)
 	st := in.waitSettled(item, 10*time.Second)
 	if st.num("orders_confirmed") != 1 || st.num("stock_left_redis") != 4 {
 		t.Fatalf("stats after relay: %s", st.Raw)

@@ -230,16 +230,8 @@ func TestRefusedOrderEndsFailedWithUnitBack(t *testing.T) {
 	if second.Status != 202 {
 		t.Fatalf("second purchase after the ledger forgot the buyer: %d %s", second.Status, second.Raw)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := in.do("GET", "/api/v1/orders/"+second.str("order_id"), tok, nil)
-		if r.Status == 200 && r.str("status") == "failed" && r.str("reason") != "" {
-			break
-		}
-		if time.Now().After(deadline) || (r.Status != 200 && r.Status != 0) {
-			t.Fatalf("refused order: %d %s; want it failed with a reason (never 404)", r.Status, r.Raw)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if r := in.waitOrder(second.str("order_id"), tok, "failed", 20*time.Second); r.str("reason") == "" {
+		t.Fatalf("refused order failed without a reason: %s", r.Raw)
 	}
 	st := in.waitSettled(item, 20*time.Second)
 	if st.num("orders_confirmed") != 1 || st.num("orders_failed") != 1 || st.num("stock_left_redis") != 4 || st.num("stock_left_db") != 4 {
@@ -270,18 +262,7 @@ func TestPublishedOrderLostByTheBrokerIsPublishedAgain(t *testing.T) {
 	if err := in.Ledger().MarkPublished(context.Background(), o.ID); err != nil {
 		t.Fatal(err)
 	}
-	tok := in.login("unlucky")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := in.do("GET", "/api/v1/orders/"+string(o.ID), tok, nil)
-		if r.str("status") == "confirmed" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lost order never published again: %s", r.Raw)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	in.waitOrder(string(o.ID), in.login("unlucky"), "confirmed", 20*time.Second)
 	in.waitSettled(item, 10*time.Second)
 }
 

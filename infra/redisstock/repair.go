@@ -78,9 +78,14 @@ func (s *Store) Repair(ctx context.Context, it sale.Item, snap sale.LedgerSnapsh
 	if snap.Exists {
 		existed, stock = "1", want-snap.StockLeft
 	}
-	k := s.item(it.ID)
-	v, err := ints(s.runScript(ctx, repairScript, []string{k.sale(), s.itemsKey()},
-		existed, snap.Gen, stock, it.StockTotal, it.StartsAt.UnixMilli(), it.EndsAt.UnixMilli(), it.PriceCents, it.ID.String()), 2)
+	// The index is another cluster slot, so it is written outside the
+	// script and first, as Open does: at worst an indexed item with no
+	// sale, never a sale the relay cannot find.
+	if err := s.rdb.SAdd(ctx, s.itemsKey(), it.ID.String()).Err(); err != nil {
+		return 0, fmt.Errorf("redisstock: repair item %d: %w", it.ID, err)
+	}
+	v, err := ints(s.runScript(ctx, repairScript, []string{s.item(it.ID).sale()},
+		existed, snap.Gen, stock, it.StockTotal, it.StartsAt.UnixMilli(), it.EndsAt.UnixMilli(), it.PriceCents), 2)
 	if err != nil {
 		return 0, fmt.Errorf("redisstock: repair item %d: %w", it.ID, err)
 	}

@@ -285,9 +285,9 @@ return out
 // above every generation an instance can have seen, so stale sold-out flags
 // clear.
 //
-// KEYS: sale, items index
+// KEYS: sale
 // ARGV: existed (0/1), snapshot gen, stock delta (existed) or stock (missing),
-// total, starts_ms, ends_ms, price, item id
+// total, starts_ms, ends_ms, price
 const repairSrc = nowMS + `
 local existed = ARGV[1] == '1'
 local exists = redis.call('EXISTS', KEYS[1]) == 1
@@ -307,7 +307,6 @@ else
 end
 gen = math.max(gen + 1, now_ms)
 redis.call('HSET', KEYS[1], 'total', ARGV[4], 'starts_ms', ARGV[5], 'ends_ms', ARGV[6], 'price', ARGV[7], 'gen', gen)
-redis.call('SADD', KEYS[2], ARGV[8])
 return {$REPAIR_APPLIED, gen}
 `
 

@@ -4,18 +4,32 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-K6        := $(BIN)/k6
+K6_BIN    := $(BIN)/k6
+# A K6 given in the environment or on the command line wins, then a k6 on
+# PATH; only without either is k6 built into bin/ (make k6).
+ifndef K6
+K6 := $(or $(shell command -v k6 2>/dev/null),$(K6_BIN))
+endif
+# The k6-* targets build k6 only when they are going to use bin/k6.
+K6_DEP    := $(if $(filter $(K6_BIN),$(K6)),$(K6_BIN))
 K6_VER    := v1.8.1
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZTIME  ?= 5s
 
 .PHONY: help run build test test-short fuzz chaos bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
 
+# Bold target names only on a terminal, so a piped `make help` is plain text.
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@if [ -t 1 ]; then b=$$'\033[1m' n=$$'\033[0m'; fi; \
+	awk -v b="$$b" -v n="$$n" 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-12s%s %s\n", b, $$1, n, $$2}' $(MAKEFILE_LIST)
 
-run: ## start the whole system in one process on embedded backends, with a demo sale
-	$(GO) run ./app/cmd/seckill all
+# The built binary, not `go run`, which exits 1 on SIGINT even after a clean
+# shutdown. On a terminal, set -m runs seckill as its own foreground job, so
+# Ctrl+C reaches seckill alone and make reports seckill's exit status (GNU
+# make that receives SIGINT itself always dies of it). Saving the status keeps
+# bash from exec'ing seckill in its own place, which would skip the job.
+run: build ## start the whole system in one process on embedded backends, with two demo sales
+	@if [ -t 0 ]; then set -m; fi; $(BIN)/seckill all; status=$$?; exit $$status
 
 build: ## build bin/seckill
 	$(GO) build -o $(BIN)/seckill ./app/cmd/seckill
@@ -48,19 +62,19 @@ bench: ## measure throughput as ratios against a baseline from the same run (rea
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) run ./app/cmd/benchsale $(BENCH_FLAGS)
 
-$(K6):
+$(K6_BIN):
 	@echo "installing k6 $(K6_VER) into bin/ (builds from source, 2-4 minutes the first time)"
 	GOBIN=$(BIN) $(GO) install go.k6.io/k6@$(K6_VER)
 
-k6: $(K6) ## install k6 into bin/
+k6: $(K6_BIN) ## install k6 into bin/
 
-k6-smoke: $(K6) ## k6: one user logs in, buys and sees confirmed (starts the system if BASE_URL is unset)
+k6-smoke: $(K6_DEP) ## k6: one user logs in, buys and sees confirmed (starts the system if BASE_URL is unset)
 	K6=$(K6) ./k6/run.sh smoke.js
 
-k6-spike: $(K6) ## k6: thousands of users spike one item; fails on oversell or inconsistency
+k6-spike: $(K6_DEP) ## k6: thousands of users spike one item; fails on oversell or inconsistency
 	K6=$(K6) ./k6/run.sh spike.js
 
-k6-soldout: $(K6) ## k6: sustained hammering after the item is sold out
+k6-soldout: $(K6_DEP) ## k6: sustained hammering after the item is sold out
 	K6=$(K6) ./k6/run.sh soldout.js
 
 up: ## docker compose: the full stack (MySQL, Redis, Kafka, 2 API replicas, worker)

@@ -111,30 +111,40 @@ func New(cfg config.Config, roles Roles, log *slog.Logger) *Main {
 // Start connects to (or starts) every backend, applies migrations, seeds the
 // demo if asked, starts the background loops and begins serving HTTP. When
 // it returns nil the instance is ready; on error everything it started is
-// stopped again.
+// stopped again. A busy --http-addr is reported before anything starts.
 func (m *Main) Start(ctx context.Context) (err error) {
+	cfg := m.Config
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// Listen first: a second instance on a busy port should say so at once,
+	// not after starting its backends and seeding. Serving starts last.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another seckill running? set --http-addr)", cfg.HTTPAddr, err)
+	}
+	m.ln = ln
 	defer func() {
 		if err != nil {
 			_ = m.Shutdown(context.Background())
 		}
 	}()
-	cfg := m.Config
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
 	m.metrics = metrics.New()
 
 	if err := m.openBackends(ctx); err != nil {
 		return err
 	}
 	cfg = m.Config // now with the embedded backends' addresses
+	logged := startupConfig{cfg: cfg}
 	if m.AdminToken = cfg.AdminToken; m.AdminToken == "" && m.Roles.API {
 		m.AdminToken = auth.RandomSecret()
+		logged.generatedAdminToken = true
 		m.Log.Warn("no --admin-token given; generated one for this run", "admin_token", m.AdminToken)
 	}
 	secret := cfg.TokenSecret
 	if secret == "" {
 		secret = auth.RandomSecret()
+		logged.generatedTokenSecret = true
 		if m.emRedis == nil {
 			m.Log.Warn("no --token-secret given; tokens from this instance will not work on others")
 		}
@@ -155,8 +165,8 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		LoadTimeout: min(3*time.Second, cfg.DoubleDeleteDelay),
 	})
 	m.local = localcache.New(m.shared, localcache.Options{SizeBytes: cfg.LocalCacheMB << 20, TTL: cfg.LocalCacheTTL})
-	m.bus = redisbus.New(m.rdb, cfg.RedisPrefix+":events", cfg.InstanceID)
-	m.delay = redisdelay.New(m.rdb, cfg.RedisPrefix+":{delayed}", redisdelay.Options{})
+	m.bus = redisbus.New(m.rdb, eventsChannel(cfg.RedisPrefix), cfg.InstanceID)
+	m.delay = redisdelay.New(m.rdb, delayKey(cfg.RedisPrefix), redisdelay.Options{})
 	m.coord = cluster.New(cluster.Deps{
 		Bus: busAdapter{m.bus}, Shared: m.shared, Local: m.local, Flags: m.shield, Delay: m.delay,
 		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
@@ -232,7 +242,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if err := m.serveHTTP(secret); err != nil {
 		return err
 	}
-	m.Log.Info("seckill started", "config", cfg, "api", m.Roles.API, "worker", m.Roles.Worker, "url", m.URL())
+	m.Log.Info("seckill started", "config", logged, "api", m.Roles.API, "worker", m.Roles.Worker, "url", m.URL())
 	return nil
 }
 
@@ -377,11 +387,7 @@ func (m *Main) serveHTTP(secret string) error {
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout,
 		})
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another seckill running? set --http-addr)", cfg.HTTPAddr, err)
-	}
-	m.ln = ln
+	ln := m.ln // opened at the start of Start
 	m.httpSrv = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -436,6 +442,9 @@ func (m *Main) shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 			_ = m.httpSrv.Close()
 		}
+	} else if m.ln != nil {
+		// Start failed after listening and before serving.
+		_ = m.ln.Close()
 	}
 	if m.dispCancel != nil {
 		m.dispCancel()
@@ -490,6 +499,44 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// startupConfig is the config as the start-up line logs it: Config.LogValue,
+// with a secret this instance generated shown as "generated" rather than as
+// the empty setting it was generated for. The value itself is never logged.
+type startupConfig struct {
+	cfg                                       config.Config
+	generatedAdminToken, generatedTokenSecret bool
+}
+
+// LogValue implements slog.LogValuer.
+func (s startupConfig) LogValue() slog.Value {
+	attrs := s.cfg.LogValue().Group()
+	for i, a := range attrs {
+		if (a.Key == "admin_token" && s.generatedAdminToken) || (a.Key == "token_secret" && s.generatedTokenSecret) {
+			attrs[i] = slog.String(a.Key, "generated")
+		}
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// eventsChannel, delayKey and seedLockKey name the Redis channel and keys
+// the wiring itself chooses; RedisKeyPatterns lists them with the adapters'.
+func eventsChannel(prefix string) string { return prefix + ":events" }
+func delayKey(prefix string) string      { return prefix + ":{delayed}" }
+func seedLockKey(prefix string) string   { return prefix + ":seed-lock" }
+
+// RedisKeyPatterns lists every Redis key and channel an instance with this
+// prefix uses, for one item and one user, built by the same functions the
+// adapters and the wiring use. The docs test checks the documented keys
+// against it.
+func RedisKeyPatterns(prefix string, item sale.ItemID, user sale.UserID) []string {
+	var out []string
+	out = append(out, redisstock.KeyPatterns(prefix, item)...)
+	out = append(out, rediscache.KeyPatterns(prefix, item)...)
+	out = append(out, redisdelay.KeyPatterns(delayKey(prefix))...)
+	out = append(out, redisrate.KeyPatterns(prefix, user)...)
+	return append(out, eventsChannel(prefix), seedLockKey(prefix))
 }
 
 // busAdapter lets the coordinator publish on the Redis bus.

@@ -16,7 +16,7 @@ import (
 func (m *Main) seedDemo(ctx context.Context) error {
 	// Several replicas may start together; only the one holding this lock
 	// seeds, and it checks for an empty catalog while holding it.
-	lock := m.Config.RedisPrefix + ":seed-lock"
+	lock := seedLockKey(m.Config.RedisPrefix)
 	ok, err := m.rdb.SetNX(ctx, lock, m.Config.InstanceID, 30*time.Second).Result()
 	if err != nil {
 		return err

@@ -110,7 +110,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.KafkaGroup, "kafka-group", "seckill-workers", "consumer group of the order workers")
 	fs.IntVar(&c.KafkaParts, "kafka-partitions", 6, "partitions created for the orders topic when it is missing")
 	fs.BoolVar(&c.AutoMigrate, "auto-migrate", true, "apply database migrations on start")
-	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "create two demo sales on start if the catalog is empty (on by default with an embedded database)")
+	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "create two demo sales on start if the catalog is empty; when not given it is true with the embedded database (no --mysql-dsn) and false otherwise")
 
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /api/v1/admin (secret); empty generates one and logs it")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "HMAC key for user tokens (secret); all API instances must share it; empty generates one")
@@ -142,6 +142,22 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 10*time.Second, "how often every item's Redis ledger is compared with the database")
 	fs.BoolVar(&c.ReconcileRepair, "reconcile-repair", true, "let the periodic reconciliation repair drift it has seen twice in a row (a lost ledger is always rebuilt)")
 	fs.DurationVar(&c.RecoveryGrace, "recovery-grace", 2*time.Second, "wait after a lost ledger is noticed before the rebuild marks the order queue, so orders accepted just before the loss reach it")
+}
+
+// RegisterOnly declares just the named settings on fs, with the same
+// defaults and help text as Register, for a subcommand that reads only
+// those. Every other field still gets its default. It panics on a name
+// Register does not declare, which is a programming error.
+func (c *Config) RegisterOnly(fs *flag.FlagSet, names ...string) {
+	all := flag.NewFlagSet("all", flag.ContinueOnError)
+	c.Register(all)
+	for _, name := range names {
+		f := all.Lookup(name)
+		if f == nil {
+			panic("config: no setting --" + name)
+		}
+		fs.Var(f.Value, f.Name, f.Usage)
+	}
 }
 
 // Embedded reports whether any backend runs as an in-process stand-in.

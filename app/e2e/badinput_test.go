@@ -48,7 +48,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"not started", "POST", fmt.Sprintf("/api/v1/items/%d/purchase", future), tok, nil, 403, "not_started"},
 		{"login bad json", "POST", "/api/v1/login", "", `{"user_id":`, 400, "invalid_json"},
 		{"login empty body", "POST", "/api/v1/login", "", "", 400, "invalid_json"},
-		{"login unknown field", "POST", "/api/v1/login", "", `{"user_id":"bob","admin":true}`, 400, "invalid_json"},
+		{"login unknown field", "POST", "/api/v1/login", "", `{"user_id":"bob","admin":true}`, 400, "invalid_request"},
 		{"login bad user id", "POST", "/api/v1/login", "", `{"user_id":"bob smith"}`, 400, "invalid_request"},
 		{"login 1 MB body", "POST", "/api/v1/login", "", hugeJSON, 413, "payload_too_large"},
 		{"create 1 MB body", "POST", "/api/v1/admin/items", adminToken, hugeJSON, 413, "payload_too_large"},

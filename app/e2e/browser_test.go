@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,12 +47,10 @@ func TestBrowserSalePage(t *testing.T) {
 	t.Logf("system and browser up in %s", time.Since(start).Round(time.Millisecond))
 
 	seeded := browserFindItem(t, base, "active")
-	// Setup through the admin API, not the page: a sale with one unit.
-	now := time.Now().UTC().Truncate(time.Second)
-	oneUnit := browserCreateSale(t, base, browserSaleDraft{
-		Name: "Limited sneaker drop", Description: "Only one pair. One per customer.",
-		PriceCents: 12900, Stock: 1, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour),
-	})
+	// The screenshot in the README must show what `make run` shows, so the
+	// test's own sales are created only after it is taken.
+	demo := browserItemIDs(t, base)
+	var oneUnit int64
 
 	tab.do("open the sale page", chromedp.Navigate(base+"/"))
 	tab.waitJS("the seeded sale is listed", browserCard(seeded)+` !== null`)
@@ -68,6 +67,9 @@ func TestBrowserSalePage(t *testing.T) {
 		tab.waitUntil("the order is confirmed", 10*time.Second,
 			browserTextOf(card+" .order-status")+` === "confirmed"`)
 		tab.waitJS("the confirmation message is shown", `/confirmed/i.test(`+browserTextOf(card+" .message")+`)`)
+		tab.waitJS("the page shows the demo sales and nothing else",
+			`JSON.stringify([...document.querySelectorAll('#items [data-item-id]')].map(e => +e.dataset.itemId).sort((a, b) => a - b)) === '`+
+				browserJSONIDs(demo)+`'`)
 
 		shot := tab.fullScreenshot()
 		path := os.Getenv("SECKILL_SCREENSHOT")
@@ -82,6 +84,12 @@ func TestBrowserSalePage(t *testing.T) {
 
 	t.Run("sold_out_for_second_user", func(t *testing.T) {
 		tab := tab.with(t)
+		// Setup through the admin API, not the page: a sale with one unit.
+		now := time.Now().UTC().Truncate(time.Second)
+		oneUnit = browserCreateSale(t, base, browserSaleDraft{
+			Name: "Limited sneaker drop", Description: "Only one pair. One per customer.",
+			PriceCents: 12900, Stock: 1, StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour),
+		})
 		card := browserCardSel(oneUnit)
 		tab.waitJS("the one-unit sale is listed", browserCard(oneUnit)+` !== null`)
 		tab.waitJS("A (alice) is still logged in", browserTextOf("#current-user")+` === "alice"`)
@@ -266,6 +274,34 @@ func browserCreateSale(t *testing.T, base string, d browserSaleDraft) int64 {
 		t.Fatalf("create sale: bad body %s (%v)", raw, err)
 	}
 	return it.ID
+}
+
+// browserItemIDs returns the ids of every listed item, ascending.
+func browserItemIDs(t *testing.T, base string) []int64 {
+	t.Helper()
+	resp, err := browserHTTP.Get(base + "/api/v1/items")
+	if err != nil {
+		t.Fatalf("list items: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Items []browserItem `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("list items: %v", err)
+	}
+	var ids []int64
+	for _, it := range out.Items {
+		ids = append(ids, it.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// browserJSONIDs renders ids as the page's JSON.stringify would.
+func browserJSONIDs(ids []int64) string {
+	b, _ := json.Marshal(ids)
+	return string(b)
 }
 
 // browserFindItem returns the id of the first listed item with the status.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -70,14 +71,29 @@ var fixedBodies = func() map[*errorRow][]byte {
 		if row.message == "" {
 			continue
 		}
-		b, err := json.Marshal(errorBody{Error: row.code, Message: row.message})
-		if err != nil {
-			panic(err)
-		}
-		out[row] = b
+		out[row] = encodeError(errorBody{Error: row.code, Message: row.message})
 	}
 	return out
 }()
+
+// internalBody is the answer to any error the table does not map; its
+// detail goes only to the log.
+var internalBody = errorBody{Error: "internal", Message: "something went wrong on our side"}
+
+// ErrorCodes lists every code an error body can carry: the table's codes in
+// table order, each once, then "internal" for whatever the table does not
+// map. The docs test checks the README's table against it.
+func ErrorCodes() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, row := range errorTable {
+		if !seen[row.code] {
+			seen[row.code] = true
+			out = append(out, row.code)
+		}
+	}
+	return append(out, internalBody.Error)
+}
 
 const jsonContentType = "application/json; charset=utf-8"
 
@@ -86,6 +102,26 @@ type errorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
 	OrderID string `json:"order_id,omitempty"`
+}
+
+// encodeError renders an error body without HTML escaping, so a message
+// such as "Bearer <SECKILL_ADMIN_TOKEN>" reads as written instead of
+// "\u003c...": the body is served as application/json, never as HTML.
+func encodeError(body errorBody) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(body); err != nil {
+		// errorBody holds only strings, which always encode.
+		panic(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// abortWithError sends an error body with the status and stops the chain.
+func abortWithError(c *gin.Context, status int, body errorBody) {
+	c.Data(status, jsonContentType, encodeError(body))
+	c.Abort()
 }
 
 // lookupError finds err's row, or nil.
@@ -104,8 +140,8 @@ func (s *server) writeError(c *gin.Context, err error) string {
 	row := lookupError(err)
 	if row == nil {
 		s.log.Error("internal error", "route", c.FullPath(), "method", c.Request.Method, "err", err)
-		c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal", Message: "something went wrong on our side"})
-		return "internal"
+		abortWithError(c, http.StatusInternalServerError, internalBody)
+		return internalBody.Error
 	}
 	if row.retry {
 		c.Header("Retry-After", "1")
@@ -126,6 +162,6 @@ func (s *server) writeError(c *gin.Context, err error) string {
 	if ap != nil {
 		body.OrderID = string(ap.OrderID)
 	}
-	c.AbortWithStatusJSON(row.status, body)
+	abortWithError(c, row.status, body)
 	return row.code
 }

@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,7 +140,7 @@ func (s *server) recoverJSON(c *gin.Context) {
 				panic(v)
 			}
 			s.log.Error("panic in handler", "route", c.FullPath(), "panic", v)
-			c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: "internal", Message: "something went wrong on our side"})
+			abortWithError(c, http.StatusInternalServerError, internalBody)
 		}
 	}()
 	c.Next()
@@ -221,7 +223,9 @@ func (s *server) deadline(c *gin.Context) {
 }
 
 // decodeJSON reads exactly one JSON object into v, refusing unknown fields,
-// trailing data and bodies over MaxBodyBytes.
+// trailing data and bodies over MaxBodyBytes. A well-formed object with a
+// field v does not have is invalid_request naming that field, not
+// invalid_json: the JSON is fine, the request is not.
 func decodeJSON(c *gin.Context, v any) error {
 	if ct := c.GetHeader("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -229,26 +233,75 @@ func decodeJSON(c *gin.Context, v any) error {
 			return errMediaType
 		}
 	}
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			return errBodyTooLarge
-		case errors.Is(err, io.EOF):
-			return jsonError("the body is empty; send a JSON object")
-		}
-		return jsonError("the body is not valid JSON for this request: " + err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	// The whole body is read first (it is at most MaxBodyBytes) so that an
+	// unknown field can be told apart from broken JSON after it.
+	raw, err := io.ReadAll(c.Request.Body)
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return errBodyTooLarge
 		}
+		return jsonError("the body could not be read: " + err.Error())
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return jsonError("the body is empty; send a JSON object")
+		}
+		if name, ok := unknownField(err); ok && json.Valid(raw) {
+			reason := "unknown field"
+			if known := jsonFields(v); len(known) > 0 {
+				reason += "; this request takes " + strings.Join(known, ", ")
+			}
+			return &sale.ValidationError{Field: name, Reason: reason}
+		}
+		return jsonError("the body is not valid JSON for this request: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return jsonError("the body has data after the JSON object")
 	}
 	return nil
+}
+
+// unknownField returns the name in encoding/json's DisallowUnknownFields
+// error, which has no type of its own to match: `json: unknown field "x"`.
+func unknownField(err error) (string, bool) {
+	const prefix = "json: unknown field "
+	msg := err.Error()
+	if !strings.HasPrefix(msg, prefix) {
+		return "", false
+	}
+	name, uerr := strconv.Unquote(msg[len(prefix):])
+	return name, uerr == nil
+}
+
+// jsonFields lists the JSON names of the struct v points to, in declaration
+// order, so an unknown-field answer can say what the request takes.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	return out
 }
 
 type jsonErr struct{ msg string }

@@ -99,6 +99,14 @@ func New(rdb redis.UniversalClient, next sale.ItemReader, opts Options) *Reader 
 // cannot be mistaken for one.
 const notFound = "-"
 
+// KeyPatterns lists every key a Reader with this prefix uses, for item id,
+// built by the same functions the Reader uses. It exists so the docs test
+// can check the key tables.
+func KeyPatterns(prefix string, id sale.ItemID) []string {
+	r := &Reader{opts: Options{Prefix: prefix}}
+	return []string{r.itemKey(id), r.listKey()}
+}
+
 func (r *Reader) itemKey(id sale.ItemID) string {
 	return r.opts.Prefix + ":item:" + id.String()
 }

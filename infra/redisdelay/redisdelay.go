@@ -79,8 +79,14 @@ type Queue struct {
 
 // New returns a Queue on key.
 func New(rdb redis.UniversalClient, key string, opts Options) *Queue {
-	return &Queue{rdb: rdb, due: key, leased: key + ":leased", opts: opts.withDefaults()}
+	return &Queue{rdb: rdb, due: key, leased: leasedKey(key), opts: opts.withDefaults()}
 }
+
+// KeyPatterns lists the keys a Queue on key uses: the due set and the
+// leased set. It exists so the docs test can check the key tables.
+func KeyPatterns(key string) []string { return []string{key, leasedKey(key)} }
+
+func leasedKey(key string) string { return key + ":leased" }
 
 // Schedule makes task due at at. If the task is already waiting, it keeps
 // the later of the two times: a second delete must never be brought forward

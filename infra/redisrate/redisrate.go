@@ -40,9 +40,23 @@ func New(rdb *redis.Client, prefix string, perSec float64, burst int) *UserLimit
 	return &UserLimiter{
 		l:      redis_rate.NewLimiter(rdb),
 		limit:  redis_rate.Limit{Rate: rate, Burst: burst, Period: time.Second},
-		prefix: prefix + ":user-rate:",
+		prefix: keyPrefix(prefix),
 	}
 }
+
+// libraryPrefix is what redis_rate puts before every key it is given (its
+// unexported redisPrefix); TestKeyPatternsAreTheKeysWritten catches a change.
+const libraryPrefix = "rate:"
+
+// KeyPatterns lists the key a limiter with this prefix keeps for user, as
+// it appears in Redis. Unlike every other key it does not start with the
+// prefix: the library puts "rate:" first. It exists so the docs test can
+// check the key tables.
+func KeyPatterns(prefix string, user sale.UserID) []string {
+	return []string{libraryPrefix + keyPrefix(prefix) + string(user)}
+}
+
+func keyPrefix(prefix string) string { return prefix + ":user-rate:" }
 
 // Allow reports whether the user may make one more attempt now. An error
 // means Redis was not reached; the caller decides whether to fail open.

@@ -64,3 +64,20 @@ func TestRedisDownIsAnError(t *testing.T) {
 		t.Fatal("no error with Redis down")
 	}
 }
+
+// TestKeyPatternsAreTheKeysWritten: KeyPatterns names exactly the key a
+// check leaves in Redis, library prefix included, so the docs that are
+// checked against it name real keys.
+func TestKeyPatternsAreTheKeysWritten(t *testing.T) {
+	t.Parallel()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	if _, err := New(rdb, "p", 1, 5).Allow(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	got, want := mr.Keys(), KeyPatterns("p", "alice")
+	if len(got) != len(want) || got[0] != want[0] {
+		t.Fatalf("keys in Redis %q, KeyPatterns %q", got, want)
+	}
+}

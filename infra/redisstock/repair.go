@@ -163,7 +163,7 @@ func (s *Store) RestoreRestockKeys(ctx context.Context, id sale.ItemID, keys []s
 // time repairs an item; ok is false if another holds it. unlock releases it
 // only if it is still this holder's.
 func (s *Store) LockRepair(ctx context.Context, id sale.ItemID, ttl time.Duration) (unlock func(), ok bool, err error) {
-	key := s.item(id).base + "repairing"
+	key := s.item(id).repairing()
 	token := fmt.Sprintf("%d", time.Now().UnixNano())
 	ok, err = s.rdb.SetNX(ctx, key, token, ttl).Result()
 	if err != nil || !ok {

@@ -155,6 +155,15 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// KeyPatterns lists every key a Store with this prefix uses, for item id,
+// built by the same functions the Store uses; a new key builder belongs
+// here too. It exists so the docs test can check the key tables.
+func KeyPatterns(prefix string, id sale.ItemID) []string {
+	s := &Store{prefix: prefix}
+	k := s.item(id)
+	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.repairing(), s.itemsKey()}
+}
+
 // itemKeys names the keys of one item; they share the hash tag {item:<id>}.
 type itemKeys struct{ base string }
 
@@ -167,6 +176,7 @@ func (k itemKeys) buyers() string       { return k.base + "buyers" }
 func (k itemKeys) pending() string      { return k.base + "pending" }
 func (k itemKeys) outbox() string       { return k.base + "outbox" }
 func (k itemKeys) restocks() string     { return k.base + "restocks" }
+func (k itemKeys) repairing() string    { return k.base + "repairing" }
 func (s *Store) itemsKey() string       { return s.prefix + ":items" }
 func (k itemKeys) reserve() []string    { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
 func (k itemKeys) settleKeys() []string { return []string{k.pending(), k.outbox()} }

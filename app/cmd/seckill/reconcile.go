@@ -58,10 +58,10 @@ func reconcileCommand(stdout, stderr io.Writer) *ffcli.Command {
 		Options: []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)},
 		Exec: func(ctx context.Context, rest []string) error {
 			if len(rest) > 0 {
-				return fmt.Errorf("unexpected arguments %q; see seckill reconcile --help", rest)
+				return usageErrorf("unexpected arguments %q; see seckill reconcile --help", rest)
 			}
 			if cfg.MySQLDSN == "" || cfg.RedisAddr == "" || (repair && cfg.KafkaBrokers == "") {
-				return errors.New("reconcile needs --mysql-dsn and --redis-addr, and --kafka-brokers with --repair (or their SECKILL_* variables)")
+				return usageErrorf("reconcile needs --mysql-dsn and --redis-addr, and --kafka-brokers with --repair (or their SECKILL_* variables)")
 			}
 			return runReconcile(ctx, stdout, cfg, sale.ItemID(item), repair)
 		},

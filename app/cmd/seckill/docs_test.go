@@ -28,7 +28,7 @@ const repoRoot = "../../.."
 // foreignFlags are flags of other programs that the docs quote, with their
 // owner; they are not checked against seckill's.
 var foreignFlags = map[string]string{
-	"appendonly": "redis-server", "appendfsync": "redis-server",
+	"appendonly": "redis-server", "appendfsync": "redis-server", "save": "redis-server",
 	"build": "docker compose up", "profile": "docker compose", "rm": "docker compose run",
 	"describe": "kafka-consumer-groups.sh", "group": "kafka-consumer-groups.sh",
 	"bootstrap-server": "kafka-console-consumer.sh", "topic": "kafka-console-consumer.sh",

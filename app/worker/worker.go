@@ -166,10 +166,13 @@ func (w *Worker[D]) processBatch(ds []D) error {
 		var confirmed []sale.OrderID
 		for _, o := range orders {
 			f := fates[o.ID]
-			switch f.Status {
-			case sale.OrderConfirmed:
+			switch {
+			case f.Status.WasConfirmed():
+				// Paid, cancelled or expired since (a late redelivery):
+				// still an order the database confirmed, so the ledger
+				// settles it; a returned unit comes back by the return step.
 				confirmed = append(confirmed, o.ID)
-			case sale.OrderFailed:
+			case f.Status == sale.OrderFailed:
 				if f.Refused {
 					if err := w.deadLetter(ctx, deliveryFor(ds, o.ID), o, f.Reason); err != nil {
 						return err

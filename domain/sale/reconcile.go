@@ -26,7 +26,9 @@ type LedgerSnapshot struct {
 // ledger: the item row, how many live orders it has, and the recorded fate
 // of each order the ledger still holds as pending.
 type BookState struct {
-	Item  Item
+	Item Item
+	// Live is how many orders hold a unit: confirmed or paid
+	// (OrderStatus.Holds). Cancelled and expired orders gave theirs back.
 	Live  int64
 	Fates map[OrderID]Fate
 }
@@ -37,7 +39,8 @@ type Reconciliation struct {
 	Item ItemID
 	// Missing: the ledger has no sale for an item the database has.
 	Missing bool
-	// Settle are pending orders the database has confirmed: the ledger
+	// Settle are pending orders the database has confirmed (whatever
+	// became of them since): the ledger
 	// only has to drop their records. Release are pending orders the
 	// database has failed: their units go back.
 	Settle  []OrderID
@@ -75,10 +78,12 @@ type Reconciliation struct {
 func Reconcile(snap LedgerSnapshot, db BookState) Reconciliation {
 	r := Reconciliation{Item: db.Item.ID, Missing: !snap.Exists, Total: db.Item.StockTotal}
 	for _, o := range snap.Pending {
-		switch db.Fates[o.ID].Status {
-		case OrderConfirmed:
+		switch st := db.Fates[o.ID].Status; {
+		case st.WasConfirmed():
+			// Paid, cancelled and expired orders were confirmed first; a
+			// returned one's unit comes back by its own return step.
 			r.Settle = append(r.Settle, o.ID)
-		case OrderFailed:
+		case st == OrderFailed:
 			r.Release = append(r.Release, o.ID)
 		default:
 			r.LivePending++

@@ -12,6 +12,7 @@
 //	<p>:{item:42}:pending   hash  order id -> "<user>|<price>|<created_ms>|<accepted_ms>"
 //	<p>:{item:42}:outbox    zset  pending order id scored by when the relay should next look at it
 //	<p>:{item:42}:restocks  hash  restock idempotency key -> units added (kept with the sale)
+//	<p>:{item:42}:returned  hash  order id -> 1 for each cancelled or expired order whose unit came back
 //	<p>:items               set   ids of opened items, for Due
 //
 // The ledger never decides an order's fate: the database does (its order
@@ -167,6 +168,7 @@ func (k itemKeys) buyers() string       { return k.base + "buyers" }
 func (k itemKeys) pending() string      { return k.base + "pending" }
 func (k itemKeys) outbox() string       { return k.base + "outbox" }
 func (k itemKeys) restocks() string     { return k.base + "restocks" }
+func (k itemKeys) returned() string     { return k.base + "returned" }
 func (s *Store) itemsKey() string       { return s.prefix + ":items" }
 func (k itemKeys) reserve() []string    { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
 func (k itemKeys) settleKeys() []string { return []string{k.pending(), k.outbox()} }

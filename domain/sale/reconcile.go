@@ -49,6 +49,9 @@ type Reconciliation struct {
 	LivePending int64
 	// Total is the database's stock_total the comparison used.
 	Total int64
+	// Live is the database's count of orders holding a unit (confirmed or
+	// paid) the comparison used.
+	Live int64
 	// WantStock is the stock the ledger should show: every unit the
 	// database has not sold and no undecided order holds.
 	WantStock int64
@@ -76,7 +79,7 @@ type Reconciliation struct {
 // orders, and it is that figure, not the database's stock_left, that a
 // repair restores.
 func Reconcile(snap LedgerSnapshot, db BookState) Reconciliation {
-	r := Reconciliation{Item: db.Item.ID, Missing: !snap.Exists, Total: db.Item.StockTotal}
+	r := Reconciliation{Item: db.Item.ID, Missing: !snap.Exists, Total: db.Item.StockTotal, Live: db.Live}
 	for _, o := range snap.Pending {
 		switch st := db.Fates[o.ID].Status; {
 		case st.WasConfirmed():

@@ -218,7 +218,9 @@ type bookStore struct{}
 func (bookStore) Order(context.Context, sale.OrderID) (sale.Order, error) {
 	return sale.Order{}, sale.ErrOrderNotFound
 }
-func (bookStore) CountConfirmed(context.Context, sale.ItemID) (int64, error) { return 0, nil }
+func (bookStore) CountStatuses(context.Context, sale.ItemID) (map[sale.OrderStatus]int64, error) {
+	return map[sale.OrderStatus]int64{}, nil
+}
 
 type nopQueue struct{}
 

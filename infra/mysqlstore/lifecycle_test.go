@@ -89,6 +89,9 @@ func testLifecycle(t *testing.T, b backend) {
 	if n, err := s.CountHeld(ctx, it.ID); err != nil || n != 2 {
 		t.Fatalf("CountHeld = %d, %v; want 2 (one confirmed, one paid)", n, err)
 	}
+	if got, err := s.CountStatuses(ctx, it.ID); err != nil || len(got) != 4 || got[sale.OrderPaid] != 1 || got[sale.OrderExpired] != 1 {
+		t.Fatalf("CountStatuses = %v, %v; want one each of confirmed, paid, cancelled, expired", got, err)
+	}
 	if n, err := s.CountConfirmed(ctx, it.ID); err != nil || n != 1 {
 		t.Fatalf("CountConfirmed = %d, %v; want 1", n, err)
 	}

@@ -436,6 +436,25 @@ func (s *Store) Stats(ctx context.Context, id sale.ItemID) (ItemStats, error) {
 	return st, nil
 }
 
+// CountStatuses returns how many orders the item has in each status; a
+// status with none is absent.
+func (s *Store) CountStatuses(ctx context.Context, id sale.ItemID) (map[sale.OrderStatus]int64, error) {
+	var rows []struct {
+		Status string `gorm:"column:status"`
+		N      int64  `gorm:"column:n"`
+	}
+	err := s.db.WithContext(ctx).Model(&orderRow{}).Select("status, COUNT(*) AS n").
+		Where("item_id = ?", int64(id)).Group("status").Scan(&rows).Error
+	if err != nil {
+		return nil, translate(ctx, "count orders by status", err)
+	}
+	out := make(map[sale.OrderStatus]int64, len(rows))
+	for _, r := range rows {
+		out[sale.OrderStatus(r.Status)] = r.N
+	}
+	return out, nil
+}
+
 // CountFailed returns how many failed orders the item has.
 func (s *Store) CountFailed(ctx context.Context, id sale.ItemID) (int64, error) {
 	var n int64

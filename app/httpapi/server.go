@@ -20,6 +20,7 @@ import (
 
 	"seckill/app/auth"
 	"seckill/app/catalog"
+	"seckill/app/lifecycle"
 	"seckill/app/metrics"
 	"seckill/app/purchase"
 	"seckill/domain/sale"
@@ -52,6 +53,7 @@ type Check struct {
 type Deps struct {
 	Purchase   *purchase.Service
 	Catalog    *catalog.Service
+	Lifecycle  *lifecycle.Service
 	Signer     *auth.Signer
 	AdminToken string
 	Metrics    *metrics.Metrics
@@ -101,6 +103,8 @@ func New(d Deps) *gin.Engine {
 	v1.GET("/items/:id", s.getItem)
 	v1.POST("/items/:id/purchase", s.requireUser, s.purchase)
 	v1.GET("/orders/:order_id", s.requireUser, s.getOrder)
+	v1.POST("/orders/:order_id/pay", s.requireUser, s.payOrder)
+	v1.POST("/orders/:order_id/cancel", s.requireUser, s.cancelOrder)
 
 	admin := v1.Group("/admin", s.requireAdmin)
 	admin.POST("/items", s.createItem)

@@ -72,10 +72,11 @@ type Payments interface {
 	Refund(ctx context.Context, o sale.Order, ref string) error
 }
 
-// Scheduler runs a named task at a time, at least once, even if this
-// process dies (the durable delay queue).
+// Scheduler runs named tasks at their times, at least once, even if this
+// process dies (the durable delay queue). ScheduleAll schedules a batch in
+// one round trip.
 type Scheduler interface {
-	Schedule(ctx context.Context, task string, at time.Time) error
+	ScheduleAll(ctx context.Context, tasks map[string]time.Time) error
 }
 
 // TaskPrefix starts the delay-queue task that expires one order.
@@ -327,11 +328,12 @@ func (s *Service) ScheduleExpiry(ctx context.Context, deadlines map[sale.OrderID
 	if s.d.Delay == nil {
 		return
 	}
+	tasks := make(map[string]time.Time, len(deadlines))
 	for id, at := range deadlines {
-		if err := s.d.Delay.Schedule(ctx, TaskPrefix+string(id), at); err != nil {
-			s.d.Log.Warn("scheduling order expiries failed; the database scan will expire them", "err", err)
-			return
-		}
+		tasks[TaskPrefix+string(id)] = at
+	}
+	if err := s.d.Delay.ScheduleAll(ctx, tasks); err != nil {
+		s.d.Log.Warn("scheduling order expiries failed; the database scan will expire them", "orders", len(tasks), "err", err)
 	}
 }
 

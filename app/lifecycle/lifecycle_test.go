@@ -413,3 +413,32 @@ func TestRunTaskRoutesOnlyItsOwnTasks(t *testing.T) {
 		t.Fatal("a failed expiry must be retried by the delay queue")
 	}
 }
+
+type memScheduler struct{ tasks map[string]time.Time }
+
+func (s *memScheduler) ScheduleAll(_ context.Context, tasks map[string]time.Time) error {
+	for k, v := range tasks {
+		s.tasks[k] = v
+	}
+	return nil
+}
+
+// TestScheduleExpiryNamesEachOrderAtItsDeadline: the worker's confirmed
+// batch becomes one expire-order task per order at its pay_by, which
+// RunTask then accepts.
+func TestScheduleExpiryNamesEachOrderAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	r := newRig()
+	sched := &memScheduler{tasks: map[string]time.Time{}}
+	r.svc.d.Delay = sched
+	a, b := r.book.confirm("a", t0.Add(time.Minute)), r.book.confirm("b", t0.Add(2*time.Minute))
+	r.svc.ScheduleExpiry(context.Background(), map[sale.OrderID]time.Time{a.ID: a.PayBy, b.ID: b.PayBy})
+	if len(sched.tasks) != 2 || !sched.tasks[TaskPrefix+string(a.ID)].Equal(a.PayBy) || !sched.tasks[TaskPrefix+string(b.ID)].Equal(b.PayBy) {
+		t.Fatalf("scheduled %v", sched.tasks)
+	}
+	for task := range sched.tasks {
+		if ok, err := r.svc.RunTask(context.Background(), task); !ok || err != nil {
+			t.Fatalf("RunTask(%s) = %v, %v", task, ok, err)
+		}
+	}
+}

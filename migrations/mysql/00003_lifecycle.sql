@@ -15,9 +15,15 @@
 --    order lapse keeps their slot in UNIQUE (item_id, holder) and cannot buy
 --    the same item again (see docs/PURCHASE-PATH.md).
 
+-- 5. Orders confirmed before this migration were completed sales: there was
+--    no payment step. They become 'paid' (paid_at = confirmed_at), so they
+--    keep their unit and never expire; a NULL pay_by would otherwise leave
+--    them confirmed forever, neither payable nor expirable.
+
 -- +goose Up
 ALTER TABLE orders ADD COLUMN pay_by DATETIME(3) NULL AFTER confirmed_at;
 ALTER TABLE orders ADD COLUMN paid_at DATETIME(3) NULL AFTER pay_by;
 ALTER TABLE orders ADD COLUMN payment_ref VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '' AFTER paid_at;
 ALTER TABLE orders ADD KEY orders_status_pay_by (status, pay_by);
 ALTER TABLE orders ADD KEY orders_status_updated (status, updated_at);
+UPDATE orders SET status = 'paid', paid_at = confirmed_at, payment_ref = 'before-payments' WHERE status = 'confirmed';

@@ -81,14 +81,23 @@ export function buy(token, itemId) {
   });
 }
 
-// order returns the caller's order (status queued, confirmed or failed), or
-// null with the response.
+// order returns the caller's order (status queued, confirmed, paid,
+// cancelled, expired or failed), or null with the response.
 export function order(token, orderId) {
   const res = http.get(`${BASE_URL}/api/v1/orders/${orderId}`, {
     headers: { Authorization: `Bearer ${token}` },
     tags: { name: 'order' },
   });
   return { order: res.status === 200 ? json(res) : null, res };
+}
+
+// pay pays for the caller's confirmed order with the simulated provider.
+export function pay(token, orderId, ref) {
+  return http.post(`${BASE_URL}/api/v1/orders/${orderId}/pay`, JSON.stringify({ payment_ref: ref }), {
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    tags: { name: 'pay' },
+    responseCallback: http.expectedStatuses(200, 409, 503),
+  });
 }
 
 // createSale creates an item with stock units through the admin API. The sale

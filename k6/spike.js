@@ -8,13 +8,21 @@
 //   spike          from t=1s: a ramping arrival rate up to RATE new users per
 //                  second, each logging in and buying once, about USERS in
 //                  all. Most are refused: sold out, or shed (429/503).
-// Every 202 is counted in the `accepted` counter. teardown() waits until the
-// worker has settled every order, then fails the run unless:
+// Every 202 is counted in the `accepted` counter. A fraction PAY_FRACTION of
+// the spike's winners then wait for their order to be confirmed and pay for
+// it (counted in `paid`); the rest leave it confirmed, holding its unit
+// until pay_by. teardown() waits until the worker has settled every order,
+// then fails the run unless (held = confirmed + paid):
 //   - the server's accounts are consistent (openapi.yaml, admin stats),
-//   - nothing was oversold: confirmed <= stock_total,
-//   - confirmed == stock_total - stock_left_redis (failed orders' units back),
-//   - every 202 the clients saw is a confirmed order: confirmed == accepted
-//     and failed == 0 (no accepted order lost, no order nobody was told of).
+//   - nothing was oversold: held <= stock_total,
+//   - stock_total == stock_left_redis + pending + confirmed + paid, and the
+//     same with stock_left_db: failed, cancelled and expired orders' units
+//     are back in both,
+//   - every payment the clients saw is a paid order: orders_paid == paid,
+//   - every 202 the clients saw is a decided order: accepted == confirmed +
+//     paid + cancelled + expired, and failed == 0 (no accepted order lost,
+//     no order nobody was told of). With the default 15m payment window
+//     nothing expires during a run.
 //   - nobody was told sold_out while units were left: if any purchase was
 //     answered sold_out, stock_left_redis is 0 at the end.
 // The counters are read from k6's REST API (see lib.js finalCount): teardown
@@ -23,13 +31,14 @@
 //
 // Parameters: STOCK (1000), USERS (20000), RATE (3000 users/s at the peak),
 // VUS (preallocated, 300), MAX_VUS (1200), REPEAT_RATE (20 users/s),
-// SETTLE_TIMEOUT (90 s), plus BASE_URL and ADMIN_TOKEN (lib.js).
+// SETTLE_TIMEOUT (90 s), PAY_FRACTION (0.5: the share of spike winners who
+// pay; 0 pays none, 1 pays all), plus BASE_URL and ADMIN_TOKEN (lib.js).
 import exec from 'k6/execution';
 import { check, fail, sleep } from 'k6';
 import { Counter, Rate } from 'k6/metrics';
 import {
   PURCHASE_STATUSES, intEnv, login, buy, createSale, waitSettled, waitReady,
-  runId, errorCode, json, finalCount,
+  runId, errorCode, json, finalCount, order, pay,
 } from './lib.js';
 
 const STOCK = intEnv('STOCK', 1000);
@@ -39,6 +48,10 @@ const VUS = intEnv('VUS', 300);
 const MAX_VUS = Math.max(VUS, intEnv('MAX_VUS', 1200));
 const REPEAT_RATE = intEnv('REPEAT_RATE', 20);
 const SETTLE_TIMEOUT = intEnv('SETTLE_TIMEOUT', 90);
+const PAY_FRACTION = Math.min(1, Math.max(0, parseFloat(__ENV.PAY_FRACTION === undefined ? '0.5' : __ENV.PAY_FRACTION) || 0));
+// How long a winner waits for the worker to confirm their order before
+// giving up on paying for it.
+const CONFIRM_WAIT_SEC = 20;
 
 // Every purchase answered 202, whatever the scenario.
 const accepted = new Counter('accepted');
@@ -50,6 +63,8 @@ const outcomes = new Counter('purchase_outcomes');
 // 202/409/429/503/403, a 409 with an unknown code, a 202 without an order,
 // already_purchased for a first-time buyer, or a failed login.
 const unexpected = new Rate('unexpected_status');
+// Payments answered 200 paid.
+const paidCounter = new Counter('paid');
 // Retries by users holding an order that were answered already_purchased.
 const alreadyPurchased = new Counter('repeat_already_purchased');
 // One sample per teardown check; a threshold requires all to pass.
@@ -94,6 +109,8 @@ export const options = {
     // whole system with its embedded backends.
     'http_req_duration{name:purchase}': ['p(95)<300', 'p(99)<500'],
     'http_req_duration{name:login}': ['p(99)<500'],
+    // No threshold here can fail; it makes the summary list the payments.
+    paid: ['count>=0'],
     unexpected_status: ['rate==0'],
     settlement_ok: ['rate==1'],
     repeat_already_purchased: ['count>0'],
@@ -148,7 +165,33 @@ export function spikeBuyer(data) {
     unexpectedAnswer('login', res);
     return;
   }
-  judge(buy(token, data.itemId), true);
+  const bought = buy(token, data.itemId);
+  if (!judge(bought, true) || bought.status !== 202) return;
+  // Which winners pay is spread evenly over the run, not left to chance, so
+  // the paid count is predictable.
+  const n = exec.scenario.iterationInTest;
+  if (Math.floor((n + 1) * PAY_FRACTION) === Math.floor(n * PAY_FRACTION)) return;
+  payWhenConfirmed(token, (json(bought) || {}).order_id);
+}
+
+// payWhenConfirmed waits for the order to be confirmed, then pays for it.
+function payWhenConfirmed(token, orderId) {
+  const until = Date.now() + CONFIRM_WAIT_SEC * 1000;
+  while (Date.now() < until) {
+    const { order: o } = order(token, orderId);
+    if (o && o.status === 'confirmed') break;
+    if (o && o.status !== 'queued') return;
+    sleep(0.25);
+  }
+  const res = pay(token, orderId, `k6-${orderId}`);
+  const b = json(res) || {};
+  const ok = res.status === 200 && b.status === 'paid' && b.payment_ref === `k6-${orderId}`;
+  if (ok) {
+    paidCounter.add(1);
+    unexpected.add(false);
+  } else if (!(res.status === 409 && errorCode(res) === 'order_pending') && res.status !== 503) {
+    unexpectedAnswer('payment', res);
+  }
 }
 
 // repeatBuyer buys, then tries again three times: a user who holds an order
@@ -182,15 +225,20 @@ export function teardown(data) {
   const acc = finalCount('accepted');
   const soldOut = finalCount('sold_out_answers');
   const st = s || {};
+  const paidSeen = finalCount('paid');
+  const held = st.orders_confirmed + st.orders_paid;
   const results = [
     [`settled within ${SETTLE_TIMEOUT}s: nothing pending, consistent`, settled],
-    ['no oversell: confirmed <= stock_total', st.orders_confirmed <= st.stock_total],
+    ['no oversell: confirmed + paid <= stock_total', held <= st.stock_total],
     ['stock_total is what setup created', st.stock_total === data.stock],
-    ['confirmed == stock_total - stock_left_redis', st.orders_confirmed === st.stock_total - st.stock_left_redis],
-    ['confirmed == stock_total - stock_left_db', st.orders_confirmed === st.stock_total - st.stock_left_db],
-    ['k6 REST API gave the accepted count', acc !== null],
+    ['stock_total == stock_left_redis + pending + confirmed + paid',
+      st.stock_total === st.stock_left_redis + st.orders_pending + held],
+    ['stock_total == stock_left_db + confirmed + paid', st.stock_total === st.stock_left_db + held],
+    ['k6 REST API gave the accepted and paid counts', acc !== null && paidSeen !== null],
+    ['every payment answered paid is a paid order: orders_paid == paid', st.orders_paid === paidSeen],
     ['no accepted order failed: failed == 0', st.orders_failed === 0],
-    ['every 202 is a confirmed order: confirmed == accepted', acc !== null && st.orders_confirmed === acc],
+    ['every 202 is a decided order: accepted == confirmed + paid + cancelled + expired',
+      acc !== null && held + st.orders_cancelled + st.orders_expired === acc],
     ['no false sold_out: sold_out answered only once stock_left_redis == 0',
       soldOut !== null && (soldOut === 0 || st.stock_left_redis === 0)],
   ];
@@ -201,7 +249,7 @@ export function teardown(data) {
     if (ok !== true) allOk = false;
   }
   const line = `spike verdict: item ${data.itemId} accepted(202)=${acc} sold_out_answers=${soldOut} confirmed=${st.orders_confirmed} ` +
-    `failed=${st.orders_failed} pending=${st.orders_pending} stock_total=${st.stock_total} ` +
+    `paid=${st.orders_paid} paid_seen=${paidSeen} cancelled=${st.orders_cancelled} expired=${st.orders_expired} failed=${st.orders_failed} pending=${st.orders_pending} stock_total=${st.stock_total} ` +
     `stock_left_redis=${st.stock_left_redis} stock_left_db=${st.stock_left_db} consistent=${st.consistent} ` +
     `settled_after=${waitedSec.toFixed(1)}s`;
   console.log(line);

@@ -22,6 +22,7 @@ import (
 	"seckill/app/cluster"
 	"seckill/app/config"
 	"seckill/app/httpapi"
+	"seckill/app/lifecycle"
 	"seckill/app/metrics"
 	"seckill/app/outbox"
 	"seckill/app/purchase"
@@ -34,6 +35,7 @@ import (
 	"seckill/infra/kafkaevents"
 	"seckill/infra/localcache"
 	"seckill/infra/mysqlstore"
+	"seckill/infra/paysim"
 	"seckill/infra/redisbus"
 	"seckill/infra/rediscache"
 	"seckill/infra/redisdelay"
@@ -82,9 +84,13 @@ type Main struct {
 	recon     *reconcile.Service
 	metrics   *metrics.Metrics
 
-	// Catalog and Purchase are the use cases, exposed for tests and seeding.
-	Catalog  *catalog.Service
-	Purchase *purchase.Service
+	// Catalog, Purchase and Lifecycle are the use cases, exposed for tests
+	// and seeding.
+	Catalog   *catalog.Service
+	Purchase  *purchase.Service
+	Lifecycle *lifecycle.Service
+	// Payments is the simulated payment provider the lifecycle charges.
+	Payments *paysim.Provider
 
 	httpSrv *http.Server
 	ln      net.Listener
@@ -170,6 +176,14 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.coord = cluster.New(cluster.Deps{
 		Bus: busAdapter{m.bus}, Shared: m.shared, Local: m.local, Flags: m.shield, Delay: m.delay,
 		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
+		// The lifecycle is built below, with the coordinator's StockBack;
+		// the delay queue starts only after both exist.
+		Tasks: func(ctx context.Context, task string) (bool, error) { return m.Lifecycle.RunTask(ctx, task) },
+	})
+	m.Payments = &paysim.Provider{}
+	m.Lifecycle = lifecycle.New(lifecycle.Deps{
+		Book: m.store, Pending: m.ledger, Ledger: returnLedger{m.ledger}, Payments: m.Payments, Delay: m.delay,
+		StockBack: m.coord.StockBack, Log: m.Log,
 	})
 
 	m.recon = reconcile.New(m.ledger, m.store, kafkaevents.NewBacklog(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic), reconcile.Options{
@@ -221,6 +235,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if m.Roles.API {
 		m.goBG(func() { m.relay.Run(bgCtx) })
 		m.goBG(func() { m.recon.Run(bgCtx) })
+		m.goBG(func() { m.Lifecycle.Run(bgCtx) })
 		dctx, dcancel := context.WithCancel(context.Background())
 		m.dispCancel = dcancel
 		m.disp.Add(1)
@@ -230,7 +245,8 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
 		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, m.store, m.Log, worker.Options{
 			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
-			OnBatch: func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
+			OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
+			OnConfirmed: m.Lifecycle.ScheduleExpiry,
 		})
 		wctx, wcancel := context.WithCancel(context.Background())
 		m.workerCancel = wcancel
@@ -328,7 +344,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 
 	var err error
 	if cfg.MySQLDSN != "" {
-		m.store, err = mysqlstore.Open(pctx, mysqlstore.MySQL, cfg.MySQLDSN, mysqlstore.Options{})
+		m.store, err = mysqlstore.Open(pctx, mysqlstore.MySQL, cfg.MySQLDSN, mysqlstore.Options{PaymentWindow: cfg.PaymentWindow})
 	} else {
 		path := cfg.SQLitePath
 		if path == "" {
@@ -346,7 +362,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 		if _, statErr := os.Stat(path); statErr == nil && m.emRedis != nil {
 			m.Log.Info("a kept SQLite file with the embedded Redis: the reconciler rebuilds the earlier sales' ledgers from it within --reconcile-every", "path", path)
 		}
-		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, path, mysqlstore.Options{})
+		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, path, mysqlstore.Options{PaymentWindow: cfg.PaymentWindow})
 		if err == nil {
 			m.Log.Info("using embedded SQLite", "path", path)
 		}
@@ -381,7 +397,7 @@ func (m *Main) serveHTTP(secret string) error {
 		h = httpapi.Ops(m.metrics, checks, m.Log)
 	} else {
 		h = httpapi.New(httpapi.Deps{
-			Purchase: m.Purchase, Catalog: m.Catalog,
+			Purchase: m.Purchase, Catalog: m.Catalog, Lifecycle: m.Lifecycle,
 			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
 			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout,
@@ -537,6 +553,19 @@ func RedisKeyPatterns(prefix string, item sale.ItemID, user sale.UserID) []strin
 	out = append(out, redisdelay.KeyPatterns(delayKey(prefix))...)
 	out = append(out, redisrate.KeyPatterns(prefix, user)...)
 	return append(out, eventsChannel(prefix), seedLockKey(prefix))
+}
+
+// returnLedger gives the lifecycle the ledger's return step in its own
+// terms.
+type returnLedger struct{ s *redisstock.Store }
+
+func (l returnLedger) Return(ctx context.Context, ids ...sale.OrderID) ([]lifecycle.Return, error) {
+	rs, err := l.s.Return(ctx, ids...)
+	out := make([]lifecycle.Return, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, lifecycle.Return{Item: r.Item, Units: r.Units, Gen: r.Gen})
+	}
+	return out, err
 }
 
 // busAdapter lets the coordinator publish on the Redis bus.

@@ -34,8 +34,9 @@ type ledger interface {
 	Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error)
 }
 
-type confirmedCounter interface {
-	CountConfirmed(ctx context.Context, id sale.ItemID) (int64, error)
+// orderCounter counts an item's orders in the database by status.
+type orderCounter interface {
+	CountStatuses(ctx context.Context, id sale.ItemID) (map[sale.OrderStatus]int64, error)
 }
 
 // Invalidator drops cached item data. Invalidate acts now on every layer of
@@ -51,7 +52,7 @@ type Deps struct {
 	Reader    sale.ItemReader // the cache chain
 	Store     sale.Catalog    // the database
 	Ledger    ledger
-	Book      confirmedCounter
+	Book      orderCounter
 	Caches    Invalidator
 	StockBack func(item sale.ItemID, gen int64) // told when units come back
 	// LedgerMissing, if set, is told when the ledger has no sale for an
@@ -359,8 +360,13 @@ type Stats struct {
 	StockLeftDB     int64
 	Pending         int64
 	// Overdue counts pending orders older than the ledger's republish age.
-	Overdue   int64
+	Overdue int64
+	// Confirmed counts orders that hold a unit and are not paid yet; Paid
+	// those paid. Cancelled and Expired gave their unit back, as Failed did.
 	Confirmed int64
+	Paid      int64
+	Cancelled int64
+	Expired   int64
 	Failed    int64
 	// LedgerLive is false while the ledger has no sale for the item (lost,
 	// and being rebuilt).
@@ -373,25 +379,23 @@ type Stats struct {
 	Consistent bool
 }
 
-// Consistent reports whether the accounts add up. The rule, for a settled
-// sale (no order between the database commit and the ledger's settle step):
+// Consistent reports whether the accounts add up. held is the orders that
+// hold a unit: confirmed (awaiting payment) plus paid. The rule, for a
+// settled sale (no order between the database commit and the ledger's
+// settle step, none between its database decision and its ledger return):
 //
 //	ledger total == database total
-//	ledger total == ledger stock left + pending + confirmed
-//	database stock left == database total - confirmed
+//	ledger total == ledger stock left + pending + held
+//	database stock left == database total - held
 //
-// Failed orders appear in none of the terms because their unit is back in
-// the ledger's stock left. While a worker is between committing a batch and
-// settling it, those orders count as both pending and confirmed for a
-// moment, so a sale in full flow may briefly read inconsistent.
-func Consistent(ledgerTotal, dbTotal, ledgerLeft, pending, confirmed, dbLeft int64) bool {
+// Failed, cancelled and expired orders appear in none of the terms because
+// their unit is back in both stores' stock left. While a worker is between
+// committing a batch and settling it, or a cancel between the database and
+// the ledger's return, a sale in full flow may briefly read inconsistent.
+func Consistent(ledgerTotal, dbTotal, ledgerLeft, pending, held, dbLeft int64) bool {
 	return ledgerTotal == dbTotal &&
-		ledgerTotal == ledgerLeft+pending+confirmed &&
-		dbLeft == dbTotal-confirmed
-}
-
-type failedCounter interface {
-	CountFailed(ctx context.Context, id sale.ItemID) (int64, error)
+		ledgerTotal == ledgerLeft+pending+held &&
+		dbLeft == dbTotal-held
 }
 
 // Stats reads an item's accounts from the ledger and the database. They are
@@ -413,16 +417,11 @@ func (s *Service) Stats(ctx context.Context, id sale.ItemID) (Stats, error) {
 	if !live {
 		s.ledgerMissing(id)
 	}
-	confirmed, err := s.d.Book.CountConfirmed(ctx, id)
+	counts, err := s.d.Book.CountStatuses(ctx, id)
 	if err != nil {
 		return Stats{}, unavailable("count orders", err)
 	}
-	var failed int64
-	if fc, ok := s.d.Book.(failedCounter); ok {
-		if failed, err = fc.CountFailed(ctx, id); err != nil {
-			return Stats{}, unavailable("count orders", err)
-		}
-	}
+	confirmed, paid := counts[sale.OrderConfirmed], counts[sale.OrderPaid]
 	var drift string
 	if s.d.LastReconciliation != nil {
 		if rec, ok := s.d.LastReconciliation(id); ok && (rec.Drifted() || rec.Unrepairable != "") {
@@ -438,10 +437,13 @@ func (s *Service) Stats(ctx context.Context, id sale.ItemID) (Stats, error) {
 		Pending:         c.Pending,
 		Overdue:         c.Overdue,
 		Confirmed:       confirmed,
-		Failed:          failed,
+		Paid:            paid,
+		Cancelled:       counts[sale.OrderCancelled],
+		Expired:         counts[sale.OrderExpired],
+		Failed:          counts[sale.OrderFailed],
 		LedgerLive:      live,
 		Consistent: live && c.Overdue == 0 &&
-			Consistent(c.StockTotal, it.StockTotal, c.StockLeft, c.Pending, confirmed, it.StockLeft),
+			Consistent(c.StockTotal, it.StockTotal, c.StockLeft, c.Pending, confirmed+paid, it.StockLeft),
 	}, nil
 }
 

@@ -16,6 +16,10 @@ func TestConsistentRule(t *testing.T) {
 		{"a unit leaked from the ledger", 100, 100, 39, 0, 60, 40, false},
 		{"database stock not lowered", 100, 100, 40, 0, 60, 100, false},
 		{"restock applied only in the ledger", 110, 100, 50, 0, 60, 40, false},
+		// held = confirmed + paid; 20 cancelled or expired gave their units back to both stores.
+		{"lifecycle: units returned in both stores", 100, 100, 60, 0, 40, 60, true},
+		{"lifecycle: a return the ledger missed", 100, 100, 59, 0, 40, 60, false},
+		{"lifecycle: a return the database missed", 100, 100, 60, 0, 40, 59, false},
 	}
 	for _, c := range cases {
 		if got := Consistent(c.ledgerTotal, c.dbTotal, c.ledgerLeft, c.pending, c.conf, c.db); got != c.want {

@@ -95,7 +95,9 @@ func (m *memStore) Restock(_ context.Context, id sale.ItemID, add int64, key str
 	return true, nil
 }
 
-func (m *memStore) CountConfirmed(context.Context, sale.ItemID) (int64, error) { return 0, nil }
+func (m *memStore) CountStatuses(context.Context, sale.ItemID) (map[sale.OrderStatus]int64, error) {
+	return map[sale.OrderStatus]int64{}, nil
+}
 
 // memLedger is the ledger's side: stock per item and keys per item.
 type memLedger struct {

@@ -70,8 +70,11 @@ type Deps struct {
 	Delay  scheduler
 	// SecondDelete is the delay of the second delete.
 	SecondDelete time.Duration
-	Log          *slog.Logger
-	Now          func() time.Time
+	// Tasks, if set, runs the delay-queue tasks of other use cases (the
+	// order lifecycle's expiries); ok is false for a task it does not know.
+	Tasks func(ctx context.Context, task string) (ok bool, err error)
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // Coordinator implements catalog.Invalidator and the bus and delay-queue
@@ -108,11 +111,17 @@ func (c *Coordinator) InvalidateLater(ctx context.Context, id sale.ItemID) error
 	return c.d.Delay.Schedule(ctx, taskPrefix+id.String(), c.d.Now().Add(c.d.SecondDelete))
 }
 
-// RunTask is the delay queue's handler. Unknown tasks are dropped with a log
-// line rather than retried forever.
+// RunTask is the delay queue's handler: the second deletes, and every task
+// Deps.Tasks knows. Unknown tasks are dropped with a log line rather than
+// retried forever.
 func (c *Coordinator) RunTask(ctx context.Context, task string) error {
 	s, ok := strings.CutPrefix(task, taskPrefix)
 	if !ok {
+		if c.d.Tasks != nil {
+			if ok, err := c.d.Tasks(ctx, task); ok {
+				return err
+			}
+		}
 		c.d.Log.Warn("unknown delayed task dropped", "task", task)
 		return nil
 	}

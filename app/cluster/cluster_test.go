@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,36 @@ func TestDoubleDeleteRoundTrip(t *testing.T) {
 	c.Resubscribed()
 	if r.flushed != 1 {
 		t.Fatal("resubscribe did not flush the local cache")
+	}
+}
+
+// TestRunTaskRoutesOtherTasks: a task the coordinator does not own goes to
+// Deps.Tasks, its error comes back (so the delay queue retries it), and a
+// task nobody knows is dropped, not retried forever.
+func TestRunTaskRoutesOtherTasks(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	var got []string
+	c := New(Deps{Bus: r, Shared: r, Local: local{r}, Flags: noFlags{}, Delay: &sched{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Tasks: func(_ context.Context, task string) (bool, error) {
+			if task == "expire-order:fail" {
+				return true, errors.New("db down")
+			}
+			if strings.HasPrefix(task, "expire-order:") {
+				got = append(got, task)
+				return true, nil
+			}
+			return false, nil
+		}})
+	ctx := context.Background()
+	if err := c.RunTask(ctx, "expire-order:1-abc"); err != nil || len(got) != 1 {
+		t.Fatalf("routed task: %v, handler saw %v", err, got)
+	}
+	if err := c.RunTask(ctx, "expire-order:fail"); err == nil {
+		t.Fatal("the handler's error was swallowed; the delay queue would not retry")
+	}
+	if err := c.RunTask(ctx, "mystery:1"); err != nil {
+		t.Fatalf("unknown task: %v, want dropped", err)
 	}
 }

@@ -81,6 +81,9 @@ type Config struct {
 	RepublishAfter time.Duration
 	RelayGiveUp    time.Duration
 
+	// Order lifecycle
+	PaymentWindow time.Duration
+
 	// Recovery
 	ReconcileEvery  time.Duration
 	ReconcileRepair bool
@@ -138,6 +141,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RelayAfter, "relay-after", 3*time.Second, "age (Redis clock) at which the relay publishes an accepted order the dispatcher did not")
 	fs.DurationVar(&c.RepublishAfter, "republish-after", 30*time.Second, "how long after a publish a still-pending order is published again (the broker may have lost it); older pending orders are overdue")
 	fs.DurationVar(&c.RelayGiveUp, "relay-give-up", 10*time.Minute, "age (Redis clock) at which the database decides a still-pending order: settled if confirmed, else failed and its unit given back")
+
+	fs.DurationVar(&c.PaymentWindow, "payment-window", 15*time.Minute, "how long a confirmed order holds its unit awaiting payment (pay_by = confirmation + this); unpaid, it expires and the unit goes back on sale")
 
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 10*time.Second, "how often every item's Redis ledger is compared with the database")
 	fs.BoolVar(&c.ReconcileRepair, "reconcile-repair", true, "let the periodic reconciliation repair drift it has seen twice in a row (a lost ledger is always rebuilt)")
@@ -201,6 +206,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--relay-every, --relay-after and --republish-after must be positive")
 	case c.ReconcileEvery <= 0 || c.RecoveryGrace < 0:
 		return fmt.Errorf("--reconcile-every must be positive and --recovery-grace not negative")
+	case c.PaymentWindow < time.Second:
+		return fmt.Errorf("--payment-window must be at least 1s")
 	case c.TokenTTL < time.Minute:
 		return fmt.Errorf("--token-ttl must be at least 1m")
 	case c.AdminToken != "" && len(c.AdminToken) < 16:

@@ -205,13 +205,16 @@ func browserChromiumPath(t *testing.T) string {
 
 // browserStartSystem starts seckill in-process on embedded backends with the
 // demo seed, as `make run` does, and returns its base URL.
-func browserStartSystem(t *testing.T) string {
+func browserStartSystem(t *testing.T, edits ...func(*config.Config)) string {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.SQLitePath = filepath.Join(t.TempDir(), "seckill.db")
 	cfg.SeedDemo = true
 	cfg.AdminToken = browserAdminToken
+	for _, edit := range edits {
+		edit(&cfg)
+	}
 	m := bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 
 	"seckill/app/auth"
 	"seckill/app/catalog"
+	"seckill/app/lifecycle"
 	"seckill/app/purchase"
 	"seckill/app/shield"
 	"seckill/domain/sale"
@@ -55,10 +56,15 @@ var errorTable = []errorRow{
 	{sale.ErrEnded, http.StatusForbidden, "ended", "the sale has ended", false},
 	{sale.ErrSoldOut, http.StatusConflict, "sold_out", "sold out", false},
 	{sale.ErrAlreadyPurchased, http.StatusConflict, "already_purchased", "you already have an order for this item", false},
+	{sale.ErrPaymentWindowClosed, http.StatusConflict, "payment_window_closed", "the order can no longer be paid: it expired or was cancelled, and its unit went back on sale", false},
+	{sale.ErrOrderPending, http.StatusConflict, "order_pending", "the order is still being confirmed; retry in a moment", true},
+	{sale.ErrOrderFailed, http.StatusConflict, "order_failed", "the order failed; there is nothing to pay for or cancel", false},
+	{sale.ErrAlreadyPaid, http.StatusConflict, "already_paid", "the order is paid and can no longer be cancelled", false},
 	{shield.ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "too many attempts; retry in a moment", true},
 	{shield.ErrOverloaded, http.StatusServiceUnavailable, "unavailable", "the shop is very busy; retry in a moment", true},
 	{purchase.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
+	{lifecycle.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 }
 
 // fixedBodies holds the rendered JSON of every row with a fixed message, so

@@ -16,6 +16,7 @@ import (
 
 	"seckill/app/auth"
 	"seckill/app/catalog"
+	"seckill/app/lifecycle"
 	"seckill/app/metrics"
 	"seckill/app/purchase"
 	"seckill/app/shield"
@@ -218,7 +219,9 @@ type bookStore struct{}
 func (bookStore) Order(context.Context, sale.OrderID) (sale.Order, error) {
 	return sale.Order{}, sale.ErrOrderNotFound
 }
-func (bookStore) CountConfirmed(context.Context, sale.ItemID) (int64, error) { return 0, nil }
+func (bookStore) CountStatuses(context.Context, sale.ItemID) (map[sale.OrderStatus]int64, error) {
+	return map[sale.OrderStatus]int64{}, nil
+}
 
 type nopQueue struct{}
 
@@ -256,8 +259,9 @@ func newFixture(tb testing.TB) *fixture {
 		Pending: ledgerStore{st}, Book: bookStore{}, Now: now,
 	})
 	signer := auth.NewSigner("test-token-secret-0123456789", time.Hour, now)
+	life := lifecycle.New(lifecycle.Deps{Book: lifeBook{st}, Pending: ledgerStore{st}, Ledger: lifeBook{st}, Payments: lifeBook{st}, Now: now})
 	h := New(Deps{
-		Purchase: buy, Catalog: cat, Signer: signer, AdminToken: testAdminToken,
+		Purchase: buy, Catalog: cat, Lifecycle: life, Signer: signer, AdminToken: testAdminToken,
 		Metrics: metrics.New(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now,
 	})
 	return &fixture{h: h, store: st, signer: signer}

@@ -34,7 +34,8 @@ func toItemJSON(v catalog.View) itemJSON {
 	}
 }
 
-// orderJSON is the public shape of an order.
+// orderJSON is the public shape of an order. pay_by is null until the order
+// is confirmed, paid_at until it is paid.
 type orderJSON struct {
 	OrderID    sale.OrderID     `json:"order_id"`
 	ItemID     sale.ItemID      `json:"item_id"`
@@ -43,6 +44,25 @@ type orderJSON struct {
 	Status     sale.OrderStatus `json:"status"`
 	Reason     string           `json:"reason"`
 	CreatedAt  time.Time        `json:"created_at"`
+	PayBy      *time.Time       `json:"pay_by"`
+	PaidAt     *time.Time       `json:"paid_at"`
+	PaymentRef string           `json:"payment_ref,omitempty"`
+}
+
+func toOrderJSON(o sale.Order) orderJSON {
+	out := orderJSON{
+		OrderID: o.ID, ItemID: o.ItemID, UserID: o.UserID, PriceCents: o.PriceCents,
+		Status: o.Status, Reason: o.Reason, CreatedAt: o.CreatedAt, PaymentRef: o.PaymentRef,
+	}
+	if !o.PayBy.IsZero() {
+		t := o.PayBy
+		out.PayBy = &t
+	}
+	if !o.PaidAt.IsZero() {
+		t := o.PaidAt
+		out.PaidAt = &t
+	}
+	return out
 }
 
 // restockJSON is an item after a restock, with the key the restock was
@@ -140,10 +160,52 @@ func (s *server) getOrder(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, orderJSON{
-		OrderID: o.ID, ItemID: o.ItemID, UserID: o.UserID, PriceCents: o.PriceCents,
-		Status: o.Status, Reason: o.Reason, CreatedAt: o.CreatedAt,
-	})
+	c.JSON(http.StatusOK, toOrderJSON(o))
+}
+
+// payOrder pays for the caller's order. The body is optional; if sent it is
+// {"payment_ref": "..."} and nothing else.
+func (s *server) payOrder(c *gin.Context) {
+	id, err := sale.ParseOrderID(c.Param("order_id"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	var req struct {
+		PaymentRef string `json:"payment_ref"`
+	}
+	if c.Request.Body != nil && c.Request.Body != http.NoBody && c.Request.ContentLength != 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			s.writeError(c, err)
+			return
+		}
+	}
+	ref, err := sale.ParsePaymentRef(req.PaymentRef)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	o, err := s.Lifecycle.Pay(c.Request.Context(), userOf(c), id, ref)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toOrderJSON(o))
+}
+
+// cancelOrder cancels the caller's confirmed order; it takes no body.
+func (s *server) cancelOrder(c *gin.Context) {
+	id, err := sale.ParseOrderID(c.Param("order_id"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	o, err := s.Lifecycle.Cancel(c.Request.Context(), userOf(c), id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, toOrderJSON(o))
 }
 
 func (s *server) createItem(c *gin.Context) {
@@ -244,6 +306,9 @@ func (s *server) stats(c *gin.Context) {
 		"stock_left_db":    st.StockLeftDB,
 		"orders_pending":   st.Pending,
 		"orders_confirmed": st.Confirmed,
+		"orders_paid":      st.Paid,
+		"orders_cancelled": st.Cancelled,
+		"orders_expired":   st.Expired,
 		"orders_failed":    st.Failed,
 		"orders_overdue":   st.Overdue,
 		"ledger":           ledgerState(st.LedgerLive),

@@ -30,6 +30,8 @@ func TestBodyLimitOnEveryRoute(t *testing.T) {
 	justOver := bytes.Repeat([]byte(" "), MaxBodyBytes+1)
 	routes := []struct{ method, path, auth string }{
 		{"POST", "/api/v1/items/1/purchase", user},
+		{"POST", "/api/v1/orders/1-0123456789abcdef0123456789ab/pay", user},
+		{"POST", "/api/v1/orders/1-0123456789abcdef0123456789ab/cancel", user},
 		{"POST", "/api/v1/login", ""},
 		{"POST", "/api/v1/admin/items", admin},
 		{"PATCH", "/api/v1/admin/items/1", admin},

@@ -22,6 +22,7 @@ import (
 
 	"seckill/app/auth"
 	"seckill/app/catalog"
+	"seckill/app/lifecycle"
 	"seckill/app/metrics"
 	"seckill/app/purchase"
 	"seckill/domain/sale"
@@ -54,6 +55,7 @@ type Check struct {
 type Deps struct {
 	Purchase   *purchase.Service
 	Catalog    *catalog.Service
+	Lifecycle  *lifecycle.Service
 	Signer     *auth.Signer
 	AdminToken string
 	Metrics    *metrics.Metrics
@@ -103,6 +105,8 @@ func New(d Deps) *gin.Engine {
 	v1.GET("/items/:id", s.getItem)
 	v1.POST("/items/:id/purchase", s.requireUser, s.purchase)
 	v1.GET("/orders/:order_id", s.requireUser, s.getOrder)
+	v1.POST("/orders/:order_id/pay", s.requireUser, s.payOrder)
+	v1.POST("/orders/:order_id/cancel", s.requireUser, s.cancelOrder)
 
 	admin := v1.Group("/admin", s.requireAdmin)
 	admin.POST("/items", s.createItem)

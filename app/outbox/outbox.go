@@ -315,10 +315,12 @@ func (r *Relay) decide(ctx context.Context, orders []sale.Order) error {
 	}
 	var settle []sale.OrderID
 	for _, o := range orders {
-		switch fates[o.ID].Status {
-		case sale.OrderConfirmed:
+		switch st := fates[o.ID].Status; {
+		case st.WasConfirmed():
+			// Confirmed, then perhaps paid, cancelled or expired: the ledger
+			// only drops its record either way.
 			settle = append(settle, o.ID)
-		case sale.OrderFailed:
+		case st == sale.OrderFailed:
 			released, gen, err := r.ledger.Release(ctx, o.ID)
 			if err != nil {
 				return err

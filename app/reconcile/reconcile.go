@@ -38,16 +38,18 @@ type ledger interface {
 	Release(ctx context.Context, id sale.OrderID) (released bool, gen int64, err error)
 	RestoreBuyers(ctx context.Context, id sale.ItemID, holders map[sale.UserID]sale.OrderID) error
 	RestoreRestockKeys(ctx context.Context, id sale.ItemID, keys []string) error
+	RestoreReturned(ctx context.Context, id sale.ItemID, ids []sale.OrderID) error
 	LockRepair(ctx context.Context, id sale.ItemID, ttl time.Duration) (unlock func(), ok bool, err error)
 }
 
 type book interface {
 	Items(ctx context.Context) ([]sale.Item, error)
 	Item(ctx context.Context, id sale.ItemID) (sale.Item, error)
-	CountConfirmed(ctx context.Context, id sale.ItemID) (int64, error)
+	CountHeld(ctx context.Context, id sale.ItemID) (int64, error)
 	Fates(ctx context.Context, ids []sale.OrderID) (map[sale.OrderID]sale.Fate, error)
 	Holders(ctx context.Context, id sale.ItemID) (map[sale.UserID]sale.OrderID, error)
 	RestockKeys(ctx context.Context, id sale.ItemID) ([]string, error)
+	ReturnedOrders(ctx context.Context, id sale.ItemID) ([]sale.OrderID, error)
 }
 
 // Backlog is the order queue as a repair sees it.
@@ -125,12 +127,13 @@ func New(l ledger, b book, q Backlog, o Options) *Service {
 
 // Check compares one item's ledger with the database without changing
 // anything. The database is read on both sides of the ledger snapshot, and
-// the comparison is retried while a worker confirms orders in between, so
-// an order moving from pending to confirmed is never counted twice or not
-// at all.
+// the comparison is retried while a worker confirms orders (or a buyer
+// cancels, or an order expires) in between, so an order moving from pending
+// to confirmed is never counted twice or not at all. Live counts the orders
+// that hold a unit: confirmed or paid.
 func (s *Service) Check(ctx context.Context, id sale.ItemID) (sale.Reconciliation, sale.LedgerSnapshot, error) {
 	for attempt := 0; attempt < 8; attempt++ {
-		before, err := s.book.CountConfirmed(ctx, id)
+		before, err := s.book.CountHeld(ctx, id)
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
@@ -150,7 +153,7 @@ func (s *Service) Check(ctx context.Context, id sale.ItemID) (sale.Reconciliatio
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
-		after, err := s.book.CountConfirmed(ctx, id)
+		after, err := s.book.CountHeld(ctx, id)
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
@@ -220,6 +223,16 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 		if it.StockTotal != rec.Total {
 			continue
 		}
+		// Likewise an order cancelled or expired after the check: its
+		// return mark went in above, so its own ledger return is now a
+		// no-op, and only a fresh look counts its unit.
+		held, err := s.book.CountHeld(ctx, id)
+		if err != nil {
+			return Report{}, err
+		}
+		if held != rec.Live {
+			continue
+		}
 		gen, err := s.ledger.Repair(ctx, it, snap, rec.WantStock)
 		if err != nil {
 			s.conflicts.Add(1)
@@ -240,13 +253,25 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 	return Report{}, ErrBusy
 }
 
-// restoreAll restores the restock keys the database has applied.
+// restoreAll restores the restock keys the database has applied and the
+// return marks of every cancelled or expired order. Both go in before the
+// stock is written: the stock the repair writes already counts those
+// restocks and returns, so a late retry of either must find its mark and do
+// nothing; one that ran before its mark bumped gen, and the repair's gen
+// check refuses and looks again.
 func (s *Service) restoreAll(ctx context.Context, id sale.ItemID) error {
 	keys, err := s.book.RestockKeys(ctx, id)
 	if err != nil {
 		return err
 	}
-	return s.ledger.RestoreRestockKeys(ctx, id, keys)
+	if err := s.ledger.RestoreRestockKeys(ctx, id, keys); err != nil {
+		return err
+	}
+	returned, err := s.book.ReturnedOrders(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.ledger.RestoreReturned(ctx, id, returned)
 }
 
 // follow settles and releases the pending orders the database has decided.

@@ -29,6 +29,8 @@ type fakeLedger struct {
 	released  []sale.OrderID
 	buyers    map[sale.UserID]sale.OrderID
 	keys      []string
+	returned  []sale.OrderID
+	events    []string // "mark" and "repair", in the order they happened
 	repairs   int
 	conflicts int // refuse this many repairs first
 	locked    bool
@@ -63,6 +65,7 @@ func (l *fakeLedger) Repair(_ context.Context, it sale.Item, snap sale.LedgerSna
 	l.snap.StartsAt, l.snap.EndsAt, l.snap.PriceCents = it.StartsAt, it.EndsAt, it.PriceCents
 	l.snap.Gen = max(l.snap.Gen+1, 1000)
 	l.repairs++
+	l.events = append(l.events, "repair")
 	return l.snap.Gen, nil
 }
 
@@ -114,6 +117,14 @@ func (l *fakeLedger) RestoreRestockKeys(_ context.Context, _ sale.ItemID, keys [
 	return nil
 }
 
+func (l *fakeLedger) RestoreReturned(_ context.Context, _ sale.ItemID, ids []sale.OrderID) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.returned = append(l.returned, ids...)
+	l.events = append(l.events, "mark")
+	return nil
+}
+
 func (l *fakeLedger) LockRepair(context.Context, sale.ItemID, time.Duration) (func(), bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -131,8 +142,10 @@ type fakeBook struct {
 	live      int64
 	holders   map[sale.UserID]sale.OrderID
 	fates     map[sale.OrderID]sale.Fate
-	moveAfter int // CountConfirmed calls after which one more order is confirmed, once
+	moveAfter int // CountHeld calls after which one more order is confirmed, once
 	counts    int
+	returned  []sale.OrderID // cancelled and expired orders
+	onCount   func(n int)    // called with the count of CountHeld calls so far
 }
 
 func (b *fakeBook) Items(context.Context) ([]sale.Item, error) {
@@ -145,10 +158,13 @@ func (b *fakeBook) Item(context.Context, sale.ItemID) (sale.Item, error) {
 	return b.item, nil
 }
 
-func (b *fakeBook) CountConfirmed(context.Context, sale.ItemID) (int64, error) {
+func (b *fakeBook) CountHeld(context.Context, sale.ItemID) (int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.counts++
+	if b.onCount != nil {
+		b.onCount(b.counts)
+	}
 	if b.moveAfter > 0 && b.counts == b.moveAfter {
 		b.live++
 		b.item.StockLeft--
@@ -174,6 +190,10 @@ func (b *fakeBook) Holders(context.Context, sale.ItemID) (map[sale.UserID]sale.O
 
 func (b *fakeBook) RestockKeys(context.Context, sale.ItemID) ([]string, error) {
 	return []string{"k1"}, nil
+}
+
+func (b *fakeBook) ReturnedOrders(context.Context, sale.ItemID) ([]sale.OrderID, error) {
+	return b.returned, nil
 }
 
 // fakeBacklog is behind by a number that drops by one on each look.
@@ -275,6 +295,63 @@ func TestRepairFollowsTheDatabaseFirst(t *testing.T) {
 	// 10 total - 5 sold - 1 still pending = 4.
 	if !rep.Repaired || l.snap.StockLeft != 4 || l.repairs != 1 || l.conflicts != 0 {
 		t.Fatalf("after repair: %+v, stock %d, repairs %d; want 4 after one refused attempt", rep, l.snap.StockLeft, l.repairs)
+	}
+}
+
+// TestRepairRestoresReturnMarksBeforeTheStock: a cancelled order whose
+// ledger return was lost (a crash between the database's decision and the
+// return) shows as one unit of drift; the repair marks every cancelled and
+// expired order as returned before it writes the stock, so the late return
+// cannot add the unit a second time.
+func TestRepairRestoresReturnMarksBeforeTheStock(t *testing.T) {
+	t.Parallel()
+	// 10 units, 3 confirmed and one of them cancelled since: 2 held, 8
+	// left in the database; the ledger missed the return and shows 7.
+	l, b, q := rig(10, 7, 2)
+	b.item.StockLeft = 8
+	b.returned = []sale.OrderID{"1-cancelled"}
+	s := New(l, b, q, Options{Log: quiet})
+	rep, err := s.Repair(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Repaired || l.snap.StockLeft != 8 {
+		t.Fatalf("repair %+v left the ledger at %d; want 8", rep, l.snap.StockLeft)
+	}
+	if len(l.returned) == 0 || l.returned[0] != "1-cancelled" {
+		t.Fatalf("return marks restored: %v; want the cancelled order", l.returned)
+	}
+	if len(l.events) < 2 || l.events[0] != "mark" || l.events[len(l.events)-1] != "repair" {
+		t.Fatalf("events %v; want the marks before the stock write", l.events)
+	}
+}
+
+// TestRepairLooksAgainWhenAnOrderIsReturnedMeanwhile: an order cancelled
+// between the check and the stock write is counted by a fresh look, not
+// lost to its already-restored mark.
+func TestRepairLooksAgainWhenAnOrderIsReturnedMeanwhile(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 6, 4)
+	s := New(l, b, q, Options{Log: quiet})
+	l.snap.StockLeft = 5 // one unit of drift, so the repair runs
+	// The first check counts twice (before and after the snapshot); the
+	// third count, after the marks, sees one order fewer held.
+	b.counts = 0
+	b.moveAfter = 0
+	cancelAt := 3
+	b.onCount = func(n int) {
+		if n == cancelAt {
+			b.live--
+			b.item.StockLeft++
+		}
+	}
+	rep, err := s.Repair(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 10 total - 3 held = 7: the cancelled order's unit is in the stock.
+	if !rep.Repaired || l.snap.StockLeft != 7 {
+		t.Fatalf("repair %+v left the ledger at %d; want 7", rep, l.snap.StockLeft)
 	}
 }
 

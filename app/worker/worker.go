@@ -56,6 +56,11 @@ type Options struct {
 	// OnBatch, if set, observes each batch's size and how many orders it
 	// inserted, for metrics.
 	OnBatch func(size, inserted int)
+	// OnConfirmed, if set, is told the payment deadline of every order of
+	// a batch that stands confirmed (to schedule its expiry), after the
+	// ledger has settled them. A redelivery tells it again; it must be
+	// idempotent.
+	OnConfirmed func(ctx context.Context, deadlines map[sale.OrderID]time.Time)
 }
 
 // Worker is one consumer-group member. Run several, in one process or many;
@@ -164,12 +169,19 @@ func (w *Worker[D]) processBatch(ds []D) error {
 		// someone else failed included; Release is a no-op the second
 		// time).
 		var confirmed []sale.OrderID
+		deadlines := map[sale.OrderID]time.Time{}
 		for _, o := range orders {
 			f := fates[o.ID]
-			switch f.Status {
-			case sale.OrderConfirmed:
+			if f.Status == sale.OrderConfirmed && !f.PayBy.IsZero() {
+				deadlines[o.ID] = f.PayBy
+			}
+			switch {
+			case f.Status.WasConfirmed():
+				// Paid, cancelled or expired since (a late redelivery):
+				// still an order the database confirmed, so the ledger
+				// settles it; a returned unit comes back by the return step.
 				confirmed = append(confirmed, o.ID)
-			case sale.OrderFailed:
+			case f.Status == sale.OrderFailed:
 				if f.Refused {
 					if err := w.deadLetter(ctx, deliveryFor(ds, o.ID), o, f.Reason); err != nil {
 						return err
@@ -186,6 +198,9 @@ func (w *Worker[D]) processBatch(ds []D) error {
 			if err := w.ledger.Settle(ctx, confirmed...); err != nil {
 				return fmt.Errorf("settle: %w", err)
 			}
+		}
+		if len(deadlines) > 0 && w.opts.OnConfirmed != nil {
+			w.opts.OnConfirmed(ctx, deadlines)
 		}
 	}
 

@@ -137,7 +137,7 @@ func (b *fakeBook) Confirm(_ context.Context, orders []sale.Order) (int, map[sal
 			out[o.ID] = f
 			continue
 		}
-		b.fates[o.ID] = sale.Fate{Status: sale.OrderConfirmed}
+		b.fates[o.ID] = sale.Fate{Status: sale.OrderConfirmed, PayBy: time.Unix(1900000000, 0)}
 		b.holders[holderKey(o)] = o.ID
 		b.stock[o.ItemID]--
 		inserted++
@@ -239,6 +239,27 @@ func TestConfirmsBatchThenSettlesThenCommits(t *testing.T) {
 	log := *r.book.log
 	if len(log) < 2 || log[0] != "confirm" || log[1] != "settle" {
 		t.Fatalf("order of steps = %v, want confirm then settle", log)
+	}
+}
+
+// TestLateRedeliveryOfADecidedOrderSettlesAndSchedulesNothing: a message
+// redelivered after its order was paid, cancelled or expired is settled
+// (not retried forever, not released: a cancelled unit comes back by the
+// lifecycle's return), and only still-confirmed orders get an expiry.
+func TestLateRedeliveryOfADecidedOrderSettlesAndSchedulesNothing(t *testing.T) {
+	t.Parallel()
+	paid, cancelled, fresh := order(1, "p"), order(1, "c"), order(1, "f")
+	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: paid}, msg{o: cancelled}, msg{o: fresh})
+	r.book.fates[paid.ID] = sale.Fate{Status: sale.OrderPaid}
+	r.book.fates[cancelled.ID] = sale.Fate{Status: sale.OrderCancelled}
+	var scheduled map[sale.OrderID]time.Time
+	r.w.opts.OnConfirmed = func(_ context.Context, d map[sale.OrderID]time.Time) { scheduled = d }
+	r.run(t, 3)
+	if !r.ledger.settled[paid.ID] || !r.ledger.settled[cancelled.ID] || r.ledger.released[cancelled.ID] != 0 {
+		t.Fatalf("settled %v released %v; want both decided orders settled and none released", r.ledger.settled, r.ledger.released)
+	}
+	if len(scheduled) != 1 || scheduled[fresh.ID].IsZero() {
+		t.Fatalf("expiries scheduled %v; want only the fresh order's, at its pay_by", scheduled)
 	}
 }
 

@@ -26,6 +26,18 @@ var (
 	// ErrStockExhausted means a database stock guard refused a deduction
 	// that would have taken stock_left below zero; the transaction was rolled back.
 	ErrStockExhausted = errors.New("stock exhausted in database")
+	// ErrPaymentWindowClosed means the order can no longer be paid (it
+	// expired or was cancelled) or, for a cancel, that it already expired;
+	// nothing was changed.
+	ErrPaymentWindowClosed = errors.New("payment window closed")
+	// ErrOrderPending means the order is still queued: it cannot be paid or
+	// cancelled until the database has confirmed it. Retry in a moment.
+	ErrOrderPending = errors.New("order still pending")
+	// ErrOrderFailed means the order failed and holds nothing to pay for or
+	// cancel.
+	ErrOrderFailed = errors.New("order failed")
+	// ErrAlreadyPaid means a paid order cannot be cancelled.
+	ErrAlreadyPaid = errors.New("order already paid")
 )
 
 // ValidationError names the field that broke a rule. It matches ErrInvalid.

@@ -86,15 +86,58 @@ func (id OrderID) Item() ItemID {
 }
 
 // OrderStatus is where an order is in its life: queued in the ledger,
-// confirmed in the database, or failed with its unit given back.
+// confirmed in the database (holding a unit until its payment deadline),
+// then paid, cancelled by its buyer or expired unpaid; or failed with its
+// unit given back before it was ever confirmed.
 type OrderStatus string
 
 // The order statuses.
 const (
 	OrderQueued    OrderStatus = "queued"
 	OrderConfirmed OrderStatus = "confirmed"
+	OrderPaid      OrderStatus = "paid"
+	OrderCancelled OrderStatus = "cancelled"
+	OrderExpired   OrderStatus = "expired"
 	OrderFailed    OrderStatus = "failed"
 )
+
+// Holds reports whether an order in this status holds a unit in the
+// database's accounts: confirmed (awaiting payment) or paid. Cancelled and
+// expired orders have given theirs back.
+func (s OrderStatus) Holds() bool { return s == OrderConfirmed || s == OrderPaid }
+
+// WasConfirmed reports whether the database confirmed the order at some
+// point: every status after confirmed. The ledger treats all of them as
+// confirmed (Settle): the unit left its stock when the order was accepted,
+// and a cancelled or expired order's unit comes back by its own return step,
+// never by Release.
+func (s OrderStatus) WasConfirmed() bool {
+	return s == OrderConfirmed || s == OrderPaid || s == OrderCancelled || s == OrderExpired
+}
+
+// Returned reports whether the order gave its unit back after it was
+// confirmed (cancelled or expired): those are the orders whose unit the
+// ledger's return step adds back, once.
+func (s OrderStatus) Returned() bool { return s == OrderCancelled || s == OrderExpired }
+
+// MaxPaymentRefLen is the longest payment reference accepted.
+const MaxPaymentRefLen = 128
+
+// ParsePaymentRef returns ErrInvalid unless s is at most 128 visible ASCII
+// characters (0x21 to 0x7e); the empty reference is allowed and means the
+// payment provider picks one. Visible ASCII keeps a reference safe in logs
+// and in the database without escaping.
+func ParsePaymentRef(s string) (string, error) {
+	if len(s) > MaxPaymentRefLen {
+		return "", invalid("payment_ref", "must be at most %d visible ASCII characters", MaxPaymentRefLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return "", invalid("payment_ref", "must be at most %d visible ASCII characters", MaxPaymentRefLen)
+		}
+	}
+	return s, nil
+}
 
 // Order is one unit of one item bought by one user.
 type Order struct {
@@ -106,6 +149,72 @@ type Order struct {
 	// Reason says why a failed order failed; empty otherwise.
 	Reason    string
 	CreatedAt time.Time
+	// PayBy is the payment deadline, set once the order is confirmed
+	// (confirmation time + payment window); zero before.
+	PayBy time.Time
+	// PaidAt is when the order was paid; zero unless it is paid.
+	PaidAt time.Time
+	// PaymentRef is the payment provider's reference of a paid order.
+	PaymentRef string
+}
+
+// Decision is one of the three ways a confirmed order can end.
+type Decision string
+
+// The decisions the database makes, each only from confirmed.
+const (
+	DecidePay    Decision = "pay"
+	DecideCancel Decision = "cancel"
+	DecideExpire Decision = "expire"
+)
+
+// Status is the status a decision moves a confirmed order to.
+func (d Decision) Status() OrderStatus {
+	switch d {
+	case DecidePay:
+		return OrderPaid
+	case DecideCancel:
+		return OrderCancelled
+	case DecideExpire:
+		return OrderExpired
+	}
+	return ""
+}
+
+// PayAnswer says what a payment request answers for an order in its
+// current state, read after the database's decision: nil (200 with the
+// order) when it is paid, whoever paid it, and otherwise the sentinel the
+// caller shows. A confirmed order that the payment did not move is past its
+// deadline (the only guard that can refuse a payment of one's own confirmed
+// order), so its window is closed.
+func PayAnswer(o Order) error {
+	switch o.Status {
+	case OrderPaid:
+		return nil
+	case OrderQueued:
+		return ErrOrderPending
+	case OrderFailed:
+		return ErrOrderFailed
+	}
+	return ErrPaymentWindowClosed
+}
+
+// CancelAnswer says what a cancel request answers for an order in its
+// current state, read after the database's decision: nil when it is
+// cancelled (a repeat is harmless), ErrAlreadyPaid once paid,
+// ErrPaymentWindowClosed once expired.
+func CancelAnswer(o Order) error {
+	switch o.Status {
+	case OrderCancelled:
+		return nil
+	case OrderPaid:
+		return ErrAlreadyPaid
+	case OrderQueued:
+		return ErrOrderPending
+	case OrderFailed:
+		return ErrOrderFailed
+	}
+	return ErrPaymentWindowClosed
 }
 
 // NewOrder returns a queued order for user on item at the item's current

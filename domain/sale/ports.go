@@ -151,9 +151,12 @@ type Catalog interface {
 
 // Fate is what the database has recorded about one order.
 type Fate struct {
-	// Status is OrderConfirmed or OrderFailed; "" means the database has
-	// no row for the order (it is undecided).
+	// Status is OrderFailed, OrderConfirmed or a status after it (paid,
+	// cancelled, expired); "" means the database has no row for the order
+	// (it is undecided).
 	Status OrderStatus
+	// PayBy is the payment deadline of an order that was confirmed.
+	PayBy time.Time
 	// Reason says why a failed order failed.
 	Reason string
 	// Refused is set by Confirm on an order it has just failed because its
@@ -184,10 +187,15 @@ type OrderBook interface {
 	// Fates reports what the database has recorded about each id; an id
 	// with no row is absent from the map.
 	Fates(ctx context.Context, ids []OrderID) (map[OrderID]Fate, error)
-	// Order returns a confirmed or failed order, or ErrOrderNotFound.
+	// Order returns an order the database has decided (any status but
+	// queued), or ErrOrderNotFound.
 	Order(ctx context.Context, id OrderID) (Order, error)
-	// CountConfirmed returns how many confirmed orders an item has.
+	// CountConfirmed returns how many orders of an item are confirmed and
+	// not yet paid, cancelled or expired.
 	CountConfirmed(ctx context.Context, id ItemID) (int64, error)
+	// CountHeld returns how many orders of an item hold a unit: confirmed
+	// or paid. It is the database's count of units sold.
+	CountHeld(ctx context.Context, id ItemID) (int64, error)
 }
 
 // OrderPublisher hands accepted orders to the order queue. Kafka implements it.

@@ -26,7 +26,9 @@ type LedgerSnapshot struct {
 // ledger: the item row, how many live orders it has, and the recorded fate
 // of each order the ledger still holds as pending.
 type BookState struct {
-	Item  Item
+	Item Item
+	// Live is how many orders hold a unit: confirmed or paid
+	// (OrderStatus.Holds). Cancelled and expired orders gave theirs back.
 	Live  int64
 	Fates map[OrderID]Fate
 }
@@ -37,7 +39,8 @@ type Reconciliation struct {
 	Item ItemID
 	// Missing: the ledger has no sale for an item the database has.
 	Missing bool
-	// Settle are pending orders the database has confirmed: the ledger
+	// Settle are pending orders the database has confirmed (whatever
+	// became of them since): the ledger
 	// only has to drop their records. Release are pending orders the
 	// database has failed: their units go back.
 	Settle  []OrderID
@@ -46,6 +49,9 @@ type Reconciliation struct {
 	LivePending int64
 	// Total is the database's stock_total the comparison used.
 	Total int64
+	// Live is the database's count of orders holding a unit (confirmed or
+	// paid) the comparison used.
+	Live int64
 	// WantStock is the stock the ledger should show: every unit the
 	// database has not sold and no undecided order holds.
 	WantStock int64
@@ -73,12 +79,14 @@ type Reconciliation struct {
 // orders, and it is that figure, not the database's stock_left, that a
 // repair restores.
 func Reconcile(snap LedgerSnapshot, db BookState) Reconciliation {
-	r := Reconciliation{Item: db.Item.ID, Missing: !snap.Exists, Total: db.Item.StockTotal}
+	r := Reconciliation{Item: db.Item.ID, Missing: !snap.Exists, Total: db.Item.StockTotal, Live: db.Live}
 	for _, o := range snap.Pending {
-		switch db.Fates[o.ID].Status {
-		case OrderConfirmed:
+		switch st := db.Fates[o.ID].Status; {
+		case st.WasConfirmed():
+			// Paid, cancelled and expired orders were confirmed first; a
+			// returned one's unit comes back by its own return step.
 			r.Settle = append(r.Settle, o.ID)
-		case OrderFailed:
+		case st == OrderFailed:
 			r.Release = append(r.Release, o.ID)
 		default:
 			r.LivePending++

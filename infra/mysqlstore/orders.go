@@ -145,7 +145,7 @@ func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, map[
 			for chunk := range slices.Chunk(g.orders, confirmChunk) {
 				rows = rows[:0]
 				for _, o := range chunk {
-					rows = append(rows, confirmedOrderRow(o, now))
+					rows = append(rows, confirmedOrderRow(o, now, now.Add(s.payWindow)))
 				}
 				// DoNothing becomes ON DUPLICATE KEY UPDATE id=id on MySQL
 				// and ON CONFLICT DO NOTHING on SQLite; either way a row
@@ -239,9 +239,10 @@ func (s *Store) lockItems(tx *gorm.DB, items []sale.ItemID) error {
 
 // fateRow is the part of an order row that says what became of it.
 type fateRow struct {
-	OrderID string `gorm:"column:order_id"`
-	Status  string `gorm:"column:status"`
-	Reason  string `gorm:"column:reason"`
+	OrderID string     `gorm:"column:order_id"`
+	Status  string     `gorm:"column:status"`
+	Reason  string     `gorm:"column:reason"`
+	PayBy   *time.Time `gorm:"column:pay_by"`
 }
 
 // fatesIn reads the fates of the orders' ids inside tx with a locking read:
@@ -263,11 +264,15 @@ func fatesOf(tx *gorm.DB, ids []string) (map[sale.OrderID]sale.Fate, error) {
 	q := tx.Session(&gorm.Session{})
 	for chunk := range slices.Chunk(ids, confirmChunk) {
 		var rows []fateRow
-		if err := q.Model(&orderRow{}).Select("order_id, status, reason").Where("order_id IN ?", chunk).Find(&rows).Error; err != nil {
+		if err := q.Model(&orderRow{}).Select("order_id, status, reason, pay_by").Where("order_id IN ?", chunk).Find(&rows).Error; err != nil {
 			return nil, err
 		}
 		for _, r := range rows {
-			out[sale.OrderID(r.OrderID)] = sale.Fate{Status: sale.OrderStatus(r.Status), Reason: r.Reason}
+			f := sale.Fate{Status: sale.OrderStatus(r.Status), Reason: r.Reason}
+			if r.PayBy != nil {
+				f.PayBy = r.PayBy.UTC()
+			}
+			out[sale.OrderID(r.OrderID)] = f
 		}
 	}
 	return out, nil
@@ -336,8 +341,9 @@ func (s *Store) Fates(ctx context.Context, ids []sale.OrderID) (map[sale.OrderID
 	return out, nil
 }
 
-// Holders returns every live (confirmed) order of the item as user ->
-// order: the database's side of the one-order-per-user records.
+// Holders returns every order of the item that was ever confirmed (held,
+// paid, cancelled or expired) as user -> order: the database's side of the
+// one-order-per-user records. A buyer whose order lapsed keeps their slot.
 func (s *Store) Holders(ctx context.Context, id sale.ItemID) (map[sale.UserID]sale.OrderID, error) {
 	var rows []struct {
 		OrderID string `gorm:"column:order_id"`
@@ -369,8 +375,8 @@ func (s *Store) Order(ctx context.Context, id sale.OrderID) (sale.Order, error) 
 	return row.toDomain(), nil
 }
 
-// CountConfirmed returns how many confirmed orders the item has; 0 for an
-// unknown item.
+// CountConfirmed returns how many orders of the item are confirmed and not
+// yet paid, cancelled or expired; 0 for an unknown item.
 func (s *Store) CountConfirmed(ctx context.Context, id sale.ItemID) (int64, error) {
 	var n int64
 	err := s.db.WithContext(ctx).Model(&orderRow{}).
@@ -382,25 +388,45 @@ func (s *Store) CountConfirmed(ctx context.Context, id sale.ItemID) (int64, erro
 	return n, nil
 }
 
+// CountHeld returns how many orders of the item hold a unit (confirmed or
+// paid): the units the database has sold. 0 for an unknown item.
+func (s *Store) CountHeld(ctx context.Context, id sale.ItemID) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&orderRow{}).
+		Where("item_id = ? AND status IN ?", int64(id), []string{string(sale.OrderConfirmed), string(sale.OrderPaid)}).
+		Count(&n).Error
+	if err != nil {
+		return 0, translate(ctx, "count held", err)
+	}
+	return n, nil
+}
+
 // ItemStats is the database's view of one item's stock, for the admin stats
-// page. The three figures come from one statement, so they are mutually
-// consistent: StockTotal - StockLeft == Confirmed unless stock was changed
-// outside the store.
+// page. The figures come from one statement, so they are mutually
+// consistent: StockTotal - StockLeft == Confirmed + Paid unless stock was
+// changed outside the store.
 type ItemStats struct {
 	StockTotal int64
 	StockLeft  int64
 	Confirmed  int64
 	Failed     int64
+	Paid       int64
+	Cancelled  int64
+	Expired    int64
 }
 
-// Stats returns the item's stock figures and confirmed-order count, or an
+// Stats returns the item's stock figures and order counts by status, or an
 // error matching sale.ErrNotFound.
 func (s *Store) Stats(ctx context.Context, id sale.ItemID) (ItemStats, error) {
 	var st ItemStats
 	res := s.db.WithContext(ctx).Raw(`SELECT i.stock_total, i.stock_left,
 		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS confirmed,
-		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS failed
-		FROM items i WHERE i.id = ?`, string(sale.OrderConfirmed), string(sale.OrderFailed), int64(id)).Scan(&st)
+		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS failed,
+		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS paid,
+		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS cancelled,
+		(SELECT COUNT(*) FROM orders o WHERE o.item_id = i.id AND o.status = ?) AS expired
+		FROM items i WHERE i.id = ?`, string(sale.OrderConfirmed), string(sale.OrderFailed),
+		string(sale.OrderPaid), string(sale.OrderCancelled), string(sale.OrderExpired), int64(id)).Scan(&st)
 	if res.Error != nil {
 		return ItemStats{}, translate(ctx, "stats item "+id.String(), res.Error)
 	}
@@ -408,6 +434,25 @@ func (s *Store) Stats(ctx context.Context, id sale.ItemID) (ItemStats, error) {
 		return ItemStats{}, fmt.Errorf("mysqlstore: stats item %s: %w", id, sale.ErrNotFound)
 	}
 	return st, nil
+}
+
+// CountStatuses returns how many orders the item has in each status; a
+// status with none is absent.
+func (s *Store) CountStatuses(ctx context.Context, id sale.ItemID) (map[sale.OrderStatus]int64, error) {
+	var rows []struct {
+		Status string `gorm:"column:status"`
+		N      int64  `gorm:"column:n"`
+	}
+	err := s.db.WithContext(ctx).Model(&orderRow{}).Select("status, COUNT(*) AS n").
+		Where("item_id = ?", int64(id)).Group("status").Scan(&rows).Error
+	if err != nil {
+		return nil, translate(ctx, "count orders by status", err)
+	}
+	out := make(map[sale.OrderStatus]int64, len(rows))
+	for _, r := range rows {
+		out[sale.OrderStatus(r.Status)] = r.N
+	}
+	return out, nil
 }
 
 // CountFailed returns how many failed orders the item has.

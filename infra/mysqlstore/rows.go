@@ -32,15 +32,20 @@ type orderRow struct {
 	OrderID string `gorm:"column:order_id"`
 	ItemID  int64  `gorm:"column:item_id"`
 	UserID  string `gorm:"column:user_id"`
-	// Holder is the user id while the order holds its unit and NULL once
-	// it has failed: the unique (item_id, holder) key is the
-	// one-live-order-per-user rule, and NULLs never clash.
+	// Holder is the user id of every order that was confirmed (whatever
+	// became of it since) and NULL on a failed one: the unique
+	// (item_id, holder) key is the one-order-per-user rule, and NULLs never
+	// clash. A cancelled or expired order keeps its holder on purpose, so
+	// its buyer cannot hold a unit, let it lapse and hold it again.
 	Holder      *string    `gorm:"column:holder"`
 	PriceCents  int64      `gorm:"column:price_cents"`
 	Status      string     `gorm:"column:status"`
 	Reason      string     `gorm:"column:reason"`
 	CreatedAt   time.Time  `gorm:"column:created_at"`
 	ConfirmedAt *time.Time `gorm:"column:confirmed_at"`
+	PayBy       *time.Time `gorm:"column:pay_by"`
+	PaidAt      *time.Time `gorm:"column:paid_at"`
+	PaymentRef  string     `gorm:"column:payment_ref"`
 	UpdatedAt   time.Time  `gorm:"column:updated_at"`
 }
 
@@ -95,8 +100,9 @@ func (r itemRow) toDomain() sale.Item {
 	}
 }
 
-// confirmedOrderRow is the row Confirm inserts for o at now.
-func confirmedOrderRow(o sale.Order, now time.Time) orderRow {
+// confirmedOrderRow is the row Confirm inserts for o at now, due for
+// payment by payBy.
+func confirmedOrderRow(o sale.Order, now, payBy time.Time) orderRow {
 	holder := string(o.UserID)
 	return orderRow{
 		OrderID:     string(o.ID),
@@ -107,6 +113,7 @@ func confirmedOrderRow(o sale.Order, now time.Time) orderRow {
 		Status:      string(sale.OrderConfirmed),
 		CreatedAt:   dbTime(o.CreatedAt),
 		ConfirmedAt: &now,
+		PayBy:       &payBy,
 		UpdatedAt:   now,
 	}
 }
@@ -140,7 +147,7 @@ func truncateReason(s string) string {
 }
 
 func (r orderRow) toDomain() sale.Order {
-	return sale.Order{
+	o := sale.Order{
 		ID:         sale.OrderID(r.OrderID),
 		ItemID:     sale.ItemID(r.ItemID),
 		UserID:     sale.UserID(r.UserID),
@@ -148,5 +155,13 @@ func (r orderRow) toDomain() sale.Order {
 		Status:     sale.OrderStatus(r.Status),
 		Reason:     r.Reason,
 		CreatedAt:  r.CreatedAt.UTC(),
+		PaymentRef: r.PaymentRef,
 	}
+	if r.PayBy != nil {
+		o.PayBy = r.PayBy.UTC()
+	}
+	if r.PaidAt != nil {
+		o.PaidAt = r.PaidAt.UTC()
+	}
+	return o
 }

@@ -60,6 +60,10 @@ type Options struct {
 	// ConnMaxIdleTime closes MySQL connections idle this long; default 5
 	// minutes.
 	ConnMaxIdleTime time.Duration
+	// PaymentWindow is how long a confirmed order holds its unit awaiting
+	// payment: Confirm sets pay_by = confirmed_at + PaymentWindow. Default
+	// 15 minutes.
+	PaymentWindow time.Duration
 }
 
 // Pool defaults, applied where Options leaves a zero.
@@ -67,6 +71,8 @@ const (
 	defaultMaxOpenConns    = 20
 	defaultConnMaxLifetime = 30 * time.Minute
 	defaultConnMaxIdleTime = 5 * time.Minute
+	// DefaultPaymentWindow is the payment window when Options leaves it zero.
+	DefaultPaymentWindow = 15 * time.Minute
 	// sqliteBusyTimeoutMS is how long SQLite waits for another process's
 	// write lock before failing with SQLITE_BUSY.
 	sqliteBusyTimeoutMS = 5000
@@ -84,6 +90,8 @@ type Store struct {
 	// now stamps created_at, updated_at and confirmed_at; always UTC,
 	// truncated to the millisecond the columns hold.
 	now func() time.Time
+	// payWindow is added to confirmed_at to make pay_by.
+	payWindow time.Duration
 }
 
 var (
@@ -179,7 +187,11 @@ func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*Stor
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("mysqlstore: gorm open: %w", err)
 	}
-	return &Store{db: db, sqlDB: sqlDB, connector: connector, dialect: dialect, now: now}, nil
+	window := opts.PaymentWindow
+	if window <= 0 {
+		window = DefaultPaymentWindow
+	}
+	return &Store{db: db, sqlDB: sqlDB, connector: connector, dialect: dialect, now: now, payWindow: window}, nil
 }
 
 func (o Options) withDefaults() Options {

@@ -108,6 +108,33 @@ func (q *Queue) Schedule(ctx context.Context, task string, at time.Time) error {
 	return nil
 }
 
+// ScheduleAll is Schedule for many tasks in one round trip (one pipeline of
+// ZADD GT), for callers that schedule a batch at once, such as the expiry of
+// every order a worker confirmed. It fails if any of the ZADDs failed; the
+// others may have been applied, which is harmless because scheduling is
+// idempotent.
+func (q *Queue) ScheduleAll(ctx context.Context, tasks map[string]time.Time) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	pipe := q.rdb.Pipeline()
+	for task, at := range tasks {
+		if task == "" {
+			return errors.New("redisdelay: empty task")
+		}
+		pipe.ZAddArgs(ctx, q.due, redis.ZAddArgs{
+			GT:      true,
+			Members: []redis.Z{{Score: float64(at.UnixMilli()), Member: task}},
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		q.errs.Add(1)
+		return fmt.Errorf("redisdelay: schedule %d tasks: %w", len(tasks), err)
+	}
+	q.scheduled.Add(uint64(len(tasks)))
+	return nil
+}
+
 // claimScript first returns tasks whose lease ran out to the due set (keeping
 // a later time if the task was scheduled again meanwhile), then moves up to
 // ARGV[3] due tasks to the leased set with score ARGV[2]. Both steps in one

@@ -359,3 +359,43 @@ func TestStopWaitsForHandlersAndKeepsTheirResult(t *testing.T) {
 		}
 	})
 }
+
+// TestScheduleAllRunsEachTaskOnceAtItsTime: a batch scheduled in one round
+// trip runs each task once, none before its own time, and keeps the later
+// time of a task that was already waiting.
+func TestScheduleAllRunsEachTaskOnceAtItsTime(t *testing.T) {
+	t.Parallel()
+	onRedis(t, func(t *testing.T, rdb redis.UniversalClient, key string) {
+		q := New(rdb, key, Options{Poll: 10 * time.Millisecond})
+		rec := newRuns()
+		now := time.Now()
+		later := now.Add(400 * time.Millisecond)
+		if err := q.Schedule(context.Background(), "expire-order:b", later); err != nil {
+			t.Fatal(err)
+		}
+		tasks := map[string]time.Time{
+			"expire-order:a": now.Add(100 * time.Millisecond),
+			"expire-order:b": now.Add(50 * time.Millisecond), // must not bring b forward
+			"expire-order:c": now.Add(200 * time.Millisecond),
+		}
+		if err := q.ScheduleAll(context.Background(), tasks); err != nil {
+			t.Fatal(err)
+		}
+		stop := start(t, q, func(_ context.Context, task string) error { rec.record(task); return nil })
+		waitFor(t, "every task to run", func() bool { return rec.distinct() == 3 })
+		waitFor(t, "the tasks to be removed", func() bool { return drained(t, rdb, key) })
+		stop()
+		tasks["expire-order:b"] = later
+		for task, at := range tasks {
+			if n := rec.of(task); n != 1 {
+				t.Errorf("%s ran %d times, want 1", task, n)
+			}
+			if ran := rec.times(task)[0]; ran.Before(at.Add(-time.Millisecond)) {
+				t.Errorf("%s ran %v before its time", task, at.Sub(ran))
+			}
+		}
+		if st := q.Stats(); st.Scheduled != 4 {
+			t.Fatalf("stats = %+v, want 4 scheduled", st)
+		}
+	})
+}

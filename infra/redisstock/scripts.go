@@ -42,6 +42,10 @@ const (
 	// repair: {code, gen}
 	codeRepairApplied  = 70
 	codeRepairConflict = 71
+
+	// return: {code, units, gen}
+	codeReturnDone     = 80
+	codeReturnNotFound = 81
 )
 
 // nowMS is the Lua that reads the ledger's clock, Redis TIME, in
@@ -310,7 +314,36 @@ redis.call('HSET', KEYS[1], 'total', ARGV[4], 'starts_ms', ARGV[5], 'ends_ms', A
 return {$REPAIR_APPLIED, gen}
 `
 
+// returnSrc gives back the units of confirmed orders that the database has
+// cancelled or expired, exactly once per order: the returned hash, keyed by
+// order id, is the proof, and it is written in the same step as the stock.
+// The buyers entry stays, because a buyer whose order lapsed keeps their
+// slot. A sale that is missing (lost, being rebuilt) is left alone and
+// nothing is marked: the rebuild counts the database's returns itself and
+// restores the marks first.
+//
+// KEYS: sale, returned
+// ARGV: order ids
+const returnSrc = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {$RETURN_NOT_FOUND, 0, 0}
+end
+local n = 0
+for _, id in ipairs(ARGV) do
+  n = n + redis.call('HSETNX', KEYS[2], id, 1)
+end
+local gen
+if n > 0 then
+  redis.call('HINCRBY', KEYS[1], 'stock', n)
+  gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+else
+  gen = tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0
+end
+return {$RETURN_DONE, n, gen}
+`
+
 var (
+	returnScript    = newScript(returnSrc)
 	reserveScript   = newScript(reserveSrc)
 	openScript      = newScript(openSrc)
 	setWindowScript = newScript(setWindowSrc)
@@ -352,6 +385,8 @@ func newScript(src string) *redis.Script {
 		{"$RELEASE_BAD_RECORD", codeReleaseBadRecord},
 		{"$REPAIR_APPLIED", codeRepairApplied},
 		{"$REPAIR_CONFLICT", codeRepairConflict},
+		{"$RETURN_DONE", codeReturnDone},
+		{"$RETURN_NOT_FOUND", codeReturnNotFound},
 	}
 	pairs := make([]string, 0, 2*len(codes))
 	for _, c := range codes {

@@ -12,6 +12,7 @@
 //	<p>:{item:42}:pending   hash  order id -> "<user>|<price>|<created_ms>|<accepted_ms>"
 //	<p>:{item:42}:outbox    zset  pending order id scored by when the relay should next look at it
 //	<p>:{item:42}:restocks  hash  restock idempotency key -> units added (kept with the sale)
+//	<p>:{item:42}:returned  hash  order id -> 1 for each cancelled or expired order whose unit came back
 //	<p>:items               set   ids of opened items, for Due
 //
 // The ledger never decides an order's fate: the database does (its order
@@ -161,7 +162,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func KeyPatterns(prefix string, id sale.ItemID) []string {
 	s := &Store{prefix: prefix}
 	k := s.item(id)
-	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.repairing(), s.itemsKey()}
+	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.repairing(), s.itemsKey()}
 }
 
 // itemKeys names the keys of one item; they share the hash tag {item:<id>}.
@@ -177,6 +178,7 @@ func (k itemKeys) pending() string      { return k.base + "pending" }
 func (k itemKeys) outbox() string       { return k.base + "outbox" }
 func (k itemKeys) restocks() string     { return k.base + "restocks" }
 func (k itemKeys) repairing() string    { return k.base + "repairing" }
+func (k itemKeys) returned() string     { return k.base + "returned" }
 func (s *Store) itemsKey() string       { return s.prefix + ":items" }
 func (k itemKeys) reserve() []string    { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
 func (k itemKeys) settleKeys() []string { return []string{k.pending(), k.outbox()} }

@@ -211,6 +211,7 @@
         name: q(".name"), ref: q(".item-ref"), price: q(".price"), window: q(".window"), badge: q(".status-badge"),
         total: q(".s-total"), leftRedis: q(".s-left-redis"), leftDB: q(".s-left-db"),
         pending: q(".s-pending"), confirmed: q(".s-confirmed"), failed: q(".s-failed"),
+        paid: q(".s-paid"), cancelled: q(".s-cancelled"), expired: q(".s-expired"),
         consistency: q(".consistency"), restockForm: q(".restock"), restockAdd: q(".restock-add"),
         restockBtn: q(".restock-btn"), details: q("details.edit"), editForm: q(".edit-form"),
         saveBtn: q(".save-btn"), status: q(".item-status"),
@@ -254,7 +255,7 @@
 
   function clearStats(row) {
     const r = row.r;
-    for (const el of [r.total, r.leftRedis, r.leftDB, r.pending, r.confirmed, r.failed]) setText(el, "–");
+    for (const el of [r.total, r.leftRedis, r.leftDB, r.pending, r.confirmed, r.paid, r.cancelled, r.expired, r.failed]) setText(el, "–");
     setText(r.consistency, "Consistency: unknown");
     r.consistency.dataset.state = "unknown";
   }
@@ -266,6 +267,9 @@
     setText(r.leftDB, String(s.stock_left_db));
     setText(r.pending, String(s.orders_pending));
     setText(r.confirmed, String(s.orders_confirmed));
+    setText(r.paid, String(s.orders_paid));
+    setText(r.cancelled, String(s.orders_cancelled));
+    setText(r.expired, String(s.orders_expired));
     setText(r.failed, String(s.orders_failed));
     let state = s.consistent ? "consistent" : "inconsistent";
     let text = s.consistent ? "✓ Consistent" : "✗ Inconsistent";
@@ -282,8 +286,8 @@
     }
     setText(r.consistency, text);
     r.consistency.dataset.state = state;
-    r.consistency.title = "Redis total = database total; Redis total = left in Redis + pending + confirmed; " +
-      "left in database = total − confirmed";
+    r.consistency.title = "Redis total = database total; Redis total = left in Redis + pending + confirmed + paid; " +
+      "left in database = total − confirmed − paid (cancelled and expired units are back in both)";
   }
 
   async function restock(row) {

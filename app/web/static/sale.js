@@ -1,6 +1,8 @@
 // The sale page: lists every sale with live stock, counts down to upcoming
 // sales on the client clock, logs a demo user in and buys, then follows the
-// order until it is confirmed or failed. It only uses the public JSON API.
+// order until it is confirmed or failed. A confirmed order shows Pay now and
+// Cancel with a countdown to its pay_by; paid, cancelled and expired orders
+// are shown as such. It only uses the public JSON API.
 "use strict";
 
 (function () {
@@ -215,6 +217,10 @@
         order: $(".order", li),
         orderId: $(".order-id", li),
         orderStatus: $(".order-status", li),
+        deadline: $(".order-deadline", li),
+        orderActions: $(".order-actions", li),
+        pay: $(".pay", li),
+        cancel: $(".cancel", li),
         message: $(".message", li),
       },
     };
@@ -225,6 +231,8 @@
     card.r.buy.setAttribute("aria-describedby", "item-" + id + "-stock " + card.r.message.id);
     $(".stock-text", li).id = "item-" + id + "-stock";
     card.r.buy.addEventListener("click", () => buy(card));
+    card.r.pay.addEventListener("click", () => decide(card, "pay"));
+    card.r.cancel.addEventListener("click", () => decide(card, "cancel"));
     const hue = (Number(item.id) * 67 + 20) % 360;
     li.style.setProperty("--hue", String(hue));
     return card;
@@ -248,7 +256,7 @@
     r.barFill.dataset.level = pct > 50 ? "high" : pct > 20 ? "mid" : "low";
     if (!card.order) {
       const o = storedOrder(card.id);
-      if (o) showOrder(card, o.id, o.status, o.reason);
+      if (o) showOrder(card, o.id, o.status, o.reason, o.payBy);
     }
   }
 
@@ -307,7 +315,15 @@
       label = "Buying…";
       disabled = true;
     } else if (orderStatus === "confirmed") {
+      label = "Reserved · pay below";
+      disabled = true;
+    } else if (orderStatus === "paid") {
       label = "Purchased";
+      disabled = true;
+    } else if (orderStatus === "cancelled" || orderStatus === "expired") {
+      // One order per buyer per item, lapsed or not: a buyer cannot hold
+      // a unit, let it go and hold it again.
+      label = orderStatus === "cancelled" ? "Order cancelled" : "Order expired";
       disabled = true;
     } else if (orderStatus === "queued") {
       label = "Order queued";
@@ -338,6 +354,71 @@
       if (r.orderId.title !== card.order.id) r.orderId.title = card.order.id;
       setText(r.orderStatus, card.order.status === "checking" ? "checking…" : card.order.status);
       r.orderStatus.dataset.status = card.order.status;
+    }
+    const awaiting = !!card.order && card.order.status === "confirmed" && card.order.payBy > 0;
+    setHidden(r.orderActions, !awaiting);
+    setHidden(r.deadline, !awaiting);
+    if (awaiting) {
+      const left = card.order.payBy - now;
+      r.deadline.dataset.remainingMs = String(Math.max(0, left));
+      setText(r.deadline, left > 0 ? "Pay within " + formatDuration(left) : "Payment window closed…");
+      const off = card.deciding || left <= 0;
+      if (r.pay.disabled !== off) r.pay.disabled = off;
+      if (r.cancel.disabled !== !!card.deciding) r.cancel.disabled = !!card.deciding;
+      // The deadline passed on this clock: look once for the expiry.
+      if (left <= 0 && !card.deadlineChecked) {
+        card.deadlineChecked = true;
+        track(card);
+      }
+    }
+  }
+
+  // decide pays for or cancels the card's confirmed order, then shows the
+  // order as the server answers it.
+  async function decide(card, action) {
+    if (!session || !card.order || card.deciding) return;
+    const sess = session;
+    card.deciding = true;
+    render(card, Date.now());
+    setMessage(card, action === "pay" ? "Paying…" : "Cancelling…", "info");
+    const r = await api("POST", "/api/v1/orders/" + encodeURIComponent(card.order.id) + "/" + action, { token: sess.token });
+    card.deciding = false;
+    if (session !== sess || !card.order) return;
+    if (r.ok && r.body) {
+      applyOrder(card, r.body);
+    } else if (r.status === 401) {
+      sessionExpired();
+      return;
+    } else if (r.code === "payment_window_closed" || r.code === "already_paid" || r.code === "order_pending") {
+      setMessage(card, r.message, "warn");
+      track(card);
+    } else {
+      setMessage(card, r.message || "Something went wrong; try again.", "error");
+    }
+    render(card, Date.now());
+  }
+
+  // applyOrder takes an order as the API shows it and says what it means.
+  function applyOrder(card, body) {
+    const st = body.status;
+    const prev = card.order.status;
+    card.order.status = st;
+    card.order.reason = body.reason || "";
+    card.order.payBy = body.pay_by ? Date.parse(body.pay_by) : 0;
+    saveOrder(card);
+    if (st === "confirmed") {
+      if (prev !== "confirmed") setMessage(card, "Confirmed! Pay before the countdown ends, or the unit goes back on sale.", "success");
+    } else if (st === "paid") {
+      setMessage(card, "Paid. The item is yours.", "success");
+    } else if (st === "cancelled") {
+      setMessage(card, "Order cancelled. Its unit is back on sale.", "info");
+      refreshSoon();
+    } else if (st === "expired") {
+      setMessage(card, "The payment window closed: the order expired and its unit is back on sale.", "warn");
+      refreshSoon();
+    } else if (st === "failed") {
+      setMessage(card, failedText(card.order.reason), "error");
+      refreshSoon();
     }
   }
 
@@ -440,10 +521,13 @@
     }
   }
 
-  function showOrder(card, orderId, status, reason) {
-    card.order = { id: orderId, status: status || "queued", reason: reason || "" };
+  function showOrder(card, orderId, status, reason, payBy) {
+    card.order = { id: orderId, status: status || "queued", reason: reason || "", payBy: payBy || 0 };
+    card.deadlineChecked = false;
     saveOrder(card);
-    if (card.order.status === "queued" || card.order.status === "checking") track(card);
+    // A confirmed order from an earlier visit may have been paid, cancelled
+    // or expired since: look it up again.
+    if (["queued", "checking", "confirmed"].includes(card.order.status)) track(card);
     else if (card.order.status === "failed") setMessage(card, failedText(card.order.reason), "error");
     render(card, Date.now());
   }
@@ -452,8 +536,10 @@
     return "Order failed" + (reason ? ": " + reason : ".");
   }
 
-  // track polls the order until it is confirmed or failed. A newer track of
-  // the same card, a logout or a new login stops it.
+  // track polls the order until it is confirmed or decided (paid,
+  // cancelled, expired, failed); a confirmed order past its pay_by is polled
+  // until it shows its fate. A newer track of the same card, a logout or a
+  // new login stops it.
   async function track(card) {
     const gen = ++card.trackGen;
     const sess = session;
@@ -469,19 +555,15 @@
       if (r.ok && r.body) {
         misses = 0;
         const st = r.body.status;
-        card.order.status = st;
-        card.order.reason = r.body.reason || "";
-        saveOrder(card);
-        if (st === "confirmed") {
-          setMessage(card, "Confirmed! The item is yours.", "success");
+        const was = card.order.status;
+        applyOrder(card, r.body);
+        if (st === "confirmed" && Date.now() < card.order.payBy) {
+          if (was !== "confirmed") refreshSoon();
           render(card, Date.now());
-          refreshSoon();
           return;
         }
-        if (st === "failed") {
-          setMessage(card, failedText(card.order.reason), "error");
+        if (st !== "queued" && st !== "confirmed") {
           render(card, Date.now());
-          refreshSoon();
           return;
         }
         if (!slowNoted && Date.now() - started > 10000) {

@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -251,7 +252,44 @@ func (s *Stack) startPrometheus(ctx context.Context, plan Plan, o Options) error
 		return err
 	}
 	s.PrometheusURL = "http://" + addr
-	return waitFor(ctx, p, "prometheus /-/ready", func() error { return httpOK(s.PrometheusURL + "/-/ready") })
+	if err := waitFor(ctx, p, "prometheus /-/ready", func() error { return httpOK(s.PrometheusURL + "/-/ready") }); err != nil {
+		return err
+	}
+	// Ready only once every process has been scraped: a run that starts
+	// load at once then has a sample from before it, so rates are defined.
+	want := len(s.APIs) + len(s.Workers)
+	return waitFor(ctx, p, "prometheus targets up", func() error { return targetsUp(s.PrometheusURL, want) })
+}
+
+// targetsUp returns nil when Prometheus has exactly want active targets and
+// all of them are up.
+func targetsUp(base string, want int) error {
+	r, err := httpc.Get(base + "/api/v1/targets")
+	if err != nil {
+		return err
+	}
+	defer r.Body.Close()
+	var body struct {
+		Data struct {
+			Active []struct {
+				ScrapeURL string `json:"scrapeUrl"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		return err
+	}
+	if n := len(body.Data.Active); n != want {
+		return fmt.Errorf("%d active targets, want %d", n, want)
+	}
+	for _, t := range body.Data.Active {
+		if t.Health != "up" {
+			return fmt.Errorf("target %s is %s %s", t.ScrapeURL, t.Health, t.LastError)
+		}
+	}
+	return nil
 }
 
 // spawn starts one child with its output in logs/<name>.log. Each child has

@@ -16,7 +16,7 @@ K6_VER    := v1.8.1
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZTIME  ?= 5s
 
-.PHONY: help run build test test-short fuzz chaos bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
+.PHONY: help run build test test-short fuzz chaos stack bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
 
 # Bold target names only on a terminal, so a piped `make help` is plain text.
 help: ## list the targets
@@ -57,6 +57,16 @@ chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Red
 	  echo "note: redis-server, mariadbd or mariadb-install-db is missing: the scenarios that need it will FAIL (Debian: apt-get install redis-server mariadb-server)"
 	SECKILL_TEST_MYSQL_DSN="$${SECKILL_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/test}" \
 	  SECKILL_CHAOS=1 $(GO) test -count=1 -timeout 12m -v -run . ./app/chaos/
+
+# The compose topology as native processes (deploy/stack reads
+# docker-compose.yml). Built binaries rather than `go run`, so Ctrl+C reaches
+# the stack itself, which stops its children in order. STACK_MYSQL_DSN,
+# STACK_REDIS_ADDR, STACK_LB_ADDR, STACK_PROMETHEUS_ADDR override the
+# defaults; STACK_INSTALL=1 apt-get installs nginx and prometheus if missing.
+stack: ## the compose topology without Docker: nginx, 2 serve, 2 worker, broker, Prometheus on this machine's Redis/MariaDB
+	$(GO) build -o $(BIN)/seckill ./app/cmd/seckill
+	$(GO) build -o $(BIN)/stack ./app/cmd/stack
+	exec $(BIN)/stack -seckill $(BIN)/seckill -compose $(CURDIR)/docker-compose.yml
 
 bench: ## measure throughput as ratios against a baseline from the same run (real Redis/MariaDB, wrk)
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk; }

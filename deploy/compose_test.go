@@ -327,7 +327,15 @@ func TestComposeSeckillEnv(t *testing.T) {
 	if v, _ := env(api, "SECKILL_HTTP_ADDR"); v != "0.0.0.0:8080" {
 		t.Errorf("api SECKILL_HTTP_ADDR = %q, want 0.0.0.0:8080 (127.0.0.1 is unreachable from nginx)", v)
 	}
-	// Exactly one instance seeds the demo: two replicas would race.
+	// Every scraped service must listen on all interfaces, on the port
+	// Prometheus scrapes: a container's 127.0.0.1 is its own loopback, and
+	// Prometheus would report the target down.
+	for _, name := range []string{"api", "worker"} {
+		if v, _ := env(service(t, p, name), "SECKILL_HTTP_ADDR"); v != "0.0.0.0:8080" {
+			t.Errorf("%s SECKILL_HTTP_ADDR = %q, want 0.0.0.0:8080 (the port prometheus.yml scrapes)", name, v)
+		}
+	}
+	// Exactly one service seeds the demo: the api replicas would race.
 	seeders := 0
 	for _, name := range seckillServices {
 		if v, _ := env(service(t, p, name), "SECKILL_SEED_DEMO"); v == "true" {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,9 +93,11 @@ type Main struct {
 	// Payments is the simulated payment provider the lifecycle charges.
 	Payments *paysim.Provider
 
-	httpSrv *http.Server
-	ln      net.Listener
-	tmpDir  string
+	httpSrv  *http.Server
+	ln       net.Listener
+	debugSrv *http.Server
+	debugLn  net.Listener
+	tmpDir   string
 
 	bgCancel     context.CancelFunc
 	bg           sync.WaitGroup
@@ -403,6 +406,14 @@ func (m *Main) serveHTTP(secret string) error {
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout,
 		})
 	}
+	if !cfg.MetricsOnPublicPort {
+		h = withoutMetrics(h)
+	}
+	if cfg.DebugAddr != "" {
+		if err := m.serveDebug(cfg.DebugAddr); err != nil {
+			return err
+		}
+	}
 	ln := m.ln // opened at the start of Start
 	m.httpSrv = &http.Server{
 		Handler:           h,
@@ -419,6 +430,55 @@ func (m *Main) serveHTTP(secret string) error {
 		}
 	}()
 	return nil
+}
+
+// withoutMetrics answers /metrics with the API's JSON 404 instead of passing
+// it to h, for --metrics-on-public-port=false. It wraps the handler rather
+// than changing the router so the public port's routes stay in one place.
+func withoutMetrics(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"not_found","message":"no such route"}`))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serveDebug starts the --debug-addr listener: net/http/pprof and /metrics,
+// on a mux of its own so nothing else (and no pprof on the public port)
+// is reachable there.
+func (m *Main) serveDebug(addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", m.metrics.Handler())
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on --debug-addr %s: %w", addr, err)
+	}
+	m.debugLn = ln
+	// No write timeout: a CPU profile or trace streams for as long as asked.
+	m.debugSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := m.debugSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("debug server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// DebugURL is the base URL of the --debug-addr listener, or "" when it is off.
+func (m *Main) DebugURL() string {
+	if m.debugLn == nil {
+		return ""
+	}
+	return "http://" + m.debugLn.Addr().String()
 }
 
 // URL is the base URL the API serves on, or "" if it does not serve.
@@ -453,6 +513,11 @@ func (m *Main) Shutdown(ctx context.Context) error {
 
 func (m *Main) shutdown(ctx context.Context) error {
 	var errs []error
+	if m.debugSrv != nil {
+		// Closed, not drained: a profile in progress is not worth delaying
+		// the shutdown for.
+		_ = m.debugSrv.Close()
+	}
 	if m.httpSrv != nil {
 		if err := m.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))

@@ -34,6 +34,10 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 
+	// Internal endpoints
+	DebugAddr           string
+	MetricsOnPublicPort bool
+
 	// Backends. An empty MySQL DSN, Redis address or Kafka broker list
 	// starts the embedded stand-in for that backend instead.
 	MySQLDSN      string
@@ -100,6 +104,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.InstanceID, "instance-id", host+"-"+fmt.Sprint(os.Getpid()), "this instance's name in logs and invalidation messages")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of a separate listener for net/http/pprof (/debug/pprof/) and /metrics; empty turns it off. Keep it off the public network")
+	fs.BoolVar(&c.MetricsOnPublicPort, "metrics-on-public-port", true, "also serve /metrics on --http-addr (the demo and compose scrape it there); production sets false with --debug-addr")
 
 	fs.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL DSN, e.g. root:pw@tcp(mysql:3306)/seckill; empty uses embedded SQLite")
 	fs.StringVar(&c.SQLitePath, "sqlite-path", "", "SQLite file used when --mysql-dsn is empty; empty means a fresh temporary file per run, which matches the embedded Redis (it keeps nothing either)")
@@ -229,6 +235,7 @@ func (c Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
+		slog.String("debug_addr", c.DebugAddr),
 		slog.String("instance_id", c.InstanceID),
 		slog.String("mysql", maskDSN(c.MySQLDSN, c.SQLitePath)),
 		slog.String("redis", orEmbedded(c.RedisAddr)),

@@ -14,6 +14,9 @@ endif
 K6_DEP    := $(if $(filter $(K6_BIN),$(K6)),$(K6_BIN))
 K6_VER    := v1.8.1
 TEST_FLAGS ?= -race -count=1 -timeout 15m
+# -buildvcs=auto stamps the commit into the binary (seckill version, the
+# seckill_build_info metric) whenever git can tell it, whatever GOFLAGS says.
+BUILD_FLAGS ?= -buildvcs=auto
 FUZZTIME  ?= 5s
 
 .PHONY: help run build test test-short fuzz chaos stack bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
@@ -32,7 +35,7 @@ run: build ## start the whole system in one process on embedded backends, with t
 	@if [ -t 0 ]; then set -m; fi; $(BIN)/seckill all; status=$$?; exit $$status
 
 build: ## build bin/seckill
-	$(GO) build -o $(BIN)/seckill ./app/cmd/seckill
+	$(GO) build $(BUILD_FLAGS) -o $(BIN)/seckill ./app/cmd/seckill
 
 test: ## run every test with the race detector (real Redis/MariaDB when SECKILL_TEST_* are set)
 	@if [ -z "$$SECKILL_TEST_REDIS_ADDR$$SECKILL_TEST_MYSQL_DSN" ]; then \
@@ -64,8 +67,8 @@ chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Red
 # STACK_REDIS_ADDR, STACK_LB_ADDR, STACK_PROMETHEUS_ADDR override the
 # defaults; STACK_INSTALL=1 apt-get installs nginx and prometheus if missing.
 stack: ## the compose topology without Docker: nginx, 2 serve, 2 worker, broker, Prometheus on this machine's Redis/MariaDB
-	$(GO) build -o $(BIN)/seckill ./app/cmd/seckill
-	$(GO) build -o $(BIN)/stack ./app/cmd/stack
+	$(GO) build $(BUILD_FLAGS) -o $(BIN)/seckill ./app/cmd/seckill
+	$(GO) build $(BUILD_FLAGS) -o $(BIN)/stack ./app/cmd/stack
 	exec $(BIN)/stack -seckill $(BIN)/seckill -compose $(CURDIR)/docker-compose.yml
 
 bench: ## measure throughput as ratios against a baseline from the same run (real Redis/MariaDB, wrk)

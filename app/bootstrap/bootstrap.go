@@ -403,7 +403,7 @@ func (m *Main) serveHTTP(secret string) error {
 			Purchase: m.Purchase, Catalog: m.Catalog, Lifecycle: m.Lifecycle,
 			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
 			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
-			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout,
+			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout, AccessLog: cfg.AccessLog,
 		})
 	}
 	if !cfg.MetricsOnPublicPort {

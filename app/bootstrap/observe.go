@@ -1,8 +1,13 @@
 package bootstrap
 
+import "seckill/app/buildinfo"
+
 // registerMetrics exports the counters that components keep as atomics.
 func (m *Main) registerMetrics() {
 	r := m.metrics
+	bi := buildinfo.Read()
+	r.Info("seckill_build_info", "The running build: version, commit and Go toolchain (always 1).",
+		map[string]string{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion})
 	r.CounterFunc("seckill_shield_rejected_item_total", "Purchases refused by the per-item (hot key) limiter.", func() float64 { return float64(m.shield.Stats().RejectedItem) })
 	r.CounterFunc("seckill_shield_rejected_user_total", "Purchases refused by the per-user limiter.", func() float64 { return float64(m.shield.Stats().RejectedUser) })
 	r.CounterFunc("seckill_shield_rejected_inflight_total", "Purchases refused because the in-flight bound was reached.", func() float64 { return float64(m.shield.Stats().RejectedInFlight) })

@@ -33,6 +33,7 @@ type Config struct {
 	InstanceID      string
 	LogLevel        string
 	LogFormat       string
+	AccessLog       bool
 
 	// Internal endpoints
 	DebugAddr           string
@@ -104,6 +105,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.InstanceID, "instance-id", host+"-"+fmt.Sprint(os.Getpid()), "this instance's name in logs and invalidation messages")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.AccessLog, "access-log", true, "log one structured line per API request (method, route, status, duration, request id, order id); --access-log=false silences them")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of a separate listener for net/http/pprof (/debug/pprof/) and /metrics; empty turns it off. Keep it off the public network")
 	fs.BoolVar(&c.MetricsOnPublicPort, "metrics-on-public-port", true, "also serve /metrics on --http-addr (the demo and compose scrape it there); production sets false with --debug-addr")
 

@@ -13,6 +13,7 @@ import (
 	"seckill/app/catalog"
 	"seckill/app/lifecycle"
 	"seckill/app/purchase"
+	"seckill/app/reqid"
 	"seckill/app/shield"
 	"seckill/domain/sale"
 )
@@ -145,7 +146,7 @@ func lookupError(err error) *errorRow {
 func (s *server) writeError(c *gin.Context, err error) string {
 	row := lookupError(err)
 	if row == nil {
-		s.log.Error("internal error", "route", c.FullPath(), "method", c.Request.Method, "err", err)
+		s.log.Error("internal error", "route", c.FullPath(), "method", c.Request.Method, "request_id", reqid.From(c.Request.Context()), "err", err)
 		abortWithError(c, http.StatusInternalServerError, internalBody)
 		return internalBody.Error
 	}
@@ -153,7 +154,7 @@ func (s *server) writeError(c *gin.Context, err error) string {
 		c.Header("Retry-After", "1")
 	}
 	if row.status >= 500 {
-		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "err", err)
+		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "request_id", reqid.From(c.Request.Context()), "err", err)
 	}
 	var ap *sale.AlreadyPurchasedError
 	if fixed, ok := fixedBodies[row]; ok && !errors.As(err, &ap) {

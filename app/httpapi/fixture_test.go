@@ -227,6 +227,18 @@ type nopQueue struct{}
 
 func (nopQueue) Enqueue(sale.Order) {}
 
+// capturedQueue keeps what the purchase use case handed to the publisher.
+type capturedQueue struct {
+	mu     sync.Mutex
+	orders []sale.Order
+}
+
+func (q *capturedQueue) Enqueue(o sale.Order) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.orders = append(q.orders, o)
+}
+
 type nopCaches struct{}
 
 func (nopCaches) Invalidate(context.Context, sale.ItemID) error      { return nil }
@@ -242,6 +254,13 @@ type fixture struct {
 
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
+	return newFixtureWith(tb, nopQueue{}, nil)
+}
+
+// newFixtureWith is newFixture with the publisher queue given and a chance
+// to adjust the HTTP layer's Deps.
+func newFixtureWith(tb testing.TB, queue interface{ Enqueue(sale.Order) }, edit func(*Deps)) *fixture {
+	tb.Helper()
 	st := newMemStore()
 	now := func() time.Time { return testNow }
 	cat := catalog.New(catalog.Deps{
@@ -253,17 +272,21 @@ func newFixture(tb testing.TB) *fixture {
 		tb.Fatal(err)
 	}
 	buy := purchase.New(purchase.Deps{
-		Items: st, Ledger: ledgerStore{st}, Queue: nopQueue{},
+		Items: st, Ledger: ledgerStore{st}, Queue: queue,
 		// A generous user budget: tests buy as many times as they like.
 		Shield:  shield.New(shield.Options{UserRate: 1e6, UserBurst: 1e6}),
 		Pending: ledgerStore{st}, Book: bookStore{}, Now: now,
 	})
 	signer := auth.NewSigner("test-token-secret-0123456789", time.Hour, now)
 	life := lifecycle.New(lifecycle.Deps{Book: lifeBook{st}, Pending: ledgerStore{st}, Ledger: lifeBook{st}, Payments: lifeBook{st}, Now: now})
-	h := New(Deps{
+	d := Deps{
 		Purchase: buy, Catalog: cat, Lifecycle: life, Signer: signer, AdminToken: testAdminToken,
 		Metrics: metrics.New(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now,
-	})
+	}
+	if edit != nil {
+		edit(&d)
+	}
+	h := New(d)
 	return &fixture{h: h, store: st, signer: signer}
 }
 

@@ -25,6 +25,7 @@ import (
 	"seckill/app/lifecycle"
 	"seckill/app/metrics"
 	"seckill/app/purchase"
+	"seckill/app/reqid"
 	"seckill/domain/sale"
 )
 
@@ -65,7 +66,11 @@ type Deps struct {
 	Web http.Handler
 	// RequestTimeout bounds each request's work; default 5s.
 	RequestTimeout time.Duration
-	Now            func() time.Time
+	// AccessLog writes one structured line per request (method, route,
+	// status, duration, request id and, for an accepted purchase, the
+	// order id).
+	AccessLog bool
+	Now       func() time.Time
 }
 
 type server struct {
@@ -90,7 +95,7 @@ func New(d Deps) *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(s.recoverJSON, s.observe, s.bounds, s.deadline)
+	r.Use(s.requestID, s.recoverJSON, s.observe, s.bounds, s.deadline)
 	r.NoRoute(func(c *gin.Context) { s.writeError(c, errRouteNotFound) })
 	r.NoMethod(func(c *gin.Context) { s.writeError(c, errMethod) })
 
@@ -127,7 +132,7 @@ func New(d Deps) *gin.Engine {
 func Ops(m *metrics.Metrics, ready []Check, log *slog.Logger) *gin.Engine {
 	s := &server{Deps: Deps{Metrics: m, Ready: ready, Log: log}, log: log}
 	r := gin.New()
-	r.Use(s.recoverJSON, s.observe, s.bounds)
+	r.Use(s.requestID, s.recoverJSON, s.observe, s.bounds)
 	r.NoRoute(func(c *gin.Context) { s.writeError(c, errRouteNotFound) })
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
@@ -143,12 +148,30 @@ func (s *server) recoverJSON(c *gin.Context) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("panic in handler", "route", c.FullPath(), "panic", v)
+			s.log.Error("panic in handler", "route", c.FullPath(), "request_id", reqid.From(c.Request.Context()), "panic", v)
 			abortWithError(c, http.StatusInternalServerError, internalBody)
 		}
 	}()
 	c.Next()
 }
+
+// requestID takes the client's X-Request-ID when it is usable (else makes
+// one), answers with it, and puts it in the request's context, where the
+// purchase use case copies it onto the order and every log line of the
+// request finds it.
+func (s *server) requestID(c *gin.Context) {
+	id := c.GetHeader(reqid.Header)
+	if !reqid.Valid(id) {
+		id = reqid.New()
+	}
+	c.Header(reqid.Header, id)
+	c.Request = c.Request.WithContext(reqid.With(c.Request.Context(), id))
+	c.Next()
+}
+
+// orderKey is where the purchase handler leaves the accepted order's id for
+// the access log.
+const orderKey = "seckill.order"
 
 func (s *server) observe(c *gin.Context) {
 	start := time.Now()
@@ -157,7 +180,20 @@ func (s *server) observe(c *gin.Context) {
 	if route == "" {
 		route = "unmatched"
 	}
-	s.Metrics.ObserveHTTP(route, c.Request.Method, c.Writer.Status(), time.Since(start))
+	took := time.Since(start)
+	s.Metrics.ObserveHTTP(route, c.Request.Method, c.Writer.Status(), took)
+	if s.AccessLog {
+		attrs := []slog.Attr{
+			slog.String("request_id", reqid.From(c.Request.Context())),
+			slog.String("method", c.Request.Method), slog.String("route", route),
+			slog.String("path", c.Request.URL.Path), slog.Int("status", c.Writer.Status()),
+			slog.Duration("took", took),
+		}
+		if id, ok := c.Get(orderKey); ok {
+			attrs = append(attrs, slog.Any("order_id", id))
+		}
+		s.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "http request", attrs...)
+	}
 }
 
 // bounds refuses requests whose headers exceed MaxHeaderBytes (431) or whose

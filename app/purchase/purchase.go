@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"seckill/app/reqid"
 	"seckill/app/shield"
 	"seckill/domain/sale"
 )
@@ -139,6 +140,7 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	}
 
 	o := sale.NewOrder(it, user, now)
+	o.RequestID = reqid.From(ctx)
 	s.ledgerCalls.Add(1)
 	res, err := s.d.Ledger.Reserve(ctx, o)
 	if err != nil {

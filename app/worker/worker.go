@@ -170,8 +170,15 @@ func (w *Worker[D]) processBatch(ds []D) error {
 		// time).
 		var confirmed []sale.OrderID
 		deadlines := map[sale.OrderID]time.Time{}
+		trace := w.log.Enabled(ctx, slog.LevelDebug)
 		for _, o := range orders {
 			f := fates[o.ID]
+			if trace {
+				// One line per order ties it to the request that made it
+				// (request_id); debug only, since a sale decides thousands
+				// a second.
+				w.log.Debug("order decided", "order_id", o.ID, "request_id", o.RequestID, "status", f.Status)
+			}
 			if f.Status == sale.OrderConfirmed && !f.PayBy.IsZero() {
 				deadlines[o.ID] = f.PayBy
 			}

@@ -156,6 +156,10 @@ type Order struct {
 	PaidAt time.Time
 	// PaymentRef is the payment provider's reference of a paid order.
 	PaymentRef string
+	// RequestID names the HTTP request that accepted the order, so its log
+	// lines can be found in every process it passes; empty when unknown
+	// (an order published again from the ledger). No rule reads it.
+	RequestID string
 }
 
 // Decision is one of the three ways a confirmed order can end.

@@ -224,6 +224,7 @@ func (c *Consumer) delivery(m kafka.Message) Delivery {
 		d.Err = fmt.Errorf("kafkaevents: message %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
 		return d
 	}
+	o.RequestID = requestID(m)
 	d.Order = o
 	return d
 }

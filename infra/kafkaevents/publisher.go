@@ -103,7 +103,7 @@ func (p *Publisher) Publish(ctx context.Context, orders ...sale.Order) error {
 		if err != nil {
 			return err
 		}
-		msgs[i] = kafka.Message{Key: key, Value: value}
+		msgs[i] = kafka.Message{Key: key, Value: value, Headers: traceHeaders(o)}
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"seckill/domain/sale"
 )
 
@@ -79,6 +81,32 @@ func decodeOrder(value []byte) (sale.Order, error) {
 		return sale.Order{}, err
 	}
 	return o, nil
+}
+
+// Headers of every order message: the order id, and the id of the request
+// that accepted it when known, so a consumer's log line for the order can
+// be traced to the API's line for the request without decoding the value.
+const (
+	HeaderOrderID   = "order-id"
+	HeaderRequestID = "request-id"
+)
+
+func traceHeaders(o sale.Order) []kafka.Header {
+	hs := []kafka.Header{{Key: HeaderOrderID, Value: []byte(o.ID)}}
+	if o.RequestID != "" {
+		hs = append(hs, kafka.Header{Key: HeaderRequestID, Value: []byte(o.RequestID)})
+	}
+	return hs
+}
+
+// requestID returns the request-id header of m, or "".
+func requestID(m kafka.Message) string {
+	for _, h := range m.Headers {
+		if h.Key == HeaderRequestID {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 func malformed(format string, args ...any) error {

@@ -123,6 +123,7 @@ func New(d Deps) *gin.Engine {
 	if d.Web != nil {
 		r.GET("/", gin.WrapH(d.Web))
 		r.GET("/admin", gin.WrapH(d.Web))
+		r.GET("/dashboard", gin.WrapH(d.Web))
 		r.GET("/static/*path", gin.WrapH(d.Web))
 	}
 	return r

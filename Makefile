@@ -103,8 +103,8 @@ lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 
-screenshot: ## regenerate docs/screenshot.png from the real page in headless Chromium
-	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png $(GO) test -count=1 -run TestBrowser ./app/e2e/
+screenshot: ## regenerate docs/screenshot.png and docs/dashboard.png (during a spike) in headless Chromium
+	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png SECKILL_SCREENSHOT_DASHBOARD=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run TestBrowser ./app/e2e/
 
 clean: ## remove build output (bin/) and any kept SQLite file in var/
 	rm -rf $(BIN) var

@@ -117,6 +117,7 @@ done
 [ -n "$ready" ] || { echo "run.sh: seckill not ready within 60s" >&2; exit 1; }
 
 export BASE_URL="http://$addr" ADMIN_TOKEN="$SECKILL_ADMIN_TOKEN" RUNNER_API="http://$rest_addr"
+echo "run.sh: open the dashboard and watch: $BASE_URL/dashboard" >&2
 set +e
 run_k6 "$@"
 k6_status=$?

@@ -67,6 +67,7 @@ func (m *Main) Banner() string {
 	fmt.Fprintf(&b, "\n  seckill is running\n\n")
 	fmt.Fprintf(&b, "  Sale page:    %s/\n", u)
 	fmt.Fprintf(&b, "  Admin page:   %s/admin\n", u)
+	fmt.Fprintf(&b, "  Dashboard:    %s/dashboard   (live charts; open it during a spike)\n", u)
 	fmt.Fprintf(&b, "  Admin token:  %s\n", m.AdminToken)
 	fmt.Fprintf(&b, "  API docs:     %s/openapi.yaml   metrics: %s/metrics\n\n", u, u)
 	fmt.Fprintf(&b, "  Buy from a terminal (item 1 is on sale now):\n\n")

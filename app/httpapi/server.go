@@ -108,6 +108,7 @@ func New(d Deps) *gin.Engine {
 	v1.POST("/login", s.login)
 	v1.GET("/items", s.listItems)
 	v1.GET("/items/:id", s.getItem)
+	v1.GET("/dashboard/stream", newDashboardStream(s))
 	v1.POST("/items/:id/purchase", s.requireUser, s.purchase)
 	v1.GET("/orders/:order_id", s.requireUser, s.getOrder)
 	v1.POST("/orders/:order_id/pay", s.requireUser, s.payOrder)
@@ -122,6 +123,7 @@ func New(d Deps) *gin.Engine {
 	if d.Web != nil {
 		r.GET("/", gin.WrapH(d.Web))
 		r.GET("/admin", gin.WrapH(d.Web))
+		r.GET("/dashboard", gin.WrapH(d.Web))
 		r.GET("/static/*path", gin.WrapH(d.Web))
 	}
 	return r
@@ -254,8 +256,13 @@ func headerBytes(r *http.Request) int {
 	return n
 }
 
-// deadline bounds the request's working time.
+// deadline bounds the request's working time. The dashboard's event stream
+// is exempt: it lasts as long as its viewer and ends on shutdown.
 func (s *server) deadline(c *gin.Context) {
+	if c.FullPath() == dashboardStreamRoute {
+		c.Next()
+		return
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.RequestTimeout)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)

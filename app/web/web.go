@@ -1,6 +1,8 @@
-// Package web is the sale page and the admin page, embedded in the binary so
-// that no Node build is needed to run them. The pages are plain HTML, CSS
-// and JavaScript that talk to the public JSON API like any other client.
+// Package web is the sale page, the admin page and the live dashboard,
+// embedded in the binary so that no Node build is needed to run them and
+// they work offline. The pages are plain HTML, CSS and JavaScript that talk
+// to the public JSON API like any other client; the dashboard's one library,
+// uPlot, is vendored in static/vendor.
 package web
 
 import (
@@ -9,11 +11,12 @@ import (
 	"net/http"
 )
 
-//go:embed index.html admin.html static
+//go:embed index.html admin.html dashboard.html static
 var files embed.FS
 
-// Handler serves "/" (the sale page), "/admin" (the admin page) and
-// "/static/..." (assets). Unknown paths are 404.
+// Handler serves "/" (the sale page), "/admin" (the admin page),
+// "/dashboard" (the live dashboard) and "/static/..." (assets, the
+// dashboard's chart library among them). Unknown paths are 404.
 func Handler() http.Handler {
 	static, _ := fs.Sub(files, "static")
 	assets := http.StripPrefix("/static/", http.FileServer(http.FS(static)))
@@ -23,6 +26,8 @@ func Handler() http.Handler {
 			serve(w, "index.html")
 		case "/admin":
 			serve(w, "admin.html")
+		case "/dashboard":
+			serve(w, "dashboard.html")
 		default:
 			w.Header().Set("Cache-Control", "public, max-age=60")
 			w.Header().Set("X-Content-Type-Options", "nosniff")

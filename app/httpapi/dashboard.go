@@ -1,0 +1,153 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"seckill/app/dashboard"
+	"seckill/domain/sale"
+)
+
+// dashboardStreamRoute is the Server-Sent Events stream behind /dashboard.
+// The deadline middleware skips it: a stream lasts as long as its viewer,
+// and ends on server shutdown instead.
+const dashboardStreamRoute = "/api/v1/dashboard/stream"
+
+// dashboardEvery is the time between two events of the stream.
+const dashboardEvery = time.Second
+
+// dashboardItems bounds the sales whose stock the dashboard reads each
+// second (three queries each), newest start first.
+const dashboardItems = 4
+
+// dashboardStream serves the dashboard's events. It is public and
+// read-only: every figure is an aggregate (rates, quantiles, stock and
+// order counts), none names a user or an order.
+type dashboardStream struct {
+	sampler *dashboard.Sampler
+	log     func(msg string, args ...any)
+	// shutdowns holds, per *http.Server that serves the stream, a channel
+	// closed when that server begins its shutdown. http.Server.Shutdown
+	// does not cancel request contexts and waits for active connections, so
+	// without it an open dashboard would hold a shutdown until its timeout.
+	shutdowns sync.Map
+}
+
+func newDashboardStream(s *server) gin.HandlerFunc {
+	d := &dashboardStream{log: s.log.Warn}
+	var stock dashboard.StockFunc
+	if s.Catalog != nil {
+		stock = s.dashboardStock
+	}
+	d.sampler = dashboard.NewSampler(s.Metrics.Registry, stock)
+	return d.serve
+}
+
+// dashboardStock reads the stock accounts of the sales on now (open or sold
+// out, not upcoming or ended), the newest dashboardItems of them.
+func (s *server) dashboardStock(ctx context.Context) ([]dashboard.Item, error) {
+	// Detached from the viewer who happened to trigger the sample: its frame
+	// is shared, and that viewer leaving must not spoil it for the others.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	views, err := s.Catalog.Items(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var on []sale.Item
+	for _, v := range views {
+		if v.Status == sale.StatusActive || v.Status == sale.StatusSoldOut {
+			on = append(on, v.Item)
+		}
+	}
+	sort.Slice(on, func(i, j int) bool { return on[i].StartsAt.After(on[j].StartsAt) })
+	out := make([]dashboard.Item, 0, min(len(on), dashboardItems))
+	for _, it := range on[:min(len(on), dashboardItems)] {
+		st, err := s.Catalog.Stats(ctx, it.ID)
+		if errors.Is(err, sale.ErrNotFound) {
+			continue // deleted between the list and the stats
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dashboard.Item{
+			ID: int64(it.ID), Name: it.Name, StockRedis: st.StockLeftLedger, StockDB: st.StockLeftDB,
+			Pending: st.Pending, Confirmed: st.Confirmed + st.Paid,
+		})
+	}
+	return out, nil
+}
+
+// shutdownOf returns a channel closed when the server serving r shuts down,
+// or nil (never closed) when r did not come through an http.Server.
+func (d *dashboardStream) shutdownOf(r *http.Request) <-chan struct{} {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if srv == nil {
+		return nil
+	}
+	ch := make(chan struct{})
+	got, loaded := d.shutdowns.LoadOrStore(srv, ch)
+	if !loaded {
+		// Once per server, not per viewer, so viewers add nothing to the
+		// server's shutdown list.
+		srv.RegisterOnShutdown(func() { close(ch) })
+	}
+	return got.(chan struct{})
+}
+
+// serve writes one "data: {json}" event at once and then one per
+// dashboardEvery, until the viewer goes away, the server shuts down or a
+// write fails.
+func (d *dashboardStream) serve(c *gin.Context) {
+	ctx := c.Request.Context()
+	stop := d.shutdownOf(c.Request)
+	rc := http.NewResponseController(c.Writer)
+	// The server's read and write timeouts are sized for ordinary requests;
+	// this one is meant to stay open. The write deadline moves forward with
+	// each event; the read deadline is cleared so that its expiry can never
+	// be taken for the client going away.
+	_ = rc.SetReadDeadline(time.Time{})
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	// nginx (deploy/nginx) buffers responses by default; an event stream
+	// must reach the page as it is written.
+	h.Set("X-Accel-Buffering", "no")
+	c.Status(http.StatusOK)
+
+	tick := time.NewTicker(dashboardEvery)
+	defer tick.Stop()
+	var last int64
+	for {
+		f, err := d.sampler.Frame(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log("dashboard sample failed", "err", err)
+			}
+		} else if f.T != last { // a frame shared with another viewer may repeat
+			last = f.T
+			b, _ := json.Marshal(f)
+			_ = rc.SetWriteDeadline(time.Now().Add(5 * dashboardEvery))
+			if _, err := c.Writer.Write(append(append([]byte("data: "), b...), '\n', '\n')); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,173 @@
+// The live dashboard: one EventSource on /api/v1/dashboard/stream, one
+// frame a second, appended to five uPlot charts that keep the last two
+// minutes. All arithmetic (rates, quantiles) is done by the server from the
+// instance's own metrics; the page only draws what it is sent.
+"use strict";
+
+(function () {
+  const KEEP = 120; // points per chart: two minutes at one frame a second
+  const MIN_SPAN = 30; // seconds the time axis shows at least
+  const STREAM = "/api/v1/dashboard/stream";
+
+  const css = getComputedStyle(document.documentElement);
+  const color = (name, fallback) => (css.getPropertyValue(name) || "").trim() || fallback;
+  const C = {
+    ok: color("--ok", "#2b8a3e"),
+    warn: color("--warn", "#a15c07"),
+    bad: color("--bad", "#c92a2a"),
+    info: color("--info", "#1c64c8"),
+    accent: color("--accent", "#e8590c"),
+    muted: color("--muted", "#5d6676"),
+    border: color("--border", "#e2e5ea"),
+  };
+
+  // Each chart: its series (after the time axis) and how to read them from
+  // a frame. A null is drawn as a gap (no data in that second).
+  const charts = {
+    purchases: {
+      el: "chart-purchases", now: "now-purchases",
+      series: [
+        { label: "202 accepted", stroke: C.ok, pick: (f) => f.purchases && f.purchases.accepted },
+        { label: "409 sold_out", stroke: C.accent, pick: (f) => f.purchases && f.purchases.sold_out },
+        { label: "429 rate_limited", stroke: C.warn, pick: (f) => f.purchases && f.purchases.rate_limited },
+        { label: "503 unavailable", stroke: C.bad, pick: (f) => f.purchases && f.purchases.unavailable },
+        { label: "other", stroke: C.muted, pick: (f) => f.purchases && f.purchases.other },
+      ],
+      fmt: (v) => v.toFixed(v >= 10 ? 0 : 1) + "/s",
+    },
+    stock: {
+      el: "chart-stock", now: "now-stock",
+      series: [
+        // Dashed on top, so the two lines stay apart to the eye when they agree.
+        { label: "database", stroke: C.info, pick: (f) => sum(f.items, "stock_db") },
+        { label: "Redis", stroke: C.accent, dash: [6, 4], pick: (f) => sum(f.items, "stock_redis") },
+      ],
+      fmt: (v) => String(Math.round(v)),
+    },
+    orders: {
+      el: "chart-orders", now: "now-orders",
+      series: [
+        { label: "queued (pending)", stroke: C.warn, pick: (f) => sum(f.items, "pending") },
+        { label: "confirmed", stroke: C.ok, pick: (f) => sum(f.items, "confirmed") },
+      ],
+      fmt: (v) => String(Math.round(v)),
+    },
+    latency: {
+      el: "chart-latency", now: "now-latency",
+      series: [
+        { label: "p50", stroke: C.info, pick: (f) => f.latency_ms && f.latency_ms.p50 },
+        { label: "p99", stroke: C.bad, pick: (f) => f.latency_ms && f.latency_ms.p99 },
+      ],
+      fmt: (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(2)) + " ms",
+    },
+    lag: {
+      el: "chart-lag", now: "now-lag",
+      series: [{ label: "lag", stroke: C.accent, pick: (f) => f.lag }],
+      fmt: (v) => String(Math.round(v)),
+    },
+  };
+
+  // sum adds a field over the sales on; null when no sale is on, so the
+  // chart shows a gap rather than a misleading zero.
+  function sum(items, key) {
+    if (!items || items.length === 0) return null;
+    return items.reduce((n, it) => n + it[key], 0);
+  }
+
+  function value(v) {
+    return typeof v === "number" && Number.isFinite(v) ? v : null;
+  }
+
+  function build(name, c) {
+    const el = document.getElementById(c.el);
+    c.data = [[]].concat(c.series.map(() => []));
+    const axis = { stroke: C.muted, grid: { stroke: C.border, width: 1 }, ticks: { stroke: C.border, width: 1 } };
+    c.plot = new uPlot({
+      width: Math.max(el.clientWidth, 280),
+      height: 220,
+      legend: { live: false },
+      cursor: { drag: { x: false, y: false } },
+      // At least MIN_SPAN seconds wide and scrolling, so a new page does not
+      // stretch its first seconds across the whole width.
+      scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - MIN_SPAN), max] }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, name === "latency" ? 1 : 5)] } },
+      axes: [axis, Object.assign({ size: 56 }, axis)],
+      series: [{}].concat(c.series.map((s) => ({ label: s.label, stroke: s.stroke, dash: s.dash, width: 2, points: { show: false } }))),
+    }, c.data, el);
+    new ResizeObserver(() => {
+      const w = Math.max(el.clientWidth, 280);
+      if (w !== c.plot.width) c.plot.setSize({ width: w, height: 220 });
+    }).observe(el);
+  }
+
+  function showNow(c, frame) {
+    const dl = document.getElementById(c.now);
+    dl.replaceChildren(...c.series.map((s) => {
+      const v = value(s.pick(frame));
+      const div = document.createElement("div");
+      const dt = document.createElement("dt");
+      const dd = document.createElement("dd");
+      dt.textContent = s.label;
+      dd.textContent = v === null ? "–" : c.fmt(v);
+      dd.style.color = s.stroke;
+      div.append(dt, dd);
+      return div;
+    }));
+  }
+
+  function showItems(frame) {
+    const p = document.getElementById("stock-items");
+    if (frame.stock_error) {
+      p.textContent = "Stock unavailable: " + frame.stock_error;
+      return;
+    }
+    if (!frame.items.length) {
+      p.textContent = "No sale is on.";
+      return;
+    }
+    p.textContent = frame.items.map((it) =>
+      "#" + it.id + " " + it.name + ": Redis " + it.stock_redis + ", database " + it.stock_db +
+      ", queued " + it.pending + ", confirmed " + it.confirmed).join(" · ");
+  }
+
+  const conn = document.getElementById("conn");
+  const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+  function onFrame(frame) {
+    const t = frame.t / 1000;
+    for (const c of Object.values(charts)) {
+      c.data[0].push(t);
+      c.series.forEach((s, i) => c.data[i + 1].push(value(s.pick(frame))));
+      if (c.data[0].length > KEEP) c.data.forEach((a) => a.shift());
+      c.plot.setData(c.data);
+      showNow(c, frame);
+    }
+    showItems(frame);
+    conn.className = "banner banner-ok";
+    conn.textContent = "Live · updated " + timeFmt.format(new Date(frame.t));
+    window.seckillDashboard.frames++;
+  }
+
+  for (const [name, c] of Object.entries(charts)) build(name, c);
+  // For tests and the curious: the charts and how many frames arrived.
+  window.seckillDashboard = { charts, frames: 0 };
+
+  const es = new EventSource(STREAM);
+  es.onmessage = (ev) => {
+    let frame;
+    try {
+      frame = JSON.parse(ev.data);
+    } catch (e) {
+      return; // a broken frame is skipped; the next one comes in a second
+    }
+    onFrame(frame);
+  };
+  es.onopen = () => {
+    conn.className = "banner banner-ok";
+    conn.textContent = "Live";
+  };
+  es.onerror = () => {
+    // EventSource reconnects by itself (after a restart, too).
+    conn.className = "banner banner-warn";
+    conn.textContent = "Disconnected; reconnecting…";
+  };
+})();

@@ -355,7 +355,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 	}
 	// The ledger's guard gives up on a slow call only when Redis itself is
 	// slow, not when the wait is this process's own queue (a spike).
-	health := guard.NewRedisHealth(cfg.RedisCallTimeout)
+	health := guard.NewRedisHealth()
 	m.rdb.AddHook(health)
 	m.breakers = newBreakers(*cfg, health)
 	// The item cache gets a client of its own so that its breaker and

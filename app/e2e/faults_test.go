@@ -269,7 +269,13 @@ func runFault(t *testing.T, spec faultSpec) {
 		edit = func(c *config.Config) { c.KafkaBrokers = p.Addr() }
 	}
 	t.Cleanup(proxy.Close)
-	in := b.start(t, "api-1", both, edit)
+	in := b.start(t, "api-1", both, func(c *config.Config) {
+		// The production call timeout even under -race (the harness
+		// raises it for the unpaced spike tests): the faults below are
+		// sized against it, and this spike is paced, 16 buyers at a time.
+		c.RedisCallTimeout = config.Default().RedisCallTimeout
+		edit(c)
+	})
 
 	const stock = 100000 // never sells out: recovery is seen as the first 202 after the fault
 	item := in.createSale("fault", stock, 0)

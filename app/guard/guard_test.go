@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,42 +155,27 @@ func TestDetachWaitsOnAHealthyBackend(t *testing.T) {
 	}
 }
 
-func TestRedisHealthSeesStallsAndSlowStreaks(t *testing.T) {
+func TestRedisHealthSeesARoundTripWaitingTooLong(t *testing.T) {
 	t.Parallel()
+	var mu sync.Mutex
 	now := time.Unix(100, 0)
-	h := NewRedisHealth(100 * time.Millisecond)
-	h.now = func() time.Time { return now }
-	rt := func(d time.Duration) { _ = h.observe(&h.pipes, func() error { now = now.Add(d); return nil }) }
-	rt(time.Millisecond)
+	h := NewRedisHealth()
+	h.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	_ = h.observe(func() error { advance(time.Second); return nil }) // slow, but answered
 	if h.Slow(100 * time.Millisecond) {
-		t.Fatal("idle after a fast round trip: slow")
+		t.Fatal("nothing in flight, yet slow")
 	}
-	rt(300 * time.Millisecond) // one hiccup
+	answered, release := make(chan struct{}), make(chan struct{})
+	go func() { _ = h.observe(func() error { close(answered); <-release; return nil }) }()
+	<-answered
+	advance(50 * time.Millisecond)
 	if h.Slow(100 * time.Millisecond) {
-		t.Fatal("one slow round trip made Redis slow")
+		t.Fatal("a round trip 50ms old made Redis slow at 100ms")
 	}
-	rt(300 * time.Millisecond)
-	rt(300 * time.Millisecond)
+	advance(100 * time.Millisecond)
 	if !h.Slow(100 * time.Millisecond) {
-		t.Fatal("three slow round trips in a row: not slow")
+		t.Fatal("a round trip 150ms old: not slow at 100ms")
 	}
-	rt(time.Millisecond)
-	if h.Slow(100 * time.Millisecond) {
-		t.Fatal("a fast round trip did not end the streak")
-	}
-	// Fast commands do not hide slow pipelines.
-	rt(300 * time.Millisecond)
-	rt(300 * time.Millisecond)
-	rt(300 * time.Millisecond)
-	_ = h.observe(&h.cmds, func() error { now = now.Add(time.Millisecond); return nil })
-	if !h.Slow(100 * time.Millisecond) {
-		t.Fatal("slow pipelines hidden by a fast command")
-	}
-	rt(time.Millisecond)
-	// A round trip that never ends: in flight, nothing completes.
-	h.cmds.inflight.Add(1)
-	now = now.Add(200 * time.Millisecond)
-	if !h.Slow(100 * time.Millisecond) {
-		t.Fatal("stalled for 200ms with a round trip in flight: not slow")
-	}
+	close(release)
 }

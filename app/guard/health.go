@@ -2,9 +2,7 @@ package guard
 
 import (
 	"context"
-	"errors"
-	"net"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,72 +15,50 @@ import (
 // pipelines) rather than on Redis. Giving up on such a call would answer
 // 503 to a buyer whose purchase Redis is about to accept, and counting it
 // would open the breaker on a healthy Redis. So the guard gives up only
-// when Redis is slow: a command has been in flight with nothing completing
-// for the call timeout (a black hole, a stalled failover), or the latest
-// round trips each took longer than the call timeout (latency, a narrow
-// link).
+// when some round trip to Redis (a command or a pipeline) has been waiting
+// for its answer longer than the call timeout: a black hole, a stalled
+// failover, added latency or a narrow link all show as that, and a spike
+// on a healthy Redis does not (its pipelines come back in milliseconds).
 type RedisHealth struct {
-	// Commands and pipelines are watched apart: the ledger's pipelines
-	// (Reserve) carry far more bytes than single commands, so a narrow link
-	// slows them while small commands still pass quickly.
-	cmds, pipes roundTrips
-	threshold   time.Duration
-	now         func() time.Time
+	mu       sync.Mutex
+	seq      uint64
+	inflight map[uint64]time.Time // start of each round trip awaiting its answer
+	now      func() time.Time
 }
-
-// roundTrips is what RedisHealth knows of one kind of round trip.
-type roundTrips struct {
-	inflight atomic.Int64
-	lastDone atomic.Int64 // unix nanos of the latest completed round trip
-	// streak counts the latest round trips in a row that took longer than
-	// the threshold; one slow round trip is a scheduling hiccup under a
-	// spike, several in a row are a slow Redis.
-	streak atomic.Int64
-}
-
-// slowStreak is how many slow round trips in a row make Redis slow.
-const slowStreak = 3
 
 var _ redis.Hook = (*RedisHealth)(nil)
 
-// NewRedisHealth returns a watcher that calls a round trip slow when it
-// takes longer than threshold (the call timeout); add it to the client
-// with AddHook.
-func NewRedisHealth(threshold time.Duration) *RedisHealth {
-	return &RedisHealth{threshold: threshold, now: time.Now}
+// NewRedisHealth returns a watcher; add it to the client with AddHook.
+func NewRedisHealth() *RedisHealth {
+	return &RedisHealth{inflight: map[uint64]time.Time{}, now: time.Now}
 }
 
-// Slow reports whether Redis has not answered within d, for commands or for
-// pipelines: round trips are in flight and none completed in the last d,
-// or the latest few in a row each took longer than the threshold.
+// Slow reports whether a round trip has been awaiting Redis's answer for
+// longer than d.
 func (h *RedisHealth) Slow(d time.Duration) bool {
-	return h.cmds.slow(h.now(), d) || h.pipes.slow(h.now(), d)
-}
-
-func (r *roundTrips) slow(now time.Time, d time.Duration) bool {
-	if r.streak.Load() >= slowStreak {
-		return true
-	}
-	return r.inflight.Load() > 0 && now.Sub(time.Unix(0, r.lastDone.Load())) > d
-}
-
-func (h *RedisHealth) observe(r *roundTrips, f func() error) error {
-	r.inflight.Add(1)
-	start := h.now()
-	err := f()
-	end := h.now()
-	r.inflight.Add(-1)
-	var ne net.Error
-	if err == nil || errors.Is(err, redis.Nil) || !errors.As(err, &ne) {
-		// Any reply, even a script error, is Redis answering.
-		if end.Sub(start) > h.threshold {
-			r.streak.Add(1)
-		} else {
-			r.streak.Store(0)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	for _, start := range h.inflight {
+		if now.Sub(start) > d {
+			return true
 		}
-		r.lastDone.Store(end.UnixNano())
 	}
-	return err
+	return false
+}
+
+func (h *RedisHealth) observe(f func() error) error {
+	h.mu.Lock()
+	h.seq++
+	id := h.seq
+	h.inflight[id] = h.now()
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.inflight, id)
+		h.mu.Unlock()
+	}()
+	return f()
 }
 
 // DialHook leaves dialling alone.
@@ -91,13 +67,13 @@ func (h *RedisHealth) DialHook(next redis.DialHook) redis.DialHook { return next
 // ProcessHook times one command.
 func (h *RedisHealth) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		return h.observe(&h.cmds, func() error { return next(ctx, cmd) })
+		return h.observe(func() error { return next(ctx, cmd) })
 	}
 }
 
 // ProcessPipelineHook times one pipeline.
 func (h *RedisHealth) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		return h.observe(&h.pipes, func() error { return next(ctx, cmds) })
+		return h.observe(func() error { return next(ctx, cmds) })
 	}
 }

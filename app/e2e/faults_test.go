@@ -392,11 +392,12 @@ func runFault(t *testing.T, spec faultSpec) {
 		attempts = append(attempts, attempt{user: s.user, token: s.token, status: s.status, code: s.code, orderID: s.order})
 	}
 	attempts = adoptTimedOut(t, in, item, attempts)
+	settled := time.Since(faultEnd)
 	confirmed, failed := checkSettledSale(t, in, item, stock, attempts)
 	if failed != 0 {
 		t.Errorf("%d accepted orders failed; the fault must not cost an order", failed)
 	}
-	t.Logf("sale settled: %d confirmed, %d failed", confirmed, failed)
+	t.Logf("sale settled %v after the fault ended (load stopped at first 202 + 200ms): %d confirmed, %d failed", settled.Round(10*time.Millisecond), confirmed, failed)
 }
 
 // adoptTimedOut gives each buyer who got 503 but whose reservation went

@@ -298,6 +298,7 @@ func runFault(t *testing.T, spec faultSpec) {
 	if spec.breaker != "" {
 		time.Sleep(time.Second)
 		checkBreakerShown(t, in, spec.breaker)
+		checkDecidedOrderReadable(t, in, load, faultStart)
 	}
 	time.Sleep(time.Until(faultStart.Add(spec.dur)))
 	close(stopPages)
@@ -448,6 +449,34 @@ func checkBreakerShown(t *testing.T, in *instance, name string) {
 	if i < 0 || strings.HasPrefix(raw[i+len(want):], "0\n") {
 		t.Errorf("/metrics during the fault: %s missing or 0", want)
 	}
+}
+
+// checkDecidedOrderReadable requires an order that the database confirmed
+// before the fault to be readable during it: order status reads the
+// database first and needs Redis only for orders still queued.
+func checkDecidedOrderReadable(t *testing.T, in *instance, l *faultLoad, before time.Time) {
+	t.Helper()
+	l.mu.Lock()
+	var accepted []faultSample
+	for _, s := range l.samples {
+		if s.status == 202 && s.end.Before(before) {
+			accepted = append(accepted, s)
+		}
+	}
+	l.mu.Unlock()
+	for _, s := range accepted {
+		var status string
+		in.Store().DB().Raw("SELECT status FROM orders WHERE order_id = ?", s.order).Scan(&status)
+		if status != "confirmed" {
+			continue
+		}
+		r := in.do("GET", "/api/v1/orders/"+s.order, s.token, nil)
+		if r.Status != 200 || r.str("status") != "confirmed" {
+			t.Errorf("a confirmed order during the fault: %d %s, want 200 confirmed from the database", r.Status, r.Raw)
+		}
+		return
+	}
+	t.Errorf("no order accepted before the fault was confirmed by the time of the check (%d accepted)", len(accepted))
 }
 
 // advertising is a listener that reports another address, so kfake

@@ -8,10 +8,14 @@
 //   - while a breaker is open, every call through it fails within
 //     microseconds with an error that errors.Is ErrOpen, without touching
 //     the backend;
-//   - no call through a guard waits longer than its role's call timeout
-//     (for the Redis ledger reads and Reserve even when the adapter itself
-//     would wait longer: the guard stops waiting and lets the call finish
-//     on its own, see Ledger.Reserve for why that is safe);
+//   - a call to a backend that is slow waits at most its role's call
+//     timeout: database and Kafka calls through their ctx; Redis ledger
+//     reads and Reserve by the guard giving up even when the adapter would
+//     wait longer (the call then finishes on its own, see Ledger.Reserve
+//     for why that is safe). A ledger call that waits in this process's
+//     own queue while Redis answers (a spike) is not given up (RedisHealth);
+//     the request deadline bounds it. The ledger's admin writes pass the
+//     breaker without a deadline, because the catalog acts on their answer;
 //   - only transport errors and deadline overruns count as failures. A
 //     domain answer (sold out, not found, invalid, already purchased) is a
 //     success however often it comes, so a spike of refusals never opens a

@@ -22,6 +22,7 @@ import (
 	"seckill/app/catalog"
 	"seckill/app/cluster"
 	"seckill/app/config"
+	"seckill/app/guard"
 	"seckill/app/httpapi"
 	"seckill/app/lifecycle"
 	"seckill/app/metrics"
@@ -68,6 +69,7 @@ type Main struct {
 	emKafka *embedded.Kafka
 
 	rdb       *redis.Client
+	cacheRdb  *redis.Client // the item cache's own client, guarded by a hook
 	store     *mysqlstore.Store
 	ledger    *redisstock.Store
 	publisher *kafkaevents.Publisher
@@ -84,6 +86,13 @@ type Main struct {
 	worker    *worker.Worker[delivery]
 	recon     *reconcile.Service
 	metrics   *metrics.Metrics
+
+	// The guarded ports the request path uses (app/guard), and one breaker
+	// per backend role. Background loops keep the bare adapters.
+	breakers guardBreakers
+	gLedger  *guard.Ledger
+	gStore   *guard.Store
+	gPublish *guard.Publisher
 
 	// Catalog, Purchase and Lifecycle are the use cases, exposed for tests
 	// and seeding.
@@ -163,11 +172,11 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
 		MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
 	})
-	var dbReader sale.ItemReader = m.store
+	var dbReader sale.ItemReader = m.gStore
 	if m.Hooks.AfterDBRead != nil {
-		dbReader = hookedReader{m.store, m.Hooks.AfterDBRead}
+		dbReader = hookedReader{m.gStore, m.Hooks.AfterDBRead}
 	}
-	m.shared = rediscache.New(m.rdb, dbReader, rediscache.Options{
+	m.shared = rediscache.New(m.cacheRdb, dbReader, rediscache.Options{
 		Prefix: cfg.RedisPrefix, TTL: cfg.RedisCacheTTL,
 		// A load that outlives the second delete could write back data older
 		// than the update; bounding loads by the delay closes that gap.
@@ -194,19 +203,19 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		OnStockBack: m.coord.StockBack, Log: m.Log,
 	})
 	m.Catalog = catalog.New(catalog.Deps{
-		Reader: m.local, Store: m.store, Ledger: m.ledger, Book: m.store, Caches: m.coord,
+		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.coord,
 		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: m.Log,
 		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
 	})
-	m.dispatch = outbox.NewDispatcher(m.publisher, m.ledger, m.Log, outbox.DispatcherOptions{
+	m.dispatch = outbox.NewDispatcher(m.gPublish, m.ledger, m.Log, outbox.DispatcherOptions{
 		Batch: cfg.PublishBatch, Linger: cfg.PublishLinger,
 	})
-	m.relay = outbox.NewRelay(m.ledger, m.store, m.publisher, m.Log, outbox.RelayOptions{
+	m.relay = outbox.NewRelay(m.ledger, m.store, m.gPublish, m.Log, outbox.RelayOptions{
 		Every: cfg.RelayEvery, GiveUp: cfg.RelayGiveUp,
 	}, m.coord.StockBack)
 	deps := purchase.Deps{
-		Items: m.local, Ledger: m.ledger, Queue: m.dispatch, Shield: m.shield,
-		Pending: m.ledger, Book: m.store, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
+		Items: m.local, Ledger: m.gLedger, Queue: m.dispatch, Shield: m.shield,
+		Pending: m.gLedger, Book: m.gStore, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
 	}
 	if cfg.UserLimiter == "redis" {
 		m.userRate = redisrate.New(m.rdb, cfg.RedisPrefix, cfg.UserRate, cfg.UserBurst)
@@ -344,6 +353,21 @@ func (m *Main) openBackends(ctx context.Context) error {
 	if err := m.rdb.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("redis at %s: %w", cfg.RedisAddr, err)
 	}
+	// The ledger's guard gives up on a slow call only when Redis itself is
+	// slow, not when the wait is this process's own queue (a spike).
+	health := guard.NewRedisHealth()
+	m.rdb.AddHook(health)
+	m.breakers = newBreakers(*cfg, health)
+	// The item cache gets a client of its own so that its breaker and
+	// deadline (a go-redis hook) apply to its commands only, and so that
+	// go-redis honours the deadline in ctx instead of its read timeout.
+	m.cacheRdb = redis.NewClient(&redis.Options{
+		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+		ClientName: "seckill-cache-" + cfg.InstanceID,
+		PoolSize:   32, MinIdleConns: 2, ContextTimeoutEnabled: true,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+	})
+	m.cacheRdb.AddHook(guard.NewRedisHook(m.breakers.cache))
 
 	var err error
 	if cfg.MySQLDSN != "" {
@@ -385,6 +409,9 @@ func (m *Main) openBackends(ctx context.Context) error {
 		Prefix: cfg.RedisPrefix, FirstLook: cfg.RelayAfter, RepublishAfter: cfg.RepublishAfter,
 	})
 	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
+	m.gLedger = guard.NewLedger(m.ledger, m.breakers.ledger)
+	m.gStore = guard.NewStore(m.store, m.breakers.db)
+	m.gPublish = guard.NewPublisher(m.publisher, m.breakers.kafka)
 	return nil
 }
 
@@ -394,6 +421,9 @@ func (m *Main) serveHTTP(secret string) error {
 		{Name: "redis", Ping: func(ctx context.Context) error { return m.rdb.Ping(ctx).Err() }},
 		{Name: "database", Ping: m.store.Ping},
 		{Name: "kafka", Ping: func(ctx context.Context) error { return kafkaevents.Ping(ctx, cfg.Brokers()) }},
+	}
+	for _, b := range m.breakers.all() {
+		checks = append(checks, httpapi.Check{Name: b.Name(), State: b.State})
 	}
 	var h http.Handler
 	if !m.Roles.API {
@@ -555,6 +585,9 @@ func (m *Main) shutdown(ctx context.Context) error {
 	if m.rdb != nil {
 		_ = m.rdb.Close()
 	}
+	if m.cacheRdb != nil {
+		_ = m.cacheRdb.Close()
+	}
 	if m.store != nil {
 		_ = m.store.Close()
 	}
@@ -667,6 +700,9 @@ func (m *Main) Store() *mysqlstore.Store { return m.store }
 
 // EmbeddedKafka is the in-process broker, or nil when real Kafka is used.
 func (m *Main) EmbeddedKafka() *embedded.Kafka { return m.emKafka }
+
+// Breakers exposes the circuit breakers, one per backend role, for tests.
+func (m *Main) Breakers() []*guard.Breaker { return m.breakers.all() }
 
 // Redis exposes the Redis client, for tests.
 func (m *Main) Redis() *redis.Client { return m.rdb }

@@ -1,6 +1,11 @@
 package bootstrap
 
-import "seckill/app/buildinfo"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"seckill/app/buildinfo"
+	"seckill/app/guard"
+)
 
 // registerMetrics exports the counters that components keep as atomics.
 func (m *Main) registerMetrics() {
@@ -8,6 +13,21 @@ func (m *Main) registerMetrics() {
 	bi := buildinfo.Read()
 	r.Info("seckill_build_info", "The running build: version, commit and Go toolchain (always 1).",
 		map[string]string{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion})
+	// One series per backend role, told apart by the backend label.
+	for _, b := range m.breakers.all() {
+		b := b
+		labels := prometheus.Labels{"backend": b.Name()}
+		r.Registry.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "seckill_breaker_state", ConstLabels: labels,
+				Help: "Circuit breaker state per backend role: 0 closed, 1 half-open, 2 open."}, b.StateValue),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_rejected_total", ConstLabels: labels,
+				Help: "Calls a circuit breaker refused without reaching its backend."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Rejected })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_failures_total", ConstLabels: labels,
+				Help: "Backend calls that failed or overran their call timeout (domain answers such as sold out are not failures)."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Failures })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_opened_total", ConstLabels: labels,
+				Help: "Times a circuit breaker opened."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Opened })),
+		)
+	}
 	r.CounterFunc("seckill_shield_rejected_item_total", "Purchases refused by the per-item (hot key) limiter.", func() float64 { return float64(m.shield.Stats().RejectedItem) })
 	r.CounterFunc("seckill_shield_rejected_user_total", "Purchases refused by the per-user limiter.", func() float64 { return float64(m.shield.Stats().RejectedUser) })
 	r.CounterFunc("seckill_shield_rejected_inflight_total", "Purchases refused because the in-flight bound was reached.", func() float64 { return float64(m.shield.Stats().RejectedInFlight) })
@@ -69,4 +89,8 @@ func (m *Main) workerStat(pick func(confirmed, dup, dead uint64) uint64) float64
 	}
 	s := m.worker.Stats()
 	return float64(pick(s.Confirmed, s.Duplicates, s.DeadLettered))
+}
+
+func breakerStat(b *guard.Breaker, pick func(guard.Stats) uint64) func() float64 {
+	return func() float64 { return float64(pick(b.Stats())) }
 }

@@ -100,13 +100,19 @@ func New(d Deps) *Service {
 }
 
 // View is an item as a shopper sees it: its data plus live stock and status.
+// StockKnown is false when the stock ledger could not be read (Redis down,
+// or its breaker open): StockLeft is then 0 and means nothing, and Status
+// is sale.StatusStockUnavailable for an open sale.
 type View struct {
-	Item      sale.Item
-	StockLeft int64
-	Status    sale.Status
+	Item       sale.Item
+	StockLeft  int64
+	StockKnown bool
+	Status     sale.Status
 }
 
-// Items lists every item with live stock.
+// Items lists every item with live stock. If the stock ledger does not
+// answer, the items are still listed, with StockKnown false: item data comes
+// from the caches and the database, which need no Redis.
 func (s *Service) Items(ctx context.Context) ([]View, error) {
 	items, err := s.d.Reader.Items(ctx)
 	if err != nil {
@@ -117,18 +123,28 @@ func (s *Service) Items(ctx context.Context) ([]View, error) {
 		ids[i] = it.ID
 	}
 	left, err := s.stockLeft(ctx, ids)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrUnavailable) {
 		return nil, err
 	}
 	now := s.d.Now()
 	out := make([]View, len(items))
 	for i, it := range items {
-		out[i] = s.view(it, left, now)
+		if err != nil {
+			out[i] = unknownStock(it, now)
+		} else {
+			out[i] = s.view(it, left, now)
+		}
 	}
 	return out, nil
 }
 
-// Item returns one item with live stock, or sale.ErrNotFound.
+// unknownStock is the view of an item whose live stock cannot be read.
+func unknownStock(it sale.Item, now time.Time) View {
+	return View{Item: it, Status: it.StatusWithoutStock(now)}
+}
+
+// Item returns one item with live stock, or sale.ErrNotFound. Like Items,
+// it answers with StockKnown false when only the stock ledger is down.
 func (s *Service) Item(ctx context.Context, id sale.ItemID) (View, error) {
 	it, err := s.d.Reader.Item(ctx, id)
 	if err != nil {
@@ -138,6 +154,9 @@ func (s *Service) Item(ctx context.Context, id sale.ItemID) (View, error) {
 		return View{}, unavailable("get item", err)
 	}
 	left, err := s.stockLeft(ctx, []sale.ItemID{id})
+	if errors.Is(err, ErrUnavailable) {
+		return unknownStock(it, s.d.Now()), nil
+	}
 	if err != nil {
 		return View{}, err
 	}
@@ -153,7 +172,7 @@ func (s *Service) view(it sale.Item, left map[sale.ItemID]int64, now time.Time) 
 		// reloads its stock from the database: see docs/OPERATIONS.md.
 		n = it.StockLeft
 	}
-	return View{Item: it, StockLeft: n, Status: it.StatusAt(now, n)}
+	return View{Item: it, StockLeft: n, StockKnown: true, Status: it.StatusAt(now, n)}
 }
 
 // stockLeft reads live stock for display, allowing figures up to
@@ -230,7 +249,7 @@ func (s *Service) Create(ctx context.Context, d sale.Draft) (View, error) {
 	// are wrong everywhere now; the second delete covers a list read that
 	// raced the insert, and both run whatever happens (invalidate).
 	s.invalidate(ctx, it.ID)
-	return View{Item: it, StockLeft: it.StockTotal, Status: it.StatusAt(s.d.Now(), it.StockTotal)}, nil
+	return View{Item: it, StockLeft: it.StockTotal, StockKnown: true, Status: it.StatusAt(s.d.Now(), it.StockTotal)}, nil
 }
 
 // Update changes an item's data with a delayed double delete: drop cached
@@ -451,5 +470,7 @@ func unavailable(what string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+	// err stays in the chain (a second %w) so that the HTTP layer can say
+	// why, for example that a circuit breaker refused the call.
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }

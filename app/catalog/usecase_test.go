@@ -106,6 +106,7 @@ type memLedger struct {
 	keys     map[string]bool
 	failNext error
 	windows  int
+	down     error // while set, StockLeft fails with it
 }
 
 func (l *memLedger) Open(_ context.Context, it sale.Item) error {
@@ -129,6 +130,9 @@ func (l *memLedger) SetWindow(context.Context, sale.ItemID, time.Time, time.Time
 func (l *memLedger) StockLeft(_ context.Context, ids ...sale.ItemID) (map[sale.ItemID]int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.down != nil {
+		return nil, l.down
+	}
 	out := map[sale.ItemID]int64{}
 	for _, id := range ids {
 		if s, ok := l.stock[id]; ok {
@@ -308,5 +312,30 @@ func TestRestockWritesTheDatabaseFirstAndHealsHalfDoneRetries(t *testing.T) {
 		if _, err := r.svc.Restock(ctx, id, 1, key); !errors.Is(err, sale.ErrInvalid) {
 			t.Fatalf("Restock(key %q) = %v, want ErrInvalid", key, err)
 		}
+	}
+}
+
+// TestItemsWithoutTheLedgerShowUnknownStock: with the stock ledger down,
+// item reads still answer from item data, with the stock unknown and the
+// status saying so, and answer the live figure again once it is back.
+func TestItemsWithoutTheLedgerShowUnknownStock(t *testing.T) {
+	r := newRig()
+	id := r.create(t)
+	r.ledger.mu.Lock()
+	r.ledger.down = errors.New("guard: redis-ledger: circuit breaker open")
+	r.ledger.mu.Unlock()
+	v, err := r.svc.Item(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Item with the ledger down = %v, want a view", err)
+	}
+	if v.StockKnown || v.Status != sale.StatusStockUnavailable {
+		t.Fatalf("view %+v, want unknown stock and status %s", v, sale.StatusStockUnavailable)
+	}
+	r.ledger.mu.Lock()
+	r.ledger.down = nil
+	r.ledger.mu.Unlock()
+	v, err = r.svc.Item(context.Background(), id)
+	if err != nil || !v.StockKnown || v.StockLeft != 5 || v.Status != sale.StatusActive {
+		t.Fatalf("after the ledger is back: %+v %v, want 5 known and active", v, err)
 	}
 }

@@ -55,6 +55,12 @@ type Config struct {
 	AutoMigrate   bool
 	SeedDemo      bool
 
+	// Per-backend call deadlines and circuit breakers (app/guard).
+	RedisCallTimeout time.Duration
+	MySQLCallTimeout time.Duration
+	KafkaCallTimeout time.Duration
+	BreakerOpenFor   time.Duration
+
 	// Identity
 	AdminToken  string
 	TokenSecret string
@@ -106,6 +112,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&c.AccessLog, "access-log", true, "log one structured line per API request (method, route, status, duration, request id, order id); --access-log=false silences them")
+	fs.DurationVar(&c.RedisCallTimeout, "redis-call-timeout", 150*time.Millisecond, "deadline for one Redis call on a request's path (reserve, stock read, item cache); past it the call counts against the Redis circuit breaker")
+	fs.DurationVar(&c.MySQLCallTimeout, "mysql-call-timeout", time.Second, "deadline for one database call on a request's path (item read, admin write, order status)")
+	fs.DurationVar(&c.KafkaCallTimeout, "kafka-call-timeout", 2*time.Second, "deadline for one Kafka produce call; an order it cuts short stays in the outbox for the relay")
+	fs.DurationVar(&c.BreakerOpenFor, "breaker-open-for", time.Second, "how long an opened circuit breaker refuses calls before it lets probes through")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of a separate listener for net/http/pprof (/debug/pprof/) and /metrics; empty turns it off. Keep it off the public network")
 	fs.BoolVar(&c.MetricsOnPublicPort, "metrics-on-public-port", true, "also serve /metrics on --http-addr (the demo and compose scrape it there); production sets false with --debug-addr")
 
@@ -204,6 +214,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--item-burst and --user-burst must be at least 1")
 	case c.MaxInFlight < 1:
 		return fmt.Errorf("--max-inflight must be at least 1")
+	case c.RedisCallTimeout <= 0 || c.MySQLCallTimeout <= 0 || c.KafkaCallTimeout <= 0 || c.BreakerOpenFor <= 0:
+		return fmt.Errorf("--redis-call-timeout, --mysql-call-timeout, --kafka-call-timeout and --breaker-open-for must be positive")
+	case c.RedisCallTimeout >= c.RequestTimeout || c.MySQLCallTimeout >= c.RequestTimeout:
+		// A backend call that may take the whole request deadline leaves
+		// nothing for the answer, and a slow backend holds every request.
+		return fmt.Errorf("--redis-call-timeout (%s) and --mysql-call-timeout (%s) must be shorter than --request-timeout (%s)", c.RedisCallTimeout, c.MySQLCallTimeout, c.RequestTimeout)
 	case c.WorkerBatch < 1 || c.PublishBatch < 1:
 		return fmt.Errorf("--worker-batch and --publish-batch must be at least 1")
 	case c.KafkaParts < 1:

@@ -11,6 +11,7 @@ import (
 
 	"seckill/app/auth"
 	"seckill/app/catalog"
+	"seckill/app/guard"
 	"seckill/app/lifecycle"
 	"seckill/app/purchase"
 	"seckill/app/reqid"
@@ -63,6 +64,7 @@ var errorTable = []errorRow{
 	{sale.ErrAlreadyPaid, http.StatusConflict, "already_paid", "the order is paid and can no longer be cancelled", false},
 	{shield.ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "too many attempts; retry in a moment", true},
 	{shield.ErrOverloaded, http.StatusServiceUnavailable, "unavailable", "the shop is very busy; retry in a moment", true},
+	{guard.ErrOpen, http.StatusServiceUnavailable, "unavailable", "a backend is not answering, so its circuit breaker refused the request without trying it; retry in a moment", true},
 	{purchase.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{lifecycle.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},

@@ -17,7 +17,7 @@ type itemJSON struct {
 	Description  string      `json:"description"`
 	PriceCents   int64       `json:"price_cents"`
 	StockTotal   int64       `json:"stock_total"`
-	StockLeft    int64       `json:"stock_left"`
+	StockLeft    *int64      `json:"stock_left"` // null: the stock ledger cannot be read now
 	StartsAt     time.Time   `json:"starts_at"`
 	EndsAt       time.Time   `json:"ends_at"`
 	Status       sale.Status `json:"status"`
@@ -26,9 +26,13 @@ type itemJSON struct {
 }
 
 func toItemJSON(v catalog.View) itemJSON {
+	var left *int64
+	if v.StockKnown {
+		left = &v.StockLeft
+	}
 	return itemJSON{
 		ID: v.Item.ID, Name: v.Item.Name, Description: v.Item.Description,
-		PriceCents: v.Item.PriceCents, StockTotal: v.Item.StockTotal, StockLeft: v.StockLeft,
+		PriceCents: v.Item.PriceCents, StockTotal: v.Item.StockTotal, StockLeft: left,
 		StartsAt: v.Item.StartsAt, EndsAt: v.Item.EndsAt, Status: v.Status,
 		PurchaseRate: v.Item.PurchaseRate, Version: v.Item.Version,
 	}

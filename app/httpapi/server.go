@@ -46,10 +46,15 @@ const MaxBodyBytes = 64 << 10
 // get Go's own plain-text 431 instead.
 const MaxHeaderBytes = 64 << 10
 
-// Check is one readiness probe.
+// Check is one readiness probe, or, with State set and Ping nil, one
+// circuit breaker shown under "breakers" in /readyz. A breaker never makes
+// the instance unready: while one is open the instance still serves what
+// does not need that backend (item pages without live stock), and the
+// backend's own probe already says it is down.
 type Check struct {
-	Name string
-	Ping func(ctx context.Context) error
+	Name  string
+	Ping  func(ctx context.Context) error
+	State func() string // "closed", "half-open" or "open"
 }
 
 // Deps are what the HTTP layer needs.
@@ -360,9 +365,15 @@ func jsonError(msg string) error       { return jsonErr{msg} }
 func (s *server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
-	checks := gin.H{}
+	checks, breakers := gin.H{}, gin.H{}
 	ready := true
 	for _, ch := range s.Ready {
+		if ch.Ping == nil {
+			if ch.State != nil {
+				breakers[ch.Name] = ch.State()
+			}
+			continue
+		}
 		if err := ch.Ping(ctx); err != nil {
 			checks[ch.Name] = err.Error()
 			ready = false
@@ -370,11 +381,16 @@ func (s *server) readyz(c *gin.Context) {
 			checks[ch.Name] = "ok"
 		}
 	}
+	body := gin.H{"status": "ok", "checks": checks}
+	if len(breakers) > 0 {
+		body["breakers"] = breakers
+	}
 	if !ready {
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": checks})
+		body["status"] = "unavailable"
+		c.JSON(http.StatusServiceUnavailable, body)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": checks})
+	c.JSON(http.StatusOK, body)
 }
 
 const userKey = "seckill.user"

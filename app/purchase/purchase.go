@@ -144,7 +144,9 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	s.ledgerCalls.Add(1)
 	res, err := s.d.Ledger.Reserve(ctx, o)
 	if err != nil {
-		return sale.Order{}, fmt.Errorf("%w: reserve: %v", ErrUnavailable, err)
+		// err stays in the chain so the HTTP layer can tell a refusal by a
+		// circuit breaker from a backend that failed.
+		return sale.Order{}, fmt.Errorf("%w: reserve: %w", ErrUnavailable, err)
 	}
 	switch res.Outcome {
 	case sale.Accepted:

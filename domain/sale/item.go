@@ -222,6 +222,10 @@ const (
 	StatusActive   Status = "active"
 	StatusSoldOut  Status = "sold_out"
 	StatusEnded    Status = "ended"
+	// StatusStockUnavailable is an open sale whose live stock cannot be
+	// read right now (the stock ledger is unreachable); purchases are
+	// refused until it answers again.
+	StatusStockUnavailable Status = "stock_unavailable"
 )
 
 // StatusAt combines the window with the live stock. Ended wins over sold out,
@@ -237,4 +241,17 @@ func (it Item) StatusAt(now time.Time, stockLeft int64) Status {
 		return StatusSoldOut
 	}
 	return StatusActive
+}
+
+// StatusWithoutStock is StatusAt when the live stock is unknown: the window
+// still says upcoming or ended, and an open sale is stock_unavailable rather
+// than a guess at active or sold out.
+func (it Item) StatusWithoutStock(now time.Time) Status {
+	switch it.PhaseAt(now) {
+	case Upcoming:
+		return StatusUpcoming
+	case Closed:
+		return StatusEnded
+	}
+	return StatusStockUnavailable
 }

@@ -80,6 +80,20 @@ func TestWindowAndStatus(t *testing.T) {
 	}
 }
 
+func TestStatusWithoutStock(t *testing.T) {
+	t.Parallel()
+	it, _ := NewItem(draft())
+	for at, want := range map[time.Time]Status{
+		t0.Add(-time.Millisecond): StatusUpcoming,
+		t0:                        StatusStockUnavailable,
+		t0.Add(time.Hour):         StatusEnded,
+	} {
+		if s := it.StatusWithoutStock(at); s != want {
+			t.Errorf("StatusWithoutStock(%v) = %s, want %s", at, s, want)
+		}
+	}
+}
+
 func TestApplyPatch(t *testing.T) {
 	t.Parallel()
 	it, _ := NewItem(draft())

@@ -38,6 +38,14 @@ func StartKafka(addr string, topics ...KafkaTopic) (*Kafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: start kafka on %s: %w", addr, err)
 	}
+	return StartKafkaOn(ln, topics...)
+}
+
+// StartKafkaOn is StartKafka on a listener the caller opened. The broker
+// advertises ln.Addr(), so a listener whose Addr names another address (a
+// test's fault proxy in front of it) makes clients reach it through that
+// address, metadata included. StartKafkaOn owns ln from then on.
+func StartKafkaOn(ln net.Listener, topics ...KafkaTopic) (*Kafka, error) {
 	handed := false
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),

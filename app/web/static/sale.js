@@ -249,9 +249,13 @@
     setHidden(r.description, !item.description);
     setText(r.price, formatPrice(item.price_cents));
     const total = Math.max(0, Number(item.stock_total) || 0);
-    const left = Math.max(0, Math.min(total, Number(item.stock_left) || 0));
-    setText(r.stockLeft, left + " of " + total + " left");
-    const pct = total > 0 ? (left / total) * 100 : 0;
+    // stock_left is null while the server cannot read the live stock (its
+    // stock ledger is down): say so rather than show a guess or an error.
+    const known = item.stock_left !== null && item.stock_left !== undefined;
+    const left = known ? Math.max(0, Math.min(total, Number(item.stock_left) || 0)) : 0;
+    setText(r.stockLeft, known ? left + " of " + total + " left" : "stock unavailable");
+    r.stockLeft.dataset.known = known ? "true" : "false";
+    const pct = known && total > 0 ? (left / total) * 100 : 0;
     r.barFill.style.width = pct.toFixed(1) + "%";
     r.barFill.dataset.level = pct > 50 ? "high" : pct > 20 ? "mid" : "low";
     if (!card.order) {
@@ -269,6 +273,7 @@
   }
 
   function soldOut(card) {
+    if (card.item.stock_left === null) return false; // unknown, not zero
     return card.item.status === "sold_out" || Number(card.item.stock_left) <= 0;
   }
 

@@ -1,0 +1,91 @@
+package guard
+
+import (
+	"context"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+// LedgerBackend is what Ledger decorates: the stock ledger calls made on a
+// request's path (purchases, order status, item pages, admin writes).
+type LedgerBackend interface {
+	Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error)
+	Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
+	Open(ctx context.Context, it sale.Item) error
+	SetWindow(ctx context.Context, id sale.ItemID, startsAt, endsAt time.Time) error
+	StockLeft(ctx context.Context, ids ...sale.ItemID) (map[sale.ItemID]int64, error)
+	Restock(ctx context.Context, id sale.ItemID, add int64, key string) (applied bool, gen int64, err error)
+	Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error)
+}
+
+// Ledger is the Redis stock ledger behind a breaker. Background loops
+// (worker, relay, reconciler, lifecycle) keep the bare ledger: they retry
+// on their own schedule and must not be refused by a breaker that
+// purchases opened.
+type Ledger struct {
+	next LedgerBackend
+	b    *Breaker
+}
+
+// NewLedger returns next guarded by b.
+func NewLedger(next LedgerBackend, b *Breaker) *Ledger { return &Ledger{next: next, b: b} }
+
+// Reserve is next.Reserve, answered within the call timeout. A Reserve the
+// guard stopped waiting for may still complete in Redis (the redisstock
+// store sends a queued call and keeps its result even when ctx ends). That
+// is safe: a reservation that completes records its order as pending in the
+// item's outbox in the same script, so the relay publishes it after
+// --relay-after and the worker confirms it, exactly as for an order whose
+// instance died before publishing. The buyer saw 503; a retry answers
+// already_purchased with the order's id.
+func (l *Ledger) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
+	return detach(l.b, ctx, func(ctx context.Context) (sale.Reservation, error) { return l.next.Reserve(ctx, o) })
+}
+
+// Lookup is next.Lookup within the call timeout.
+func (l *Ledger) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error) {
+	return detach(l.b, ctx, func(ctx context.Context) (sale.Order, error) { return l.next.Lookup(ctx, id) })
+}
+
+// StockLeft is next.StockLeft within the call timeout.
+func (l *Ledger) StockLeft(ctx context.Context, ids ...sale.ItemID) (map[sale.ItemID]int64, error) {
+	return detach(l.b, ctx, func(ctx context.Context) (map[sale.ItemID]int64, error) { return l.next.StockLeft(ctx, ids...) })
+}
+
+// Counts is next.Counts within the call timeout.
+func (l *Ledger) Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error) {
+	return detach(l.b, ctx, func(ctx context.Context) (sale.Counts, error) { return l.next.Counts(ctx, id) })
+}
+
+// The admin writes below pass the breaker (so they fail fast while it is
+// open) but are waited for to the end: the catalog undoes or retries a
+// write by what the ledger answered, and an answer the guard stopped
+// waiting for would be a guess.
+
+// Open is next.Open behind the breaker.
+func (l *Ledger) Open(ctx context.Context, it sale.Item) error {
+	_, err := pass(l.b, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, l.next.Open(ctx, it) })
+	return err
+}
+
+// SetWindow is next.SetWindow behind the breaker.
+func (l *Ledger) SetWindow(ctx context.Context, id sale.ItemID, startsAt, endsAt time.Time) error {
+	_, err := pass(l.b, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, l.next.SetWindow(ctx, id, startsAt, endsAt)
+	})
+	return err
+}
+
+// Restock is next.Restock behind the breaker.
+func (l *Ledger) Restock(ctx context.Context, id sale.ItemID, add int64, key string) (bool, int64, error) {
+	type res struct {
+		applied bool
+		gen     int64
+	}
+	r, err := pass(l.b, ctx, func(ctx context.Context) (res, error) {
+		a, g, err := l.next.Restock(ctx, id, add, key)
+		return res{a, g}, err
+	})
+	return r.applied, r.gen, err
+}

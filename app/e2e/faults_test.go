@@ -491,8 +491,10 @@ func (a advertising) Addr() net.Addr {
 	return ta
 }
 
+// TestRedisBlackHoleDegrades is the acceptance case: Redis black-holed
+// for 5 s in the middle of a spike.
 func TestRedisBlackHoleDegrades(t *testing.T) {
-	runFault(t, faultSpec{backend: "redis", fault: faultproxy.Fault{Kind: faultproxy.BlackHole}, dur: 3 * time.Second, fastRefusals: true, nullStock: true, breaker: "redis-ledger"})
+	runFault(t, faultSpec{backend: "redis", fault: faultproxy.Fault{Kind: faultproxy.BlackHole}, dur: 5 * time.Second, fastRefusals: true, nullStock: true, breaker: "redis-ledger"})
 }
 
 func TestRedisResetDegrades(t *testing.T) {
@@ -508,9 +510,9 @@ func TestRedisBandwidthDegrades(t *testing.T) {
 }
 
 func TestDatabaseBlackHoleKeepsSelling(t *testing.T) {
-	runFault(t, faultSpec{backend: "database", fault: faultproxy.Fault{Kind: faultproxy.BlackHole}, dur: 3 * time.Second, workers: 4, pause: 10 * time.Millisecond})
+	runFault(t, faultSpec{backend: "database", fault: faultproxy.Fault{Kind: faultproxy.BlackHole}, dur: 5 * time.Second, workers: 4, pause: 10 * time.Millisecond})
 }
 
 func TestBrokerBlackHoleKeepsSelling(t *testing.T) {
-	runFault(t, faultSpec{backend: "broker", fault: faultproxy.Fault{Kind: faultproxy.BlackHole}, dur: 3 * time.Second, workers: 4, pause: 10 * time.Millisecond})
+	runFault(t, faultSpec{backend: "broker", fault: faultproxy.Fault{Kind: faultproxy.BlackHole}, dur: 5 * time.Second, workers: 4, pause: 10 * time.Millisecond})
 }

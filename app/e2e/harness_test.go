@@ -23,6 +23,7 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
+	"seckill/domain/sale"
 	"seckill/infra/embedded"
 	"seckill/infra/testenv"
 )
@@ -273,6 +274,22 @@ func (in *instance) waitSettled(item int64, timeout time.Duration) response {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// reserveOnly runs the ledger's reserve script for user on item and nothing
+// else, as if the instance died right after it: the order is accepted and
+// in the ledger's outbox, and no one has enqueued or published it.
+func (in *instance) reserveOnly(item int64, user string) sale.Order {
+	in.t.Helper()
+	it, err := in.Store().Item(context.Background(), sale.ItemID(item))
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	o := sale.NewOrder(it, sale.UserID(user), time.Now())
+	if res, err := in.Ledger().Reserve(context.Background(), o); err != nil || res.Outcome != sale.Accepted {
+		in.t.Fatalf("reserve: %+v %v", res, err)
+	}
+	return o
 }
 
 // waitOrder polls an order until it has status want, or fails the test

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/domain/sale"
 )
 
 var both = bootstrap.Roles{API: true, Worker: true}
@@ -240,15 +238,7 @@ func TestCrashBetweenLedgerAndQueue(t *testing.T) {
 	b := newBackends(t)
 	in := b.start(t, "api-1", both, nil)
 	item := in.createSale("crash", 5, 0)
-	it, err := in.Store().Item(context.Background(), sale.ItemID(item))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := sale.NewOrder(it, "crashy", time.Now())
-	res, err := in.Ledger().Reserve(context.Background(), o)
-	if err != nil || res.Outcome != sale.Accepted {
-		t.Fatalf("reserve: %+v %v", res, err)
-	}
+	o := in.reserveOnly(item, "crashy")
 	// Nothing enqueued it: as if the process died right here.
 	in.waitOrder(string(o.ID), in.login("crashy"), "confirmed", 20*time.Second)
 	st := in.waitSettled(item, 10*time.Second)

@@ -250,14 +250,7 @@ func TestPublishedOrderLostByTheBrokerIsPublishedAgain(t *testing.T) {
 	b := newBackends(t)
 	in := b.start(t, "api-1", both, nil)
 	item := in.createSale("lost-in-broker", 5, 0)
-	it, err := in.Store().Item(context.Background(), sale.ItemID(item))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := sale.NewOrder(it, "unlucky", time.Now())
-	if res, err := in.Ledger().Reserve(context.Background(), o); err != nil || res.Outcome != sale.Accepted {
-		t.Fatalf("reserve: %+v %v", res, err)
-	}
+	o := in.reserveOnly(item, "unlucky")
 	// Published, as far as the ledger knows; the message is nowhere.
 	if err := in.Ledger().MarkPublished(context.Background(), o.ID); err != nil {
 		t.Fatal(err)

@@ -121,6 +121,16 @@ func TestColdStampedeLoadsOncePerInstance(t *testing.T) {
 	a := b.startWith(t, "api-a", both, nil, count(0))
 	c := b.startWith(t, "api-c", apiOnly, nil, count(1))
 	item := a.createSale("stampede", 10, 0)
+	// The create scheduled a second delete; let it run first, or on a slow
+	// machine it lands in the middle of a stampede and forces a second,
+	// legitimate load that this test would count against the singleflight.
+	deadline := time.Now().Add(10 * time.Second)
+	for a.DelayQueue().Stats().Ran+c.DelayQueue().Stats().Ran < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the create's second delete never ran")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	rdb := newRedis(b.cfg.RedisAddr)
 	defer rdb.Close()
 	for i, in := range []*instance{a, c} {

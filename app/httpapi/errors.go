@@ -148,7 +148,7 @@ func lookupError(err error) *errorRow {
 func (s *server) writeError(c *gin.Context, err error) string {
 	row := lookupError(err)
 	if row == nil {
-		s.log.Error("internal error", "route", c.FullPath(), "method", c.Request.Method, "request_id", reqid.From(c.Request.Context()), "err", err)
+		s.log.Error("internal error", "route", c.FullPath(), "method", c.Request.Method, "request_id", c.GetHeader(reqid.Header), "err", err)
 		abortWithError(c, http.StatusInternalServerError, internalBody)
 		return internalBody.Error
 	}
@@ -156,7 +156,7 @@ func (s *server) writeError(c *gin.Context, err error) string {
 		c.Header("Retry-After", "1")
 	}
 	if row.status >= 500 {
-		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "request_id", reqid.From(c.Request.Context()), "err", err)
+		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "request_id", c.GetHeader(reqid.Header), "err", err)
 	}
 	var ap *sale.AlreadyPurchasedError
 	if fixed, ok := fixedBodies[row]; ok && !errors.As(err, &ap) {

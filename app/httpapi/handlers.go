@@ -147,7 +147,9 @@ func (s *server) purchase(c *gin.Context) {
 		return
 	}
 	s.Metrics.Purchase("accepted")
-	c.Set(orderKey, o.ID)
+	if s.accessLogOn(c) {
+		c.Set(orderKey, o.ID)
+	}
 	c.Header("Location", "/api/v1/orders/"+string(o.ID))
 	// Order ids are digits, '-' and hex, so they need no JSON escaping;
 	// building the body by hand keeps encoding off the hottest 2xx path.

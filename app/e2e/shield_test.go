@@ -104,6 +104,10 @@ func TestStockBackFromFailedOrderClearsFlag(t *testing.T) {
 		c.SoldOutTTL = time.Hour
 		c.RepublishAfter = 700 * time.Millisecond
 		c.RelayGiveUp = time.Second
+		// The outage opens the Kafka produce breaker; a short open period
+		// keeps the order bought after it from reaching this short give-up
+		// age unpublished.
+		c.BreakerOpenFor = 200 * time.Millisecond
 	})
 	item := in.createSale("comeback", 1, 0)
 	b.kafka.SetProduceFailure(true)

@@ -89,10 +89,11 @@ func FuzzParseUserID(f *testing.F) {
 	})
 }
 
-// FuzzParseOrderID checks that ParseOrderID accepts only the form NewOrderID
-// makes ("<item id>-<28 lowercase hex>", the item id without leading
-// zeros), that Item returns that item, and that every id NewOrderID makes
-// for a valid item parses back.
+// FuzzParseOrderID checks that ParseOrderID accepts only the form
+// NewBucketOrderID makes ("<item id>[.<bucket>]-<28 lowercase hex>", the
+// item id and bucket without leading zeros), that Item and Bucket return
+// them, and that every id NewBucketOrderID makes for a valid item and
+// bucket parses back.
 func FuzzParseOrderID(f *testing.F) {
 	f.Add("1-0123456789abcdef0123456789ab", int64(1), int64(0))
 	f.Add("42-019a4b2c3d4e5f60718293a4b5c6", int64(42), int64(1_764_000_000_000))
@@ -100,13 +101,18 @@ func FuzzParseOrderID(f *testing.F) {
 	f.Add("1-0123456789ABCDEF0123456789AB", int64(0), int64(0))
 	f.Add("1-0123456789abcdef0123456789a", int64(-5), int64(1))
 	f.Add("-0123456789abcdef0123456789ab", int64(7), int64(1<<62))
+	f.Add("42.3-019a4b2c3d4e5f60718293a4b5c6", int64(42), int64(5))
 	f.Fuzz(func(t *testing.T, s string, item int64, ms int64) {
 		id, err := ParseOrderID(s)
 		if err != nil {
 			refused(t, s, err)
 		} else {
 			prefix, hex, _ := strings.Cut(s, "-")
-			if string(id) != s || id.Item() <= 0 || id.Item().String() != prefix || len(hex) != orderHexLen || strings.Trim(hex, "0123456789abcdef") != "" {
+			canon := id.Item().String()
+			if id.Bucket() > 0 {
+				canon += "." + strconv.Itoa(id.Bucket())
+			}
+			if string(id) != s || id.Item() <= 0 || canon != prefix || len(hex) != orderHexLen || strings.Trim(hex, "0123456789abcdef") != "" {
 				t.Fatalf("ParseOrderID(%q) = %q with item %d: not the form NewOrderID makes", s, id, id.Item())
 			}
 		}
@@ -114,8 +120,9 @@ func FuzzParseOrderID(f *testing.F) {
 		if err != nil {
 			return
 		}
-		made := NewOrderID(it, time.UnixMilli(ms))
-		if got, err := ParseOrderID(string(made)); err != nil || got != made || got.Item() != it {
+		b := int(uint64(ms) % MaxStockBuckets)
+		made := NewBucketOrderID(it, b, time.UnixMilli(ms))
+		if got, err := ParseOrderID(string(made)); err != nil || got != made || got.Item() != it || got.Bucket() != b {
 			t.Fatalf("ParseOrderID(NewOrderID(%d)) = %q, %v with item %d; want %q", it, got, err, got.Item(), made)
 		}
 	})

@@ -29,6 +29,9 @@ func ParseItemID(s string) (ItemID, error) {
 	return ItemID(n), nil
 }
 
+// Buckets returns the item's stock buckets, 1 when StockBuckets is unset.
+func (it Item) Buckets() int { return max(it.StockBuckets, 1) }
+
 // String is the decimal form of the id.
 func (id ItemID) String() string { return strconv.FormatInt(int64(id), 10) }
 
@@ -56,6 +59,11 @@ type Item struct {
 	// PurchaseRate is this item's per-instance purchase attempts per second
 	// admitted to the stock ledger; 0 means the configured default.
 	PurchaseRate int64
+	// StockBuckets is how many stock buckets the ledger splits the item's
+	// stock over (see HomeBucket), from 1 to MaxStockBuckets; set at
+	// creation and never changed, because every order id and every buyer's
+	// record is placed by it. 0 in an Item read from an older store means 1.
+	StockBuckets int
 	// Version increases by one on every change to the item's data, so a
 	// cached copy can be told apart from a newer one.
 	Version   int64
@@ -72,6 +80,8 @@ type Draft struct {
 	StartsAt     time.Time
 	EndsAt       time.Time
 	PurchaseRate int64
+	// StockBuckets is the item's stock buckets; 0 means 1.
+	StockBuckets int
 }
 
 // NewItem checks a draft and returns the item it describes, with StockLeft
@@ -87,9 +97,16 @@ func NewItem(d Draft) (Item, error) {
 		StartsAt:     d.StartsAt.UTC().Truncate(time.Millisecond),
 		EndsAt:       d.EndsAt.UTC().Truncate(time.Millisecond),
 		PurchaseRate: d.PurchaseRate,
+		StockBuckets: d.StockBuckets,
 		Version:      1,
 	}
+	if it.StockBuckets == 0 {
+		it.StockBuckets = 1
+	}
 	if err := it.Validate(); err != nil {
+		return Item{}, err
+	}
+	if err := CheckStockBuckets(it.StockBuckets); err != nil {
 		return Item{}, err
 	}
 	if d.Stock < 1 || d.Stock > MaxStock {

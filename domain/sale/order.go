@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,39 +32,63 @@ func ParseUserID(s string) (UserID, error) {
 	return UserID(s), nil
 }
 
-// OrderID identifies an order. Its form is "<item id>-<28 hex digits>": the
-// item prefix routes a status lookup to the item's ledger shard without a
-// global index, and the hex part is a millisecond timestamp followed by 64
-// random bits, so ids sort by creation time within an item and never collide
-// in practice.
+// OrderID identifies an order. Its form is "<item id>-<28 hex digits>", or
+// "<item id>.<bucket>-<28 hex digits>" for an order bought from stock bucket
+// 1 or above (see HomeBucket): the prefix routes every ledger step (status
+// lookup, settle, release, return) to the item's ledger shard and bucket
+// without a global index, and the hex part is a millisecond timestamp
+// followed by 64 random bits, so ids sort by creation time within an item
+// and never collide in practice. Bucket 0 is left out, so the ids of an item
+// with one bucket keep the form they always had.
 type OrderID string
 
 const orderHexLen = 28
 
-// NewOrderID returns a fresh id for an order on item at now.
+// NewOrderID returns a fresh id for an order on item, bucket 0, at now.
 func NewOrderID(item ItemID, now time.Time) OrderID {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	return NewBucketOrderID(item, 0, now)
+}
+
+// NewBucketOrderID returns a fresh id for an order on item bought from
+// bucket b (0 <= b < MaxStockBuckets) at now.
+func NewBucketOrderID(item ItemID, b int, now time.Time) OrderID {
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
 		// crypto/rand never fails on supported platforms (Go 1.24+ panics
 		// inside Read instead); keep the compiler honest.
 		panic(err)
 	}
 	ms := uint64(now.UnixMilli()) & 0xffffffffffff
-	return OrderID(fmt.Sprintf("%d-%012x%016x", item, ms, binary.BigEndian.Uint64(b[:])))
+	if b > 0 {
+		return OrderID(fmt.Sprintf("%d.%d-%012x%016x", item, b, ms, binary.BigEndian.Uint64(r[:])))
+	}
+	return OrderID(fmt.Sprintf("%d-%012x%016x", item, ms, binary.BigEndian.Uint64(r[:])))
 }
 
-// ParseOrderID returns ErrInvalid unless s has the form NewOrderID makes:
-// the item id in canonical decimal (no leading zero), '-', 28 lowercase hex
-// digits.
+// ParseOrderID returns ErrInvalid unless s has the form NewBucketOrderID
+// makes: the item id in canonical decimal (no leading zero), optionally '.'
+// and a bucket from 1 to MaxStockBuckets-1 (no leading zero), '-', 28
+// lowercase hex digits.
 func ParseOrderID(s string) (OrderID, error) {
 	prefix, hex, ok := strings.Cut(s, "-")
 	if !ok || len(hex) != orderHexLen {
 		return "", invalid("order_id", "is malformed")
 	}
+	item, bucket, split := strings.Cut(prefix, ".")
 	// "01-…" names the same item as "1-…" but is an id NewOrderID never
-	// makes: refuse it, so one order has one spelling.
-	if _, err := ParseItemID(prefix); err != nil || prefix[0] == '0' {
+	// makes: refuse it, so one order has one spelling. The same goes for a
+	// bucket "02" or an explicit ".0".
+	if _, err := ParseItemID(item); err != nil || item[0] == '0' {
 		return "", invalid("order_id", "is malformed")
+	}
+	if split {
+		if len(bucket) == 0 || len(bucket) > 2 || bucket[0] == '0' {
+			return "", invalid("order_id", "is malformed")
+		}
+		n, err := strconv.Atoi(bucket)
+		if err != nil || n < 1 || n >= MaxStockBuckets || strconv.Itoa(n) != bucket {
+			return "", invalid("order_id", "is malformed")
+		}
 	}
 	for i := 0; i < len(hex); i++ {
 		c := hex[i]
@@ -78,11 +103,28 @@ func ParseOrderID(s string) (OrderID, error) {
 // ParseOrderID or NewOrderID produced and returns 0 otherwise.
 func (id OrderID) Item() ItemID {
 	prefix, _, _ := strings.Cut(string(id), "-")
+	prefix, _, _ = strings.Cut(prefix, ".")
 	item, err := ParseItemID(prefix)
 	if err != nil {
 		return 0
 	}
 	return item
+}
+
+// Bucket returns the stock bucket the order was bought from: 0 unless the
+// id names another. It assumes an id that ParseOrderID accepts and returns 0
+// otherwise.
+func (id OrderID) Bucket() int {
+	prefix, _, _ := strings.Cut(string(id), "-")
+	_, b, ok := strings.Cut(prefix, ".")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(b)
+	if err != nil || n < 1 || n >= MaxStockBuckets {
+		return 0
+	}
+	return n
 }
 
 // OrderStatus is where an order is in its life: queued in the ledger,
@@ -222,10 +264,10 @@ func CancelAnswer(o Order) error {
 }
 
 // NewOrder returns a queued order for user on item at the item's current
-// price, with a fresh id.
+// price, with a fresh id in the user's home bucket.
 func NewOrder(it Item, user UserID, now time.Time) Order {
 	return Order{
-		ID:         NewOrderID(it.ID, now),
+		ID:         NewBucketOrderID(it.ID, HomeBucket(user, it.Buckets()), now),
 		ItemID:     it.ID,
 		UserID:     user,
 		PriceCents: it.PriceCents,

@@ -20,6 +20,19 @@ type LedgerSnapshot struct {
 	StartsAt   time.Time
 	EndsAt     time.Time
 	Pending    []Order
+	// Buckets is each stock bucket's own state, in bucket order, for an item
+	// whose stock is split over several (one entry otherwise). StockLeft,
+	// StockTotal and Gen are their sums, and StockLeft also counts the units
+	// in transit between buckets; Exists is true only if every bucket is
+	// live. A repair uses it to tell whether any bucket moved since.
+	Buckets []BucketSnapshot
+}
+
+// BucketSnapshot is one stock bucket in a LedgerSnapshot.
+type BucketSnapshot struct {
+	Exists bool
+	Gen    int64
+	Total  int64
 }
 
 // BookState is the database's side of one item, for a comparison with the

@@ -44,7 +44,7 @@ func BenchmarkReserve(b *testing.B) {
 			reserve := h.s.Reserve
 			if bc.direct {
 				reserve = func(ctx context.Context, o sale.Order) (sale.Reservation, error) {
-					req := h.s.newReserveReq(ctx, o)
+					req := h.s.newReserveReq(ctx, o, nil)
 					return decodeReserve(h.s.runScript(ctx, reserveScript, req.call.keys, req.call.args...).Slice())
 				}
 			}

@@ -82,7 +82,7 @@ func TestReserveCoalesces(t *testing.T) {
 					if i%10 == 9 {
 						ctx = cancelled
 					}
-					reqs[i] = s.newReserveReq(ctx, order(it, fmt.Sprintf("u%d", i), inWindow))
+					reqs[i] = s.newReserveReq(ctx, order(it, fmt.Sprintf("u%d", i), inWindow), nil)
 					s.reqs <- reqs[i]
 				}
 				s.start(1)

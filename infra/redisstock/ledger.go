@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,10 +13,12 @@ import (
 )
 
 // Open makes an item's stock and window live. A new sale starts with
-// stock = total = it.StockTotal and gen 0; an open one gets only its window
-// and price refreshed, so calling Open twice never resets a running sale.
+// stock = total = it.StockTotal and gen 0, split as evenly as possible over
+// its stock buckets; an open one gets only its window and price refreshed,
+// so calling Open twice never resets a running sale, and a second call
+// completes a first that failed halfway.
 func (s *Store) Open(ctx context.Context, it sale.Item) error {
-	if it.ID <= 0 || it.StockTotal < 0 || !it.EndsAt.After(it.StartsAt) {
+	if it.ID <= 0 || it.StockTotal < 0 || !it.EndsAt.After(it.StartsAt) || sale.CheckStockBuckets(it.Buckets()) != nil {
 		return fmt.Errorf("redisstock: open item %d: %w", it.ID, sale.ErrInvalid)
 	}
 	// The item joins the index before its sale exists, and outside the
@@ -25,11 +28,19 @@ func (s *Store) Open(ctx context.Context, it sale.Item) error {
 	if err := s.rdb.SAdd(ctx, s.itemsKey(), it.ID.String()).Err(); err != nil {
 		return fmt.Errorf("redisstock: open item %d: %w", it.ID, err)
 	}
-	err := s.runScript(ctx, openScript, []string{s.item(it.ID).sale()},
-		it.StockTotal, it.StartsAt.UnixMilli(), it.EndsAt.UnixMilli(), it.PriceCents).Err()
-	if err != nil {
-		return fmt.Errorf("redisstock: open item %d: %w", it.ID, err)
+	n := it.Buckets()
+	ks := s.bucketKeys(it.ID, n)
+	share := shares(it.StockTotal, n)
+	// Bucket 0 goes last: a live bucket 0 then means every bucket is live,
+	// which is what the readers check.
+	for b := n - 1; b >= 0; b-- {
+		err := s.runScript(ctx, openScript, []string{ks[b].sale()},
+			share[b], it.StartsAt.UnixMilli(), it.EndsAt.UnixMilli(), it.PriceCents, n).Err()
+		if err != nil {
+			return fmt.Errorf("redisstock: open item %d bucket %d: %w", it.ID, b, err)
+		}
 	}
+	s.buckets.Store(it.ID, n)
 	return nil
 }
 
@@ -39,43 +50,100 @@ func (s *Store) SetWindow(ctx context.Context, id sale.ItemID, startsAt, endsAt 
 	if id <= 0 || !endsAt.After(startsAt) {
 		return fmt.Errorf("redisstock: set window of item %d: %w", id, sale.ErrInvalid)
 	}
-	code, err := s.runScript(ctx, setWindowScript, []string{s.item(id).sale()},
-		startsAt.UnixMilli(), endsAt.UnixMilli()).Int64()
+	ks, err := s.keysOf(ctx, id)
 	if err != nil {
-		return fmt.Errorf("redisstock: set window of item %d: %w", id, err)
+		return err
 	}
-	switch code {
-	case codeWindowSet:
-		return nil
-	case codeWindowNotFound:
+	// One script per bucket: for a moment the buckets of a split item may
+	// disagree on the window, as two instances' caches do; each purchase
+	// is checked against one bucket's window atomically.
+	calls := make([]scriptCall, len(ks))
+	for b, k := range ks {
+		calls[b] = scriptCall{script: setWindowScript, keys: []string{k.sale()}, args: []any{startsAt.UnixMilli(), endsAt.UnixMilli()}}
+	}
+	var missing bool
+	for b, cmd := range s.runScripts(ctx, calls) {
+		code, err := cmd.Int64()
+		if err != nil {
+			return fmt.Errorf("redisstock: set window of item %d bucket %d: %w", id, b, err)
+		}
+		switch code {
+		case codeWindowSet:
+		case codeWindowNotFound:
+			missing = true
+		default:
+			return fmt.Errorf("redisstock: set window of item %d: unknown script code %d", id, code)
+		}
+	}
+	if missing {
 		return fmt.Errorf("redisstock: set window of item %d: %w", id, sale.ErrNotFound)
 	}
-	return fmt.Errorf("redisstock: set window of item %d: unknown script code %d", id, code)
+	return nil
 }
 
-// StockLeft returns the live stock of each open id, in one round trip; ids
-// that are not open are absent from the map.
+// StockLeft returns the live stock of each open id, in one round trip (two
+// if some item is split: its other buckets are read in the second); ids
+// that are not open are absent from the map. It is a display figure: units
+// in transit between a split item's buckets (a move under way) are not in
+// it for the moment the move takes.
 func (s *Store) StockLeft(ctx context.Context, ids ...sale.ItemID) (map[sale.ItemID]int64, error) {
 	out := make(map[sale.ItemID]int64, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(ids))
+	cmds := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGet(ctx, s.item(id).sale(), "stock")
+		cmds[i] = pipe.HMGet(ctx, s.item(id).sale(), "stock", "buckets")
 	}
-	// Per-command errors are read below; redis.Nil (not open) is not one.
+	// Per-command errors are read below.
 	_, _ = pipe.Exec(ctx)
+	type rest struct {
+		id   sale.ItemID
+		cmds []*redis.StringCmd
+	}
+	var split []rest
+	pipe = s.rdb.Pipeline()
 	for i, cmd := range cmds {
-		n, err := cmd.Int64()
-		if errors.Is(err, redis.Nil) {
-			continue
+		vals, err := cmd.Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstock: stock of item %d: %w", ids[i], err)
 		}
+		if len(vals) != 2 || vals[0] == nil {
+			continue // not open
+		}
+		n, err := strconv.ParseInt(vals[0].(string), 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("redisstock: stock of item %d: %w", ids[i], err)
 		}
 		out[ids[i]] = n
+		nb, err := s.learnBuckets(ids[i], vals)
+		if err != nil {
+			return nil, err
+		}
+		if nb > 1 {
+			r := rest{id: ids[i]}
+			for _, k := range s.bucketKeys(ids[i], nb)[1:] {
+				r.cmds = append(r.cmds, pipe.HGet(ctx, k.sale(), "stock"))
+			}
+			split = append(split, r)
+		}
+	}
+	if len(split) == 0 {
+		return out, nil
+	}
+	_, _ = pipe.Exec(ctx)
+	for _, r := range split {
+		for _, cmd := range r.cmds {
+			n, err := cmd.Int64()
+			if errors.Is(err, redis.Nil) {
+				continue // a lost bucket; Counts reports it
+			}
+			if err != nil {
+				return nil, fmt.Errorf("redisstock: stock of item %d: %w", r.id, err)
+			}
+			out[r.id] += n
+		}
 	}
 	return out, nil
 }
@@ -89,21 +157,47 @@ func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key stri
 	if id <= 0 || add <= 0 || key == "" {
 		return false, 0, fmt.Errorf("redisstock: restock item %d: %w", id, sale.ErrInvalid)
 	}
-	k := s.item(id)
-	cmd := s.runScript(ctx, restockScript, []string{k.sale(), k.restocks()}, add, key)
-	v, err := ints(cmd, 2)
+	ks, err := s.keysOf(ctx, id)
 	if err != nil {
-		return false, 0, fmt.Errorf("redisstock: restock item %d: %w", id, err)
+		return false, 0, err
 	}
-	switch v[0] {
-	case codeRestockApplied:
-		return true, v[1], nil
-	case codeRestockRepeat:
-		return false, v[1], nil
-	case codeRestockNotFound:
+	// A split item's restock is split like its opening stock, and each
+	// bucket applies its share once per key: a retry after a partial
+	// failure adds only the shares still missing.
+	share := shares(add, len(ks))
+	var calls []scriptCall
+	for b, k := range ks {
+		if share[b] > 0 {
+			calls = append(calls, scriptCall{script: restockScript, keys: []string{k.sale(), k.restocks()}, args: []any{share[b], key}})
+		}
+	}
+	applied, missing := false, false
+	var gen int64
+	for _, cmd := range s.runScripts(ctx, calls) {
+		v, err := ints(cmd, 2)
+		if err != nil {
+			return false, 0, fmt.Errorf("redisstock: restock item %d: %w", id, err)
+		}
+		switch v[0] {
+		case codeRestockApplied:
+			applied = true
+		case codeRestockRepeat:
+		case codeRestockNotFound:
+			missing = true
+		default:
+			return false, 0, fmt.Errorf("redisstock: restock item %d: unknown script code %d", id, v[0])
+		}
+		gen = v[1]
+	}
+	if missing {
 		return false, 0, fmt.Errorf("redisstock: restock item %d: %w", id, sale.ErrNotFound)
 	}
-	return false, 0, fmt.Errorf("redisstock: restock item %d: unknown script code %d", id, v[0])
+	if len(ks) > 1 {
+		if gen, err = s.itemGen(ctx, ks); err != nil {
+			return false, 0, err
+		}
+	}
+	return applied, gen, nil
 }
 
 // Lookup returns a pending order with status queued; an unknown or
@@ -112,7 +206,11 @@ func (s *Store) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
 	if _, err := sale.ParseOrderID(string(id)); err != nil {
 		return sale.Order{}, fmt.Errorf("redisstock: lookup %q: %w", id, sale.ErrOrderNotFound)
 	}
-	rec, err := s.rdb.HGet(ctx, s.item(id.Item()).pending(), string(id)).Result()
+	k, err := s.orderKeys(ctx, id)
+	if err != nil {
+		return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, err)
+	}
+	rec, err := s.rdb.HGet(ctx, k.pending(), string(id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, sale.ErrOrderNotFound)
 	}
@@ -143,10 +241,15 @@ func (s *Store) Due(ctx context.Context, limit int) ([]sale.DueOrder, error) {
 		if err != nil {
 			continue // not ours; the index holds only ids Open wrote
 		}
-		k := s.item(id)
-		items = append(items, id)
-		calls = append(calls, scriptCall{script: dueScript, keys: []string{k.outbox(), k.pending()},
-			args: []any{limit, s.firstLook.Milliseconds()}})
+		ks, err := s.keysOf(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("redisstock: due: %w", err)
+		}
+		for _, k := range ks {
+			items = append(items, id)
+			calls = append(calls, scriptCall{script: dueScript, keys: []string{k.outbox(), k.pending()},
+				args: []any{limit, s.firstLook.Milliseconds()}})
+		}
 	}
 	var out []sale.DueOrder
 	for i, cmd := range s.runScripts(ctx, calls) {
@@ -186,10 +289,13 @@ func (s *Store) MarkPublished(ctx context.Context, ids ...sale.OrderID) error {
 }
 
 func (s *Store) postpone(ctx context.Context, op string, delay time.Duration, ids []sale.OrderID) error {
-	groups := groupByItem(ids)
+	groups, err := s.groupByBucket(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("redisstock: %s: %w", op, err)
+	}
 	calls := make([]scriptCall, len(groups))
 	for i, g := range groups {
-		calls[i] = scriptCall{script: postponeScript, keys: []string{s.item(g.item).outbox()},
+		calls[i] = scriptCall{script: postponeScript, keys: []string{g.keys.outbox()},
 			args: append([]any{delay.Milliseconds()}, g.members()...)}
 	}
 	for i, cmd := range s.runScripts(ctx, calls) {
@@ -204,10 +310,13 @@ func (s *Store) postpone(ctx context.Context, op string, delay time.Duration, id
 // as confirmed, one script per item in one round trip; the user's buyers
 // entry stays, so they still hold their one order. Unknown ids are a no-op.
 func (s *Store) Settle(ctx context.Context, ids ...sale.OrderID) error {
-	groups := groupByItem(ids)
+	groups, err := s.groupByBucket(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("redisstock: settle: %w", err)
+	}
 	calls := make([]scriptCall, len(groups))
 	for i, g := range groups {
-		calls[i] = scriptCall{script: settleScript, keys: s.item(g.item).settleKeys(), args: g.members()}
+		calls[i] = scriptCall{script: settleScript, keys: g.keys.settleKeys(), args: g.members()}
 	}
 	for i, cmd := range s.runScripts(ctx, calls) {
 		if err := cmd.Err(); err != nil {
@@ -217,18 +326,28 @@ func (s *Store) Settle(ctx context.Context, ids ...sale.OrderID) error {
 	return nil
 }
 
-// Release gives a failed order's unit and its user's slot back and bumps
-// the generation, exactly once: the pending record is deleted in the same
-// step, so a second call (a redelivery, another relay, a repair) returns
-// released=false and changes nothing. Call it only for an order the
-// database has recorded as failed.
+// Release gives a failed order's unit and its user's slot back, to the
+// bucket it was bought from, and bumps the generation, exactly once: the
+// pending record is deleted in the same step, so a second call (a
+// redelivery, another relay, a repair) returns released=false and changes
+// nothing. Call it only for an order the database has recorded as failed.
+// The generation returned is the item's (for a split item, the sum over its
+// buckets).
 func (s *Store) Release(ctx context.Context, id sale.OrderID) (bool, int64, error) {
 	item := id.Item()
 	if item <= 0 {
 		// Never a pending order: Reserve only records checked ids.
 		return false, 0, nil
 	}
-	k := s.item(item)
+	ks, err := s.keysOf(ctx, item)
+	if err != nil {
+		return false, 0, fmt.Errorf("redisstock: release %s: %w", id, err)
+	}
+	b := id.Bucket()
+	if b >= len(ks) {
+		return false, 0, nil // never reserved: Reserve refuses such an order
+	}
+	k := ks[b]
 	cmd := s.runScript(ctx, releaseScript, []string{k.sale(), k.buyers(), k.pending(), k.outbox()}, string(id))
 	v, err := ints(cmd, 2)
 	if err != nil {
@@ -236,6 +355,10 @@ func (s *Store) Release(ctx context.Context, id sale.OrderID) (bool, int64, erro
 	}
 	switch v[0] {
 	case codeReleaseReleased:
+		if len(ks) > 1 {
+			gen, err := s.itemGen(ctx, ks)
+			return true, gen, err
+		}
 		return true, v[1], nil
 	case codeReleaseUnknown, codeReleaseNotFound:
 		return false, v[1], nil
@@ -245,26 +368,42 @@ func (s *Store) Release(ctx context.Context, id sale.OrderID) (bool, int64, erro
 	return false, 0, fmt.Errorf("redisstock: release %s: unknown script code %d", id, v[0])
 }
 
-// Counts returns the ledger's accounting for an item in one atomic read, or
-// ErrNotFound if its sale is not live. Overdue counts the pending orders
+// Counts returns the ledger's accounting for an item in one atomic read (a
+// split item's buckets as of one moment, see readBuckets, summed, with the
+// units in transit between them counted as stock), or ErrNotFound if its
+// sale, or any bucket of it, is not live. Overdue counts the pending orders
 // accepted more than RepublishAfter ago by the ledger's clock.
 func (s *Store) Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error) {
-	k := s.item(id)
-	v, err := ints(s.runScript(ctx, countsScript, []string{k.sale(), k.pending()}, s.republish.Milliseconds()), 6)
+	ks, err := s.keysOf(ctx, id)
+	if err != nil {
+		return sale.Counts{}, err
+	}
+	v, err := s.readBuckets(ctx, id, ks, 1)
 	if err != nil {
 		return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: %w", id, err)
 	}
-	if v[0] == 0 {
-		return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: %w", id, sale.ErrNotFound)
+	c := sale.Counts{StockLeft: v.inTransit}
+	for _, st := range v.states {
+		if !st.exists {
+			return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: %w", id, sale.ErrNotFound)
+		}
+		c.StockTotal += st.total
+		c.StockLeft += st.stock
+		c.Gen += st.gen
+		c.Pending += st.pending
+		c.Overdue += st.overdue
 	}
-	return sale.Counts{StockTotal: v[1], StockLeft: v[2], Gen: v[3], Pending: v[4], Overdue: v[5]}, nil
+	return c, nil
 }
 
-// itemGroup is the ids of one item and their positions in the caller's list.
+// itemGroup is the ids of one item's bucket and their positions in the
+// caller's list.
 type itemGroup struct {
-	item sale.ItemID
-	ids  []sale.OrderID
-	pos  []int
+	item   sale.ItemID
+	bucket int
+	keys   itemKeys
+	ids    []sale.OrderID
+	pos    []int
 }
 
 func (g itemGroup) members() []any {
@@ -275,24 +414,38 @@ func (g itemGroup) members() []any {
 	return out
 }
 
-// groupByItem groups ids by the item in their prefix, in order of first
-// appearance; ids with no valid item are left out.
-func groupByItem(ids []sale.OrderID) []itemGroup {
+// groupByBucket groups ids by the item and bucket in their prefix, in
+// order of first appearance, each with its bucket's keys; ids with no valid
+// item, or naming a bucket their item does not have, are left out (Reserve
+// never records such an id).
+func (s *Store) groupByBucket(ctx context.Context, ids []sale.OrderID) ([]itemGroup, error) {
+	type at struct {
+		item   sale.ItemID
+		bucket int
+	}
 	var groups []itemGroup
-	index := make(map[sale.ItemID]int)
+	index := make(map[at]int)
 	for pos, id := range ids {
 		item := id.Item()
 		if item <= 0 {
 			continue
 		}
-		gi, ok := index[item]
+		key := at{item, id.Bucket()}
+		gi, ok := index[key]
 		if !ok {
+			k, err := s.orderKeys(ctx, id)
+			if errors.Is(err, sale.ErrInvalid) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
 			gi = len(groups)
-			index[item] = gi
-			groups = append(groups, itemGroup{item: item})
+			index[key] = gi
+			groups = append(groups, itemGroup{item: item, bucket: key.bucket, keys: k})
 		}
 		groups[gi].ids = append(groups[gi].ids, id)
 		groups[gi].pos = append(groups[gi].pos, pos)
 	}
-	return groups
+	return groups, nil
 }

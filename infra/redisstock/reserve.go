@@ -33,6 +33,12 @@ type reserveResult struct {
 // per order id: the same order again, while it still holds its user's slot,
 // reports Accepted without deducting twice, so a pipeline the client retries
 // after a lost reply cannot double-sell. After Close it returns ErrClosed.
+//
+// The order is reserved in the stock bucket its id names (the buyer's home
+// bucket). If that bucket of a split item is empty, units are first moved
+// there from the others (see buckets.go); the item is sold out only when
+// every bucket is, and ErrBucketsBusy (nothing reserved) means units kept
+// moving while it looked.
 func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
 	if err := o.Check(); err != nil {
 		return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
@@ -41,7 +47,17 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 	if err := ctx.Err(); err != nil {
 		return sale.Reservation{}, err
 	}
-	req := s.newReserveReq(ctx, o)
+	var ks []itemKeys
+	if o.ID.Bucket() > 0 {
+		var err error
+		if ks, err = s.keysOf(ctx, o.ItemID); err != nil {
+			return sale.Reservation{}, err
+		}
+		if o.ID.Bucket() >= len(ks) {
+			return sale.Reservation{}, fmt.Errorf("redisstock: reserve %s: bucket %d of an item with %d: %w", o.ID, o.ID.Bucket(), len(ks), sale.ErrInvalid)
+		}
+	}
+	req := s.newReserveReq(ctx, o, ks)
 	select {
 	case s.reqs <- req:
 	case <-ctx.Done():
@@ -52,16 +68,59 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 	// A flusher that took the request always answers it, so this cannot hang
 	// past the pipeline's own timeouts.
 	res := <-req.done
-	return res.r, res.err
+	if res.err != nil || res.r.Outcome != sale.OutcomeSoldOut {
+		return res.r, res.err
+	}
+	return s.reserveSplit(ctx, o, req.call, res.r)
 }
 
-// newReserveReq prepares the reserve script call for o.
-func (s *Store) newReserveReq(ctx context.Context, o sale.Order) *reserveReq {
+// reserveSplit continues a reservation that found the buyer's home bucket
+// empty. An unsplit item is sold out right there. For a split item, units
+// are brought home from the other buckets (fill) and the reservation is
+// tried again; only when fill finds every bucket empty is the item sold
+// out, with the item's generation (the sum over its buckets), so the
+// sold-out flag means what it says.
+func (s *Store) reserveSplit(ctx context.Context, o sale.Order, call scriptCall, r sale.Reservation) (sale.Reservation, error) {
+	ks, err := s.keysOf(ctx, o.ItemID)
+	if err != nil {
+		return sale.Reservation{}, err
+	}
+	if len(ks) == 1 {
+		return r, nil
+	}
+	home := o.ID.Bucket()
+	for round := 0; round < 8; round++ {
+		f, err := s.fill(ctx, o.ItemID, ks, home)
+		if err != nil {
+			return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
+		}
+		if f.soldOut {
+			r.Gen, r.StockLeft = f.gen, 0
+			return r, nil
+		}
+		r, err = decodeReserve(s.runScript(context.WithoutCancel(ctx), call.script, call.keys, call.args...).Slice())
+		if err != nil {
+			return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
+		}
+		if r.Outcome != sale.OutcomeSoldOut {
+			return r, nil
+		}
+	}
+	return sale.Reservation{}, ErrBucketsBusy
+}
+
+// newReserveReq prepares the reserve script call for o, on the keys of its
+// bucket; ks is the item's bucket keys, nil for bucket 0.
+func (s *Store) newReserveReq(ctx context.Context, o sale.Order, ks []itemKeys) *reserveReq {
+	k := s.item(o.ItemID)
+	if b := o.ID.Bucket(); b > 0 {
+		k = ks[b]
+	}
 	return &reserveReq{
 		ctx: ctx,
 		call: scriptCall{
 			script: reserveScript,
-			keys:   s.item(o.ItemID).reserve(),
+			keys:   k.reserve(),
 			args: []any{
 				strconv.FormatInt(o.CreatedAt.UnixMilli(), 10),
 				string(o.UserID),

@@ -19,8 +19,10 @@ type Returned struct {
 	// Gen is the item's stock generation after the call; it moved only if
 	// Units > 0.
 	Gen int64
-	// Missing is true when the ledger has no sale for the item: nothing was
-	// returned or marked, and the rebuild will count the returns.
+	// Missing is true when the ledger has no sale for the item (or, for a
+	// split item, for one of the buckets the orders were bought from):
+	// nothing was returned or marked there, and the rebuild will count
+	// those returns.
 	Missing bool
 }
 
@@ -30,25 +32,53 @@ type Returned struct {
 // generation of every item that got units back, so sold-out flags stamped
 // before it are known to be stale. The buyers entry stays.
 func (s *Store) Return(ctx context.Context, ids ...sale.OrderID) ([]Returned, error) {
-	groups := groupByItem(ids)
+	groups, err := s.groupByBucket(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("redisstock: return orders: %w", err)
+	}
 	calls := make([]scriptCall, len(groups))
 	for i, g := range groups {
-		k := s.item(g.item)
-		calls[i] = scriptCall{script: returnScript, keys: []string{k.sale(), k.returned()}, args: g.members()}
+		calls[i] = scriptCall{script: returnScript, keys: []string{g.keys.sale(), g.keys.returned()}, args: g.members()}
 	}
-	out := make([]Returned, 0, len(groups))
+	// Each unit goes back to the bucket it was bought from; a split item's
+	// buckets are then reported as one item.
+	var out []Returned
+	index := map[sale.ItemID]int{}
 	for i, cmd := range s.runScripts(ctx, calls) {
+		item := groups[i].item
 		v, err := ints(cmd, 3)
 		if err != nil {
-			return out, fmt.Errorf("redisstock: return orders of item %d: %w", groups[i].item, err)
+			return out, fmt.Errorf("redisstock: return orders of item %d: %w", item, err)
 		}
+		r := Returned{Item: item}
 		switch v[0] {
 		case codeReturnDone:
-			out = append(out, Returned{Item: groups[i].item, Units: v[1], Gen: v[2]})
+			r.Units, r.Gen = v[1], v[2]
 		case codeReturnNotFound:
-			out = append(out, Returned{Item: groups[i].item, Missing: true})
+			r.Missing = true
 		default:
-			return out, fmt.Errorf("redisstock: return orders of item %d: unknown script code %d", groups[i].item, v[0])
+			return out, fmt.Errorf("redisstock: return orders of item %d: unknown script code %d", item, v[0])
+		}
+		j, seen := index[item]
+		if !seen {
+			index[item] = len(out)
+			out = append(out, r)
+			continue
+		}
+		out[j].Units += r.Units
+		out[j].Missing = out[j].Missing || r.Missing
+	}
+	for j, r := range out {
+		ks, err := s.keysOf(ctx, r.Item)
+		if err != nil {
+			return out, err
+		}
+		// A bucket that is missing is left to the rebuild, as a missing
+		// unsplit sale is; the units the other buckets took back stand.
+		if len(ks) > 1 && (r.Units > 0 || !r.Missing) {
+			if out[j].Gen, err = s.itemGen(ctx, ks); err != nil {
+				return out, err
+			}
 		}
 	}
 	return out, nil
@@ -63,9 +93,15 @@ func (s *Store) RestoreReturned(ctx context.Context, id sale.ItemID, ids []sale.
 	if len(ids) == 0 {
 		return nil
 	}
+	groups, err := s.groupByBucket(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("redisstock: restore returned orders of item %d: %w", id, err)
+	}
 	pipe := s.rdb.Pipeline()
-	for _, o := range ids {
-		pipe.HSetNX(ctx, s.item(id).returned(), string(o), 1)
+	for _, g := range groups {
+		for _, o := range g.ids {
+			pipe.HSetNX(ctx, g.keys.returned(), string(o), 1)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("redisstock: restore returned orders of item %d: %w", id, err)

@@ -46,6 +46,14 @@ const (
 	// return: {code, units, gen}
 	codeReturnDone     = 80
 	codeReturnNotFound = 81
+
+	// move out: {code, units}; move in: code; move close: code
+	codeMoveOut      = 90
+	codeMoveEmpty    = 91
+	codeMoveNotFound = 92
+	codeMoveIn       = 93
+	codeMoveRepeat   = 94
+	codeMoveClosed   = 95
 )
 
 // nowMS is the Lua that reads the ledger's clock, Redis TIME, in
@@ -102,18 +110,18 @@ redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[5]), ARGV[3])
 return {$RESERVE_ACCEPTED, stock, gen, ARGV[3]}
 `
 
-// openSrc creates a sale, or refreshes the window and price of a live one
-// without touching its stock.
+// openSrc creates a sale (or one stock bucket of it), or refreshes the
+// window and price of a live one without touching its stock.
 //
 // KEYS: sale
-// ARGV: total, starts_ms, ends_ms, price
+// ARGV: total, starts_ms, ends_ms, price, buckets
 const openSrc = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'stock', ARGV[1], 'total', ARGV[1],
-    'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4], 'gen', 0)
+    'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4], 'gen', 0, 'buckets', ARGV[5])
   return $OPEN_CREATED
 end
-redis.call('HSET', KEYS[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4])
+redis.call('HSET', KEYS[1], 'starts_ms', ARGV[2], 'ends_ms', ARGV[3], 'price', ARGV[4], 'buckets', ARGV[5])
 return $OPEN_REFRESHED
 `
 
@@ -235,49 +243,6 @@ end
 return out
 `
 
-// countsSrc reads an item's accounts in one atomic step, with the number of
-// pending orders accepted longer ago than the overdue age.
-//
-// KEYS: sale, pending
-// ARGV: overdue ms
-// Reply: {exists, total, stock, gen, pending, overdue}
-const countsSrc = nowMS + `
-local s = redis.call('HMGET', KEYS[1], 'total', 'stock', 'gen')
-if not s[1] then
-  return {0, 0, 0, 0, 0, 0}
-end
-local limit = now_ms - tonumber(ARGV[1])
-local recs = redis.call('HVALS', KEYS[2])
-local overdue = 0
-for _, rec in ipairs(recs) do
-  local acc = tonumber(string.match(rec, '.*|(%d+)'))
-  if acc and acc < limit then
-    overdue = overdue + 1
-  end
-end
-return {1, tonumber(s[1]), tonumber(s[2]), tonumber(s[3]) or 0, #recs, overdue}
-`
-
-// snapshotSrc reads, in one atomic step, what a repair compares with the
-// database: the sale's fields and every pending record.
-//
-// KEYS: sale, pending
-// Reply: {exists, stock, total, gen, starts_ms, ends_ms, price, now_ms, id1, rec1, ...}
-const snapshotSrc = nowMS + `
-local s = redis.call('HMGET', KEYS[1], 'stock', 'total', 'gen', 'starts_ms', 'ends_ms', 'price')
-local out
-if s[1] then
-  out = {1, tonumber(s[1]), tonumber(s[2]), tonumber(s[3]) or 0, tonumber(s[4]), tonumber(s[5]), tonumber(s[6]) or 0, now_ms}
-else
-  out = {0, 0, 0, 0, 0, 0, 0, now_ms}
-end
-local p = redis.call('HGETALL', KEYS[2])
-for i = 1, #p do
-  out[#out + 1] = p[i]
-end
-return out
-`
-
 // repairSrc applies a repair computed from a snapshot, if the sale has not
 // moved in a way that would make it wrong.
 //
@@ -291,7 +256,7 @@ return out
 //
 // KEYS: sale
 // ARGV: existed (0/1), snapshot gen, stock delta (existed) or stock (missing),
-// total, starts_ms, ends_ms, price
+// total, starts_ms, ends_ms, price, buckets
 const repairSrc = nowMS + `
 local existed = ARGV[1] == '1'
 local exists = redis.call('EXISTS', KEYS[1]) == 1
@@ -310,7 +275,7 @@ else
   redis.call('HSET', KEYS[1], 'stock', ARGV[3])
 end
 gen = math.max(gen + 1, now_ms)
-redis.call('HSET', KEYS[1], 'total', ARGV[4], 'starts_ms', ARGV[5], 'ends_ms', ARGV[6], 'price', ARGV[7], 'gen', gen)
+redis.call('HSET', KEYS[1], 'total', ARGV[4], 'starts_ms', ARGV[5], 'ends_ms', ARGV[6], 'price', ARGV[7], 'gen', gen, 'buckets', ARGV[8])
 return {$REPAIR_APPLIED, gen}
 `
 
@@ -342,7 +307,113 @@ end
 return {$RETURN_DONE, n, gen}
 `
 
+// moveOutSrc is step 1 of a move of units between two stock buckets of one
+// item: it takes up to max units (half the bucket's stock, rounded up) out
+// of the source and, in the same step, writes the journal entry that says
+// where they go. From here until step 2 the units are in transit: the
+// journal, in the source's slot, is their only record, and recovery replays
+// it.
+//
+// KEYS: source sale, source moves
+// ARGV: move id, destination bucket, max units
+const moveOutSrc = `
+local stock = tonumber(redis.call('HGET', KEYS[1], 'stock'))
+if not stock then
+  return {$MOVE_NOT_FOUND, 0}
+end
+if stock <= 0 then
+  return {$MOVE_EMPTY, 0}
+end
+local n = math.min(tonumber(ARGV[3]), math.ceil(stock / 2))
+redis.call('HINCRBY', KEYS[1], 'stock', -n)
+redis.call('HINCRBY', KEYS[1], 'mseq', 1)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. n)
+return {$MOVE_OUT, n}
+`
+
+// moveInSrc is step 2: it credits the units to the destination once per
+// move id; the moved hash, in the destination's slot, is the proof, written
+// in the same step, and kept as long as the sale, so a replay however late
+// (a recovery racing the mover, a mover that resumes after a pause) is a
+// repeat.
+//
+// KEYS: destination sale, destination moved
+// ARGV: move id, units
+const moveInSrc = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return $MOVE_NOT_FOUND
+end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then
+  return $MOVE_REPEAT
+end
+redis.call('HINCRBY', KEYS[1], 'stock', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'mseq', 1)
+return $MOVE_IN
+`
+
+// moveCloseSrc is step 3: it drops the journal entry, after step 2 is known
+// to have happened. A missing sale is not recreated by the counter bump.
+//
+// KEYS: source sale, source moves
+// ARGV: move id
+const moveCloseSrc = `
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'mseq', 1)
+end
+return $MOVE_CLOSED
+`
+
+// bucketSrc reads one stock bucket in one atomic step: its figures, its
+// move counter, its open journal entries and, by mode, nothing more (0),
+// the pending and overdue counts (1), or every pending record too (2).
+//
+// KEYS: sale, pending, moves
+// ARGV: mode, overdue ms
+// Reply: {exists, stock, total, gen, starts_ms, ends_ms, price, mseq, now_ms,
+// pending, overdue, moves, move_id1, entry1, ..., order_id1, record1, ...}
+const bucketSrc = nowMS + `
+local s = redis.call('HMGET', KEYS[1], 'stock', 'total', 'gen', 'starts_ms', 'ends_ms', 'price', 'mseq')
+local out
+if s[1] then
+  out = {1, tonumber(s[1]), tonumber(s[2]), tonumber(s[3]) or 0, tonumber(s[4]), tonumber(s[5]),
+    tonumber(s[6]) or 0, tonumber(s[7]) or 0, now_ms}
+else
+  out = {0, 0, 0, 0, 0, 0, 0, 0, now_ms}
+end
+local mode = tonumber(ARGV[1])
+local npending, overdue = 0, 0
+if mode >= 1 then
+  local limit = now_ms - tonumber(ARGV[2])
+  local recs = redis.call('HVALS', KEYS[2])
+  npending = #recs
+  for _, rec in ipairs(recs) do
+    local acc = tonumber(string.match(rec, '.*|(%d+)'))
+    if acc and acc < limit then
+      overdue = overdue + 1
+    end
+  end
+end
+local moves = redis.call('HGETALL', KEYS[3])
+out[#out + 1] = npending
+out[#out + 1] = overdue
+out[#out + 1] = #moves / 2
+for i = 1, #moves do
+  out[#out + 1] = moves[i]
+end
+if mode == 2 then
+  local p = redis.call('HGETALL', KEYS[2])
+  for i = 1, #p do
+    out[#out + 1] = p[i]
+  end
+end
+return out
+`
+
 var (
+	moveOutScript   = newScript(moveOutSrc)
+	moveInScript    = newScript(moveInSrc)
+	moveCloseScript = newScript(moveCloseSrc)
+	bucketScript    = newScript(bucketSrc)
 	returnScript    = newScript(returnSrc)
 	reserveScript   = newScript(reserveSrc)
 	openScript      = newScript(openSrc)
@@ -352,8 +423,6 @@ var (
 	releaseScript   = newScript(releaseSrc)
 	postponeScript  = newScript(postponeSrc)
 	dueScript       = newScript(dueSrc)
-	countsScript    = newScript(countsSrc)
-	snapshotScript  = newScript(snapshotSrc)
 	repairScript    = newScript(repairSrc)
 )
 
@@ -387,6 +456,12 @@ func newScript(src string) *redis.Script {
 		{"$REPAIR_CONFLICT", codeRepairConflict},
 		{"$RETURN_DONE", codeReturnDone},
 		{"$RETURN_NOT_FOUND", codeReturnNotFound},
+		{"$MOVE_OUT", codeMoveOut},
+		{"$MOVE_EMPTY", codeMoveEmpty},
+		{"$MOVE_NOT_FOUND", codeMoveNotFound},
+		{"$MOVE_IN", codeMoveIn},
+		{"$MOVE_REPEAT", codeMoveRepeat},
+		{"$MOVE_CLOSED", codeMoveClosed},
 	}
 	pairs := make([]string, 0, 2*len(codes))
 	for _, c := range codes {

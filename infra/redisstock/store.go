@@ -13,7 +13,19 @@
 //	<p>:{item:42}:outbox    zset  pending order id scored by when the relay should next look at it
 //	<p>:{item:42}:restocks  hash  restock idempotency key -> units added (kept with the sale)
 //	<p>:{item:42}:returned  hash  order id -> 1 for each cancelled or expired order whose unit came back
+//	<p>:{item:42}:moves     hash  move id -> "<dest bucket>|<units>": the journal of moves out of this bucket not yet closed
+//	<p>:{item:42}:moved     hash  move id -> units, for each move credited to this bucket (kept with the sale)
 //	<p>:items               set   ids of opened items, for Due
+//
+// An item with stock_buckets N > 1 splits its stock over N buckets. Bucket 0
+// is the key set above; bucket b > 0 has the same keys (but no repairing
+// lock) under the tag sale.BucketTag(id, b, N), {item:42:<b>.<j>}, which
+// lands on another slot. A buyer buys from their home bucket
+// (sale.HomeBucket), whose buyers hash holds their record; the order id
+// names the bucket, so every later step goes to it. When a buyer's home
+// bucket is empty, units move there from another bucket in three steps,
+// each one script in one slot, with a journal: see buckets.go and
+// docs/RECOVERY.md.
 //
 // The ledger never decides an order's fate: the database does (its order
 // row is the fence), and the ledger follows with Settle or Release. Every
@@ -33,6 +45,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 
 	"seckill/domain/sale"
 )
@@ -82,6 +95,12 @@ type Store struct {
 	pipelines int
 	firstLook time.Duration
 	republish time.Duration
+
+	// buckets caches each item's stock bucket count (immutable once the
+	// item is created); keys caches the key sets of split items.
+	buckets sync.Map // sale.ItemID -> int
+	keys    sync.Map // bucketsKey -> []itemKeys
+	fills   singleflight.Group
 
 	reqs      chan *reserveReq
 	quit      chan struct{}
@@ -162,14 +181,48 @@ func (s *Store) Ping(ctx context.Context) error {
 func KeyPatterns(prefix string, id sale.ItemID) []string {
 	s := &Store{prefix: prefix}
 	k := s.item(id)
-	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.repairing(), s.itemsKey()}
+	out := []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.moves(), k.moved(), k.repairing(), s.itemsKey()}
+	// The keys of bucket b > 0, with the bucket and the tag's search index
+	// left symbolic, since they depend on the item and the bucket count.
+	b := s.tagKeys("item:" + id.String() + ":<b>.<j>")
+	return append(out, b.sale(), b.buyers(), b.pending(), b.outbox(), b.restocks(), b.returned(), b.moves(), b.moved())
 }
 
-// itemKeys names the keys of one item; they share the hash tag {item:<id>}.
+// itemKeys names the keys of one item's stock bucket; they share one hash
+// tag, {item:<id>} for bucket 0.
 type itemKeys struct{ base string }
 
+// item returns the keys of the item's bucket 0, the only bucket of an
+// unsplit item.
 func (s *Store) item(id sale.ItemID) itemKeys {
-	return itemKeys{base: s.prefix + ":{item:" + id.String() + "}:"}
+	return s.tagKeys("item:" + id.String())
+}
+
+func (s *Store) tagKeys(tag string) itemKeys {
+	return itemKeys{base: s.prefix + ":{" + tag + "}:"}
+}
+
+type bucketsKey struct {
+	id sale.ItemID
+	n  int
+}
+
+// bucketKeys returns the key sets of all n buckets of the item, in bucket
+// order; a tag costs a few CRC16 runs to find, so split items' keys are
+// computed once.
+func (s *Store) bucketKeys(id sale.ItemID, n int) []itemKeys {
+	if n <= 1 {
+		return []itemKeys{s.item(id)}
+	}
+	if v, ok := s.keys.Load(bucketsKey{id, n}); ok {
+		return v.([]itemKeys)
+	}
+	ks := make([]itemKeys, n)
+	for b := range ks {
+		ks[b] = s.tagKeys(sale.BucketTag(id, b, n))
+	}
+	s.keys.Store(bucketsKey{id, n}, ks)
+	return ks
 }
 
 func (k itemKeys) sale() string         { return k.base + "sale" }
@@ -179,6 +232,8 @@ func (k itemKeys) outbox() string       { return k.base + "outbox" }
 func (k itemKeys) restocks() string     { return k.base + "restocks" }
 func (k itemKeys) repairing() string    { return k.base + "repairing" }
 func (k itemKeys) returned() string     { return k.base + "returned" }
+func (k itemKeys) moves() string        { return k.base + "moves" }
+func (k itemKeys) moved() string        { return k.base + "moved" }
 func (s *Store) itemsKey() string       { return s.prefix + ":items" }
 func (k itemKeys) reserve() []string    { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
 func (k itemKeys) settleKeys() []string { return []string{k.pending(), k.outbox()} }

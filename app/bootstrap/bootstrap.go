@@ -200,7 +200,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 
 	m.recon = reconcile.New(m.ledger, m.store, kafkaevents.NewBacklog(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic), reconcile.Options{
 		Every: cfg.ReconcileEvery, Repair: cfg.ReconcileRepair, Grace: cfg.RecoveryGrace,
-		OnStockBack: m.coord.StockBack, Log: m.Log,
+		OnStockBack: m.coord.StockBack, RecoverMoves: m.ledger.RecoverMoves, Log: m.Log,
 	})
 	m.Catalog = catalog.New(catalog.Deps{
 		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.coord,

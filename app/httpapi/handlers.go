@@ -22,6 +22,7 @@ type itemJSON struct {
 	EndsAt       time.Time   `json:"ends_at"`
 	Status       sale.Status `json:"status"`
 	PurchaseRate int64       `json:"purchase_rate"`
+	StockBuckets int         `json:"stock_buckets"`
 	Version      int64       `json:"version"`
 }
 
@@ -34,7 +35,7 @@ func toItemJSON(v catalog.View) itemJSON {
 		ID: v.Item.ID, Name: v.Item.Name, Description: v.Item.Description,
 		PriceCents: v.Item.PriceCents, StockTotal: v.Item.StockTotal, StockLeft: left,
 		StartsAt: v.Item.StartsAt, EndsAt: v.Item.EndsAt, Status: v.Status,
-		PurchaseRate: v.Item.PurchaseRate, Version: v.Item.Version,
+		PurchaseRate: v.Item.PurchaseRate, StockBuckets: v.Item.Buckets(), Version: v.Item.Version,
 	}
 }
 
@@ -224,14 +225,25 @@ func (s *server) createItem(c *gin.Context) {
 		StartsAt     time.Time `json:"starts_at"`
 		EndsAt       time.Time `json:"ends_at"`
 		PurchaseRate int64     `json:"purchase_rate"`
+		// StockBuckets splits a hot item's stock over several Redis
+		// slots; absent means 1, and an explicit 0 is refused.
+		StockBuckets *int `json:"stock_buckets"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
+	buckets := 1
+	if req.StockBuckets != nil {
+		buckets = *req.StockBuckets
+		if err := sale.CheckStockBuckets(buckets); err != nil {
+			s.writeError(c, err)
+			return
+		}
+	}
 	v, err := s.Catalog.Create(c.Request.Context(), sale.Draft{
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents, Stock: req.Stock,
-		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate, StockBuckets: buckets,
 	})
 	if err != nil {
 		s.writeError(c, err)

@@ -80,6 +80,10 @@ type Options struct {
 	// OnStockBack is told of a repaired sale's new generation, so sold-out
 	// flags clear on every instance.
 	OnStockBack func(item sale.ItemID, gen int64)
+	// RecoverMoves, if set, finishes the moves between a split item's stock
+	// buckets that a dead process left half done; Run calls it once at the
+	// start and at the start of every pass (see docs/RECOVERY.md).
+	RecoverMoves func(ctx context.Context) (int, error)
 	Log         *slog.Logger
 }
 
@@ -106,7 +110,7 @@ type Service struct {
 	last map[sale.ItemID]Report
 	seen map[sale.ItemID]int // consecutive passes that found drift
 
-	checks, drifts, repairs, rebuilds, conflicts atomic.Uint64
+	checks, drifts, repairs, rebuilds, conflicts, movesRecovered atomic.Uint64
 }
 
 // New returns a reconciler. backlog may be nil only where no order queue
@@ -362,6 +366,7 @@ func (s *Service) Notify(id sale.ItemID) {
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.opts.Every)
 	defer t.Stop()
+	s.recoverMoves(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -400,6 +405,7 @@ func (s *Service) rebuildSoon(ctx context.Context, id sale.ItemID) {
 // grace period; other drift is repaired once it has held still for two
 // passes, and only if repairs are allowed.
 func (s *Service) pass(ctx context.Context) {
+	s.recoverMoves(ctx)
 	items, err := s.book.Items(ctx)
 	if err != nil {
 		s.opts.Log.Warn("reconcile pass: list items", "err", err)
@@ -452,13 +458,29 @@ func (s *Service) pass(ctx context.Context) {
 	}
 }
 
+// recoverMoves runs the RecoverMoves hook and logs what it did.
+func (s *Service) recoverMoves(ctx context.Context) {
+	if s.opts.RecoverMoves == nil {
+		return
+	}
+	n, err := s.opts.RecoverMoves(ctx)
+	if n > 0 {
+		s.movesRecovered.Add(uint64(n))
+		s.opts.Log.Warn("finished moves between stock buckets that a process left half done", "moves", n)
+	}
+	if err != nil && ctx.Err() == nil {
+		s.opts.Log.Warn("recover moves between stock buckets; will retry", "err", err)
+	}
+}
+
 // Stats counts what the reconciler did, for metrics.
-type Stats struct{ Checks, Drifts, Repairs, Rebuilds, Conflicts uint64 }
+// MovesRecovered counts half-done moves between stock buckets it finished.
+type Stats struct{ Checks, Drifts, Repairs, Rebuilds, Conflicts, MovesRecovered uint64 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{Checks: s.checks.Load(), Drifts: s.drifts.Load(), Repairs: s.repairs.Load(),
-		Rebuilds: s.rebuilds.Load(), Conflicts: s.conflicts.Load()}
+		Rebuilds: s.rebuilds.Load(), Conflicts: s.conflicts.Load(), MovesRecovered: s.movesRecovered.Load()}
 }
 
 // DriftUnits returns the sum over items of the stock drift the latest

@@ -394,3 +394,30 @@ func TestRepairGivesUpWhenTheQueueNeverDrains(t *testing.T) {
 		t.Fatalf("the ledger changed: %+v", l.snap)
 	}
 }
+
+// TestRunRecoversMovesAtStartAndEachPass checks that half-done moves
+// between stock buckets are finished when Run starts and on every pass.
+func TestRunRecoversMovesAtStartAndEachPass(t *testing.T) {
+	t.Parallel()
+	calls := make(chan struct{}, 16)
+	s := New(&fakeLedger{}, &fakeBook{}, nil, Options{Every: 20 * time.Millisecond, Log: quiet,
+		RecoverMoves: func(context.Context) (int, error) {
+			calls <- struct{}{}
+			return 1, nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	for i := 0; i < 3; i++ {
+		select {
+		case <-calls:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("RecoverMoves called %d times, want the start and two passes", i)
+		}
+	}
+	cancel()
+	<-done
+	if got := s.Stats().MovesRecovered; got < 3 {
+		t.Fatalf("MovesRecovered = %d, want at least 3", got)
+	}
+}

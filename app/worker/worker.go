@@ -64,7 +64,9 @@ type Options struct {
 }
 
 // Worker is one consumer-group member. Run several, in one process or many;
-// the queue's partitioning by item keeps one item's orders on one member.
+// the queue's partitioning by item and stock bucket keeps one bucket's
+// orders on one member, so a hot item split over buckets is confirmed by
+// several.
 type Worker[D Delivery] struct {
 	feed   feed[D]
 	ledger settlement

@@ -50,8 +50,8 @@ func (o PublisherOptions) withDefaults() PublisherOptions {
 	return o
 }
 
-// Publisher writes orders to one topic, keyed by item id, and waits for every
-// in-sync replica to acknowledge them. It is safe for concurrent use.
+// Publisher writes orders to one topic, keyed by item id (and stock bucket,
+// see orderKey), and waits for every in-sync replica to acknowledge them. It is safe for concurrent use.
 type Publisher struct {
 	w         *kafka.Writer
 	timeout   time.Duration

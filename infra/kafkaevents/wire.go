@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -26,8 +27,8 @@ type orderMsg struct {
 	CreatedAt  string `json:"created_at"`
 }
 
-// encodeOrder returns the message key (the item id) and JSON value for o. It
-// refuses an order that fails Check, so the queue never carries a message
+// encodeOrder returns the message key (orderKey: item and stock bucket)
+// and JSON value for o. It refuses an order that fails Check, so the queue never carries a message
 // that every consumer would have to dead-letter.
 func encodeOrder(o sale.Order) (key, value []byte, err error) {
 	if err := o.Check(); err != nil {
@@ -44,7 +45,19 @@ func encodeOrder(o sale.Order) (key, value []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafkaevents: encode order %q: %w", o.ID, err)
 	}
-	return []byte(o.ItemID.String()), value, nil
+	return orderKey(o.ID), value, nil
+}
+
+// orderKey is an order's message key: the item, and the stock bucket when
+// it is not 0, so a hot item split over buckets spreads over as many
+// partitions (and workers) while each bucket's orders stay in order on one.
+// An unsplit item keeps the key it always had.
+func orderKey(id sale.OrderID) []byte {
+	key := id.Item().String()
+	if b := id.Bucket(); b > 0 {
+		key += "." + strconv.Itoa(b)
+	}
+	return []byte(key)
 }
 
 // decodeOrder parses one message value. Every error it returns matches

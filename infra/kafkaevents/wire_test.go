@@ -14,6 +14,38 @@ func sampleOrder() sale.Order {
 	return sale.NewOrder(it, "user_1", time.Date(2025, 3, 4, 5, 6, 7, 891_000_000, time.FixedZone("x", 3600)))
 }
 
+// TestWireKeysBySplitItemBucket checks that a split item's orders are keyed
+// by bucket, so they spread over partitions, and round-trip with the bucket
+// in their id.
+func TestWireKeysBySplitItemBucket(t *testing.T) {
+	t.Parallel()
+	it := sale.Item{ID: 42, PriceCents: 1999, StockBuckets: 3}
+	keys := map[string]bool{}
+	for i := range 60 {
+		user := sale.UserID("u" + strings.Repeat("x", i))
+		o := sale.NewOrder(it, user, time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+		key, value, err := encodeOrder(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "42"
+		if b := o.ID.Bucket(); b > 0 {
+			want = "42." + string(rune('0'+b))
+		}
+		if string(key) != want {
+			t.Fatalf("order %s keyed %q, want %q", o.ID, key, want)
+		}
+		keys[string(key)] = true
+		got, err := decodeOrder(value)
+		if err != nil || got.ID != o.ID || got.ID.Bucket() != o.ID.Bucket() {
+			t.Fatalf("decoded %+v, %v; want %s", got, err, o.ID)
+		}
+	}
+	if len(keys) != 3 {
+		t.Fatalf("keys %v, want one per bucket", keys)
+	}
+}
+
 func TestWireRoundTrip(t *testing.T) {
 	t.Parallel()
 	o := sampleOrder()

@@ -18,7 +18,7 @@ const (
 	headerLen        = 9
 	// codecVersion leads the item body so that a layout change can never be
 	// misread; entries live only in this process, so it is belt and braces.
-	codecVersion byte = 1
+	codecVersion byte = 2
 )
 
 var errCorrupt = errors.New("localcache: corrupt entry")
@@ -43,6 +43,7 @@ func encodeEntry(kind byte, expires int64, it sale.Item) []byte {
 	b = binary.AppendVarint(b, it.Version)
 	b = appendTime(b, it.CreatedAt)
 	b = appendTime(b, it.UpdatedAt)
+	b = binary.AppendVarint(b, int64(it.StockBuckets))
 	return b
 }
 
@@ -73,6 +74,7 @@ func decodeItem(b []byte) (sale.Item, error) {
 		Version:      d.varint(),
 		CreatedAt:    d.time(),
 		UpdatedAt:    d.time(),
+		StockBuckets: int(d.varint()),
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return sale.Item{}, errCorrupt

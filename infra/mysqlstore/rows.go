@@ -18,6 +18,7 @@ type itemRow struct {
 	StartsAt     time.Time `gorm:"column:starts_at"`
 	EndsAt       time.Time `gorm:"column:ends_at"`
 	PurchaseRate int64     `gorm:"column:purchase_rate"`
+	StockBuckets int       `gorm:"column:stock_buckets"`
 	Version      int64     `gorm:"column:version"`
 	CreatedAt    time.Time `gorm:"column:created_at"`
 	UpdatedAt    time.Time `gorm:"column:updated_at"`
@@ -77,6 +78,7 @@ func itemFromDomain(it sale.Item) itemRow {
 		StartsAt:     dbTime(it.StartsAt),
 		EndsAt:       dbTime(it.EndsAt),
 		PurchaseRate: it.PurchaseRate,
+		StockBuckets: it.Buckets(),
 		Version:      it.Version,
 		CreatedAt:    dbTime(it.CreatedAt),
 		UpdatedAt:    dbTime(it.UpdatedAt),
@@ -94,6 +96,7 @@ func (r itemRow) toDomain() sale.Item {
 		StartsAt:     r.StartsAt.UTC(),
 		EndsAt:       r.EndsAt.UTC(),
 		PurchaseRate: r.PurchaseRate,
+		StockBuckets: max(r.StockBuckets, 1),
 		Version:      r.Version,
 		CreatedAt:    r.CreatedAt.UTC(),
 		UpdatedAt:    r.UpdatedAt.UTC(),

@@ -360,6 +360,7 @@ type itemRow struct {
 	StartsAt     time.Time `json:"s"`
 	EndsAt       time.Time `json:"e"`
 	PurchaseRate int64     `json:"r"`
+	StockBuckets int       `json:"b,omitempty"` // absent in entries written before buckets: 1
 	Version      int64     `json:"v"`
 	CreatedAt    time.Time `json:"c"`
 	UpdatedAt    time.Time `json:"u"`
@@ -370,7 +371,8 @@ func fromDomain(it sale.Item) itemRow {
 		ID: int64(it.ID), Name: it.Name, Description: it.Description,
 		PriceCents: it.PriceCents, StockTotal: it.StockTotal, StockLeft: it.StockLeft,
 		StartsAt: it.StartsAt, EndsAt: it.EndsAt, PurchaseRate: it.PurchaseRate,
-		Version: it.Version, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
+		StockBuckets: it.StockBuckets,
+		Version:      it.Version, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
 	}
 }
 
@@ -379,6 +381,7 @@ func (row itemRow) toDomain() sale.Item {
 		ID: sale.ItemID(row.ID), Name: row.Name, Description: row.Description,
 		PriceCents: row.PriceCents, StockTotal: row.StockTotal, StockLeft: row.StockLeft,
 		StartsAt: row.StartsAt, EndsAt: row.EndsAt, PurchaseRate: row.PurchaseRate,
-		Version: row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+		StockBuckets: max(row.StockBuckets, 1),
+		Version:      row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
 	}
 }

@@ -65,6 +65,10 @@ type Main struct {
 	// it zero, which adds nothing to any path.
 	Hooks Hooks
 
+	// Overrides swaps in a lab's naive components (app/lab). Production
+	// leaves it zero.
+	Overrides Overrides
+
 	emRedis *embedded.Redis
 	emKafka *embedded.Kafka
 

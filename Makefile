@@ -22,7 +22,7 @@ BUILD_FLAGS ?= -buildvcs=auto
 # out (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME  ?= 20000x
 
-.PHONY: help run build test test-short fuzz chaos stack bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
+.PHONY: help run build test test-short fuzz chaos lab labs stack bench k6 k6-smoke k6-spike k6-soldout up down logs lint screenshot clean
 
 # Bold target names only on a terminal, so a piped `make help` is plain text.
 help: ## list the targets
@@ -63,6 +63,16 @@ chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Red
 	  echo "note: redis-server, mariadbd or mariadb-install-db is missing: the scenarios that need it will FAIL (Debian: apt-get install redis-server mariadb-server)"
 	SECKILL_TEST_MYSQL_DSN="$${SECKILL_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/test}" \
 	  SECKILL_CHAOS=1 $(GO) test -count=1 -timeout 12m -v -run . ./app/chaos/
+
+# LAB_FLAGS passes flags to seckill lab run, e.g. LAB_FLAGS='--redis-addr
+# 127.0.0.1:6379 --mysql-dsn root@tcp(127.0.0.1:3306)/test' for the real
+# services, or --http-addr to keep the dashboard at a fixed address.
+lab: build ## run one workshop lab: make lab LAB=oversell (seckill lab list names them)
+	@test -n "$(LAB)" || { echo "usage: make lab LAB=NAME; the labs are:"; $(BIN)/seckill lab list; exit 2; }
+	$(BIN)/seckill lab run $(LAB_FLAGS) $(LAB)
+
+labs: build ## run every workshop lab, one after the other, and sum up (exit 1 if one shows no difference)
+	$(BIN)/seckill lab run $(LAB_FLAGS) all
 
 # The compose topology as native processes (deploy/stack reads
 # docker-compose.yml). Built binaries rather than `go run`, so Ctrl+C reaches

@@ -12,6 +12,9 @@ type pkg struct {
 	ImportPath string
 	Imports    []string
 	Standard   bool
+	// Test imports count for the naive rule only.
+	TestImports  []string
+	XTestImports []string
 }
 
 func listAll(t *testing.T) []pkg {
@@ -55,9 +58,47 @@ func TestDependencyRule(t *testing.T) {
 					t.Errorf("%s imports %s: infra must not import app", p.ImportPath, imp)
 				}
 			case strings.HasPrefix(p.ImportPath, "seckill/app/"):
-				wiring := strings.HasPrefix(p.ImportPath, "seckill/app/bootstrap") || strings.HasPrefix(p.ImportPath, "seckill/app/cmd/")
+				// app/lab wires lab systems: it may build adapters too.
+				wiring := strings.HasPrefix(p.ImportPath, "seckill/app/bootstrap") || strings.HasPrefix(p.ImportPath, "seckill/app/cmd/") ||
+					p.ImportPath == "seckill/app/lab"
 				if strings.HasPrefix(imp, "seckill/infra/") && !wiring {
 					t.Errorf("%s imports %s: only app/bootstrap and app/cmd build adapters", p.ImportPath, imp)
+				}
+			}
+		}
+	}
+}
+
+// naivePkg holds the labs' components that are wrong on purpose.
+const naivePkg = "seckill/app/lab/naive"
+
+// TestNaiveStaysInTheLab keeps production wiring from ever reaching the
+// naive components: only the lab package (and the naive package's own
+// tests) may import them, never bootstrap, serve or worker code.
+func TestNaiveStaysInTheLab(t *testing.T) {
+	t.Parallel()
+	pkgs := listAll(t)
+	seen := false
+	for _, p := range pkgs {
+		if p.ImportPath == naivePkg {
+			seen = true
+		}
+		for _, imp := range append(append(p.Imports, p.TestImports...), p.XTestImports...) {
+			if imp == naivePkg && p.ImportPath != "seckill/app/lab" && p.ImportPath != naivePkg {
+				t.Errorf("%s imports %s: only app/lab may use the wrong-on-purpose components", p.ImportPath, naivePkg)
+			}
+		}
+	}
+	if !seen {
+		t.Fatalf("%s not found by go list: the rule would guard nothing", naivePkg)
+	}
+	// bootstrap must not import the lab package either, or a lab's wiring
+	// could leak into serve and worker.
+	for _, p := range pkgs {
+		if strings.HasPrefix(p.ImportPath, "seckill/app/bootstrap") {
+			for _, imp := range p.Imports {
+				if strings.HasPrefix(imp, "seckill/app/lab") {
+					t.Errorf("%s imports %s: production wiring must not know the labs", p.ImportPath, imp)
 				}
 			}
 		}

@@ -65,11 +65,15 @@ type Main struct {
 	// it zero, which adds nothing to any path.
 	Hooks Hooks
 
+	// Overrides swaps in a lab's naive components (app/lab). Production
+	// leaves it zero.
+	Overrides Overrides
+
 	emRedis *embedded.Redis
 	emKafka *embedded.Kafka
 
-	rdb       *redis.Client
-	cacheRdb  *redis.Client // the item cache's own client, guarded by a hook
+	rdb       redis.UniversalClient // a *redis.Client, or a *redis.ClusterClient on Redis Cluster
+	cacheRdb  redis.UniversalClient // the item cache's own client, guarded by a hook
 	store     *mysqlstore.Store
 	ledger    *redisstock.Store
 	publisher *kafkaevents.Publisher
@@ -337,8 +341,9 @@ func (m *Main) openBackends(ctx context.Context) error {
 		m.Log.Info("started embedded Kafka-protocol broker (kfake)", "brokers", cfg.KafkaBrokers)
 	}
 
-	m.rdb = redis.NewClient(&redis.Options{
-		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+	m.rdb = redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
+		Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		// Named so an operator (or a test) can tell this instance's
 		// connections apart in CLIENT LIST.
 		ClientName: "seckill-" + cfg.InstanceID,
@@ -361,8 +366,9 @@ func (m *Main) openBackends(ctx context.Context) error {
 	// The item cache gets a client of its own so that its breaker and
 	// deadline (a go-redis hook) apply to its commands only, and so that
 	// go-redis honours the deadline in ctx instead of its read timeout.
-	m.cacheRdb = redis.NewClient(&redis.Options{
-		Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+	m.cacheRdb = redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
+		Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		ClientName: "seckill-cache-" + cfg.InstanceID,
 		PoolSize:   32, MinIdleConns: 2, ContextTimeoutEnabled: true,
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
@@ -705,4 +711,4 @@ func (m *Main) EmbeddedKafka() *embedded.Kafka { return m.emKafka }
 func (m *Main) Breakers() []*guard.Breaker { return m.breakers.all() }
 
 // Redis exposes the Redis client, for tests.
-func (m *Main) Redis() *redis.Client { return m.rdb }
+func (m *Main) Redis() redis.UniversalClient { return m.rdb }

@@ -43,7 +43,8 @@ type Config struct {
 	// starts the embedded stand-in for that backend instead.
 	MySQLDSN      string
 	SQLitePath    string
-	RedisAddr     string
+	RedisAddr     string // one host:port, or a comma-separated list of cluster nodes
+	RedisCluster  bool   // a single RedisAddr is a cluster node (a list always is)
 	RedisPassword string
 	RedisDB       int
 	RedisPrefix   string
@@ -121,7 +122,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 
 	fs.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL DSN, e.g. root:pw@tcp(mysql:3306)/seckill; empty uses embedded SQLite")
 	fs.StringVar(&c.SQLitePath, "sqlite-path", "", "SQLite file used when --mysql-dsn is empty; empty means a fresh temporary file per run, which matches the embedded Redis (it keeps nothing either)")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty starts an embedded miniredis")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; a comma-separated list of nodes (seed addresses) selects Redis Cluster; empty starts an embedded miniredis")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "treat a single --redis-addr as a Redis Cluster node (e.g. a cluster's configuration endpoint); a comma-separated list always is a cluster")
 	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (secret)")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "seckill", "namespace of every Redis key and channel; deployments sharing a Redis need different ones")
@@ -199,6 +201,24 @@ func (c Config) Brokers() []string {
 	return out
 }
 
+// RedisAddrs splits RedisAddr into addresses.
+func (c Config) RedisAddrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.RedisAddr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// RedisClusterMode reports whether the Redis client is a cluster client,
+// following go-redis's UniversalClient rule: two or more addresses, or
+// --redis-cluster.
+func (c Config) RedisClusterMode() bool {
+	return c.RedisCluster || len(c.RedisAddrs()) > 1
+}
+
 // Validate returns an error naming the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
@@ -206,6 +226,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	case c.RedisCluster && len(c.RedisAddrs()) == 0:
+		return fmt.Errorf("--redis-cluster needs --redis-addr: the embedded Redis is a single node")
+	case c.RedisClusterMode() && c.RedisDB != 0:
+		// Redis Cluster has database 0 only.
+		return fmt.Errorf("--redis-db %d: Redis Cluster (--redis-addr %q) has database 0 only", c.RedisDB, c.RedisAddr)
 	case c.UserLimiter != "local" && c.UserLimiter != "redis":
 		return fmt.Errorf("--user-limiter %q: want local or redis", c.UserLimiter)
 	case c.ItemRate <= 0 || c.UserRate <= 0:
@@ -257,6 +282,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("instance_id", c.InstanceID),
 		slog.String("mysql", maskDSN(c.MySQLDSN, c.SQLitePath)),
 		slog.String("redis", orEmbedded(c.RedisAddr)),
+		slog.Bool("redis_cluster", c.RedisClusterMode()),
 		slog.String("redis_password", mask(c.RedisPassword)),
 		slog.String("kafka", orEmbedded(c.KafkaBrokers)),
 		slog.String("kafka_topic", c.KafkaTopic),

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"seckill/app/bootstrap"
 	"seckill/app/config"
 	"seckill/domain/sale"
@@ -40,6 +42,19 @@ type backends struct {
 // newBackends picks real Redis/MariaDB when configured, else embedded ones,
 // and starts a Kafka-protocol broker for this test.
 func newBackends(t *testing.T) *backends {
+	t.Helper()
+	return newBackendsOn(t, false)
+}
+
+// newClusterBackends is newBackends on a real three-master Redis Cluster
+// (testenv.RedisCluster's, one per test process, reached through a
+// comma-separated --redis-addr as an operator would) and real MariaDB.
+func newClusterBackends(t *testing.T) *backends {
+	t.Helper()
+	return newBackendsOn(t, true)
+}
+
+func newBackendsOn(t *testing.T, cluster bool) *backends {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -65,6 +80,13 @@ func newBackends(t *testing.T) *backends {
 	b := &backends{}
 	redisAddr, mysqlDSN := os.Getenv(testenv.RedisAddrVar), os.Getenv(testenv.MySQLDSNVar)
 	switch {
+	case cluster:
+		b.real = true
+		redisAddr = strings.Join(testenv.RedisClusterAddrs(t), ",")
+		cfg.RedisAddr = redisAddr
+		cfg.RedisPrefix = "e2e" + testenv.Nonce()
+		cfg.MySQLDSN = testenv.MySQLDSN(t)
+		t.Cleanup(func() { cleanRedisPrefix(cfg.RedisAddr, cfg.RedisPrefix) })
 	case redisAddr != "" && mysqlDSN != "":
 		b.real = true
 		cfg.RedisAddr = redisAddr
@@ -316,8 +338,17 @@ func cleanRedisPrefix(addr, prefix string) {
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
+	// On a cluster SCAN sees one node's keys, so every master is scanned.
+	clean := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+		return iter.Err()
 	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, clean)
+		return
+	}
+	_ = clean(ctx, rdb.(*redis.Client))
 }

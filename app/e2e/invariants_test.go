@@ -124,8 +124,14 @@ func checkSettledSale(t *testing.T, in *instance, item int64, stock int, attempt
 // sale, 1,000 distinct users buying at once plus repeats from the same
 // users; exactly 100 confirmed, nobody twice, stock 0 everywhere, every 202
 // confirmed, and the stats consistent.
+//
+// It runs on the single Redis node and on a three-master Redis Cluster.
 func TestSaleInvariantsUnderSpike(t *testing.T) {
-	b := newBackends(t)
+	t.Run("redis", func(t *testing.T) { saleInvariantsUnderSpike(t, newBackends(t)) })
+	t.Run("cluster", func(t *testing.T) { saleInvariantsUnderSpike(t, newClusterBackends(t)) })
+}
+
+func saleInvariantsUnderSpike(t *testing.T, b *backends) {
 	in := b.start(t, "api-1", both, nil)
 	const stock, buyers = 100, 1000
 	item := in.createSale("spike", stock, 0)

@@ -8,6 +8,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func newRedis(addr string) *redis.Client { return redis.NewClient(&redis.Options{Addr: addr}) }
+// newRedis connects to the instances' Redis by their --redis-addr: a
+// cluster client for a comma-separated list, as the app itself does.
+func newRedis(addr string) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addr, ",")})
+}
 
 func ioCopy(dst *strings.Builder, res *http.Response) (int64, error) { return io.Copy(dst, res.Body) }

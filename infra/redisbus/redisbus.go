@@ -9,6 +9,10 @@
 // onResubscribe so the app can discard whatever the lost messages would
 // have told it (the local cache flushes). A connection that stays open but
 // stops delivering is found by a ping and replaced, with the same callback.
+//
+// On Redis Cluster the bus uses classic Pub/Sub, which the cluster carries
+// to every node: it subscribes on, and publishes to, the master of the
+// channel's slot, so events keep their order as on a single node.
 package redisbus
 
 import (
@@ -112,12 +116,30 @@ func (b *Bus) Publish(ctx context.Context, e Event) error {
 	if err != nil {
 		return fmt.Errorf("redisbus: encode event: %w", err)
 	}
-	if err := b.rdb.Publish(ctx, b.channel, payload).Err(); err != nil {
+	pub, err := b.publisher(ctx)
+	if err == nil {
+		err = pub.Publish(ctx, b.channel, payload).Err()
+	}
+	if err != nil {
 		b.errs.Add(1)
 		return fmt.Errorf("redisbus: publish: %w", err)
 	}
 	b.sent.Add(1)
 	return nil
+}
+
+// publisher is the client a PUBLISH goes through. On Redis Cluster any node
+// forwards a classic PUBLISH to every other, but go-redis sends a keyless
+// command to whichever node it picks, and two messages sent through two
+// nodes can arrive in either order. So on a cluster every message goes to
+// the master of the channel's slot, the node go-redis subscribes on: one
+// path, in order, as on a single node.
+func (b *Bus) publisher(ctx context.Context) (redis.UniversalClient, error) {
+	cc, ok := b.rdb.(*redis.ClusterClient)
+	if !ok {
+		return b.rdb, nil
+	}
+	return cc.MasterForKey(ctx, b.channel)
 }
 
 // Run receives events until ctx is done, then returns nil; it returns an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,15 +20,18 @@ import (
 
 // server is a Redis the tests can reach and, for the reconnect tests, cut.
 type server struct {
-	addr   string
+	addr   string // a single node's address; empty on the cluster
 	prefix string
+	// client returns a client named name, closed when the test ends.
+	client func(t *testing.T, name string) redis.UniversalClient
 	// dropSubscribers closes the server side of the connections opened by
 	// clients named name, the way a network fault or a server restart would.
 	dropSubscribers func(t *testing.T, name string)
 }
 
-// onRedis runs f against miniredis and against the real Redis (which
-// testenv skips locally, and fails under CI, when it is not configured).
+// onRedis runs f against miniredis, the real Redis and a real three-master
+// Redis Cluster (which testenv skips locally, and fails under CI, when it is
+// not configured or its binaries are missing).
 func onRedis(t *testing.T, f func(t *testing.T, srv server)) {
 	t.Run("miniredis", func(t *testing.T) {
 		t.Parallel()
@@ -35,6 +39,7 @@ func onRedis(t *testing.T, f func(t *testing.T, srv server)) {
 		f(t, server{
 			addr:   m.Addr(),
 			prefix: "mini" + testenv.Nonce(),
+			client: nodeClient(m.Addr()),
 			// miniredis cannot kill one client; a restart on the same
 			// address drops them all, which is what a failover looks like.
 			dropSubscribers: func(t *testing.T, _ string) {
@@ -51,40 +56,77 @@ func onRedis(t *testing.T, f func(t *testing.T, srv server)) {
 		f(t, server{
 			addr:   testenv.RedisAddr(t),
 			prefix: prefix,
+			client: nodeClient(testenv.RedisAddr(t)),
 			// Kill by id rather than CLIENT KILL TYPE pubsub: other test
 			// packages share this server and have subscribers of their own.
 			dropSubscribers: func(t *testing.T, name string) {
-				ctx := context.Background()
-				list, err := admin.ClientList(ctx).Result()
-				if err != nil {
-					t.Fatal(err)
-				}
-				killed := 0
-				for _, line := range strings.Split(list, "\n") {
-					var id string
-					named := false
-					for _, field := range strings.Fields(line) {
-						k, v, _ := strings.Cut(field, "=")
-						switch {
-						case k == "id":
-							id = v
-						case k == "name" && v == name:
-							named = true
-						}
-					}
-					if named && id != "" {
-						if err := admin.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
-							t.Fatal(err)
-						}
-						killed++
-					}
-				}
-				if killed == 0 {
+				if killNamed(t, admin, name) == 0 {
 					t.Fatalf("no connection named %s to kill", name)
 				}
 			},
 		})
 	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		_, prefix := testenv.RedisCluster(t)
+		addrs := testenv.RedisClusterAddrs(t)
+		f(t, server{
+			prefix: prefix,
+			client: func(t *testing.T, name string) redis.UniversalClient {
+				rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, ClientName: name})
+				t.Cleanup(func() { _ = rdb.Close() })
+				return rdb
+			},
+			// The subscription lives on one node, whichever go-redis
+			// picked: look on every one.
+			dropSubscribers: func(t *testing.T, name string) {
+				killed := 0
+				for _, a := range addrs {
+					killed += killNamed(t, client(t, a, "admin"), name)
+				}
+				if killed == 0 {
+					t.Fatalf("no connection named %s to kill on any node", name)
+				}
+			},
+		})
+	})
+}
+
+// nodeClient returns server.client for one node.
+func nodeClient(addr string) func(t *testing.T, name string) redis.UniversalClient {
+	return func(t *testing.T, name string) redis.UniversalClient { return client(t, addr, name) }
+}
+
+// killNamed closes the server side of admin's server's connections named
+// name and returns how many it closed.
+func killNamed(t *testing.T, admin redis.UniversalClient, name string) int {
+	t.Helper()
+	ctx := context.Background()
+	list, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		var id string
+		named := false
+		for _, field := range strings.Fields(line) {
+			k, v, _ := strings.Cut(field, "=")
+			switch {
+			case k == "id":
+				id = v
+			case k == "name" && v == name:
+				named = true
+			}
+		}
+		if named && id != "" {
+			if err := admin.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+				t.Fatal(err)
+			}
+			killed++
+		}
+	}
+	return killed
 }
 
 // client returns a go-redis client named name, closed when the test ends.
@@ -154,8 +196,8 @@ func TestInstancesSeeEachOthersEvents(t *testing.T) {
 	t.Parallel()
 	onRedis(t, func(t *testing.T, srv server) {
 		channel := srv.prefix + ":bus"
-		a := New(client(t, srv.addr, "a"), channel, "instance-a")
-		b := New(client(t, srv.addr, "b"), channel, "instance-b")
+		a := New(srv.client(t, "a"), channel, "instance-a")
+		b := New(srv.client(t, "b"), channel, "instance-b")
 		recA, recB := newRecorder(), newRecorder()
 		run(t, a, recA)
 		run(t, b, recB)
@@ -191,8 +233,8 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 	t.Parallel()
 	onRedis(t, func(t *testing.T, srv server) {
 		channel := srv.prefix + ":bus"
-		raw := client(t, srv.addr, "raw")
-		b := New(client(t, srv.addr, "b"), channel, "b")
+		raw := srv.client(t, "raw")
+		b := New(srv.client(t, "b"), channel, "b")
 		rec := newRecorder()
 		run(t, b, rec)
 		ctx := context.Background()
@@ -203,7 +245,17 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 			`{"k":"invalidate","i":0,"s":"x"}`,
 			`{"k":"invalidate","i":1}`,
 		} {
-			if err := raw.Publish(ctx, channel, payload).Err(); err != nil {
+			// Through the node Bus publishes to, as Bus does: messages
+			// sent through different cluster nodes may arrive in any order.
+			var via redis.UniversalClient = raw
+			if cc, ok := raw.(*redis.ClusterClient); ok {
+				node, err := cc.MasterForKey(ctx, channel)
+				if err != nil {
+					t.Fatal(err)
+				}
+				via = node
+			}
+			if err := via.Publish(ctx, channel, payload).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -240,7 +292,7 @@ func TestLostConnectionCallsOnResubscribe(t *testing.T) {
 	onRedis(t, func(t *testing.T, srv server) {
 		channel := srv.prefix + ":bus"
 		subName := "sub-" + testenv.Nonce()
-		sub := New(client(t, srv.addr, subName), channel, "sub")
+		sub := New(srv.client(t, subName), channel, "sub")
 		rec := newRecorder()
 		run(t, sub, rec)
 
@@ -254,7 +306,7 @@ func TestLostConnectionCallsOnResubscribe(t *testing.T) {
 		}
 
 		// And the new subscription delivers.
-		pub := New(client(t, srv.addr, "pub"), channel, "pub")
+		pub := New(srv.client(t, "pub"), channel, "pub")
 		if err := pub.Publish(context.Background(), Event{Kind: KindInvalidate, Item: 1}); err != nil {
 			t.Fatal(err)
 		}
@@ -269,6 +321,9 @@ func TestLostConnectionCallsOnResubscribe(t *testing.T) {
 func TestSilentDeadConnectionIsReplaced(t *testing.T) {
 	t.Parallel()
 	onRedis(t, func(t *testing.T, srv server) {
+		if srv.addr == "" {
+			t.Skip("a cluster client follows CLUSTER SLOTS to the nodes' own addresses, around a proxy; the cluster's dead-connection case is the kill in TestLostConnectionCallsOnResubscribe")
+		}
 		channel := srv.prefix + ":bus"
 		px := newProxy(t, srv.addr)
 		sub := New(client(t, px.addr(), "sub"), channel, "sub")
@@ -285,7 +340,7 @@ func TestSilentDeadConnectionIsReplaced(t *testing.T) {
 		px.freeze()
 		waitFor(t, "onResubscribe after the connection went silent", func() bool { return rec.resubscribe.Load() >= 1 })
 
-		pub := New(client(t, srv.addr, "pub"), channel, "pub")
+		pub := New(srv.client(t, "pub"), channel, "pub")
 		if err := pub.Publish(context.Background(), Event{Kind: KindInvalidate, Item: 1}); err != nil {
 			t.Fatal(err)
 		}
@@ -372,4 +427,32 @@ func (p *proxy) close() {
 	for _, c := range p.conns {
 		_ = c.Close()
 	}
+}
+
+// On Redis Cluster a classic PUBLISH reaches the subscribers of every node,
+// whichever node it was sent to: a bus subscribed through the cluster client
+// hears an event published on each master.
+func TestClusterDeliversEventsPublishedOnAnyNode(t *testing.T) {
+	t.Parallel()
+	cl, prefix := testenv.RedisCluster(t)
+	channel := prefix + ":bus"
+	sub := New(cl, channel, "sub")
+	rec := newRecorder()
+	run(t, sub, rec)
+	addrs := testenv.RedisClusterAddrs(t)
+	for i, a := range addrs {
+		pub := New(client(t, a, "pub"), channel, "node-"+a)
+		if err := pub.Publish(context.Background(), Event{Kind: KindInvalidate, Item: sale.ItemID(i + 1)}); err != nil {
+			t.Fatalf("publish on %s: %v", a, err)
+		}
+		if got := rec.next(t); got.Sender != "node-"+a || got.Item != sale.ItemID(i+1) {
+			t.Fatalf("published on %s, got %+v", a, got)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.StopRedisCluster()
+	os.Exit(code)
 }

@@ -303,7 +303,14 @@ func (r *Reader) Invalidate(ctx context.Context, id sale.ItemID) error {
 	r.mu.Lock()
 	r.epoch.Add(1)
 	r.mu.Unlock()
-	if err := r.rdb.Del(ctx, r.itemKey(id), r.listKey()).Err(); err != nil {
+	// Two DELs, not one: the item's key and the list are in different
+	// cluster slots, and Redis Cluster refuses a multi-key command across
+	// slots (CROSSSLOT). A plain pipeline keeps one round trip on a single
+	// node; on a cluster go-redis sends each DEL to the node owning its key.
+	pipe := r.rdb.Pipeline()
+	pipe.Del(ctx, r.itemKey(id))
+	pipe.Del(ctx, r.listKey())
+	if _, err := pipe.Exec(ctx); err != nil {
 		r.redisErrs.Add(1)
 		return err
 	}

@@ -4,14 +4,15 @@
 // on every layer".
 //
 // A queue is two sorted sets in Redis, scored by Unix milliseconds: key holds
-// tasks waiting for their time, key+":leased" holds tasks an instance has
-// claimed and not yet finished. Any number of instances may Run the same
+// tasks waiting for their time, key+":leased" (or "{key}:leased" for a key
+// without a hash tag) holds tasks an instance has claimed and not yet
+// finished. Any number of instances may Run the same
 // queue. A Lua script moves due tasks from the first set to the second with a
 // lease, so no two instances take the same due task; the task leaves the
 // leased set only when its handler succeeds, and only if its lease is still
 // the one that instance set. A task whose handler fails, or whose instance
-// dies, is due again when its lease runs out. In Redis Cluster give key a
-// hash tag ("seckill:{delay}") so both sets share a slot.
+// dies, is due again when its lease runs out. Both sets are always in one
+// Redis Cluster slot, so the claim script works on a cluster.
 //
 // A task is its string: scheduling a string already waiting merges the two
 // into one run, at the later of the two times. Times come from the clocks
@@ -23,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +88,27 @@ func New(rdb redis.UniversalClient, key string, opts Options) *Queue {
 // leased set. It exists so the docs test can check the key tables.
 func KeyPatterns(key string) []string { return []string{key, leasedKey(key)} }
 
-func leasedKey(key string) string { return key + ":leased" }
+// leasedKey names the leased set so that it is in the due set's cluster
+// slot, which the claim script needs (it moves tasks between the two). A key
+// with a hash tag keeps it ("<p>:{delayed}" -> "<p>:{delayed}:leased"); a key
+// without one becomes the tag, since the slot of "{k}..." is the slot of k.
+func leasedKey(key string) string {
+	if hasHashTag(key) {
+		return key + ":leased"
+	}
+	return "{" + key + "}:leased"
+}
+
+// hasHashTag reports whether Redis Cluster hashes key by a tag: a '{'
+// followed, later, by a '}' with at least one character between.
+func hasHashTag(key string) bool {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return false
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	return end > 0
+}
 
 // Schedule makes task due at at. If the task is already waiting, it keeps
 // the later of the two times: a second delete must never be brought forward

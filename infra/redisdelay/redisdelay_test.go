@@ -15,8 +15,9 @@ import (
 	"seckill/infra/testenv"
 )
 
-// onRedis runs f against miniredis and against the real Redis (which
-// testenv skips locally, and fails under CI, when it is not configured).
+// onRedis runs f against miniredis, the real Redis and a real three-master
+// Redis Cluster (which testenv skips locally, and fails under CI, when it is
+// not configured or its binaries are missing).
 func onRedis(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient, key string)) {
 	t.Run("miniredis", func(t *testing.T) {
 		t.Parallel()
@@ -28,6 +29,12 @@ func onRedis(t *testing.T, f func(t *testing.T, rdb redis.UniversalClient, key s
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
 		rdb, prefix := testenv.Redis(t)
+		f(t, rdb, prefix+":delay")
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		rdb, prefix := testenv.RedisCluster(t)
+		// No hash tag: the queue must still keep both sets in one slot.
 		f(t, rdb, prefix+":delay")
 	})
 }
@@ -107,7 +114,7 @@ func drained(t *testing.T, rdb redis.UniversalClient, key string) bool {
 	t.Helper()
 	ctx := context.Background()
 	a, err1 := rdb.ZCard(ctx, key).Result()
-	b, err2 := rdb.ZCard(ctx, key+":leased").Result()
+	b, err2 := rdb.ZCard(ctx, leasedKey(key)).Result()
 	if err := errors.Join(err1, err2); err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +301,7 @@ func TestLateCompletionKeepsTheNewLease(t *testing.T) {
 		if ok, err := q.complete(ctx, "slow", leaseA); err != nil || ok {
 			t.Fatalf("a's late completion = %v, %v; want refused", ok, err)
 		}
-		score, err := rdb.ZScore(ctx, key+":leased", "slow").Result()
+		score, err := rdb.ZScore(ctx, leasedKey(key), "slow").Result()
 		if err != nil || int64(score) != leaseB {
 			t.Fatalf("lease after a's completion = %v, %v; want b's %d", score, err, leaseB)
 		}

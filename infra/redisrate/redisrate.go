@@ -29,7 +29,7 @@ type UserLimiter struct {
 
 // New returns a limiter of perSec attempts per second (rounded up to a whole
 // number per second, the library's unit) with the given burst.
-func New(rdb *redis.Client, prefix string, perSec float64, burst int) *UserLimiter {
+func New(rdb redis.UniversalClient, prefix string, perSec float64, burst int) *UserLimiter {
 	rate := int(math.Ceil(perSec))
 	if rate < 1 {
 		rate = 1

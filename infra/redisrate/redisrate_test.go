@@ -2,6 +2,7 @@ package redisrate
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -14,7 +15,7 @@ import (
 // each user's budget: together they admit the burst, not twice the burst.
 func TestSharedAcrossInstances(t *testing.T) {
 	t.Parallel()
-	run := func(t *testing.T, rdb *redis.Client, prefix string) {
+	run := func(t *testing.T, rdb redis.UniversalClient, prefix string) {
 		a := New(rdb, prefix, 1, 5)
 		b := New(rdb, prefix, 1, 5)
 		ctx := context.Background()
@@ -50,6 +51,16 @@ func TestSharedAcrossInstances(t *testing.T) {
 		rdb, prefix := testenv.Redis(t)
 		run(t, rdb, prefix)
 	})
+	t.Run("cluster", func(t *testing.T) {
+		rdb, prefix := testenv.RedisCluster(t)
+		run(t, rdb, prefix)
+	})
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.StopRedisCluster()
+	os.Exit(code)
 }
 
 // TestRedisDownIsAnError: an unreachable Redis is reported, not admitted or

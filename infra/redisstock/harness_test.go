@@ -62,6 +62,19 @@ var backends = []backend{
 			return newHarness(t, rdb, prefix, opts)
 		},
 	},
+	{
+		// A real three-master Redis Cluster, private to this test process:
+		// every script and pipeline must stay within one slot (or be split
+		// per node by go-redis) for these tests to pass.
+		name:    "cluster",
+		skipAll: func(t testing.TB) { testenv.RedisClusterAddrs(t) },
+		open: func(t testing.TB, opts Options) *harness {
+			rdb, prefix := testenv.RedisCluster(t)
+			h := newHarness(t, rdb, prefix, opts)
+			h.private = true
+			return h
+		},
+	},
 }
 
 func newHarness(t testing.TB, rdb redis.UniversalClient, prefix string, opts Options) *harness {
@@ -73,7 +86,7 @@ func newHarness(t testing.TB, rdb redis.UniversalClient, prefix string, opts Opt
 	return &harness{s: s, rdb: rdb, prefix: prefix, ctx: context.Background()}
 }
 
-// eachBackend runs fn against miniredis and against real Redis.
+// eachBackend runs fn against miniredis, real Redis and a real Redis Cluster.
 func eachBackend(t *testing.T, opts Options, fn func(t *testing.T, h *harness)) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {

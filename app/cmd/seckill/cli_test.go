@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"seckill/infra/testenv"
 )
 
 // asMainEnv makes the test binary run main() instead of the tests, so the
@@ -25,7 +27,9 @@ func TestMain(m *testing.M) {
 		main()
 		return // main exits; reached only if it returns normally
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	testenv.StopRedisCluster() // TestTwoInstancesOnRedisCluster's servers
+	os.Exit(code)
 }
 
 // runSeckill runs main with args and returns what it printed (stdout and

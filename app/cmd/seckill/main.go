@@ -198,6 +198,7 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 				[]string{"mysql-dsn", "sqlite-path", "log-level", "log-format"}, migrate(stderr)),
 			reconcileCommand(stdout, stderr),
 			brokerCommand(stdout, stderr),
+			labCommand(stdout, stderr),
 			versionCommand(stdout, stderr),
 		},
 	}

@@ -76,7 +76,10 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 		return err
 	}
 	defer store.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, ClientName: "seckill-reconcile"})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
+		Password: cfg.RedisPassword, DB: cfg.RedisDB, ClientName: "seckill-reconcile",
+	})
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis at %s: %w", cfg.RedisAddr, err)

@@ -284,7 +284,8 @@ func TestMoveChild(t *testing.T) {
 	if addr == "" {
 		t.Skip("runs only as the child of TestMoveKilledMidway")
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	// One address is a single node, several a cluster (go-redis's rule).
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addr, ",")})
 	s := newStore(rdb, Options{Prefix: prefix})
 	ctx := context.Background()
 	ks, err := s.keysOf(ctx, 1)
@@ -312,95 +313,116 @@ func TestMoveChild(t *testing.T) {
 // the units are counted while in transit, that recovery completes the move
 // exactly once, and that the sale then sells every unit.
 func TestMoveKilledMidway(t *testing.T) {
-	for _, stage := range []string{"out", "in"} {
-		t.Run("after-"+stage, func(t *testing.T) {
+	servers := []struct {
+		name string
+		open func(t *testing.T) (addr string, rdb redis.UniversalClient, prefix string)
+	}{
+		{"redis", func(t *testing.T) (string, redis.UniversalClient, string) {
 			addr := testenv.RedisAddr(t)
 			rdb, prefix := testenv.Redis(t)
-			h := newHarness(t, rdb, prefix, Options{})
-			const total = 30
-			it := h.open(t, splitItem(1, total, 3))
+			return addr, rdb, prefix
+		}},
+		{"cluster", func(t *testing.T) (string, redis.UniversalClient, string) {
+			addrs := testenv.RedisClusterAddrs(t)
+			rdb, prefix := testenv.RedisCluster(t)
+			return strings.Join(addrs, ","), rdb, prefix
+		}},
+	}
+	for _, srv := range servers {
+		for _, stage := range []string{"out", "in"} {
+			t.Run(srv.name+"/after-"+stage, func(t *testing.T) {
+				addr, rdb, prefix := srv.open(t)
+				killMidMove(t, addr, rdb, prefix, stage)
+			})
+		}
+	}
+}
 
-			cmd := exec.Command(os.Args[0], "-test.run=^TestMoveChild$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "SECKILL_MOVE_CHILD_ADDR="+addr, "SECKILL_MOVE_CHILD_PREFIX="+prefix, "SECKILL_MOVE_CHILD_STAGE="+stage)
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stdin.Close()
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			line, err := bufio.NewReader(stdout).ReadString('\n')
-			if err != nil || !strings.HasPrefix(line, "READY ") {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("child said %q, %v", line, err)
-			}
-			f := strings.Fields(line)
-			moveID := f[1]
-			units, _ := strconv.ParseInt(f[2], 10, 64)
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			err = cmd.Wait()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-				t.Fatalf("child ended with %v, want killed by SIGKILL", err)
-			}
-			t.Logf("child killed after step %s of move %s (%d units)", stage, moveID, units)
+// killMidMove is one run of TestMoveKilledMidway on one server.
+func killMidMove(t *testing.T, addr string, rdb redis.UniversalClient, prefix, stage string) {
+	h := newHarness(t, rdb, prefix, Options{})
+	const total = 30
+	it := h.open(t, splitItem(1, total, 3))
 
-			raw := h.rawStock(t, 1, 3)
-			wantRaw := int64(total) - units
-			if stage == "in" {
-				wantRaw = total
-			}
-			if sum(raw) != wantRaw || h.openMoves(t, 1, 3) != 1 {
-				t.Fatalf("after the kill: bucket stock %v (sum %d, want %d), %d open moves, want 1", raw, sum(raw), wantRaw, h.openMoves(t, 1, 3))
-			}
-			// Nothing lost while the journal is open: the readers count it.
-			h.wantCounts(t, 1, sale.Counts{StockTotal: total, StockLeft: total})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMoveChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SECKILL_MOVE_CHILD_ADDR="+addr, "SECKILL_MOVE_CHILD_PREFIX="+prefix, "SECKILL_MOVE_CHILD_STAGE="+stage)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "READY ") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("child said %q, %v", line, err)
+	}
+	f := strings.Fields(line)
+	moveID := f[1]
+	units, _ := strconv.ParseInt(f[2], 10, 64)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child ended with %v, want killed by SIGKILL", err)
+	}
+	t.Logf("child killed after step %s of move %s (%d units)", stage, moveID, units)
 
-			// Recovery, as at startup; a second run finds nothing.
-			if n, err := h.s.RecoverMoves(h.ctx); err != nil || n != 1 {
-				t.Fatalf("RecoverMoves = %d, %v; want 1", n, err)
-			}
-			if n, err := h.s.RecoverMoves(h.ctx); err != nil || n != 0 {
-				t.Fatalf("second RecoverMoves = %d, %v; want 0", n, err)
-			}
-			// The dead mover's steps arriving late change nothing either.
-			ks := h.s.bucketKeys(1, 3)
-			if _, err := h.s.moveIn(h.ctx, ks, journalEntry{id: moveID, dest: 2, units: units}); err != nil {
-				t.Fatal(err)
-			}
-			raw = h.rawStock(t, 1, 3)
-			if sum(raw) != total || h.openMoves(t, 1, 3) != 0 {
-				t.Fatalf("after recovery: bucket stock %v (sum %d, want %d), %d open moves", raw, sum(raw), total, h.openMoves(t, 1, 3))
-			}
-			h.wantCounts(t, 1, sale.Counts{StockTotal: total, StockLeft: total})
+	raw := h.rawStock(t, 1, 3)
+	wantRaw := int64(total) - units
+	if stage == "in" {
+		wantRaw = total
+	}
+	if sum(raw) != wantRaw || h.openMoves(t, 1, 3) != 1 {
+		t.Fatalf("after the kill: bucket stock %v (sum %d, want %d), %d open moves, want 1", raw, sum(raw), wantRaw, h.openMoves(t, 1, 3))
+	}
+	// Nothing lost while the journal is open: the readers count it.
+	h.wantCounts(t, 1, sale.Counts{StockTotal: total, StockLeft: total})
 
-			// And the sale sells exactly every unit.
-			sold := 0
-			for u := 0; u < 3*total; u++ {
-				r, err := h.s.Reserve(h.ctx, order(it, fmt.Sprintf("k%d", u), inWindow))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.Outcome == sale.Accepted {
-					sold++
-				}
-			}
-			if sold != total {
-				t.Fatalf("sold %d units after recovery, want %d", sold, total)
-			}
-			if c := h.counts(t, 1); c.StockLeft != 0 || c.Pending != total {
-				t.Fatalf("counts = %+v, want 0 left and %d pending", c, total)
-			}
-		})
+	// Recovery, as at startup; a second run finds nothing.
+	if n, err := h.s.RecoverMoves(h.ctx); err != nil || n != 1 {
+		t.Fatalf("RecoverMoves = %d, %v; want 1", n, err)
+	}
+	if n, err := h.s.RecoverMoves(h.ctx); err != nil || n != 0 {
+		t.Fatalf("second RecoverMoves = %d, %v; want 0", n, err)
+	}
+	// The dead mover's steps arriving late change nothing either.
+	ks := h.s.bucketKeys(1, 3)
+	if _, err := h.s.moveIn(h.ctx, ks, journalEntry{id: moveID, dest: 2, units: units}); err != nil {
+		t.Fatal(err)
+	}
+	raw = h.rawStock(t, 1, 3)
+	if sum(raw) != total || h.openMoves(t, 1, 3) != 0 {
+		t.Fatalf("after recovery: bucket stock %v (sum %d, want %d), %d open moves", raw, sum(raw), total, h.openMoves(t, 1, 3))
+	}
+	h.wantCounts(t, 1, sale.Counts{StockTotal: total, StockLeft: total})
+
+	// And the sale sells exactly every unit.
+	sold := 0
+	for u := 0; u < 3*total; u++ {
+		r, err := h.s.Reserve(h.ctx, order(it, fmt.Sprintf("k%d", u), inWindow))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome == sale.Accepted {
+			sold++
+		}
+	}
+	if sold != total {
+		t.Fatalf("sold %d units after recovery, want %d", sold, total)
+	}
+	if c := h.counts(t, 1); c.StockLeft != 0 || c.Pending != total {
+		t.Fatalf("counts = %+v, want 0 left and %d pending", c, total)
 	}
 }
 

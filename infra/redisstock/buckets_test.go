@@ -211,6 +211,9 @@ func TestSplitItemRoutesEveryStepToTheOrdersBucket(t *testing.T) {
 			}
 			os = append(os, o)
 		}
+		// An id naming a bucket the item does not have is simply unknown.
+		h.lookupErr(t, sale.NewBucketOrderID(1, 5, inWindow), sale.ErrOrderNotFound)
+		h.lookupErr(t, sale.NewBucketOrderID(99, 2, inWindow), sale.ErrOrderNotFound)
 		due, err := h.s.Due(h.ctx, 10)
 		if err != nil || len(due) != 0 {
 			t.Fatalf("Due before the first look = %d, %v", len(due), err)

@@ -207,6 +207,10 @@ func (s *Store) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
 		return sale.Order{}, fmt.Errorf("redisstock: lookup %q: %w", id, sale.ErrOrderNotFound)
 	}
 	k, err := s.orderKeys(ctx, id)
+	if errors.Is(err, sale.ErrInvalid) {
+		// A bucket the item does not have: no order was ever reserved there.
+		return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, sale.ErrOrderNotFound)
+	}
 	if err != nil {
 		return sale.Order{}, fmt.Errorf("redisstock: lookup %s: %w", id, err)
 	}

@@ -84,7 +84,7 @@ type Options struct {
 	// buckets that a dead process left half done; Run calls it once at the
 	// start and at the start of every pass (see docs/RECOVERY.md).
 	RecoverMoves func(ctx context.Context) (int, error)
-	Log         *slog.Logger
+	Log          *slog.Logger
 }
 
 // Report is one item's reconciliation with what was done about it.

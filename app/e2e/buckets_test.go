@@ -10,9 +10,14 @@ import (
 // split over three buckets: every unit is sold and confirmed, nobody buys
 // twice, stock is 0 in Redis (over all buckets) and in the database, and
 // the stats add up. Bad stock_buckets values are refused with 400 and
-// create nothing.
+// create nothing. It runs on the single Redis node and on a three-master
+// Redis Cluster, where the three buckets sit on three masters.
 func TestSplitHotItemSellsEveryUnit(t *testing.T) {
-	b := newBackends(t)
+	t.Run("redis", func(t *testing.T) { splitHotItemSellsEveryUnit(t, newBackends(t)) })
+	t.Run("cluster", func(t *testing.T) { splitHotItemSellsEveryUnit(t, newClusterBackends(t)) })
+}
+
+func splitHotItemSellsEveryUnit(t *testing.T, b *backends) {
 	in := b.start(t, "api-1", both, nil)
 	now := time.Now().UTC()
 	body := func(buckets any) map[string]any {

@@ -157,6 +157,10 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 		if s.d.OnSoldOut != nil {
 			s.d.OnSoldOut(item, res.Gen)
 		}
+	case sale.OutcomeStockMoving:
+		// A split item's last units are moving between its buckets: not
+		// sold out, and not a failing backend. Retry in a moment.
+		return sale.Order{}, fmt.Errorf("%w: %w", ErrUnavailable, res.Err())
 	case sale.OutcomeNotFound:
 		// The item exists (the catalog just returned it), so the ledger has
 		// lost its sale. Guessing the stock would oversell and "not found"

@@ -20,6 +20,11 @@ var (
 	ErrEnded = errors.New("sale has ended")
 	// ErrSoldOut means no stock is left.
 	ErrSoldOut = errors.New("sold out")
+	// ErrStockMoving means units were moving between the stock buckets of
+	// a split item while the ledger looked for one; nothing was reserved,
+	// and a retry in a moment will find them. The purchase use case answers
+	// it as unavailable (503), never as sold out.
+	ErrStockMoving = errors.New("stock is moving between buckets")
 	// ErrAlreadyPurchased means the user already holds an order for the item.
 	// Errors that match it carry the existing order id as *AlreadyPurchasedError.
 	ErrAlreadyPurchased = errors.New("already purchased")

@@ -17,6 +17,9 @@ const (
 	OutcomeEnded
 	OutcomeSoldOut
 	OutcomeAlreadyPurchased
+	// OutcomeStockMoving: a split item's units kept moving between its
+	// buckets while the ledger looked; nothing was reserved (ErrStockMoving).
+	OutcomeStockMoving
 )
 
 // Reservation is the ledger's answer to Reserve.
@@ -47,6 +50,8 @@ func (r Reservation) Err() error {
 		return ErrSoldOut
 	case OutcomeAlreadyPurchased:
 		return &AlreadyPurchasedError{OrderID: r.Existing}
+	case OutcomeStockMoving:
+		return ErrStockMoving
 	}
 	return ErrInvalid
 }

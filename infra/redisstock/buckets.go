@@ -34,8 +34,9 @@ import (
 // the item sold out. Every step bumps its bucket's mseq, so a reader of
 // several buckets can tell whether a move ran while it read (readBuckets).
 
-// ErrBucketsBusy means units kept moving between an item's buckets while a
-// purchase looked for one; nothing was reserved, and a retry will find them.
+// ErrBucketsBusy means move steps kept running between an item's buckets
+// while a reader (Counts, Snapshot) tried to read them as of one moment;
+// retry.
 var ErrBucketsBusy = errors.New("redisstock: units are moving between the item's stock buckets; try again")
 
 // maxMove bounds the units one move carries; moveOut takes at most half the
@@ -232,15 +233,62 @@ func (s *Store) moveClose(ctx context.Context, ks []itemKeys, src int, moveID st
 	return nil
 }
 
-// move carries up to half of bucket src's stock to bucket dst and returns
-// how many units it moved.
-func (s *Store) move(ctx context.Context, ks []itemKeys, src, dst int) (int64, error) {
-	id := newMoveID()
-	units, err := s.moveOut(ctx, ks, id, src, dst, maxMove)
-	if err != nil || units == 0 {
-		return 0, err
+// moveAll carries half of each source bucket's stock (rounded up) to dst,
+// all sources at once: each step is one pipeline over the sources, so a
+// refill costs three round trips however many buckets feed it, and the home
+// bucket of a crowd of buyers gets units from every bucket that has some.
+// It returns the units moved.
+func (s *Store) moveAll(ctx context.Context, ks []itemKeys, srcs []int, dst int) (int64, error) {
+	out := make([]scriptCall, len(srcs))
+	entries := make([]journalEntry, len(srcs))
+	for i, src := range srcs {
+		entries[i] = journalEntry{id: newMoveID(), dest: dst}
+		out[i] = scriptCall{script: moveOutScript, keys: []string{ks[src].sale(), ks[src].moves()}, args: []any{entries[i].id, dst, maxMove}}
 	}
-	return units, s.finishMove(ctx, ks, src, journalEntry{id: id, dest: dst, units: units})
+	var moved []int // indexes into srcs of the moves that took units
+	var errs []error
+	for i, cmd := range s.runScripts(ctx, out) {
+		v, err := ints(cmd, 2)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("redisstock: move out of bucket %d: %w", srcs[i], err))
+			continue
+		}
+		if v[0] == codeMoveOut && v[1] > 0 {
+			entries[i].units = v[1]
+			moved = append(moved, i)
+		}
+	}
+	in := make([]scriptCall, len(moved))
+	for j, i := range moved {
+		e := entries[i]
+		in[j] = scriptCall{script: moveInScript, keys: []string{ks[dst].sale(), ks[dst].moved()}, args: []any{e.id, e.units}}
+	}
+	var closing []int
+	for j, cmd := range s.runScripts(ctx, in) {
+		code, err := cmd.Int64()
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("redisstock: move into bucket %d: %w", dst, err))
+		case code == codeMoveIn || code == codeMoveRepeat:
+			closing = append(closing, moved[j])
+		default:
+			// The destination is not live: the entry stays open for the
+			// rebuild, as in finishMove.
+			errs = append(errs, fmt.Errorf("redisstock: move into bucket %d: script code %d; the entry stays open", dst, code))
+		}
+	}
+	closes := make([]scriptCall, len(closing))
+	var total int64
+	for j, i := range closing {
+		closes[j] = scriptCall{script: moveCloseScript, keys: []string{ks[srcs[i]].sale(), ks[srcs[i]].moves()}, args: []any{entries[i].id}}
+		total += entries[i].units
+	}
+	for j, cmd := range s.runScripts(ctx, closes) {
+		if err := cmd.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("redisstock: close move of bucket %d: %w", srcs[closing[j]], err))
+		}
+	}
+	return total, errors.Join(errs...)
 }
 
 // finishMove runs steps 2 and 3 of a journaled move: the mover's own path
@@ -323,7 +371,7 @@ type fillResult struct {
 }
 
 // fill brings units to an empty home bucket: it finishes open moves, or
-// moves half the fullest other bucket's stock home, or finds that every
+// moves half of every other bucket's stock home (moveAll), or finds that every
 // bucket is empty, no unit is in transit, and nothing moved while it looked
 // (two reads with the same move counters and generations): only then is
 // the item sold out. Concurrent fills of one home bucket share one run.
@@ -343,14 +391,14 @@ func (s *Store) fill(ctx context.Context, id sale.ItemID, ks []itemKeys, home in
 		if first[home].stock > 0 {
 			return fillResult{}, nil
 		}
-		src := -1
+		var srcs []int
 		for b, st := range first {
-			if b != home && st.stock > 0 && (src < 0 || st.stock > first[src].stock) {
-				src = b
+			if b != home && st.stock > 0 {
+				srcs = append(srcs, b)
 			}
 		}
-		if src >= 0 {
-			_, err := s.move(ctx, ks, src, home)
+		if len(srcs) > 0 {
+			_, err := s.moveAll(ctx, ks, srcs, home)
 			return fillResult{}, err
 		}
 		again, err := s.peek(ctx, id, ks, 0)

@@ -37,8 +37,8 @@ type reserveResult struct {
 // The order is reserved in the stock bucket its id names (the buyer's home
 // bucket). If that bucket of a split item is empty, units are first moved
 // there from the others (see buckets.go); the item is sold out only when
-// every bucket is, and ErrBucketsBusy (nothing reserved) means units kept
-// moving while it looked.
+// every bucket is, and OutcomeStockMoving (nothing reserved) means units
+// kept moving while it looked.
 func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
 	if err := o.Check(); err != nil {
 		return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
@@ -58,6 +58,15 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 		}
 	}
 	req := s.newReserveReq(ctx, o, ks)
+	res, err := s.send(ctx, req)
+	if err != nil || res.Outcome != sale.OutcomeSoldOut {
+		return res, err
+	}
+	return s.reserveSplit(ctx, o, req.call, res)
+}
+
+// send hands req to a flusher and waits for its answer.
+func (s *Store) send(ctx context.Context, req *reserveReq) (sale.Reservation, error) {
 	select {
 	case s.reqs <- req:
 	case <-ctx.Done():
@@ -68,18 +77,17 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 	// A flusher that took the request always answers it, so this cannot hang
 	// past the pipeline's own timeouts.
 	res := <-req.done
-	if res.err != nil || res.r.Outcome != sale.OutcomeSoldOut {
-		return res.r, res.err
-	}
-	return s.reserveSplit(ctx, o, req.call, res.r)
+	return res.r, res.err
 }
 
 // reserveSplit continues a reservation that found the buyer's home bucket
 // empty. An unsplit item is sold out right there. For a split item, units
 // are brought home from the other buckets (fill) and the reservation is
-// tried again; only when fill finds every bucket empty is the item sold
-// out, with the item's generation (the sum over its buckets), so the
-// sold-out flag means what it says.
+// tried again, coalesced with the others like the first try; only when fill
+// finds every bucket empty is the item sold out, with the item's generation
+// (the sum over its buckets), so the sold-out flag means what it says. If
+// units kept moving for a few rounds (the last units of a sale, chased by
+// many buyers), the answer is OutcomeStockMoving: nothing reserved, retry.
 func (s *Store) reserveSplit(ctx context.Context, o sale.Order, call scriptCall, r sale.Reservation) (sale.Reservation, error) {
 	ks, err := s.keysOf(ctx, o.ItemID)
 	if err != nil {
@@ -89,7 +97,10 @@ func (s *Store) reserveSplit(ctx context.Context, o sale.Order, call scriptCall,
 		return r, nil
 	}
 	home := o.ID.Bucket()
-	for round := 0; round < 8; round++ {
+	for round := 0; round < 4; round++ {
+		if ctx.Err() != nil {
+			break
+		}
 		f, err := s.fill(ctx, o.ItemID, ks, home)
 		if err != nil {
 			return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
@@ -98,15 +109,14 @@ func (s *Store) reserveSplit(ctx context.Context, o sale.Order, call scriptCall,
 			r.Gen, r.StockLeft = f.gen, 0
 			return r, nil
 		}
-		r, err = decodeReserve(s.runScript(context.WithoutCancel(ctx), call.script, call.keys, call.args...).Slice())
-		if err != nil {
-			return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
-		}
-		if r.Outcome != sale.OutcomeSoldOut {
-			return r, nil
+		// The same call again: a replay of an order that did get through
+		// is answered as accepted, never deducted twice.
+		r, err = s.send(ctx, &reserveReq{ctx: ctx, call: call, done: make(chan reserveResult, 1)})
+		if err != nil || r.Outcome != sale.OutcomeSoldOut {
+			return r, err
 		}
 	}
-	return sale.Reservation{}, ErrBucketsBusy
+	return sale.Reservation{Outcome: sale.OutcomeStockMoving, Gen: r.Gen}, nil
 }
 
 // newReserveReq prepares the reserve script call for o, on the keys of its

@@ -58,8 +58,8 @@ func splitHotItemSellsEveryUnit(t *testing.T, b *backends) {
 	}
 
 	const stock = 90
-	users, tokens := loginAll(t, in, "hot", 600)
-	all := append(append([]string{}, users...), users[:200]...)
+	users, tokens := loginAll(t, in, "hot", 400)
+	all := append(append([]string{}, users...), users[:100]...)
 	attempts := spike(t, in, item, all, tokens)
 	busy := 0
 	for _, a := range attempts {
@@ -67,13 +67,32 @@ func splitHotItemSellsEveryUnit(t *testing.T, b *backends) {
 			busy++
 		}
 	}
-	confirmed, failed := checkSettledSale(t, in, item, stock, attempts)
-	if confirmed != stock || failed != 0 {
-		t.Fatalf("confirmed %d, failed %d (%d answered 503); want every one of %d units confirmed", confirmed, failed, busy, stock)
+	// The database is the record of what was sold. A 503 may stand for a
+	// reservation Redis applied after the guard stopped waiting for it (the
+	// order is relayed and confirmed: see guard.Ledger.Reserve), so every
+	// 202 must end confirmed, and the confirmed orders, 202 or not, must be
+	// every unit, each to a different user.
+	st := in.waitSettled(item, 60*time.Second)
+	for _, a := range attempts {
+		switch a.status {
+		case 202:
+			if r := in.do("GET", "/api/v1/orders/"+a.orderID, a.token, nil); r.Status != 200 || r.str("status") != "confirmed" {
+				t.Errorf("accepted order %s ended as %d %s", a.orderID, r.Status, r.Raw)
+			}
+		case 409, 429, 503:
+		default:
+			t.Errorf("unexpected purchase answer %d %q for %s", a.status, a.code, a.user)
+		}
 	}
-	st := in.stats(item)
+	var confirmed, holders int64
+	if err := in.Store().DB().Raw("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM orders WHERE item_id = ? AND status = 'confirmed'", item).Row().Scan(&confirmed, &holders); err != nil {
+		t.Fatal(err)
+	}
+	if confirmed != stock || holders != stock || st.num("orders_failed") != 0 {
+		t.Fatalf("%d confirmed orders by %d users, %d failed (%d answered 503); want every one of %d units, once per user", confirmed, holders, st.num("orders_failed"), busy, stock)
+	}
 	if st.num("stock_left_redis") != 0 || st.num("stock_left_db") != 0 || st.Body["consistent"] != true {
 		t.Fatalf("final stats: %s", st.Raw)
 	}
-	t.Logf("3 buckets: %d confirmed of %d, %d attempts answered 503 while units moved", confirmed, stock, busy)
+	t.Logf("3 buckets: %d confirmed of %d, by %d users; %d attempts answered 503", confirmed, stock, holders, busy)
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"seckill/app/bootstrap"
+	"seckill/app/config"
 	"seckill/app/lab/naive"
 	"seckill/domain/sale"
 )
@@ -34,21 +36,51 @@ func init() {
 // transaction on a real MySQL) cannot stretch the lab past its budget.
 const hotRowDrainCap = 15 * time.Second
 
-// gatedBook holds every Confirm until open is closed. It is the lab's
-// stand-in for a database that is briefly out of reach; both runs wrap
+// hotRowCommitCost is what the lab adds to every transaction, in both
+// runs: the embedded SQLite commits in microseconds, with no network and
+// no fsync, while a transaction on a real MySQL costs round trips and a
+// flush to disk (about 3 ms each on this machine's MariaDB, see the guide).
+const hotRowCommitCost = time.Millisecond
+
+// gatedBook holds every Confirm until open is closed, the lab's stand-in
+// for a database that is briefly out of reach, then charges each
+// transaction commitCost. It notes when the first released call began and
+// when the last one ended: the drain is timed between the two, so the
+// time the queue takes to wake up counts in neither run. Both runs wrap
 // their book in it.
 type gatedBook struct {
 	sale.OrderBook
-	open chan struct{}
+	open       chan struct{}
+	commitCost time.Duration
+
+	mu          sync.Mutex
+	first, last time.Time
 }
 
-func (g gatedBook) Confirm(ctx context.Context, orders []sale.Order) (int, map[sale.OrderID]sale.Fate, error) {
+func (g *gatedBook) Confirm(ctx context.Context, orders []sale.Order) (int, map[sale.OrderID]sale.Fate, error) {
 	select {
 	case <-g.open:
 	case <-ctx.Done():
 		return 0, nil, ctx.Err()
 	}
-	return g.OrderBook.Confirm(ctx, orders)
+	g.mu.Lock()
+	if g.first.IsZero() {
+		g.first = time.Now()
+	}
+	g.mu.Unlock()
+	time.Sleep(g.commitCost)
+	n, f, err := g.OrderBook.Confirm(ctx, orders)
+	g.mu.Lock()
+	g.last = time.Now()
+	g.mu.Unlock()
+	return n, f, err
+}
+
+// span is the time from the first released call to the end of the last.
+func (g *gatedBook) span() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.last.Sub(g.first)
 }
 
 func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
@@ -61,19 +93,29 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		}
 	}
 	defer openGate() // so shutdown can finish the worker's batch
+	// One Confirm runs per transaction the naive book makes too: it wraps
+	// the gated book, not the other way round.
+	gated := &gatedBook{open: gate}
+	if env.Base.MySQLDSN == "" {
+		gated.commitCost = hotRowCommitCost // a real server pays its own
+	}
 	ov := bootstrap.Overrides{OrderBook: func(real sale.OrderBook) sale.OrderBook {
+		gated.OrderBook = real
 		if mode == Unprotected {
-			real = naive.NewOneOrderPerTxBook(real)
+			return naive.NewOneOrderPerTxBook(gated)
 		}
-		return gatedBook{OrderBook: real, open: gate}
+		return gated
 	}}
-	sys, err := env.Start(ctx, nil, ov)
+	// The lab is about the database: give Redis and Kafka room on a busy
+	// laptop, so every buyer's purchase is accepted and queued.
+	tweak := func(c *config.Config) { c.RedisCallTimeout = time.Second }
+	sys, err := env.Start(ctx, tweak, ov)
 	if err != nil {
 		return Result{}, err
 	}
 	defer sys.Close()
 
-	orders := env.Scaled(4000, 600)
+	orders := env.Scaled(4000, 300)
 	it, err := openSale(ctx, sys, "Lab 3: hot-row", orders, 1999)
 	if err != nil {
 		return Result{}, err
@@ -92,7 +134,7 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	}
 	// Give the dispatcher a moment to hand the last orders to the queue,
 	// so the drain times the worker, not the publisher.
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 
 	env.Printf("%d orders queued; the database is back: draining", accepted)
 	var confirmed int64
@@ -106,11 +148,17 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	rate := float64(confirmed) / took.Seconds()
+	span := gated.span()
+	if span <= 0 {
+		span = took
+	}
+	rate := float64(confirmed) / span.Seconds()
 	figs := []Figure{
 		{"orders queued", itoa(accepted)},
 		{"orders confirmed", itoa(confirmed)},
-		{"drain time", took.Round(10 * time.Millisecond).String()},
+		{"drain time (first to last database call)", span.Round(10 * time.Millisecond).String()},
+		{"drain time (gate open to last order seen)", took.Round(10 * time.Millisecond).String()},
+		{"time added per transaction (embedded only)", map[bool]string{true: hotRowCommitCost.String(), false: "0 (real server)"}[env.Base.MySQLDSN == ""]},
 		{"database transactions per order", map[Mode]string{Unprotected: "1", Protected: fmt.Sprintf("1/%d (batch)", sys.Config.WorkerBatch)}[mode]},
 	}
 	if confirmed < accepted {

@@ -39,7 +39,7 @@ const hotRowDrainCap = 15 * time.Second
 // hotRowCommitCost is what the lab adds to every transaction, in both
 // runs: the embedded SQLite commits in microseconds, with no network and
 // no fsync, while a transaction on a real MySQL costs round trips and a
-// flush to disk (about 3 ms each on this machine's MariaDB, see the guide).
+// flush to disk (3-4 ms each on this machine's MariaDB, see the guide).
 const hotRowCommitCost = time.Millisecond
 
 // gatedBook holds every Confirm until open is closed, the lab's stand-in

@@ -33,24 +33,32 @@ func init() {
 	})
 }
 
-// The stalled reader sleeps this long between its database read and its
-// cache write; the admin's update lands in that gap.
+// staleUpdateAt is when the admin's update comes after the stalled reader
+// has read the old row; staleWriteAfter is how long after the update's
+// answer the stalled reader wakes up and writes the old row back.
 const (
-	staleReaderPause = 300 * time.Millisecond
-	staleUpdateAt    = 100 * time.Millisecond
+	staleUpdateAt   = 50 * time.Millisecond
+	staleWriteAfter = 50 * time.Millisecond
 )
 
-// slowReader reads the database, then stalls before handing the row up.
+// slowReader reads the database, then stalls until release is closed (the
+// update has been answered) and a little longer, before handing the row
+// up: the stall always spans the update, however slow the machine.
 type slowReader struct {
 	sale.ItemReader
-	pause time.Duration
-	read  chan struct{} // closed once the row is read
+	read    chan struct{} // closed once the row is read
+	release chan struct{}
 }
 
 func (s *slowReader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 	it, err := s.ItemReader.Item(ctx, id)
 	close(s.read)
-	time.Sleep(s.pause)
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return sale.Item{}, ctx.Err()
+	}
+	time.Sleep(staleWriteAfter)
 	return it, err
 }
 
@@ -79,12 +87,24 @@ func runStaleCache(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	time.Sleep(sys.Config.DoubleDeleteDelay + 300*time.Millisecond)
 
 	// The other instance's Redis item cache, as bootstrap builds it, over a
-	// database read that stalls.
-	slow := &slowReader{ItemReader: sys.Store(), pause: staleReaderPause, read: make(chan struct{})}
-	other := rediscache.New(sys.Redis(), slow, rediscache.Options{
-		Prefix: sys.Config.RedisPrefix, TTL: sys.Config.RedisCacheTTL,
-		LoadTimeout: min(3*time.Second, sys.Config.DoubleDeleteDelay),
-	})
+	// database read that stalls. Protected, bootstrap bounds every load by
+	// the second delete's delay, so no load can outlive it; without the
+	// second delete there is nothing to bound it by, and the cache's own
+	// default (3 s) applies.
+	slow := &slowReader{ItemReader: sys.Store(), read: make(chan struct{}), release: make(chan struct{})}
+	opts := rediscache.Options{Prefix: sys.Config.RedisPrefix, TTL: sys.Config.RedisCacheTTL}
+	if mode == Protected {
+		opts.LoadTimeout = min(3*time.Second, sys.Config.DoubleDeleteDelay)
+	}
+	other := rediscache.New(sys.Redis(), slow, opts)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(slow.release)
+		}
+	}
+	defer release()
 	otherDone := make(chan error, 1)
 	go func() { _, err := other.Item(ctx, it.ID); otherDone <- err }()
 	select {
@@ -103,6 +123,7 @@ func runStaleCache(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		return Result{}, fmt.Errorf("update the price: status %d, %v", code, err)
 	}
 	updated := time.Now()
+	release()
 
 	window := time.Duration(env.Scaled(3000, 1500)) * time.Millisecond
 	env.Printf("watching the item page for %s", window)

@@ -92,7 +92,6 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 			close(gate)
 		}
 	}
-	defer openGate() // so shutdown can finish the worker's batch
 	// One Confirm runs per transaction the naive book makes too: it wraps
 	// the gated book, not the other way round.
 	gated := &gatedBook{open: gate}
@@ -106,7 +105,7 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		}
 		return gated
 	}}
-	// The lab is about the database: give Redis and Kafka room on a busy
+	// The lab is about the database: give the Redis ledger room on a busy
 	// laptop, so every buyer's purchase is accepted and queued.
 	tweak := func(c *config.Config) { c.RedisCallTimeout = time.Second }
 	sys, err := env.Start(ctx, tweak, ov)
@@ -114,6 +113,9 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		return Result{}, err
 	}
 	defer sys.Close()
+	// Deferred after Close, so it runs before it: a shutdown must not wait
+	// for a worker held at the gate.
+	defer openGate()
 
 	orders := env.Scaled(4000, 300)
 	it, err := openSale(ctx, sys, "Lab 3: hot-row", orders, 1999)

@@ -207,7 +207,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		OnStockBack: m.coord.StockBack, Log: m.Log,
 	})
 	m.Catalog = catalog.New(catalog.Deps{
-		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.coord,
+		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.Overrides.caches(m.coord),
 		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: m.Log,
 		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
 	})
@@ -218,7 +218,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		Every: cfg.RelayEvery, GiveUp: cfg.RelayGiveUp,
 	}, m.coord.StockBack)
 	deps := purchase.Deps{
-		Items: m.local, Ledger: m.gLedger, Queue: m.dispatch, Shield: m.shield,
+		Items: m.local, Ledger: m.Overrides.reserver(m.gLedger, m.ledger, m.rdb, cfg.RedisPrefix), Queue: m.dispatch, Shield: m.shield,
 		Pending: m.gLedger, Book: m.gStore, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
 	}
 	if cfg.UserLimiter == "redis" {
@@ -259,7 +259,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	if m.Roles.Worker {
 		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
-		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, m.store, m.Log, worker.Options{
+		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, m.Overrides.orderBook(m.store), m.Log, worker.Options{
 			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
 			OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
 			OnConfirmed: m.Lifecycle.ScheduleExpiry,

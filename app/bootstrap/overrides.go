@@ -1,5 +1,15 @@
 package bootstrap
 
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+
+	"seckill/app/purchase"
+	"seckill/domain/sale"
+)
+
 // Overrides swaps single components for the workshop labs (app/lab), which
 // plug in the naive variants from app/lab/naive. Production (serve, worker,
 // all) leaves it zero, and a zero field changes nothing. bootstrap never
@@ -9,4 +19,68 @@ type Overrides struct {
 	// Labs 1-5 add their fields here.
 
 	// Labs 6 and on add their fields here.
+
+	// Queue, if set, builds what the purchase hands accepted orders to, in
+	// place of the outbox dispatcher, from the bare Kafka publisher (lab
+	// lost-orders). The outbox relay then does not run: a system that
+	// publishes straight to Kafka has no outbox to relay from.
+	Queue func(kafka OrderPublisher) OrderQueue
+	// WrapPublisher, if set, wraps the publisher the dispatcher and the
+	// relay use, so a lab can inject a fault of the delivery itself (lab
+	// duplicate-orders: a producer whose retries deliver a batch twice).
+	WrapPublisher func(OrderPublisher) OrderPublisher
+	// OrderBook, if set, builds the worker's order book on the database's
+	// connection, in place of the store's idempotent Confirm (lab
+	// duplicate-orders).
+	OrderBook func(db *gorm.DB) OrderBook
+	// PurchaseGuard, if set, replaces the shield on the purchase path (lab
+	// hot-key). The shield itself still serves the cluster's flags.
+	PurchaseGuard purchase.Guard
+	// PaymentWindow, if set, replaces the lifecycle's enforcement of the
+	// payment window: scheduling each confirmed order's expiry, running the
+	// expiry tasks, and the expiry scan (lab unpaid-hold). Pay and cancel
+	// stay the lifecycle's.
+	PaymentWindow PaymentWindow
+	// PurchaseLedger, if set, builds the stock ledger the purchase path
+	// uses from the bare Redis ledger, in place of the guarded one with its
+	// circuit breaker and call deadline (lab breaker).
+	PurchaseLedger func(bare PurchaseLedger) PurchaseLedger
+}
+
+// OrderPublisher sends accepted orders to the order queue (Kafka).
+type OrderPublisher interface {
+	Publish(ctx context.Context, orders ...sale.Order) error
+}
+
+// OrderQueue takes an accepted order from the purchase, without waiting.
+type OrderQueue interface {
+	Enqueue(o sale.Order)
+}
+
+// OrderBook is the worker's database side: it decides queued orders.
+type OrderBook interface {
+	Confirm(ctx context.Context, orders []sale.Order) (inserted int, fates map[sale.OrderID]sale.Fate, err error)
+	Fail(ctx context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error)
+}
+
+// PaymentWindow enforces the payment window of confirmed orders;
+// *lifecycle.Service implements it.
+type PaymentWindow interface {
+	ScheduleExpiry(ctx context.Context, deadlines map[sale.OrderID]time.Time)
+	RunTask(ctx context.Context, task string) (ok bool, err error)
+	Run(ctx context.Context)
+}
+
+// PurchaseLedger is the stock ledger as the purchase path uses it.
+type PurchaseLedger interface {
+	Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error)
+	Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
+}
+
+// paymentWindow is the lifecycle, unless a lab replaced its expiry.
+func (m *Main) paymentWindow() PaymentWindow {
+	if m.Overrides.PaymentWindow != nil {
+		return m.Overrides.PaymentWindow
+	}
+	return m.Lifecycle
 }

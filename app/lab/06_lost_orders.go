@@ -46,6 +46,7 @@ func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		cfg.RelayAfter = 500 * time.Millisecond
 		cfg.BreakerOpenFor = 200 * time.Millisecond
 		cfg.KafkaCallTimeout = time.Second
+		patientRedis(cfg)
 	}, ov)
 	if err != nil {
 		return Result{}, err

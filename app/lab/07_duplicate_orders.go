@@ -81,6 +81,7 @@ func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error
 		// The naive book leaves the database's stock and orders out of
 		// step with the ledger; the reconciler need not chase that here.
 		cfg.ReconcileEvery = time.Hour
+		patientRedis(cfg)
 	}, ov)
 	if err != nil {
 		return Result{}, err

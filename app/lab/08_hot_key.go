@@ -39,6 +39,7 @@ const hotKeyRate, hotKeyBurst = 500, 50
 func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	tweak := func(cfg *config.Config) {
 		cfg.ItemRate, cfg.ItemBurst = hotKeyRate, hotKeyBurst
+		patientRedis(cfg)
 	}
 	var ov bootstrap.Overrides
 	if mode == Unprotected {
@@ -84,7 +85,7 @@ func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	took := time.Since(start)
 	calls := sys.Purchase.Stats().LedgerCalls - calls0
 
-	var accepted, soldOut, already, limited, other int
+	var accepted, soldOut, already, limited, unavailable, other int
 	for _, a := range attempts {
 		switch {
 		case a.Status == 202:
@@ -95,6 +96,8 @@ func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
 			already++
 		case a.Status == 429:
 			limited++
+		case a.Status == 503:
+			unavailable++
 		default:
 			other++
 		}
@@ -109,6 +112,7 @@ func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		{"409 sold_out", strconv.Itoa(soldOut)},
 		{"409 already_purchased", strconv.Itoa(already)},
 		{"429 rate limited", strconv.Itoa(limited)},
+		{"503 unavailable", strconv.Itoa(unavailable)},
 		{"other answers", strconv.Itoa(other)},
 		{"p50", labhttp.Ms(labhttp.Percentile(attempts, 50))},
 		{"p99", labhttp.Ms(labhttp.Percentile(attempts, 99))},

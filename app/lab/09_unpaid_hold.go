@@ -35,7 +35,10 @@ func runUnpaidHold(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	if mode == Unprotected {
 		ov.PaymentWindow = naive.NoPaymentWindow{}
 	}
-	_, c, done, err := bootLab(ctx, env, func(cfg *config.Config) { cfg.PaymentWindow = labPaymentWindow }, ov)
+	_, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
+		cfg.PaymentWindow = labPaymentWindow
+		patientRedis(cfg)
+	}, ov)
 	if err != nil {
 		return Result{}, err
 	}

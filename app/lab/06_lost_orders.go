@@ -29,6 +29,11 @@ func init() {
 	})
 }
 
+// lostOrdersOutage is how long the broker keeps failing after the second
+// wave has bought: past the producer's own retries of the sends queued
+// behind each other.
+const lostOrdersOutage = 2 * time.Second
+
 func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	var direct *naive.DirectPublisher
 	var ov bootstrap.Overrides
@@ -73,7 +78,7 @@ func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	broker.SetProduceFailure(true)
 	during := c.Spike(ctx, item, tokens[n:2*n], 32)
 	// Hold the outage past the producer's own retries.
-	sleepCtx(ctx, 2*time.Second)
+	sleepCtx(ctx, lostOrdersOutage)
 	broker.SetProduceFailure(false)
 	env.Printf("broker back (%d produce requests failed); %d more buyers", broker.ProduceFailures(), n)
 	after := c.Spike(ctx, item, tokens[2*n:], 32)

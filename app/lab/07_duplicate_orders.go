@@ -75,7 +75,7 @@ func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error
 	table := "orders"
 	if mode == Unprotected {
 		ov.OrderBook = func(db *gorm.DB) bootstrap.OrderBook { return naive.NewOrderBook(db) }
-		table = naive.NaiveOrdersTable
+		table = naive.OrdersTable
 	}
 	sys, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
 		// The naive book leaves the database's stock and orders out of

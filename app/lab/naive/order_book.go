@@ -17,9 +17,9 @@ import (
 	"seckill/domain/sale"
 )
 
-// NaiveOrdersTable is the naive order book's table: an auto-increment key
+// OrdersTable is the naive order book's table: an auto-increment key
 // and nothing unique, the way a first schema often looks.
-const NaiveOrdersTable = "lab_naive_orders"
+const OrdersTable = "lab_naive_orders"
 
 type naiveOrderRow struct {
 	ID         int64  `gorm:"column:id;primaryKey;autoIncrement"`
@@ -32,7 +32,7 @@ type naiveOrderRow struct {
 	CreatedAt  time.Time
 }
 
-func (naiveOrderRow) TableName() string { return NaiveOrdersTable }
+func (naiveOrderRow) TableName() string { return OrdersTable }
 
 // OrderBook records every order message it is handed: one INSERT and one
 // "stock_left = stock_left - 1" per message, in one transaction. It trusts

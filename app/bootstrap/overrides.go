@@ -38,8 +38,9 @@ type Overrides struct {
 	PurchaseGuard purchase.Guard
 	// PaymentWindow, if set, replaces the lifecycle's enforcement of the
 	// payment window: scheduling each confirmed order's expiry, running the
-	// expiry tasks, and the expiry scan (lab unpaid-hold). Pay and cancel
-	// stay the lifecycle's.
+	// expiry tasks, and the lifecycle's background pass (the expiry scan,
+	// and with it the return sweep) (lab unpaid-hold). Pay and cancel stay
+	// the lifecycle's, and give their units back at once.
 	PaymentWindow PaymentWindow
 	// PurchaseLedger, if set, builds the stock ledger the purchase path
 	// uses from the bare Redis ledger, in place of the guarded one with its

@@ -98,7 +98,7 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	if env.Base.MySQLDSN == "" {
 		gated.commitCost = hotRowCommitCost // a real server pays its own
 	}
-	ov := bootstrap.Overrides{OrderBook: func(real sale.OrderBook) sale.OrderBook {
+	ov := bootstrap.Overrides{WrapOrderBook: func(real sale.OrderBook) sale.OrderBook {
 		gated.OrderBook = real
 		if mode == Unprotected {
 			return naive.NewOneOrderPerTxBook(gated)

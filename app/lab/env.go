@@ -98,12 +98,12 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 	}
 	s.Main = m
 	if e.Base.RedisAddr != "" {
-		// A client of its own: the system's is closed by then, and the
-		// system's last writes (the worker's final batch) come before.
-		opts := &redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB}
-		prefix := cfg.RedisPrefix
+		// A client of its own, after the system has stopped writing (its
+		// own client is closed by then), on the operator's address (a lab
+		// may have put a proxy in front of it).
+		base, prefix := e.Base, cfg.RedisPrefix
 		s.dropKey = func() {
-			rdb := redis.NewClient(opts)
+			rdb := redis.NewClient(&redis.Options{Addr: base.RedisAddr, Password: base.RedisPassword, DB: base.RedisDB})
 			defer rdb.Close()
 			deleteKeys(rdb, prefix)
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"seckill/app/bootstrap"
 	"seckill/app/config"
 )
@@ -133,6 +135,9 @@ func TestSaleInvariantsUnderSpike(t *testing.T) {
 
 func saleInvariantsUnderSpike(t *testing.T, b *backends) {
 	in := b.start(t, "api-1", both, nil)
+	if _, isCluster := in.Redis().(*redis.ClusterClient); isCluster != b.cfg.RedisClusterMode() {
+		t.Fatalf("--redis-addr %q --redis-cluster=%v gave a %T", b.cfg.RedisAddr, b.cfg.RedisCluster, in.Redis())
+	}
 	const stock, buyers = 100, 1000
 	item := in.createSale("spike", stock, 0)
 	users, tokens := loginAll(t, in, "spiker", buyers)

@@ -54,6 +54,13 @@ func newClusterBackends(t *testing.T) *backends {
 	return newBackendsOn(t, true)
 }
 
+// onBothRedis runs fn on the single Redis node (subtest "redis") and on
+// the three-master Redis Cluster ("cluster"), each with fresh backends.
+func onBothRedis(t *testing.T, fn func(t *testing.T, b *backends)) {
+	t.Run("redis", func(t *testing.T) { fn(t, newBackends(t)) })
+	t.Run("cluster", func(t *testing.T) { fn(t, newClusterBackends(t)) })
+}
+
 func newBackendsOn(t *testing.T, cluster bool) *backends {
 	t.Helper()
 	cfg := config.Default()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -215,7 +216,7 @@ func tryStartCluster() (*privateCluster, error) {
 			"--logfile", filepath.Join(nodeDir, "redis.log"),
 		)
 		setParentDeathSignal(cmd) // the fallback when TestMain does not stop them
-		if err := cmd.Start(); err != nil {
+		if err := startOnKeptThread(cmd); err != nil {
 			return nil, fmt.Errorf("start redis-server: %w", err)
 		}
 		c.cmds = append(c.cmds, cmd)
@@ -239,6 +240,31 @@ func tryStartCluster() (*privateCluster, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// keptThread is an OS thread that lives as long as the process. The kernel's
+// parent-death signal fires when the thread that started a child exits, not
+// the process, and Go may end a thread (one a goroutine locked and left
+// locked); starting every server from this one thread ties the servers'
+// lives to the process's.
+var (
+	keptThreadOnce sync.Once
+	keptThreadJobs chan func()
+)
+
+func startOnKeptThread(cmd *exec.Cmd) error {
+	keptThreadOnce.Do(func() {
+		keptThreadJobs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the goroutine never returns
+			for job := range keptThreadJobs {
+				job()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	keptThreadJobs <- func() { errc <- cmd.Start() }
+	return <-errc
 }
 
 // freeClusterPorts picks n ports whose cluster bus ports (port+10000) are

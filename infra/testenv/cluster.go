@@ -104,13 +104,19 @@ func RedisClusterAddrs(t testing.TB) []string {
 	if clusterErr != nil {
 		t.Fatalf("testenv: starting the private Redis Cluster: %v", clusterErr)
 	}
+	clusterMu.Lock()
+	defer clusterMu.Unlock()
+	if cluster == nil {
+		t.Fatal("testenv: the private Redis Cluster was stopped (StopRedisCluster) before this test")
+	}
 	return append([]string(nil), cluster.addrs...)
 }
 
 // NodeCommandCalls returns the number of commands one Redis node has served
 // since it started (or since CONFIG RESETSTAT), the sum of the calls fields
 // of INFO commandstats. The INFO call itself is not counted: Redis counts a
-// command after it ran.
+// command after it ran. The count is the node's, so it includes the
+// commands of other tests of the process that run at the same time.
 func NodeCommandCalls(ctx context.Context, addr string) (int64, error) {
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()

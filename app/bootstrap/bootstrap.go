@@ -194,7 +194,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
 		// The lifecycle is built below, with the coordinator's StockBack;
 		// the delay queue starts only after both exist.
-		Tasks: func(ctx context.Context, task string) (bool, error) { return m.Lifecycle.RunTask(ctx, task) },
+		Tasks: func(ctx context.Context, task string) (bool, error) { return m.paymentWindow().RunTask(ctx, task) },
 	})
 	m.Payments = &paysim.Provider{}
 	m.Lifecycle = lifecycle.New(lifecycle.Deps{
@@ -207,19 +207,34 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		OnStockBack: m.coord.StockBack, RecoverMoves: m.ledger.RecoverMoves, Log: m.Log,
 	})
 	m.Catalog = catalog.New(catalog.Deps{
-		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.coord,
+		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.Overrides.caches(m.coord),
 		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: m.Log,
 		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
 	})
-	m.dispatch = outbox.NewDispatcher(m.gPublish, m.ledger, m.Log, outbox.DispatcherOptions{
+	var pub OrderPublisher = m.gPublish
+	if wrap := m.Overrides.WrapPublisher; wrap != nil {
+		pub = wrap(pub)
+	}
+	m.dispatch = outbox.NewDispatcher(pub, m.ledger, m.Log, outbox.DispatcherOptions{
 		Batch: cfg.PublishBatch, Linger: cfg.PublishLinger,
 	})
-	m.relay = outbox.NewRelay(m.ledger, m.store, m.gPublish, m.Log, outbox.RelayOptions{
+	m.relay = outbox.NewRelay(m.ledger, m.store, pub, m.Log, outbox.RelayOptions{
 		Every: cfg.RelayEvery, GiveUp: cfg.RelayGiveUp,
 	}, m.coord.StockBack)
 	deps := purchase.Deps{
-		Items: m.local, Ledger: m.gLedger, Queue: m.dispatch, Shield: m.shield,
+		Items: m.local, Ledger: m.Overrides.reserver(m.gLedger, m.ledger, m.rdb, cfg.RedisPrefix), Queue: m.dispatch, Shield: m.shield,
 		Pending: m.gLedger, Book: m.gStore, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
+	}
+	// A lab's naive components (Overrides), each behind the port it swaps.
+	if ov := m.Overrides; ov.Queue != nil {
+		deps.Queue = ov.Queue(m.publisher)
+	}
+	if ov := m.Overrides; ov.PurchaseGuard != nil {
+		deps.Shield = ov.PurchaseGuard
+	}
+	if ov := m.Overrides; ov.PurchaseLedger != nil {
+		l := ov.PurchaseLedger(m.ledger)
+		deps.Ledger, deps.Pending = l, l
 	}
 	if cfg.UserLimiter == "redis" {
 		m.userRate = redisrate.New(m.rdb, cfg.RedisPrefix, cfg.UserRate, cfg.UserBurst)
@@ -249,9 +264,11 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.goBG(func() { _ = m.delay.Run(bgCtx, m.coord.RunTask) })
 	m.goBG(func() { sweepUsers(bgCtx, m.shield) })
 	if m.Roles.API {
-		m.goBG(func() { m.relay.Run(bgCtx) })
+		if m.Overrides.Queue == nil {
+			m.goBG(func() { m.relay.Run(bgCtx) })
+		}
 		m.goBG(func() { m.recon.Run(bgCtx) })
-		m.goBG(func() { m.Lifecycle.Run(bgCtx) })
+		m.goBG(func() { m.paymentWindow().Run(bgCtx) })
 		dctx, dcancel := context.WithCancel(context.Background())
 		m.dispCancel = dcancel
 		m.disp.Add(1)
@@ -259,10 +276,14 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	if m.Roles.Worker {
 		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
-		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, m.store, m.Log, worker.Options{
+		var book OrderBook = m.Overrides.wrapOrderBook(m.store)
+		if f := m.Overrides.OrderBook; f != nil {
+			book = f(m.store.DB())
+		}
+		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, book, m.Log, worker.Options{
 			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
 			OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
-			OnConfirmed: m.Lifecycle.ScheduleExpiry,
+			OnConfirmed: m.paymentWindow().ScheduleExpiry,
 		})
 		wctx, wcancel := context.WithCancel(context.Background())
 		m.workerCancel = wcancel

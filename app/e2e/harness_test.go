@@ -54,6 +54,13 @@ func newClusterBackends(t *testing.T) *backends {
 	return newBackendsOn(t, true)
 }
 
+// onBothRedis runs fn on the single Redis node (subtest "redis") and on
+// the three-master Redis Cluster ("cluster"), each with fresh backends.
+func onBothRedis(t *testing.T, fn func(t *testing.T, b *backends)) {
+	t.Run("redis", func(t *testing.T) { fn(t, newBackends(t)) })
+	t.Run("cluster", func(t *testing.T) { fn(t, newClusterBackends(t)) })
+}
+
 func newBackendsOn(t *testing.T, cluster bool) *backends {
 	t.Helper()
 	cfg := config.Default()
@@ -81,12 +88,16 @@ func newBackendsOn(t *testing.T, cluster bool) *backends {
 	redisAddr, mysqlDSN := os.Getenv(testenv.RedisAddrVar), os.Getenv(testenv.MySQLDSNVar)
 	switch {
 	case cluster:
+		// One seed node and --redis-cluster, the form a managed cluster's
+		// configuration endpoint takes; the acceptance test in
+		// app/cmd/seckill uses the comma-separated list.
 		b.real = true
-		redisAddr = strings.Join(testenv.RedisClusterAddrs(t), ",")
-		cfg.RedisAddr = redisAddr
+		addrs := testenv.RedisClusterAddrs(t)
+		redisAddr = addrs[0] + " (cluster)"
+		cfg.RedisAddr, cfg.RedisCluster = addrs[0], true
 		cfg.RedisPrefix = "e2e" + testenv.Nonce()
 		cfg.MySQLDSN = testenv.MySQLDSN(t)
-		t.Cleanup(func() { cleanRedisPrefix(cfg.RedisAddr, cfg.RedisPrefix) })
+		t.Cleanup(func() { cleanRedisPrefix(strings.Join(addrs, ","), cfg.RedisPrefix) })
 	case redisAddr != "" && mysqlDSN != "":
 		b.real = true
 		cfg.RedisAddr = redisAddr

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"seckill/app/bootstrap"
 	"seckill/app/config"
 )
@@ -126,13 +128,13 @@ func checkSettledSale(t *testing.T, in *instance, item int64, stock int, attempt
 // confirmed, and the stats consistent.
 //
 // It runs on the single Redis node and on a three-master Redis Cluster.
-func TestSaleInvariantsUnderSpike(t *testing.T) {
-	t.Run("redis", func(t *testing.T) { saleInvariantsUnderSpike(t, newBackends(t)) })
-	t.Run("cluster", func(t *testing.T) { saleInvariantsUnderSpike(t, newClusterBackends(t)) })
-}
+func TestSaleInvariantsUnderSpike(t *testing.T) { onBothRedis(t, saleInvariantsUnderSpike) }
 
 func saleInvariantsUnderSpike(t *testing.T, b *backends) {
 	in := b.start(t, "api-1", both, nil)
+	if _, isCluster := in.Redis().(*redis.ClusterClient); isCluster != b.cfg.RedisClusterMode() {
+		t.Fatalf("--redis-addr %q --redis-cluster=%v gave a %T", b.cfg.RedisAddr, b.cfg.RedisCluster, in.Redis())
+	}
 	const stock, buyers = 100, 1000
 	item := in.createSale("spike", stock, 0)
 	users, tokens := loginAll(t, in, "spiker", buyers)
@@ -248,8 +250,9 @@ func TestUndeliverableOrdersGiveStockBack(t *testing.T) {
 // TestCrashBetweenLedgerAndQueue simulates an instance dying after the Lua
 // script accepted an order and before it reached Kafka: the order is in the
 // ledger's outbox only. The relay must deliver it.
-func TestCrashBetweenLedgerAndQueue(t *testing.T) {
-	b := newBackends(t)
+func TestCrashBetweenLedgerAndQueue(t *testing.T) { onBothRedis(t, testCrashBetweenLedgerAndQueue) }
+
+func testCrashBetweenLedgerAndQueue(t *testing.T, b *backends) {
 	in := b.start(t, "api-1", both, nil)
 	item := in.createSale("crash", 5, 0)
 	o := in.reserveOnly(item, "crashy")

@@ -188,7 +188,10 @@ func TestOrderLifecycleResellsReturnedUnits(t *testing.T) {
 // stats add up again.
 func TestCrashBetweenDecisionAndReturnIsRepaired(t *testing.T) {
 	t.Parallel()
-	b := newBackends(t)
+	onBothRedis(t, testCrashBetweenDecisionAndReturnIsRepaired)
+}
+
+func testCrashBetweenDecisionAndReturnIsRepaired(t *testing.T, b *backends) {
 	in := b.start(t, "crash", both, nil)
 	item := in.createSale("crash", 5, 0)
 	users, tokens := loginAll(t, in, "crash", 5)

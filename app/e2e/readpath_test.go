@@ -28,7 +28,10 @@ func priceOf(t *testing.T, in *instance, item int64) int64 {
 // serve the new price within the double-delete delay plus 200 ms, although
 // both had the old price in their local caches.
 func TestItemUpdateReachesEveryInstance(t *testing.T) {
-	b := newBackends(t)
+	onBothRedis(t, testItemUpdateReachesEveryInstance)
+}
+
+func testItemUpdateReachesEveryInstance(t *testing.T, b *backends) {
 	const delay = 500 * time.Millisecond
 	edit := func(c *config.Config) { c.DoubleDeleteDelay = delay; c.LocalCacheTTL = time.Minute }
 	a := b.start(t, "api-a", both, edit)

@@ -6,8 +6,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
@@ -28,19 +31,30 @@ func wipePrefix(t *testing.T, in *instance) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rdb := in.Redis()
-	n := 0
-	iter := rdb.Scan(ctx, 0, in.Config.RedisPrefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
-			t.Fatal(err)
+	var n atomic.Int64
+	wipe := func(ctx context.Context, rdb *redis.Client) error {
+		iter := rdb.Scan(ctx, 0, in.Config.RedisPrefix+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := rdb.Del(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+			n.Add(1)
 		}
-		n++
+		return iter.Err()
 	}
-	if err := iter.Err(); err != nil {
+	var err error
+	switch rdb := in.Redis().(type) {
+	case *redis.ClusterClient:
+		// SCAN sees one node's keys: wipe every master, as losing the
+		// whole cluster's data would.
+		err = rdb.ForEachMaster(ctx, wipe)
+	case *redis.Client:
+		err = wipe(ctx, rdb)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if n == 0 {
+	if n.Load() == 0 {
 		t.Fatal("nothing to wipe: the test did not lose any ledger state")
 	}
 }
@@ -115,8 +129,9 @@ func buyUntilDecided(t *testing.T, in *instance, item int64, users []string, tok
 // the 150 orders accepted before it are all still in the queue, confirmed
 // nowhere: a rebuild that did not wait for the queue to drain would put
 // their units back on sale and oversell.
-func TestLedgerWipedMidSaleIsRebuilt(t *testing.T) {
-	b := newBackends(t)
+func TestLedgerWipedMidSaleIsRebuilt(t *testing.T) { onBothRedis(t, testLedgerWipedMidSaleIsRebuilt) }
+
+func testLedgerWipedMidSaleIsRebuilt(t *testing.T, b *backends) {
 	in := b.start(t, "api-1", bootstrap.Roles{API: true}, quickRecovery)
 	const stock, buyers = 200, 400
 	item := in.createSale("wiped", stock, 0)
@@ -167,8 +182,9 @@ func TestLedgerWipedMidSaleIsRebuilt(t *testing.T) {
 // exist (as a Redis restart from an AOF that lost its last second leaves
 // it: the orders' deductions are gone but the orders were confirmed). The
 // stats say so, and the periodic reconciliation repairs it.
-func TestReconcilerRepairsDrift(t *testing.T) {
-	b := newBackends(t)
+func TestReconcilerRepairsDrift(t *testing.T) { onBothRedis(t, testReconcilerRepairsDrift) }
+
+func testReconcilerRepairsDrift(t *testing.T, b *backends) {
 	in := b.start(t, "api-1", both, quickRecovery)
 	item := in.createSale("drift", 20, 0)
 	users, tokens := loginAll(t, in, "drift", 5)

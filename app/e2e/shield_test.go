@@ -17,8 +17,9 @@ func buy(in *instance, item int64, token string) response {
 // TestSoldOutFlagIsShared: once one instance hears "sold out" from Redis,
 // the other instance answers sold out without asking Redis, and a restock
 // clears the flag on both so the next purchase succeeds.
-func TestSoldOutFlagIsShared(t *testing.T) {
-	b := newBackends(t)
+func TestSoldOutFlagIsShared(t *testing.T) { onBothRedis(t, testSoldOutFlagIsShared) }
+
+func testSoldOutFlagIsShared(t *testing.T, b *backends) {
 	edit := func(c *config.Config) { c.SoldOutTTL = time.Minute } // only a broadcast may clear it
 	a := b.start(t, "api-a", both, edit)
 	c := b.start(t, "api-c", apiOnly, edit)

@@ -98,8 +98,15 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 	}
 	s.Main = m
 	if e.Base.RedisAddr != "" {
-		rdb, prefix := m.Redis(), cfg.RedisPrefix
-		s.dropKey = func() { deleteKeys(rdb, prefix) }
+		// A client of its own, after the system has stopped writing (its
+		// own client is closed by then), on the operator's address (a lab
+		// may have put a proxy in front of it).
+		base, prefix := e.Base, cfg.RedisPrefix
+		s.dropKey = func() {
+			rdb := redis.NewClient(&redis.Options{Addr: base.RedisAddr, Password: base.RedisPassword, DB: base.RedisDB})
+			defer rdb.Close()
+			deleteKeys(rdb, prefix)
+		}
 	}
 	e.Printf("system up at %s (dashboard: %s/dashboard)", m.URL(), m.URL())
 	return s, nil
@@ -109,12 +116,11 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 func (s *System) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if s.dropKey != nil {
-		// Before Shutdown closes the client.
-		defer s.dropKey()
-	}
 	if err := s.Main.Shutdown(ctx); err != nil {
 		s.env.Printf("shutdown: %v", err)
+	}
+	if s.dropKey != nil {
+		s.dropKey()
 	}
 	if s.dropDB != nil {
 		s.dropDB()
@@ -122,7 +128,7 @@ func (s *System) Close() {
 }
 
 // deleteKeys removes every key under prefix (a lab's own namespace on a
-// shared Redis). It runs before the client closes.
+// shared Redis).
 func deleteKeys(rdb redis.UniversalClient, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

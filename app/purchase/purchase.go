@@ -41,6 +41,21 @@ type enqueuer interface {
 	Enqueue(o sale.Order)
 }
 
+// Guard is what a purchase asks before it spends its Redis round trip: the
+// in-flight bound, the local sold-out flag, the hot item's token bucket and
+// the user's bucket. *shield.Shield implements it; the hot-key lab
+// (app/lab) plugs in one without the item bucket and the flag.
+type Guard interface {
+	Enter() (release func(), err error)
+	SoldOut(id sale.ItemID, now time.Time) bool
+	MarkSoldOut(id sale.ItemID, gen int64, now time.Time)
+	ItemExhausted(id sale.ItemID, perSec float64, now time.Time) bool
+	AllowItem(id sale.ItemID, perSec float64, now time.Time) error
+	AllowUser(user sale.UserID, now time.Time) error
+}
+
+var _ Guard = (*shield.Shield)(nil)
+
 // sharedUserLimiter keeps the per-user budget across instances.
 type sharedUserLimiter interface {
 	Allow(ctx context.Context, user sale.UserID) (bool, error)
@@ -51,7 +66,7 @@ type Deps struct {
 	Items  sale.ItemReader // cached item data (window, price, rate)
 	Ledger reserver        // the stock ledger
 	Queue  enqueuer        // hands accepted orders to the publisher
-	Shield *shield.Shield
+	Shield Guard
 	// SharedUsers, if set, replaces the shield's per-instance user buckets
 	// with a budget shared by every instance. If it cannot be reached the
 	// local bucket decides, so a limiter outage never blocks a sale.

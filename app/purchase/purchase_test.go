@@ -208,13 +208,13 @@ func TestHotKeyRefusalCreatesNoUserState(t *testing.T) {
 	if _, err := s.Buy(context.Background(), "first", 1); err != nil {
 		t.Fatal(err)
 	}
-	before := s.d.Shield.Stats().TrackedUsers
+	before := s.d.Shield.(*shield.Shield).Stats().TrackedUsers
 	for i := 0; i < 50; i++ {
 		if _, err := s.Buy(context.Background(), sale.UserID("late"+string(rune('a'+i%26))+string(rune('a'+i/26))), 1); !errors.Is(err, shield.ErrRateLimited) {
 			t.Fatalf("attempt %d beyond the item rate: %v", i, err)
 		}
 	}
-	if got := s.d.Shield.Stats().TrackedUsers; got != before {
+	if got := s.d.Shield.(*shield.Shield).Stats().TrackedUsers; got != before {
 		t.Fatalf("refusals beyond the item rate created %d user buckets", got-before)
 	}
 	if l.calls.Load() != 1 {

@@ -3,6 +3,7 @@ package redisstock
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -71,7 +72,9 @@ var backends = []backend{
 		open: func(t testing.TB, opts Options) *harness {
 			rdb, prefix := testenv.RedisCluster(t)
 			h := newHarness(t, rdb, prefix, opts)
-			h.private = true
+			// The cluster is this process's own unless the environment
+			// names a shared one.
+			h.private = os.Getenv(testenv.RedisClusterAddrsVar) == ""
 			return h
 		},
 	},

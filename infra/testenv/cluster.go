@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,13 +104,19 @@ func RedisClusterAddrs(t testing.TB) []string {
 	if clusterErr != nil {
 		t.Fatalf("testenv: starting the private Redis Cluster: %v", clusterErr)
 	}
+	clusterMu.Lock()
+	defer clusterMu.Unlock()
+	if cluster == nil {
+		t.Fatal("testenv: the private Redis Cluster was stopped (StopRedisCluster) before this test")
+	}
 	return append([]string(nil), cluster.addrs...)
 }
 
 // NodeCommandCalls returns the number of commands one Redis node has served
 // since it started (or since CONFIG RESETSTAT), the sum of the calls fields
 // of INFO commandstats. The INFO call itself is not counted: Redis counts a
-// command after it ran.
+// command after it ran. The count is the node's, so it includes the
+// commands of other tests of the process that run at the same time.
 func NodeCommandCalls(ctx context.Context, addr string) (int64, error) {
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
@@ -210,12 +217,14 @@ func tryStartCluster() (*privateCluster, error) {
 			"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(nodeDir, "nodes.conf"),
-			"--cluster-node-timeout", "5000",
+			// Long, so a node starved of CPU on a loaded CI machine is never
+			// marked failed (no replicas: that would stop the cluster).
+			"--cluster-node-timeout", "30000",
 			"--dir", nodeDir, "--save", "", "--appendonly", "no",
 			"--logfile", filepath.Join(nodeDir, "redis.log"),
 		)
 		setParentDeathSignal(cmd) // the fallback when TestMain does not stop them
-		if err := cmd.Start(); err != nil {
+		if err := startOnKeptThread(cmd); err != nil {
 			return nil, fmt.Errorf("start redis-server: %w", err)
 		}
 		c.cmds = append(c.cmds, cmd)
@@ -239,6 +248,31 @@ func tryStartCluster() (*privateCluster, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// keptThread is an OS thread that lives as long as the process. The kernel's
+// parent-death signal fires when the thread that started a child exits, not
+// the process, and Go may end a thread (one a goroutine locked and left
+// locked); starting every server from this one thread ties the servers'
+// lives to the process's.
+var (
+	keptThreadOnce sync.Once
+	keptThreadJobs chan func()
+)
+
+func startOnKeptThread(cmd *exec.Cmd) error {
+	keptThreadOnce.Do(func() {
+		keptThreadJobs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the goroutine never returns
+			for job := range keptThreadJobs {
+				job()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	keptThreadJobs <- func() { errc <- cmd.Start() }
+	return <-errc
 }
 
 // freeClusterPorts picks n ports whose cluster bus ports (port+10000) are

@@ -11,6 +11,11 @@
 // Every caller gets an isolated namespace (a fresh key prefix or a fresh
 // database), because go test runs packages in parallel against the same
 // servers.
+//
+// RedisCluster needs no variable: it starts a private three-master Redis
+// Cluster once per test process from redis-server and redis-cli on PATH
+// (skipping without them, failing under CI=true), unless
+// SECKILL_TEST_REDIS_CLUSTER_ADDRS names an existing one.
 package testenv
 
 import (

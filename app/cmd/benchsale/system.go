@@ -133,8 +133,14 @@ func (s *system) createDatabase(ctx context.Context, dsn, name string) (string, 
 	return c.FormatDSN(), nil
 }
 
+// newRedis connects to addr as seckill does: a comma-separated list is a
+// Redis Cluster.
+func newRedis(addr string) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addr, ",")})
+}
+
 func redisVersion(ctx context.Context, addr string) string {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	rdb := newRedis(addr)
 	defer rdb.Close()
 	info, err := rdb.Info(ctx, "server").Result()
 	if err != nil {
@@ -177,20 +183,35 @@ func (s *system) close(ctx context.Context) error {
 		}
 	}
 	if s.prefix != "" {
-		rdb := redis.NewClient(&redis.Options{Addr: s.redisAddr})
+		rdb := newRedis(s.redisAddr)
 		rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		iter := rdb.Scan(rctx, 0, s.prefix+":*", 1000).Iterator()
-		var keys []string
-		for iter.Next(rctx) {
-			keys = append(keys, iter.Val())
+		clean := func(ctx context.Context, c *redis.Client) error {
+			iter := c.Scan(ctx, 0, s.prefix+":*", 1000).Iterator()
+			var keys []string
+			for iter.Next(ctx) {
+				keys = append(keys, iter.Val())
+			}
+			// One UNLINK per key, pipelined: the keys of a prefix span
+			// cluster slots, which one multi-key UNLINK may not. UNLINK
+			// frees big sets (the buyers of a sale) off the main thread.
+			for len(keys) > 0 {
+				n := min(len(keys), 500)
+				pipe := c.Pipeline()
+				for _, k := range keys[:n] {
+					pipe.Unlink(ctx, k)
+				}
+				_, _ = pipe.Exec(ctx)
+				keys = keys[n:]
+			}
+			return iter.Err()
 		}
-		for len(keys) > 0 {
-			n := min(len(keys), 500)
-			// UNLINK frees big sets (the buyers of a sale) off the main thread.
-			rdb.Unlink(rctx, keys[:n]...)
-			keys = keys[n:]
+		var err error
+		if cc, ok := rdb.(*redis.ClusterClient); ok {
+			err = cc.ForEachMaster(rctx, clean) // SCAN sees one node's keys
+		} else {
+			err = clean(rctx, rdb.(*redis.Client))
 		}
-		if err := iter.Err(); err != nil {
+		if err != nil {
 			errs = append(errs, "clean redis prefix "+s.prefix+": "+err.Error())
 		}
 		cancel()

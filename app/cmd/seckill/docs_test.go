@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peterbourgon/ff/v3/ffcli"
+
 	"seckill/app/bootstrap"
 	"seckill/app/httpapi"
 )
@@ -29,6 +31,8 @@ const repoRoot = "../../.."
 // owner; they are not checked against seckill's.
 var foreignFlags = map[string]string{
 	"appendonly": "redis-server", "appendfsync": "redis-server", "save": "redis-server",
+	"port": "redis-server", "cluster-enabled": "redis-server", "cluster-config-file": "redis-server",
+	"cluster": "redis-cli --cluster create", "cluster-replicas": "redis-cli --cluster create",
 	"build": "docker compose up", "profile": "docker compose", "rm": "docker compose run",
 	"describe": "kafka-consumer-groups.sh", "group": "kafka-consumer-groups.sh",
 	"bootstrap-server": "kafka-console-consumer.sh", "topic": "kafka-console-consumer.sh",
@@ -68,10 +72,15 @@ func codeFacts(t *testing.T) docFacts {
 	// Every command's flags, found by walking the tree main builds, plus
 	// --help, which the flag package answers for every command.
 	f.flags["help"] = true
-	root := newRoot(io.Discard, io.Discard)
-	for _, c := range append(root.Subcommands, root) {
+	// Subcommands of subcommands too (seckill lab run --scale).
+	var walk func(c *ffcli.Command)
+	walk = func(c *ffcli.Command) {
 		c.FlagSet.VisitAll(func(fl *flag.Flag) { f.flags[fl.Name] = true })
+		for _, sub := range c.Subcommands {
+			walk(sub)
+		}
 	}
+	walk(newRoot(io.Discard, io.Discard))
 	for _, k := range bootstrap.RedisKeyPatterns(keyPrefix, keyItem, keyUser) {
 		f.keys[strings.ReplaceAll(k, fmt.Sprint(keyItem), docsItem)] = true
 	}

@@ -39,7 +39,8 @@ func reconcileCommand(stdout, stderr io.Writer) *ffcli.Command {
 	// Only the settings that say where the backends are and how keys are
 	// named matter here.
 	fs.StringVar(&cfg.MySQLDSN, "mysql-dsn", "", "MySQL DSN (required), e.g. root:pw@tcp(mysql:3306)/seckill")
-	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "Redis host:port (required)")
+	fs.StringVar(&cfg.RedisAddr, "redis-addr", "", "Redis host:port (required); a comma-separated list of nodes means Redis Cluster")
+	fs.BoolVar(&cfg.RedisCluster, "redis-cluster", false, "treat a single --redis-addr as a Redis Cluster node")
 	fs.StringVar(&cfg.RedisPassword, "redis-password", "", "Redis password (secret)")
 	fs.IntVar(&cfg.RedisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&cfg.RedisPrefix, "redis-prefix", "seckill", "namespace of every Redis key, as the instances use it")

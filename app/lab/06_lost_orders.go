@@ -1,0 +1,160 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"seckill/app/bootstrap"
+	"seckill/app/config"
+	"seckill/app/lab/labhttp"
+	"seckill/app/lab/naive"
+)
+
+// Lab 6: the outbox. A purchase that Redis accepted has its 202; if the
+// only record of it is a Kafka message that never got sent, the buyer's
+// order never exists. The protected system records it in the ledger's
+// outbox in the same step that takes the unit, and the relay sends it
+// again once the broker is back.
+func init() {
+	Register(Lab{
+		Number:  6,
+		Name:    "lost-orders",
+		Summary: "publish straight to Kafka after the Lua step, no outbox, while the broker fails for a while: 202s never confirmed",
+		Metric:  "accepted_never_confirmed",
+		Better:  LowerIsBetter,
+		Run:     runLostOrders,
+	})
+}
+
+// lostOrdersOutage is how long the broker keeps failing after the second
+// wave has bought: past the producer's own retries of the sends queued
+// behind each other.
+const lostOrdersOutage = 2 * time.Second
+
+func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
+	var direct *naive.DirectPublisher
+	var ov bootstrap.Overrides
+	if mode == Unprotected {
+		ov.Queue = func(kafka bootstrap.OrderPublisher) bootstrap.OrderQueue {
+			direct = naive.NewDirectPublisher(kafka, labLogger(env))
+			return direct
+		}
+	}
+	sys, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
+		// The relay looks often and soon, and an open Kafka breaker lets
+		// probes through quickly, so the protected run recovers in about a
+		// second once the broker is back.
+		cfg.RelayEvery = 200 * time.Millisecond
+		cfg.RelayAfter = 500 * time.Millisecond
+		cfg.BreakerOpenFor = 200 * time.Millisecond
+		cfg.KafkaCallTimeout = time.Second
+		patientRedis(cfg)
+	}, ov)
+	if err != nil {
+		return Result{}, err
+	}
+	defer done()
+	broker := sys.EmbeddedKafka()
+	if broker == nil {
+		return Result{}, errors.New("lost-orders fails the broker on purpose and needs the embedded one: leave --kafka-brokers empty")
+	}
+
+	n := env.Scaled(100, 20) // buyers per phase
+	item, err := c.CreateSale(ctx, "lost-orders", 3*n, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	tokens, err := c.LoginAll(ctx, "lost", 3*n)
+	if err != nil {
+		return Result{}, err
+	}
+
+	env.Printf("%d buyers with the broker up", n)
+	before := c.Spike(ctx, item, tokens[:n], 32)
+	env.Printf("broker fails every produce; %d buyers buy", n)
+	broker.SetProduceFailure(true)
+	during := c.Spike(ctx, item, tokens[n:2*n], 32)
+	// Hold the outage past the producer's own retries.
+	sleepCtx(ctx, lostOrdersOutage)
+	broker.SetProduceFailure(false)
+	env.Printf("broker back (%d produce requests failed); %d more buyers", broker.ProduceFailures(), n)
+	after := c.Spike(ctx, item, tokens[2*n:], 32)
+
+	all := append(append(append([]labhttp.Attempt{}, before...), during...), after...)
+	accepted := 0
+	for _, a := range all {
+		if a.Status == 202 {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		return Result{}, fmt.Errorf("no purchase was accepted")
+	}
+	// Wait until every 202 is confirmed, or until the count has stood
+	// still for a while after the relay had its chance.
+	recovered := time.Now()
+	last, lastChange := int64(-1), time.Now()
+	waitUntil(ctx, 15*time.Second, 100*time.Millisecond, func() bool {
+		st, err := c.Stats(ctx, item)
+		if err != nil {
+			return false
+		}
+		got := st.Num("orders_confirmed")
+		if got != last {
+			last, lastChange = got, time.Now()
+		}
+		return got >= int64(accepted) || (time.Since(recovered) > 3*time.Second && time.Since(lastChange) > 2*time.Second)
+	})
+
+	// Ask for every accepted order, as its buyer would.
+	statuses := make([]string, len(all))
+	labhttp.Parallel(len(all), 32, func(i int) {
+		if all[i].Status == 202 {
+			statuses[i] = c.Order(ctx, tokens[i], all[i].OrderID).Str("status")
+		}
+	})
+	never := 0
+	var byPhase [3]int // never confirmed: bought before, during, after the outage
+	for i, a := range all {
+		if a.Status == 202 && statuses[i] != "confirmed" {
+			never++
+			byPhase[min(i/n, 2)]++
+		}
+	}
+	duringAccepted := 0
+	for _, a := range during {
+		if a.Status == 202 {
+			duringAccepted++
+		}
+	}
+	st, _ := c.Stats(ctx, item)
+	figs := []Figure{
+		{"purchases", strconv.Itoa(len(all))},
+		{"accepted (202)", strconv.Itoa(accepted)},
+		{"accepted during the outage", strconv.Itoa(duringAccepted)},
+		{"confirmed in the database", strconv.FormatInt(st.Num("orders_confirmed"), 10)},
+		{"never confirmed: bought before the outage", strconv.Itoa(byPhase[0])},
+		{"never confirmed: bought during it", strconv.Itoa(byPhase[1])},
+		{"never confirmed: bought just after it", strconv.Itoa(byPhase[2])},
+		{"stock left in Redis", strconv.FormatInt(st.Num("stock_left_redis"), 10)},
+		{"stock left in the database", strconv.FormatInt(st.Num("stock_left_db"), 10)},
+	}
+	if direct != nil {
+		sent, lost := direct.Counts()
+		figs = append(figs, Figure{"direct sends failed", strconv.FormatUint(lost, 10)}, Figure{"direct sends ok", strconv.FormatUint(sent, 10)})
+	}
+	return Result{Metric: float64(never), Figures: figs}, nil
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

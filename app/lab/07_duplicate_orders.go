@@ -1,0 +1,153 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gorm.io/gorm"
+
+	"seckill/app/bootstrap"
+	"seckill/app/config"
+	"seckill/app/lab/naive"
+	"seckill/domain/sale"
+)
+
+// Lab 7: idempotent consumers. Kafka delivers at least once, and so does
+// every queue: here the producer's retry after a lost ack sends every batch
+// a second time. The protected worker's order book fences on the order id;
+// the naive one inserts whatever it is handed.
+func init() {
+	Register(Lab{
+		Number:  7,
+		Name:    "duplicate-orders",
+		Summary: "an order book with no unique key on the order id, while every order is delivered twice: duplicate orders",
+		Metric:  "duplicate_orders",
+		Better:  LowerIsBetter,
+		Run:     runDuplicateOrders,
+	})
+}
+
+// resendDelay is how long after a batch's first delivery its second one
+// comes: a producer that waited that long for an ack, gave up and sent the
+// batch again (the broker had stored the first one). Long enough that the
+// worker has decided the first copy, so the two never share a batch.
+const resendDelay = 400 * time.Millisecond
+
+// deliverTwice is the lab's fault: every batch the dispatcher or the relay
+// publishes reaches the broker twice, the second time resendDelay later.
+type deliverTwice struct {
+	next    bootstrap.OrderPublisher
+	wg      sync.WaitGroup
+	resent  atomic.Int64
+	pending atomic.Int64
+}
+
+func (d *deliverTwice) Publish(ctx context.Context, orders ...sale.Order) error {
+	if err := d.next.Publish(ctx, orders...); err != nil {
+		return err
+	}
+	batch := append([]sale.Order(nil), orders...)
+	d.pending.Add(1)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer d.pending.Add(-1)
+		time.Sleep(resendDelay)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if d.next.Publish(ctx, batch...) == nil {
+			d.resent.Add(int64(len(batch)))
+		}
+	}()
+	return nil
+}
+
+func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
+	fault := &deliverTwice{}
+	ov := bootstrap.Overrides{WrapPublisher: func(p bootstrap.OrderPublisher) bootstrap.OrderPublisher {
+		fault.next = p
+		return fault
+	}}
+	table := "orders"
+	if mode == Unprotected {
+		ov.OrderBook = func(db *gorm.DB) bootstrap.OrderBook { return naive.NewOrderBook(db) }
+		table = naive.OrdersTable
+	}
+	sys, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
+		// The naive book leaves the database's stock and orders out of
+		// step with the ledger; the reconciler need not chase that here.
+		cfg.ReconcileEvery = time.Hour
+		patientRedis(cfg)
+	}, ov)
+	if err != nil {
+		return Result{}, err
+	}
+	defer done()
+	defer fault.wg.Wait() // before the system closes its publisher
+
+	// Twice the units there are buyers: the naive book's second rows take
+	// real units and still stay within the database's stock_left >= 0 check.
+	n := env.Scaled(200, 40)
+	stock := 2 * n
+	item, err := c.CreateSale(ctx, "duplicate-orders", stock, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	tokens, err := c.LoginAll(ctx, "dup", n)
+	if err != nil {
+		return Result{}, err
+	}
+	env.Printf("%d buyers, %d units; every published batch is delivered twice", n, stock)
+	attempts := c.Spike(ctx, item, tokens, 32)
+	accepted := 0
+	for _, a := range attempts {
+		if a.Status == 202 {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		return Result{}, fmt.Errorf("no purchase was accepted")
+	}
+
+	db := sys.Store().DB()
+	count := func() (rows, distinct int64) {
+		var r struct{ Rows, Distinct int64 }
+		db.WithContext(ctx).Raw("SELECT COUNT(*) AS `rows`, COUNT(DISTINCT order_id) AS `distinct` FROM "+table+" WHERE item_id = ?", item).Scan(&r)
+		return r.Rows, r.Distinct
+	}
+	// Every order recorded once, every second delivery sent, and then the
+	// rows stand still: the worker has seen everything.
+	waitUntil(ctx, 15*time.Second, 50*time.Millisecond, func() bool {
+		_, d := count()
+		return d >= int64(accepted)
+	})
+	waitUntil(ctx, 10*time.Second, 50*time.Millisecond, func() bool { return fault.pending.Load() == 0 })
+	lastRows, since := int64(-1), time.Now()
+	waitUntil(ctx, 10*time.Second, 100*time.Millisecond, func() bool {
+		r, _ := count()
+		if r != lastRows {
+			lastRows, since = r, time.Now()
+		}
+		return time.Since(since) > time.Second
+	})
+	rows, distinct := count()
+	var users struct{ N int64 }
+	db.WithContext(ctx).Raw("SELECT COUNT(*) AS n FROM (SELECT user_id FROM "+table+" WHERE item_id = ? AND status = ? GROUP BY user_id HAVING COUNT(*) > 1) t",
+		item, string(sale.OrderConfirmed)).Scan(&users)
+	var stockLeft struct{ StockLeft int64 }
+	db.WithContext(ctx).Raw("SELECT stock_left FROM items WHERE id = ?", item).Scan(&stockLeft)
+
+	return Result{Metric: float64(rows - distinct), Figures: []Figure{
+		{"accepted (202)", strconv.Itoa(accepted)},
+		{"orders delivered twice", strconv.FormatInt(fault.resent.Load(), 10)},
+		{"order rows", strconv.FormatInt(rows, 10)},
+		{"distinct orders", strconv.FormatInt(distinct, 10)},
+		{"buyers holding two orders", strconv.FormatInt(users.N, 10)},
+		{"stock_left in the database", strconv.FormatInt(stockLeft.StockLeft, 10)},
+		{"stock_left it should be", strconv.Itoa(stock - accepted)},
+	}}, nil
+}

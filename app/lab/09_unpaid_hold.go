@@ -1,0 +1,147 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"seckill/app/bootstrap"
+	"seckill/app/config"
+	"seckill/app/lab/labhttp"
+	"seckill/app/lab/naive"
+)
+
+// Lab 9: the payment window. A confirmed order holds a unit until its buyer
+// pays. Some never do; without a deadline their units are gone for the
+// whole sale, and buyers who would pay are told "sold out".
+func init() {
+	Register(Lab{
+		Number:  9,
+		Name:    "unpaid-hold",
+		Summary: "no payment window, while half the buyers never pay: units held by non-payers at the end",
+		Metric:  "units_held_by_non_payers",
+		Better:  LowerIsBetter,
+		Run:     runUnpaidHold,
+	})
+}
+
+// labPaymentWindow is the lab's --payment-window (the production default is
+// 15 minutes; the shortest allowed is 1s).
+const labPaymentWindow = time.Second
+
+func runUnpaidHold(ctx context.Context, env *Env, mode Mode) (Result, error) {
+	var ov bootstrap.Overrides
+	if mode == Unprotected {
+		ov.PaymentWindow = naive.NoPaymentWindow{}
+	}
+	_, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
+		cfg.PaymentWindow = labPaymentWindow
+		patientRedis(cfg)
+	}, ov)
+	if err != nil {
+		return Result{}, err
+	}
+	defer done()
+
+	stock := env.Scaled(60, 10)
+	item, err := c.CreateSale(ctx, "unpaid-hold", stock, 0)
+	if err != nil {
+		return Result{}, err
+	}
+	tokens, err := c.LoginAll(ctx, "unpaid", 2*stock)
+	if err != nil {
+		return Result{}, err
+	}
+	first, second := tokens[:stock], tokens[stock:]
+
+	env.Printf("wave 1: %d buyers take all %d units; half pay, half never come back", stock, stock)
+	wave1 := c.Spike(ctx, item, first, 32)
+	ids1, err := waitConfirmed(ctx, c, first, wave1)
+	if err != nil {
+		return Result{}, err
+	}
+	payers, nonPayers := 0, 0
+	for i := range first {
+		if ids1[i] == "" {
+			continue
+		}
+		if i%2 == 0 {
+			if r := c.Pay(ctx, first[i], ids1[i]); r.Status == 200 {
+				payers++
+			}
+		} else {
+			nonPayers++
+		}
+	}
+	// Past the window: the protected system expires the unpaid orders and
+	// puts their units back on sale.
+	env.Printf("the payment window (%s) passes", labPaymentWindow)
+	sleepCtx(ctx, labPaymentWindow+500*time.Millisecond)
+	waitUntil(ctx, 4*time.Second, 100*time.Millisecond, func() bool {
+		st, err := c.Stats(ctx, item)
+		return err == nil && st.Num("orders_expired") >= int64(nonPayers) && st.Num("stock_left_redis") >= int64(nonPayers)
+	})
+
+	env.Printf("wave 2: %d more buyers, who all pay", len(second))
+	wave2 := c.Spike(ctx, item, second, 32)
+	ids2, err := waitConfirmed(ctx, c, second, wave2)
+	if err != nil {
+		return Result{}, err
+	}
+	paid2, soldOut2 := 0, 0
+	for i := range second {
+		if ids2[i] != "" {
+			if r := c.Pay(ctx, second[i], ids2[i]); r.Status == 200 {
+				paid2++
+			}
+		} else if wave2[i].Code == "sold_out" {
+			soldOut2++
+		}
+	}
+
+	// Units still held by the buyers who never paid.
+	held := 0
+	for i := range first {
+		if ids1[i] != "" && i%2 == 1 && c.Order(ctx, first[i], ids1[i]).Str("status") == "confirmed" {
+			held++
+		}
+	}
+	st, err := c.Stats(ctx, item)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Metric: float64(held), Figures: []Figure{
+		{"units", strconv.Itoa(stock)},
+		{"wave 1: paid", strconv.Itoa(payers)},
+		{"wave 1: never paid", strconv.Itoa(nonPayers)},
+		{"expired (units back on sale)", strconv.FormatInt(st.Num("orders_expired"), 10)},
+		{"wave 2: bought and paid", strconv.Itoa(paid2)},
+		{"wave 2: told sold_out", strconv.Itoa(soldOut2)},
+		{"units sold to payers", strconv.Itoa(payers + paid2)},
+		{"stock left in Redis", strconv.FormatInt(st.Num("stock_left_redis"), 10)},
+	}}, nil
+}
+
+// waitConfirmed waits until every accepted attempt's order is confirmed and
+// returns the order ids by buyer ("" for a buyer who got no 202).
+func waitConfirmed(ctx context.Context, c *labhttp.Client, tokens []string, as []labhttp.Attempt) ([]string, error) {
+	ids := make([]string, len(as))
+	for i, a := range as {
+		if a.Status == 202 {
+			ids[i] = a.OrderID
+		}
+	}
+	for i, id := range ids {
+		if id == "" {
+			continue
+		}
+		ok := waitUntil(ctx, 15*time.Second, 50*time.Millisecond, func() bool {
+			return c.Order(ctx, tokens[i], id).Str("status") != "queued"
+		})
+		if !ok {
+			return nil, fmt.Errorf("order %s not decided within 15s", id)
+		}
+	}
+	return ids, nil
+}

@@ -221,3 +221,21 @@ func TestHotKeyRefusalCreatesNoUserState(t *testing.T) {
 		t.Fatalf("ledger calls %d, want 1", l.calls.Load())
 	}
 }
+
+// TestStockMovingIsUnavailableNotSoldOut checks that a split item whose
+// units were moving between buckets answers unavailable (retry), queues
+// nothing, and never sets the sold-out flag.
+func TestStockMovingIsUnavailableNotSoldOut(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.OutcomeStockMoving}
+	s, q, soldOut := newService(l, shield.Options{})
+	for i := 0; i < 3; i++ {
+		_, err := s.Buy(context.Background(), sale.UserID("u"+string(rune('a'+i))), 1)
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, sale.ErrStockMoving) || errors.Is(err, sale.ErrSoldOut) {
+			t.Fatalf("attempt %d: %v, want ErrUnavailable for stock moving", i, err)
+		}
+	}
+	if l.calls.Load() != 3 || len(q.got) != 0 || len(*soldOut) != 0 {
+		t.Fatalf("ledger calls %d, queued %d, sold-out broadcasts %v; want 3, 0, none", l.calls.Load(), len(q.got), *soldOut)
+	}
+}

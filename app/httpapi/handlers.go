@@ -12,17 +12,18 @@ import (
 
 // itemJSON is the public shape of an item.
 type itemJSON struct {
-	ID           sale.ItemID `json:"id"`
-	Name         string      `json:"name"`
-	Description  string      `json:"description"`
-	PriceCents   int64       `json:"price_cents"`
-	StockTotal   int64       `json:"stock_total"`
-	StockLeft    *int64      `json:"stock_left"` // null: the stock ledger cannot be read now
-	StartsAt     time.Time   `json:"starts_at"`
-	EndsAt       time.Time   `json:"ends_at"`
-	Status       sale.Status `json:"status"`
-	PurchaseRate int64       `json:"purchase_rate"`
-	Version      int64       `json:"version"`
+	ID           sale.ItemID     `json:"id"`
+	Name         string          `json:"name"`
+	Description  string          `json:"description"`
+	PriceCents   int64           `json:"price_cents"`
+	StockTotal   int64           `json:"stock_total"`
+	StockLeft    *int64          `json:"stock_left"` // null: the stock ledger cannot be read now
+	StartsAt     time.Time       `json:"starts_at"`
+	EndsAt       time.Time       `json:"ends_at"`
+	Status       sale.Status     `json:"status"`
+	PurchaseRate int64           `json:"purchase_rate"`
+	Protection   sale.Protection `json:"protection"`
+	Version      int64           `json:"version"`
 }
 
 func toItemJSON(v catalog.View) itemJSON {
@@ -34,7 +35,7 @@ func toItemJSON(v catalog.View) itemJSON {
 		ID: v.Item.ID, Name: v.Item.Name, Description: v.Item.Description,
 		PriceCents: v.Item.PriceCents, StockTotal: v.Item.StockTotal, StockLeft: left,
 		StartsAt: v.Item.StartsAt, EndsAt: v.Item.EndsAt, Status: v.Status,
-		PurchaseRate: v.Item.PurchaseRate, Version: v.Item.Version,
+		PurchaseRate: v.Item.PurchaseRate, Protection: v.Item.Protection.OrNone(), Version: v.Item.Version,
 	}
 }
 
@@ -141,7 +142,18 @@ func (s *server) purchase(c *gin.Context) {
 		s.Metrics.Purchase("invalid_request")
 		return
 	}
-	o, err := s.Purchase.Buy(c.Request.Context(), userOf(c), id)
+	// The body is optional: only a protected item's purchase needs one,
+	// {"ticket": "..."}, so an unprotected purchase reads nothing.
+	var req struct {
+		Ticket string `json:"ticket"`
+	}
+	if hasBody(c) {
+		if err := decodeJSON(c, &req); err != nil {
+			s.Metrics.Purchase(s.writeError(c, err))
+			return
+		}
+	}
+	o, err := s.Purchase.BuyWithTicket(c.Request.Context(), userOf(c), id, req.Ticket)
 	if err != nil {
 		s.Metrics.Purchase(s.writeError(c, err))
 		return
@@ -181,7 +193,7 @@ func (s *server) payOrder(c *gin.Context) {
 	var req struct {
 		PaymentRef string `json:"payment_ref"`
 	}
-	if c.Request.Body != nil && c.Request.Body != http.NoBody && c.Request.ContentLength != 0 {
+	if hasBody(c) {
 		if err := decodeJSON(c, &req); err != nil {
 			s.writeError(c, err)
 			return
@@ -198,6 +210,11 @@ func (s *server) payOrder(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, toOrderJSON(o))
+}
+
+// hasBody reports whether the request carries a body to decode.
+func hasBody(c *gin.Context) bool {
+	return c.Request.Body != nil && c.Request.Body != http.NoBody && c.Request.ContentLength != 0
 }
 
 // cancelOrder cancels the caller's confirmed order; it takes no body.
@@ -224,14 +241,20 @@ func (s *server) createItem(c *gin.Context) {
 		StartsAt     time.Time `json:"starts_at"`
 		EndsAt       time.Time `json:"ends_at"`
 		PurchaseRate int64     `json:"purchase_rate"`
+		Protection   string    `json:"protection"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
+	prot, err := sale.ParseProtection(req.Protection)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	v, err := s.Catalog.Create(c.Request.Context(), sale.Draft{
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents, Stock: req.Stock,
-		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate, Protection: prot,
 	})
 	if err != nil {
 		s.writeError(c, err)
@@ -253,14 +276,25 @@ func (s *server) patchItem(c *gin.Context) {
 		StartsAt     *time.Time `json:"starts_at"`
 		EndsAt       *time.Time `json:"ends_at"`
 		PurchaseRate *int64     `json:"purchase_rate"`
+		Protection   *string    `json:"protection"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
+	var prot *sale.Protection
+	if req.Protection != nil {
+		// "" is not a choice in a patch: name the protection wanted.
+		p, err := sale.ParseProtection(*req.Protection)
+		if err != nil || *req.Protection == "" {
+			s.writeError(c, &sale.ValidationError{Field: "protection", Reason: "must be none, ticket or pow"})
+			return
+		}
+		prot = &p
+	}
 	v, err := s.Catalog.Update(c.Request.Context(), id, sale.Patch{
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents,
-		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate, Protection: prot,
 	})
 	if err != nil {
 		s.writeError(c, err)

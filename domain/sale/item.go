@@ -56,6 +56,9 @@ type Item struct {
 	// PurchaseRate is this item's per-instance purchase attempts per second
 	// admitted to the stock ledger; 0 means the configured default.
 	PurchaseRate int64
+	// Protection is how the sale guards against bots; ProtectionNone for a
+	// plain sale.
+	Protection Protection
 	// Version increases by one on every change to the item's data, so a
 	// cached copy can be told apart from a newer one.
 	Version   int64
@@ -72,6 +75,8 @@ type Draft struct {
 	StartsAt     time.Time
 	EndsAt       time.Time
 	PurchaseRate int64
+	// Protection is "" (none), "none", "ticket" or "pow".
+	Protection Protection
 }
 
 // NewItem checks a draft and returns the item it describes, with StockLeft
@@ -87,7 +92,11 @@ func NewItem(d Draft) (Item, error) {
 		StartsAt:     d.StartsAt.UTC().Truncate(time.Millisecond),
 		EndsAt:       d.EndsAt.UTC().Truncate(time.Millisecond),
 		PurchaseRate: d.PurchaseRate,
+		Protection:   d.Protection,
 		Version:      1,
+	}
+	if it.Protection == "" {
+		it.Protection = ProtectionNone
 	}
 	if err := it.Validate(); err != nil {
 		return Item{}, err
@@ -99,7 +108,7 @@ func NewItem(d Draft) (Item, error) {
 }
 
 // Validate checks the editable fields of an item: name, description, price,
-// window and purchase rate.
+// window, purchase rate and protection.
 func (it Item) Validate() error {
 	n := utf8.RuneCountInString(it.Name)
 	switch {
@@ -120,6 +129,11 @@ func (it Item) Validate() error {
 	case it.PurchaseRate < 0 || it.PurchaseRate > MaxPurchaseRate:
 		return invalid("purchase_rate", "must be between 0 and %d", MaxPurchaseRate)
 	}
+	// "" is accepted as none, so items built before protections existed
+	// (and stores that never set it) stay valid.
+	if _, err := ParseProtection(string(it.Protection)); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -133,12 +147,13 @@ type Patch struct {
 	StartsAt     *time.Time
 	EndsAt       *time.Time
 	PurchaseRate *int64
+	Protection   *Protection
 }
 
 // Empty reports whether the patch changes nothing.
 func (p Patch) Empty() bool {
 	return p.Name == nil && p.Description == nil && p.PriceCents == nil &&
-		p.StartsAt == nil && p.EndsAt == nil && p.PurchaseRate == nil
+		p.StartsAt == nil && p.EndsAt == nil && p.PurchaseRate == nil && p.Protection == nil
 }
 
 // Apply changes the item by the patch, checks the result and bumps Version.
@@ -165,6 +180,9 @@ func (it *Item) Apply(p Patch) error {
 	}
 	if p.PurchaseRate != nil {
 		next.PurchaseRate = *p.PurchaseRate
+	}
+	if p.Protection != nil {
+		next.Protection = *p.Protection
 	}
 	if err := next.Validate(); err != nil {
 		return err

@@ -17,6 +17,9 @@ const (
 	OutcomeEnded
 	OutcomeSoldOut
 	OutcomeAlreadyPurchased
+	// OutcomeTicketUsed means the order's ticket was already consumed by
+	// an earlier reservation; the stock was not looked at.
+	OutcomeTicketUsed
 )
 
 // Reservation is the ledger's answer to Reserve.
@@ -47,6 +50,8 @@ func (r Reservation) Err() error {
 		return ErrSoldOut
 	case OutcomeAlreadyPurchased:
 		return &AlreadyPurchasedError{OrderID: r.Existing}
+	case OutcomeTicketUsed:
+		return ErrInvalidTicket
 	}
 	return ErrInvalid
 }

@@ -18,7 +18,7 @@ const (
 	headerLen        = 9
 	// codecVersion leads the item body so that a layout change can never be
 	// misread; entries live only in this process, so it is belt and braces.
-	codecVersion byte = 1
+	codecVersion byte = 2
 )
 
 var errCorrupt = errors.New("localcache: corrupt entry")
@@ -40,6 +40,7 @@ func encodeEntry(kind byte, expires int64, it sale.Item) []byte {
 	b = appendTime(b, it.StartsAt)
 	b = appendTime(b, it.EndsAt)
 	b = binary.AppendVarint(b, it.PurchaseRate)
+	b = appendString(b, string(it.Protection))
 	b = binary.AppendVarint(b, it.Version)
 	b = appendTime(b, it.CreatedAt)
 	b = appendTime(b, it.UpdatedAt)
@@ -70,6 +71,7 @@ func decodeItem(b []byte) (sale.Item, error) {
 		StartsAt:     d.time(),
 		EndsAt:       d.time(),
 		PurchaseRate: d.varint(),
+		Protection:   sale.Protection(d.string()),
 		Version:      d.varint(),
 		CreatedAt:    d.time(),
 		UpdatedAt:    d.time(),

@@ -18,6 +18,7 @@ type itemRow struct {
 	StartsAt     time.Time `gorm:"column:starts_at"`
 	EndsAt       time.Time `gorm:"column:ends_at"`
 	PurchaseRate int64     `gorm:"column:purchase_rate"`
+	Protection   string    `gorm:"column:protection"`
 	Version      int64     `gorm:"column:version"`
 	CreatedAt    time.Time `gorm:"column:created_at"`
 	UpdatedAt    time.Time `gorm:"column:updated_at"`
@@ -61,6 +62,15 @@ type restockRow struct {
 
 func (restockRow) TableName() string { return "restocks" }
 
+// blockedRow is one user on the blocklist.
+type blockedRow struct {
+	UserID    string    `gorm:"column:user_id;primaryKey"`
+	Reason    string    `gorm:"column:reason"`
+	BlockedAt time.Time `gorm:"column:blocked_at"`
+}
+
+func (blockedRow) TableName() string { return "blocked_users" }
+
 // dbTime is how every time is stored: UTC, millisecond precision. UTC keeps
 // MySQL DATETIME (which has no zone) unambiguous and keeps SQLite's text
 // timestamps sorting in time order.
@@ -77,6 +87,7 @@ func itemFromDomain(it sale.Item) itemRow {
 		StartsAt:     dbTime(it.StartsAt),
 		EndsAt:       dbTime(it.EndsAt),
 		PurchaseRate: it.PurchaseRate,
+		Protection:   string(it.Protection.OrNone()),
 		Version:      it.Version,
 		CreatedAt:    dbTime(it.CreatedAt),
 		UpdatedAt:    dbTime(it.UpdatedAt),
@@ -94,6 +105,7 @@ func (r itemRow) toDomain() sale.Item {
 		StartsAt:     r.StartsAt.UTC(),
 		EndsAt:       r.EndsAt.UTC(),
 		PurchaseRate: r.PurchaseRate,
+		Protection:   sale.Protection(r.Protection).OrNone(),
 		Version:      r.Version,
 		CreatedAt:    r.CreatedAt.UTC(),
 		UpdatedAt:    r.UpdatedAt.UTC(),

@@ -360,16 +360,19 @@ type itemRow struct {
 	StartsAt     time.Time `json:"s"`
 	EndsAt       time.Time `json:"e"`
 	PurchaseRate int64     `json:"r"`
-	Version      int64     `json:"v"`
-	CreatedAt    time.Time `json:"c"`
-	UpdatedAt    time.Time `json:"u"`
+	// Protection is absent from entries written before protections
+	// existed; those items were all "none", which "" means.
+	Protection string    `json:"pr,omitempty"`
+	Version    int64     `json:"v"`
+	CreatedAt  time.Time `json:"c"`
+	UpdatedAt  time.Time `json:"u"`
 }
 
 func fromDomain(it sale.Item) itemRow {
 	return itemRow{
 		ID: int64(it.ID), Name: it.Name, Description: it.Description,
 		PriceCents: it.PriceCents, StockTotal: it.StockTotal, StockLeft: it.StockLeft,
-		StartsAt: it.StartsAt, EndsAt: it.EndsAt, PurchaseRate: it.PurchaseRate,
+		StartsAt: it.StartsAt, EndsAt: it.EndsAt, PurchaseRate: it.PurchaseRate, Protection: string(it.Protection),
 		Version: it.Version, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
 	}
 }
@@ -379,6 +382,7 @@ func (row itemRow) toDomain() sale.Item {
 		ID: sale.ItemID(row.ID), Name: row.Name, Description: row.Description,
 		PriceCents: row.PriceCents, StockTotal: row.StockTotal, StockLeft: row.StockLeft,
 		StartsAt: row.StartsAt, EndsAt: row.EndsAt, PurchaseRate: row.PurchaseRate,
-		Version: row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+		Protection: sale.Protection(row.Protection).OrNone(),
+		Version:    row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
 	}
 }

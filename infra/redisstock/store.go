@@ -13,6 +13,7 @@
 //	<p>:{item:42}:outbox    zset  pending order id scored by when the relay should next look at it
 //	<p>:{item:42}:restocks  hash  restock idempotency key -> units added (kept with the sale)
 //	<p>:{item:42}:returned  hash  order id -> 1 for each cancelled or expired order whose unit came back
+//	<p>:{item:42}:ticket:<id> string  id of the order that used the purchase ticket <id> (expires)
 //	<p>:items               set   ids of opened items, for Due
 //
 // The ledger never decides an order's fate: the database does (its order
@@ -162,7 +163,8 @@ func (s *Store) Ping(ctx context.Context) error {
 func KeyPatterns(prefix string, id sale.ItemID) []string {
 	s := &Store{prefix: prefix}
 	k := s.item(id)
-	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.repairing(), s.itemsKey()}
+	return []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.repairing(),
+		usedTicketKey(k.reserve(), "<ticket id>"), s.itemsKey()}
 }
 
 // itemKeys names the keys of one item; they share the hash tag {item:<id>}.

@@ -41,7 +41,8 @@ func TestBrowserBuysPowItem(t *testing.T) {
 			t.Fatalf("the page reports %q hashes: it did not solve a proof of work", hashes)
 		}
 		t.Logf("the page solved difficulty %d in %s hashes, %s ms, with %s progress updates", config.Default().PowMinDifficulty, hashes, ms, updates)
-		tab.waitJS("Buy says purchased", browserTextOf(card+" .buy")+` === "Purchased"`)
+		tab.waitJS("Buy says reserved", `/^Reserved/.test(`+browserTextOf(card+" .buy")+`)`)
+		tab.waitJS("one unit is taken", `/^2 of 3 left$/.test(`+browserTextOf(card+" .stock-left")+`)`)
 	})
 
 	t.Run("blocked_on_admin_page", func(t *testing.T) {

@@ -186,6 +186,12 @@ func (s *Service) item(ctx context.Context, id sale.ItemID, now time.Time) (sale
 // Difficulty is the proof of work asked of a challenge for item now: the
 // base difficulty plus one bit per doubling of the item's pressure beyond
 // its admitted rate, within the configured bounds.
+//
+// Pressure counts only what already cost a proof: tickets issued and
+// purchases carrying a genuine ticket, per second on this instance. Requests
+// that cost nothing (challenges, purchases without a ticket or with a
+// forged one) do not count, or a cheap flood could raise the price for
+// every honest buyer.
 func (s *Service) Difficulty(it sale.Item, now time.Time) int {
 	admitted := float64(it.PurchaseRate)
 	if admitted <= 0 {
@@ -211,7 +217,6 @@ func (s *Service) Challenge(ctx context.Context, user sale.UserID, id sale.ItemI
 	if it.Protection != sale.ProtectionPoW {
 		return Challenge{}, &sale.ValidationError{Field: "protection", Reason: "item " + id.String() + " is not protected by proof of work (protection " + string(it.Protection.OrNone()) + ")"}
 	}
-	s.pres.observe(id, now)
 	d := s.Difficulty(it, now)
 	exp := now.Add(s.o.ChallengeTTL).Truncate(time.Second)
 	return Challenge{Challenge: s.mint.challenge(id, user, exp, d), Difficulty: d, ExpiresAt: exp}, nil
@@ -239,6 +244,7 @@ func (s *Service) IssueTicket(ctx context.Context, user sale.UserID, id sale.Ite
 		if err := s.checkProof(ctx, user, id, challenge, nonce, now); err != nil {
 			return Ticket{}, err
 		}
+		s.pres.observe(id, now)
 	default:
 		return Ticket{}, &sale.ValidationError{Field: "protection", Reason: "item " + id.String() + " needs no ticket (protection none)"}
 	}
@@ -276,14 +282,11 @@ func (s *Service) checkProof(ctx context.Context, user sale.UserID, id sale.Item
 // item needs nothing (a zero Ticket). A protected one needs token: none is
 // sale.ErrTicketRequired; a forged or expired one, or one issued to another
 // user or item, is sale.ErrInvalidTicket. Whether it was used before is for
-// the ledger to decide, atomically with the reservation. Purchases of a
-// pow item count towards its pressure.
+// the ledger to decide, atomically with the reservation. A purchase of a
+// pow item with a genuine ticket counts towards the item's pressure.
 func (s *Service) Admit(user sale.UserID, it sale.Item, token string, now time.Time) (sale.Ticket, error) {
 	if !it.Protection.NeedsTicket() {
 		return sale.Ticket{}, nil
-	}
-	if it.Protection == sale.ProtectionPoW {
-		s.pres.observe(it.ID, now)
 	}
 	if token == "" {
 		return sale.Ticket{}, sale.ErrTicketRequired
@@ -291,6 +294,9 @@ func (s *Service) Admit(user sale.UserID, it sale.Item, token string, now time.T
 	t, ok := s.mint.checkTicket(token, it.ID, user, now)
 	if !ok {
 		return sale.Ticket{}, sale.ErrInvalidTicket
+	}
+	if it.Protection == sale.ProtectionPoW {
+		s.pres.observe(it.ID, now)
 	}
 	return t, nil
 }

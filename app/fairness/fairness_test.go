@@ -93,10 +93,24 @@ func TestDifficultyAdaptsToPressure(t *testing.T) {
 	if d := ask(); d != 8 {
 		t.Fatalf("at rest: difficulty %d, want the base 8", d)
 	}
-	// 5 s at 40 attempts/s (4x the purchase rate): two doublings, +2 bits.
+	// Free requests are no pressure: a flood of challenges and of
+	// purchases without a ticket leaves the price where it was.
+	for range 1000 {
+		ask()
+		s.Admit("bob", it, "", c.Now())
+		s.Admit("bob", it, "forged", c.Now())
+	}
+	if d := ask(); d != 8 {
+		t.Fatalf("after a flood of unproven requests: difficulty %d, want still 8", d)
+	}
+	// Proven attempts are: 5 s at 40 purchases/s with a genuine ticket (4x
+	// the purchase rate) is two doublings, +2 bits.
+	tk := s.mint.ticketFor(7, "bob", c.Now().Add(time.Hour))
 	for range 5 {
 		for range 40 {
-			s.Admit("bob", it, "", c.Now())
+			if _, err := s.Admit("bob", it, tk, c.Now()); err != nil {
+				t.Fatal(err)
+			}
 		}
 		c.Add(time.Second)
 	}
@@ -105,7 +119,7 @@ func TestDifficultyAdaptsToPressure(t *testing.T) {
 	}
 	// A flood of 100000 attempts in one second goes to the cap, not beyond.
 	for range 100000 {
-		s.Admit("bob", it, "", c.Now())
+		s.Admit("bob", it, tk, c.Now())
 	}
 	if d := ask(); d != 14 {
 		t.Fatalf("in a flood: difficulty %d, want the maximum 14", d)
@@ -139,6 +153,12 @@ func solveBelow(ch string, want int) string {
 			return n
 		}
 	}
+}
+
+// ticketFor mints a ticket directly, for tests that need many.
+func (m minter) ticketFor(item sale.ItemID, user sale.UserID, exp time.Time) string {
+	t, _ := m.ticket(item, user, exp)
+	return t
 }
 
 // TestTicketsAndChallenges covers every refusal of the ticket and challenge

@@ -8,8 +8,9 @@ import (
 	"seckill/domain/sale"
 )
 
-// pressure counts one instance's attempts on each item (challenge requests
-// and purchases) in one-second buckets over a sliding window. It is local on
+// pressure counts one instance's proven attempts on each item (tickets
+// issued, purchases with a genuine ticket; see Service.Difficulty) in
+// one-second buckets over a sliding window. It is local on
 // purpose: it costs no round trip on the hot path, and with a load balancer
 // spreading requests evenly each instance sees the same share of the rush.
 type pressure struct {

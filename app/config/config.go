@@ -158,7 +158,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TicketLead, "ticket-lead", 30*time.Second, "how long before a protected sale opens its tickets and challenges are issued")
 	fs.DurationVar(&c.ChallengeTTL, "challenge-ttl", 60*time.Second, "how long a client has to solve a proof-of-work challenge")
 	fs.IntVar(&c.PowMinDifficulty, "pow-min-difficulty", 16, "base proof-of-work difficulty, in leading zero bits of SHA-256 (2^n hashes expected): asked while an item's pressure is at most its purchase rate")
-	fs.IntVar(&c.PowMaxDifficulty, "pow-max-difficulty", 22, "highest proof-of-work difficulty; one bit is added per doubling of an item's pressure beyond its purchase rate")
+	fs.IntVar(&c.PowMaxDifficulty, "pow-max-difficulty", 20, "highest proof-of-work difficulty; one bit is added per doubling of an item's pressure beyond its purchase rate")
 	fs.DurationVar(&c.PowWindow, "pow-window", 5*time.Second, "sliding window over which an item's purchase pressure (challenges and purchases per second on this instance) is measured")
 	fs.DurationVar(&c.BlocklistRefresh, "blocklist-refresh", 30*time.Second, "how often each instance reloads the blocklist from the database (changes also arrive by broadcast at once)")
 

@@ -42,7 +42,7 @@ const (
 	DefaultTicketTTL     = 30 * time.Second
 	DefaultChallengeTTL  = 60 * time.Second
 	DefaultMinDifficulty = 16
-	DefaultMaxDifficulty = 22
+	DefaultMaxDifficulty = 20
 	DefaultWindow        = 5 * time.Second
 	DefaultRefreshEvery  = 30 * time.Second
 	// MaxDifficulty bounds the configurable difficulty: 2^32 hashes is

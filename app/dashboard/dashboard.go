@@ -42,8 +42,8 @@ type Sample struct {
 	// FairRefused is every refusal of the fair-sale steps (challenge,
 	// ticket) in seckill_fairness_total: every outcome but "issued".
 	FairRefused float64
-	Latency   Histogram          // the purchase route's latency, in seconds
-	Lag       float64            // seckill_worker_lag
+	Latency     Histogram // the purchase route's latency, in seconds
+	Lag         float64   // seckill_worker_lag
 }
 
 // Read extracts a Sample from gathered metric families. Families or series

@@ -249,7 +249,7 @@ func TestFairRefusalsAreLocal(t *testing.T) {
 	// A user budget of one attempt: if a refusal spent it, the good
 	// purchase at the end would be rate limited.
 	s := New(Deps{
-		Items: items{1: {ID: 1, Name: "open", StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)}, 4: prot},
+		Items:  items{1: {ID: 1, Name: "open", StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)}, 4: prot},
 		Ledger: l, Queue: q, Shield: shield.New(shield.Options{UserRate: 0.001, UserBurst: 1}),
 		Fair: fakeGate{}, Now: func() time.Time { return t0 },
 	})

@@ -10,6 +10,7 @@
 //   RUNNER_API   k6's own REST API, default http://127.0.0.1:6565; spike.js
 //                reads its own counters there in teardown (see finalCount)
 import http from 'k6/http';
+import crypto from 'k6/crypto';
 import { sleep } from 'k6';
 
 function intEnv(name, def) {
@@ -81,6 +82,73 @@ export function buy(token, itemId) {
   });
 }
 
+// buyWithTicket buys with a purchase ticket in the body (a protected item).
+export function buyWithTicket(token, itemId, ticket, tags = {}) {
+  return http.post(`${BASE_URL}/api/v1/items/${itemId}/purchase`, JSON.stringify({ ticket }), {
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    tags: Object.assign({ name: 'purchase' }, tags),
+    responseCallback: purchaseExpected,
+  });
+}
+
+// leadingZeroBits counts the leading zero bits of a hex digest.
+function leadingZeroBits(hex) {
+  let n = 0;
+  for (let i = 0; i < hex.length; i++) {
+    const v = parseInt(hex[i], 16);
+    if (v === 0) {
+      n += 4;
+      continue;
+    }
+    return n + (v >= 8 ? 0 : v >= 4 ? 1 : v >= 2 ? 2 : 3);
+  }
+  return n;
+}
+
+// solve finds the smallest decimal nonce such that SHA-256(challenge +
+// nonce) has at least difficulty leading zero bits, as the server checks it
+// (app/fairness) and the sale page's worker does. It returns
+// { nonce, hashes }.
+export function solve(challenge, difficulty) {
+  for (let n = 0; ; n++) {
+    const nonce = String(n);
+    if (leadingZeroBits(crypto.sha256(challenge + nonce, 'hex')) >= difficulty) {
+      return { nonce, hashes: n + 1 };
+    }
+  }
+}
+
+const fairExpected = http.expectedStatuses(200, 400, 403, 429, 503);
+
+// fetchTicket gets a purchase ticket the way a real client does: for a pow
+// item it fetches a challenge, solves it, and sends the proof; for a ticket
+// item it just asks. It returns { ticket, hashes, difficulty, res } (ticket
+// null, with the failing response in res, if a step was refused).
+export function fetchTicket(token, itemId, protection, tags = {}) {
+  const auth = { Authorization: `Bearer ${token}` };
+  let body = null;
+  let hashes = 0;
+  let difficulty = 0;
+  if (protection === 'pow') {
+    const ch = http.get(`${BASE_URL}/api/v1/items/${itemId}/challenge`, {
+      headers: auth, tags: Object.assign({ name: 'challenge' }, tags), responseCallback: fairExpected,
+    });
+    const c = ch.status === 200 ? json(ch) : null;
+    if (!c || !c.challenge) return { ticket: null, hashes, difficulty, res: ch };
+    difficulty = c.difficulty;
+    const s = solve(c.challenge, c.difficulty);
+    hashes = s.hashes;
+    body = JSON.stringify({ challenge: c.challenge, nonce: s.nonce });
+  }
+  const res = http.post(`${BASE_URL}/api/v1/items/${itemId}/ticket`, body, {
+    headers: Object.assign({ 'Content-Type': 'application/json' }, auth),
+    tags: Object.assign({ name: 'ticket' }, tags),
+    responseCallback: fairExpected,
+  });
+  const t = res.status === 200 ? json(res) : null;
+  return { ticket: t && t.ticket ? t.ticket : null, hashes, difficulty, res };
+}
+
 // order returns the caller's order (status queued, confirmed, paid,
 // cancelled, expired or failed), or null with the response.
 export function order(token, orderId) {
@@ -104,7 +172,7 @@ export function pay(token, orderId, ref) {
 // opens startsInSec from now (<= 0: already open; a few seconds in the past so
 // clock skew between k6 and the server cannot make it "not started") and
 // lasts an hour. It throws if the API refuses.
-export function createSale(stock, startsInSec = 0, name = 'k6 sale') {
+export function createSale(stock, startsInSec = 0, name = 'k6 sale', extra = {}) {
   const now = Date.now();
   const starts = startsInSec > 0 ? now + startsInSec * 1000 : now - 5000;
   const body = {
@@ -115,6 +183,8 @@ export function createSale(stock, startsInSec = 0, name = 'k6 sale') {
     starts_at: new Date(starts).toISOString(),
     ends_at: new Date(now + 3600 * 1000).toISOString(),
   };
+  // protection, purchase_rate: as the admin API takes them.
+  Object.assign(body, extra);
   const res = http.post(`${BASE_URL}/api/v1/admin/items`, JSON.stringify(body), {
     headers: adminHeaders(),
     tags: { name: 'admin_create' },

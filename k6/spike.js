@@ -29,7 +29,15 @@
 // cannot see the scripts' metrics otherwise, and handleSummary() cannot fail
 // a run. So run k6 with its REST API on (`--address`; k6/run.sh does).
 //
-// Parameters: STOCK (1000), USERS (20000), RATE (3000 users/s at the peak),
+// The sale is protected (PROTECTION, default pow: docs/FAIRNESS.md), so
+// every purchase first fetches a ticket the way a real client does: get a
+// challenge, solve it here (k6's SHA-256, about 90k hashes/s per VU on a
+// shared 2-core machine, so k6/run.sh starts the server with low difficulty
+// bounds), send the proof, and buy with the ticket; a retry fetches a fresh
+// one, since the ticket was used. PROTECTION=none buys without tickets, as
+// before fair sales existed.
+//
+// Parameters: PROTECTION (pow; ticket or none), STOCK (1000), USERS (20000), RATE (3000 users/s at the peak),
 // VUS (preallocated, 300), MAX_VUS (1200), REPEAT_RATE (20 users/s),
 // SETTLE_TIMEOUT (90 s), PAY_FRACTION (0.5: the share of spike winners who
 // pay; 0 pays none, 1 pays all), plus BASE_URL and ADMIN_TOKEN (lib.js).
@@ -37,9 +45,12 @@ import exec from 'k6/execution';
 import { check, fail, sleep } from 'k6';
 import { Counter, Rate } from 'k6/metrics';
 import {
-  PURCHASE_STATUSES, intEnv, login, buy, createSale, waitSettled, waitReady,
+  PURCHASE_STATUSES, intEnv, login, buy, buyWithTicket, fetchTicket, createSale, waitSettled, waitReady,
   runId, errorCode, json, finalCount, order, pay,
 } from './lib.js';
+
+const PROTECTION = __ENV.PROTECTION || 'pow';
+if (!['none', 'ticket', 'pow'].includes(PROTECTION)) throw new Error(`PROTECTION=${PROTECTION}: want none, ticket or pow`);
 
 const STOCK = intEnv('STOCK', 1000);
 const USERS = intEnv('USERS', 20000);
@@ -67,6 +78,8 @@ const unexpected = new Rate('unexpected_status');
 const paidCounter = new Counter('paid');
 // Retries by users holding an order that were answered already_purchased.
 const alreadyPurchased = new Counter('repeat_already_purchased');
+// SHA-256 hashes the clients computed to solve challenges.
+const powHashes = new Counter('pow_hashes');
 // One sample per teardown check; a threshold requires all to pass.
 const settlement = new Rate('settlement_ok');
 
@@ -111,6 +124,7 @@ export const options = {
     'http_req_duration{name:login}': ['p(99)<500'],
     // No threshold here can fail; it makes the summary list the payments.
     paid: ['count>=0'],
+    pow_hashes: ['count>=0'],
     unexpected_status: ['rate==0'],
     settlement_ok: ['rate==1'],
     repeat_already_purchased: ['count>0'],
@@ -126,9 +140,23 @@ export const options = {
 
 export function setup() {
   waitReady(30);
-  const item = createSale(STOCK, 0, 'k6 spike');
-  console.log(`spike: item ${item.id} with ${STOCK} units; up to ${RATE} users/s, ~${USERS} users, plateau ${plateauMs} ms`);
+  const item = createSale(STOCK, 0, 'k6 spike', { protection: PROTECTION });
+  console.log(`spike: item ${item.id} (protection ${item.protection}) with ${STOCK} units; up to ${RATE} users/s, ~${USERS} users, plateau ${plateauMs} ms`);
   return { itemId: item.id, stock: STOCK, run: runId() };
+}
+
+// purchase buys once, fetching a fresh ticket first when the sale is
+// protected. It returns the purchase response, or null (after recording an
+// unexpected answer) when the ticket step failed.
+function purchase(token, itemId) {
+  if (PROTECTION === 'none') return buy(token, itemId);
+  const t = fetchTicket(token, itemId, PROTECTION);
+  if (t.hashes > 0) powHashes.add(t.hashes);
+  if (!t.ticket) {
+    unexpectedAnswer('ticket step', t.res);
+    return null;
+  }
+  return buyWithTicket(token, itemId, t.ticket);
 }
 
 let warned = 0;
@@ -165,8 +193,8 @@ export function spikeBuyer(data) {
     unexpectedAnswer('login', res);
     return;
   }
-  const bought = buy(token, data.itemId);
-  if (!judge(bought, true) || bought.status !== 202) return;
+  const bought = purchase(token, data.itemId);
+  if (!bought || !judge(bought, true) || bought.status !== 202) return;
   // Which winners pay is spread evenly over the run, not left to chance, so
   // the paid count is predictable.
   const n = exec.scenario.iterationInTest;
@@ -203,13 +231,15 @@ export function repeatBuyer(data) {
     unexpectedAnswer('login', res);
     return;
   }
-  const first = buy(token, data.itemId);
+  const first = purchase(token, data.itemId);
+  if (!first) return;
   judge(first, true);
   if (first.status !== 202) return;
   const orderId = (json(first) || {}).order_id;
   for (let i = 0; i < 3; i++) {
     sleep(0.1);
-    const again = buy(token, data.itemId);
+    const again = purchase(token, data.itemId);
+    if (!again) continue;
     const code = errorCode(again);
     judge(again, false);
     check(again, {

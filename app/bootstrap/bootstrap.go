@@ -22,6 +22,7 @@ import (
 	"seckill/app/catalog"
 	"seckill/app/cluster"
 	"seckill/app/config"
+	"seckill/app/fairness"
 	"seckill/app/guard"
 	"seckill/app/httpapi"
 	"seckill/app/lifecycle"
@@ -41,6 +42,7 @@ import (
 	"seckill/infra/redisbus"
 	"seckill/infra/rediscache"
 	"seckill/infra/redisdelay"
+	"seckill/infra/redisonce"
 	"seckill/infra/redisrate"
 	"seckill/infra/redisstock"
 )
@@ -103,6 +105,8 @@ type Main struct {
 	Catalog   *catalog.Service
 	Purchase  *purchase.Service
 	Lifecycle *lifecycle.Service
+	// Fair is the fair-sale use case: tickets, proof of work, blocklist.
+	Fair *fairness.Service
 	// Payments is the simulated payment provider the lifecycle charges.
 	Payments *paysim.Provider
 
@@ -189,8 +193,20 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.local = localcache.New(m.shared, localcache.Options{SizeBytes: cfg.LocalCacheMB << 20, TTL: cfg.LocalCacheTTL})
 	m.bus = redisbus.New(m.rdb, eventsChannel(cfg.RedisPrefix), cfg.InstanceID)
 	m.delay = redisdelay.New(m.rdb, delayKey(cfg.RedisPrefix), redisdelay.Options{})
+	m.Fair = fairness.New(fairness.Deps{
+		Items: m.local, Once: redisonce.New(m.rdb, cfg.RedisPrefix), Blocks: m.store,
+		// The coordinator is built next, with the service as its blocklist.
+		Broadcast: func(u sale.UserID, blocked bool) { m.coord.Blocked(u, blocked) }, Log: m.Log,
+	}, fairness.Options{
+		Secret: secret, TicketTTL: cfg.TicketTTL, TicketLead: cfg.TicketLead, ChallengeTTL: cfg.ChallengeTTL,
+		MinDifficulty: cfg.PowMinDifficulty, MaxDifficulty: cfg.PowMaxDifficulty, Window: cfg.PowWindow,
+		AdmittedRate: cfg.ItemRate, RefreshEvery: cfg.BlocklistRefresh,
+	})
+	if err := m.Fair.Reload(ctx); err != nil {
+		return err
+	}
 	m.coord = cluster.New(cluster.Deps{
-		Bus: busAdapter{m.bus}, Shared: m.shared, Local: m.local, Flags: m.shield, Delay: m.delay,
+		Bus: busAdapter{m.bus}, Shared: m.shared, Local: m.local, Flags: m.shield, Delay: m.delay, Blocks: m.Fair,
 		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
 		// The lifecycle is built below, with the coordinator's StockBack;
 		// the delay queue starts only after both exist.
@@ -224,6 +240,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	deps := purchase.Deps{
 		Items: m.local, Ledger: m.Overrides.reserver(m.gLedger, m.ledger, m.rdb, cfg.RedisPrefix), Queue: m.dispatch, Shield: m.shield,
 		Pending: m.gLedger, Book: m.gStore, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
+		Fair: m.Fair,
 	}
 	// A lab's naive components (Overrides), each behind the port it swaps.
 	if ov := m.Overrides; ov.Queue != nil {
@@ -253,7 +270,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.bgCancel = cancel
 	m.goBG(func() {
 		_ = m.bus.Run(bgCtx, func(e redisbus.Event) {
-			m.coord.Handle(cluster.Event{Kind: string(e.Kind), Item: e.Item, Gen: e.Gen, Sender: e.Sender})
+			m.coord.Handle(cluster.Event{Kind: string(e.Kind), Item: e.Item, Gen: e.Gen, User: e.User, Sender: e.Sender})
 		}, m.coord.Resubscribed)
 	})
 	// Serve nothing before the subscription is live: an invalidation or a
@@ -263,6 +280,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	m.goBG(func() { _ = m.delay.Run(bgCtx, m.coord.RunTask) })
 	m.goBG(func() { sweepUsers(bgCtx, m.shield) })
+	m.goBG(func() { m.Fair.Run(bgCtx) })
 	if m.Roles.API {
 		if m.Overrides.Queue == nil {
 			m.goBG(func() { m.relay.Run(bgCtx) })
@@ -457,7 +475,7 @@ func (m *Main) serveHTTP(secret string) error {
 		h = httpapi.Ops(m.metrics, checks, m.Log)
 	} else {
 		h = httpapi.New(httpapi.Deps{
-			Purchase: m.Purchase, Catalog: m.Catalog, Lifecycle: m.Lifecycle,
+			Purchase: m.Purchase, Catalog: m.Catalog, Lifecycle: m.Lifecycle, Fair: m.Fair,
 			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
 			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout, AccessLog: cfg.AccessLog,
@@ -677,6 +695,7 @@ func RedisKeyPatterns(prefix string, item sale.ItemID, user sale.UserID) []strin
 	out = append(out, rediscache.KeyPatterns(prefix, item)...)
 	out = append(out, redisdelay.KeyPatterns(delayKey(prefix))...)
 	out = append(out, redisrate.KeyPatterns(prefix, user)...)
+	out = append(out, redisonce.KeyPatterns(prefix, "challenge:<challenge id>")...)
 	return append(out, eventsChannel(prefix), seedLockKey(prefix))
 }
 
@@ -697,7 +716,7 @@ func (l returnLedger) Return(ctx context.Context, ids ...sale.OrderID) ([]lifecy
 type busAdapter struct{ b *redisbus.Bus }
 
 func (a busAdapter) Publish(ctx context.Context, e cluster.Event) error {
-	return a.b.Publish(ctx, redisbus.Event{Kind: redisbus.Kind(e.Kind), Item: e.Item, Gen: e.Gen})
+	return a.b.Publish(ctx, redisbus.Event{Kind: redisbus.Kind(e.Kind), Item: e.Item, Gen: e.Gen, User: e.User})
 }
 
 // Shield exposes this instance's shield, for tests that check its flags.

@@ -13,6 +13,7 @@ func (m *Main) registerMetrics() {
 	bi := buildinfo.Read()
 	r.Info("seckill_build_info", "The running build: version, commit and Go toolchain (always 1).",
 		map[string]string{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion})
+	r.GaugeFunc("seckill_blocklist_size", "Users on this instance's copy of the fair-sale blocklist.", func() float64 { return float64(m.Fair.BlockedCount()) })
 	// One series per backend role, told apart by the backend label.
 	for _, b := range m.breakers.all() {
 		b := b

@@ -41,12 +41,16 @@ func (m *Main) seedDemo(ctx context.Context) error {
 			Description: "Hot-swappable, 75% layout. One per customer.",
 			PriceCents:  4999, Stock: 100,
 			StartsAt: now.Add(-time.Minute), EndsAt: now.Add(24 * time.Hour),
+			// The demo shows the fair sale: the page solves a proof of
+			// work for a ticket before it buys (docs/FAIRNESS.md).
+			Protection: sale.ProtectionPoW,
 		},
 		{
 			Name:        "Noise-cancelling headphones",
 			Description: "Opens one minute after start. One per customer.",
 			PriceCents:  8999, Stock: 50,
 			StartsAt: now.Add(time.Minute), EndsAt: now.Add(24 * time.Hour),
+			Protection: sale.ProtectionPoW,
 		},
 	}
 	for _, d := range drafts {

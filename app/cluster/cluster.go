@@ -1,7 +1,8 @@
 // Package cluster keeps the instances of one deployment in step. It carries
-// two kinds of news between them over a broadcast bus: "drop your local copy
-// of item N" (cache invalidation) and "item N sold out / got stock back at
-// generation G" (the shield's sold-out flags). It also runs the second
+// three kinds of news between them over a broadcast bus: "drop your local
+// copy of item N" (cache invalidation), "item N sold out / got stock back at
+// generation G" (the shield's sold-out flags) and "user U was blocked /
+// unblocked" (the fair-sale blocklist). It also runs the second
 // delete of a delayed double delete from a durable delay queue, so the
 // delete happens even if the instance that scheduled it dies.
 //
@@ -28,6 +29,8 @@ const (
 	KindInvalidate = "invalidate"
 	KindSoldOut    = "soldout"
 	KindRestocked  = "restocked"
+	KindBlocked    = "blocked"
+	KindUnblocked  = "unblocked"
 )
 
 // Event is one broadcast message.
@@ -35,6 +38,7 @@ type Event struct {
 	Kind   string
 	Item   sale.ItemID
 	Gen    int64
+	User   sale.UserID // the user of a blocklist event
 	Sender string
 }
 
@@ -57,6 +61,12 @@ type flags interface {
 	Forget()
 }
 
+// blocklist is this instance's copy of the fair-sale blocklist.
+type blocklist interface {
+	Apply(user sale.UserID, blocked bool)
+	Reload(ctx context.Context) error
+}
+
 type scheduler interface {
 	Schedule(ctx context.Context, task string, at time.Time) error
 }
@@ -68,6 +78,9 @@ type Deps struct {
 	Local  localCache  // this instance's freecache
 	Flags  flags       // this instance's shield
 	Delay  scheduler
+	// Blocks, if set, is this instance's blocklist copy, kept in step with
+	// the others like the sold-out flags.
+	Blocks blocklist
 	// SecondDelete is the delay of the second delete.
 	SecondDelete time.Duration
 	// Tasks, if set, runs the delay-queue tasks of other use cases (the
@@ -157,6 +170,19 @@ func (c *Coordinator) publish(e Event) {
 	}()
 }
 
+// Blocked applies a blocklist change here and broadcasts it to every other
+// instance, so each refuses the user without a round trip.
+func (c *Coordinator) Blocked(user sale.UserID, blocked bool) {
+	kind := KindUnblocked
+	if blocked {
+		kind = KindBlocked
+	}
+	if c.d.Blocks != nil {
+		c.d.Blocks.Apply(user, blocked)
+	}
+	c.publish(Event{Kind: kind, User: user})
+}
+
 // Handle applies an event from the bus to this instance.
 func (c *Coordinator) Handle(e Event) {
 	switch e.Kind {
@@ -166,6 +192,10 @@ func (c *Coordinator) Handle(e Event) {
 		c.d.Flags.MarkSoldOut(e.Item, e.Gen, c.d.Now())
 	case KindRestocked:
 		c.d.Flags.StockBack(e.Item, e.Gen)
+	case KindBlocked, KindUnblocked:
+		if c.d.Blocks != nil {
+			c.d.Blocks.Apply(e.User, e.Kind == KindBlocked)
+		}
 	default:
 		c.d.Log.Warn("unknown broadcast ignored", "kind", e.Kind)
 	}
@@ -176,5 +206,16 @@ func (c *Coordinator) Handle(e Event) {
 func (c *Coordinator) Resubscribed() {
 	c.d.Local.Flush()
 	c.d.Flags.Forget()
-	c.d.Log.Info("broadcast bus reconnected; local cache and sold-out flags flushed")
+	if c.d.Blocks != nil {
+		// A block broadcast while disconnected is lost: read the durable
+		// list again, off the bus's goroutine.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := c.d.Blocks.Reload(ctx); err != nil {
+				c.d.Log.Warn("blocklist reload after reconnect failed; the periodic reload will retry", "err", err)
+			}
+		}()
+	}
+	c.d.Log.Info("broadcast bus reconnected; local cache and sold-out flags flushed, blocklist reloaded")
 }

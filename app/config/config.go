@@ -76,6 +76,15 @@ type Config struct {
 	MaxInFlight int
 	SoldOutTTL  time.Duration
 
+	// Fair sales (app/fairness, docs/FAIRNESS.md)
+	TicketTTL        time.Duration
+	TicketLead       time.Duration
+	ChallengeTTL     time.Duration
+	PowMinDifficulty int
+	PowMaxDifficulty int
+	PowWindow        time.Duration
+	BlocklistRefresh time.Duration
+
 	// Read path
 	LocalCacheMB      int
 	LocalCacheTTL     time.Duration
@@ -146,6 +155,14 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.UserLimiter, "user-limiter", "local", "where the per-user limit is kept: local (per instance) or redis (shared, GCRA)")
 	fs.IntVar(&c.MaxInFlight, "max-inflight", 4096, "purchases in progress per instance before new ones get 503 at once")
 	fs.DurationVar(&c.SoldOutTTL, "soldout-ttl", 2*time.Second, "how long a local sold-out flag is trusted before Redis is asked again")
+
+	fs.DurationVar(&c.TicketTTL, "ticket-ttl", 30*time.Second, "lifetime of a purchase ticket for a protected item (at most 60s)")
+	fs.DurationVar(&c.TicketLead, "ticket-lead", 30*time.Second, "how long before a protected sale opens its tickets and challenges are issued")
+	fs.DurationVar(&c.ChallengeTTL, "challenge-ttl", 60*time.Second, "how long a client has to solve a proof-of-work challenge")
+	fs.IntVar(&c.PowMinDifficulty, "pow-min-difficulty", 16, "base proof-of-work difficulty, in leading zero bits of SHA-256 (2^n hashes expected): asked while an item's pressure is at most its purchase rate")
+	fs.IntVar(&c.PowMaxDifficulty, "pow-max-difficulty", 20, "highest proof-of-work difficulty; one bit is added per doubling of an item's pressure beyond its purchase rate")
+	fs.DurationVar(&c.PowWindow, "pow-window", 5*time.Second, "sliding window over which an item's purchase pressure (challenges and purchases per second on this instance) is measured")
+	fs.DurationVar(&c.BlocklistRefresh, "blocklist-refresh", 30*time.Second, "how often each instance reloads the blocklist from the database (changes also arrive by broadcast at once)")
 
 	fs.IntVar(&c.LocalCacheMB, "local-cache-mb", 32, "size of the in-process item cache (freecache)")
 	fs.DurationVar(&c.LocalCacheTTL, "local-cache-ttl", 5*time.Second, "lifetime of a local cache entry: the backstop if an invalidation is lost")
@@ -257,6 +274,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--reconcile-every must be positive and --recovery-grace not negative")
 	case c.PaymentWindow < time.Second:
 		return fmt.Errorf("--payment-window must be at least 1s")
+	case c.TicketTTL < time.Second || c.TicketTTL > time.Minute:
+		return fmt.Errorf("--ticket-ttl (%s) must be between 1s and 1m", c.TicketTTL)
+	case c.TicketLead < 0 || c.ChallengeTTL < time.Second || c.PowWindow < time.Second || c.BlocklistRefresh < time.Second:
+		return fmt.Errorf("--ticket-lead must not be negative; --challenge-ttl, --pow-window and --blocklist-refresh must be at least 1s")
+	case c.PowMinDifficulty < 1 || c.PowMaxDifficulty < c.PowMinDifficulty || c.PowMaxDifficulty > 32:
+		return fmt.Errorf("--pow-min-difficulty (%d) and --pow-max-difficulty (%d) must satisfy 1 <= min <= max <= 32", c.PowMinDifficulty, c.PowMaxDifficulty)
 	case c.TokenTTL < time.Minute:
 		return fmt.Errorf("--token-ttl must be at least 1m")
 	case c.AdminToken != "" && len(c.AdminToken) < 16:

@@ -20,6 +20,7 @@ import (
 // ones app/metrics and app/bootstrap register.
 const (
 	purchasesMetric = "seckill_purchases_total"
+	fairnessMetric  = "seckill_fairness_total"
 	latencyMetric   = "seckill_http_request_duration_seconds"
 	lagMetric       = "seckill_worker_lag"
 	// PurchaseRoute is the route template whose latency the dashboard shows.
@@ -38,8 +39,11 @@ type Histogram struct {
 type Sample struct {
 	At        time.Time
 	Purchases map[string]float64 // seckill_purchases_total by outcome
-	Latency   Histogram          // the purchase route's latency, in seconds
-	Lag       float64            // seckill_worker_lag
+	// FairRefused is every refusal of the fair-sale steps (challenge,
+	// ticket) in seckill_fairness_total: every outcome but "issued".
+	FairRefused float64
+	Latency     Histogram // the purchase route's latency, in seconds
+	Lag         float64   // seckill_worker_lag
 }
 
 // Read extracts a Sample from gathered metric families. Families or series
@@ -52,6 +56,12 @@ func Read(families []*dto.MetricFamily, at time.Time) Sample {
 		case purchasesMetric:
 			for _, m := range f.GetMetric() {
 				s.Purchases[label(m, "outcome")] += m.GetCounter().GetValue()
+			}
+		case fairnessMetric:
+			for _, m := range f.GetMetric() {
+				if label(m, "outcome") != "issued" {
+					s.FairRefused += m.GetCounter().GetValue()
+				}
 			}
 		case latencyMetric:
 			for _, m := range f.GetMetric() {
@@ -152,13 +162,17 @@ func Quantile(q float64, prev, cur Histogram) (v float64, ok bool) {
 }
 
 // Rates are purchases per second by outcome. The four named ones are the
-// answers a spike produces (202, 409 sold_out, 429, 503); Other is every
-// other outcome (already_purchased, not_started, ...).
+// answers a spike produces (202, 409 sold_out, 429, 503); Refused is the
+// fair-sale refusals (docs/FAIRNESS.md): purchases answered blocked,
+// ticket_required or invalid_ticket, plus refused challenge and ticket
+// requests; Other is every other outcome (already_purchased, not_started,
+// ...).
 type Rates struct {
 	Accepted    float64 `json:"accepted"`
 	SoldOut     float64 `json:"sold_out"`
 	RateLimited float64 `json:"rate_limited"`
 	Unavailable float64 `json:"unavailable"`
+	Refused     float64 `json:"refused"`
 	Other       float64 `json:"other"`
 }
 
@@ -211,10 +225,13 @@ func Between(prev, cur Sample) (Rates, Latency) {
 			r.RateLimited += x
 		case "unavailable":
 			r.Unavailable += x
+		case "blocked", "ticket_required", "invalid_ticket":
+			r.Refused += x
 		default:
 			r.Other += x
 		}
 	}
+	r.Refused += Rate(prev.FairRefused, cur.FairRefused, dt)
 	var l Latency
 	if v, ok := Quantile(0.5, prev.Latency, cur.Latency); ok {
 		ms := v * 1000

@@ -180,3 +180,28 @@ func TestSamplerReportsStockErrors(t *testing.T) {
 		t.Errorf("frame = %+v; want the error, the lag, and an empty item list", f)
 	}
 }
+
+// TestBetweenFairRefusals: the fair-sale refusals of purchases and of the
+// challenge and ticket steps are one "refused" rate, apart from other.
+func TestBetweenFairRefusals(t *testing.T) {
+	t.Parallel()
+	r := prometheus.NewRegistry()
+	purchases := prometheus.NewCounterVec(prometheus.CounterOpts{Name: purchasesMetric}, []string{"outcome"})
+	fair := prometheus.NewCounterVec(prometheus.CounterOpts{Name: fairnessMetric}, []string{"step", "outcome"})
+	r.MustRegister(purchases, fair)
+	fams, _ := r.Gather()
+	prev := Read(fams, time.Unix(10, 0))
+	purchases.WithLabelValues("ticket_required").Add(6)
+	purchases.WithLabelValues("invalid_ticket").Add(4)
+	purchases.WithLabelValues("blocked").Add(2)
+	purchases.WithLabelValues("not_started").Add(2)
+	fair.WithLabelValues("ticket", "invalid_challenge").Add(6)
+	fair.WithLabelValues("challenge", "blocked").Add(2)
+	fair.WithLabelValues("ticket", "issued").Add(100) // not a refusal
+	fams, _ = r.Gather()
+	cur := Read(fams, time.Unix(12, 0))
+	got, _ := Between(prev, cur)
+	if want := (Rates{Refused: 10, Other: 1}); got != want {
+		t.Fatalf("rates = %+v, want %+v", got, want)
+	}
+}

@@ -239,6 +239,7 @@ type browserSaleDraft struct {
 	Stock       int64     `json:"stock"`
 	StartsAt    time.Time `json:"starts_at"`
 	EndsAt      time.Time `json:"ends_at"`
+	Protection  string    `json:"protection,omitempty"`
 }
 
 // browserItem is the part of an item the test reads.

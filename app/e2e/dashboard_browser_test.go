@@ -50,6 +50,8 @@ func TestBrowserDashboard(t *testing.T) {
 	// lasts a few of the page's one-second frames instead of one.
 	const wave = 25
 	var accepted, soldOut atomic.Int64
+	var statusMu sync.Mutex
+	statuses := map[int]int{}
 	spikeDone := make(chan struct{})
 	go func() {
 		defer close(spikeDone)
@@ -64,7 +66,11 @@ func TestBrowserDashboard(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					switch dashboardBuy(base, item, tok) {
+					code := dashboardBuy(base, item, tok)
+					statusMu.Lock()
+					statuses[code]++
+					statusMu.Unlock()
+					switch code {
 					case http.StatusAccepted:
 						accepted.Add(1)
 					case http.StatusConflict:
@@ -96,7 +102,9 @@ func TestBrowserDashboard(t *testing.T) {
 		_ = os.WriteFile(filepath.Join(t.TempDir(), "dashboard.png"), shot, 0o644)
 	}
 	if accepted.Load() != stock || soldOut.Load() == 0 {
-		t.Errorf("spike: %d accepted, %d sold out; want %d accepted and some sold out", accepted.Load(), soldOut.Load(), stock)
+		statusMu.Lock()
+		t.Errorf("spike: %d accepted, %d sold out (statuses %v); want %d accepted and some sold out", accepted.Load(), soldOut.Load(), statuses, stock)
+		statusMu.Unlock()
 	}
 	tab.waitUntil("the chart keeps growing", 10*time.Second, fmt.Sprintf(`%s >= %d`, points, before+3))
 	tab.waitUntil("the confirmed orders reach the sale's stock", 20*time.Second,

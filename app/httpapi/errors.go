@@ -11,6 +11,7 @@ import (
 
 	"seckill/app/auth"
 	"seckill/app/catalog"
+	"seckill/app/fairness"
 	"seckill/app/guard"
 	"seckill/app/lifecycle"
 	"seckill/app/purchase"
@@ -54,6 +55,10 @@ var errorTable = []errorRow{
 	{sale.ErrOrderNotFound, http.StatusNotFound, "not_found", "no such order", false},
 	{errRouteNotFound, http.StatusNotFound, "not_found", "no such route", false},
 	{errMethod, http.StatusMethodNotAllowed, "method_not_allowed", "this route does not take that method", false},
+	{sale.ErrBlocked, http.StatusForbidden, "blocked", "this account may not buy: it is on the blocklist", false},
+	{sale.ErrTicketRequired, http.StatusForbidden, "ticket_required", "this sale needs a purchase ticket: POST /api/v1/items/{id}/ticket, then send {\"ticket\": \"...\"} with the purchase", false},
+	{sale.ErrInvalidTicket, http.StatusForbidden, "invalid_ticket", "the ticket is not valid for you and this item, has expired, or was already used: fetch a fresh one", false},
+	{sale.ErrInvalidChallenge, http.StatusForbidden, "invalid_challenge", "the proof of work was refused: the challenge is not yours, has expired or was used, or the nonce does not reach its difficulty; fetch a fresh challenge", false},
 	{sale.ErrNotStarted, http.StatusForbidden, "not_started", "the sale has not started yet", false},
 	{sale.ErrEnded, http.StatusForbidden, "ended", "the sale has ended", false},
 	{sale.ErrSoldOut, http.StatusConflict, "sold_out", "sold out", false},
@@ -68,6 +73,7 @@ var errorTable = []errorRow{
 	{purchase.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{lifecycle.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
+	{fairness.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 }
 
 // fixedBodies holds the rendered JSON of every row with a fixed message, so

@@ -12,18 +12,19 @@ import (
 
 // itemJSON is the public shape of an item.
 type itemJSON struct {
-	ID           sale.ItemID `json:"id"`
-	Name         string      `json:"name"`
-	Description  string      `json:"description"`
-	PriceCents   int64       `json:"price_cents"`
-	StockTotal   int64       `json:"stock_total"`
-	StockLeft    *int64      `json:"stock_left"` // null: the stock ledger cannot be read now
-	StartsAt     time.Time   `json:"starts_at"`
-	EndsAt       time.Time   `json:"ends_at"`
-	Status       sale.Status `json:"status"`
-	PurchaseRate int64       `json:"purchase_rate"`
-	StockBuckets int         `json:"stock_buckets"`
-	Version      int64       `json:"version"`
+	ID           sale.ItemID     `json:"id"`
+	Name         string          `json:"name"`
+	Description  string          `json:"description"`
+	PriceCents   int64           `json:"price_cents"`
+	StockTotal   int64           `json:"stock_total"`
+	StockLeft    *int64          `json:"stock_left"` // null: the stock ledger cannot be read now
+	StartsAt     time.Time       `json:"starts_at"`
+	EndsAt       time.Time       `json:"ends_at"`
+	Status       sale.Status     `json:"status"`
+	PurchaseRate int64           `json:"purchase_rate"`
+	StockBuckets int             `json:"stock_buckets"`
+	Protection   sale.Protection `json:"protection"`
+	Version      int64           `json:"version"`
 }
 
 func toItemJSON(v catalog.View) itemJSON {
@@ -35,7 +36,8 @@ func toItemJSON(v catalog.View) itemJSON {
 		ID: v.Item.ID, Name: v.Item.Name, Description: v.Item.Description,
 		PriceCents: v.Item.PriceCents, StockTotal: v.Item.StockTotal, StockLeft: left,
 		StartsAt: v.Item.StartsAt, EndsAt: v.Item.EndsAt, Status: v.Status,
-		PurchaseRate: v.Item.PurchaseRate, StockBuckets: v.Item.Buckets(), Version: v.Item.Version,
+		PurchaseRate: v.Item.PurchaseRate, StockBuckets: v.Item.Buckets(), Protection: v.Item.Protection.OrNone(),
+		Version: v.Item.Version,
 	}
 }
 
@@ -142,7 +144,18 @@ func (s *server) purchase(c *gin.Context) {
 		s.Metrics.Purchase("invalid_request")
 		return
 	}
-	o, err := s.Purchase.Buy(c.Request.Context(), userOf(c), id)
+	// The body is optional: only a protected item's purchase needs one,
+	// {"ticket": "..."}, so an unprotected purchase reads nothing.
+	var req struct {
+		Ticket string `json:"ticket"`
+	}
+	if hasBody(c) {
+		if err := decodeJSON(c, &req); err != nil {
+			s.Metrics.Purchase(s.writeError(c, err))
+			return
+		}
+	}
+	o, err := s.Purchase.BuyWithTicket(c.Request.Context(), userOf(c), id, req.Ticket)
 	if err != nil {
 		s.Metrics.Purchase(s.writeError(c, err))
 		return
@@ -182,7 +195,7 @@ func (s *server) payOrder(c *gin.Context) {
 	var req struct {
 		PaymentRef string `json:"payment_ref"`
 	}
-	if c.Request.Body != nil && c.Request.Body != http.NoBody && c.Request.ContentLength != 0 {
+	if hasBody(c) {
 		if err := decodeJSON(c, &req); err != nil {
 			s.writeError(c, err)
 			return
@@ -199,6 +212,11 @@ func (s *server) payOrder(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, toOrderJSON(o))
+}
+
+// hasBody reports whether the request carries a body to decode.
+func hasBody(c *gin.Context) bool {
+	return c.Request.Body != nil && c.Request.Body != http.NoBody && c.Request.ContentLength != 0
 }
 
 // cancelOrder cancels the caller's confirmed order; it takes no body.
@@ -227,7 +245,8 @@ func (s *server) createItem(c *gin.Context) {
 		PurchaseRate int64     `json:"purchase_rate"`
 		// StockBuckets splits a hot item's stock over several Redis
 		// slots; absent means 1, and an explicit 0 is refused.
-		StockBuckets *int `json:"stock_buckets"`
+		StockBuckets *int   `json:"stock_buckets"`
+		Protection   string `json:"protection"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
@@ -241,9 +260,15 @@ func (s *server) createItem(c *gin.Context) {
 			return
 		}
 	}
+	prot, err := sale.ParseProtection(req.Protection)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	v, err := s.Catalog.Create(c.Request.Context(), sale.Draft{
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents, Stock: req.Stock,
-		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate, StockBuckets: buckets,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
+		StockBuckets: buckets, Protection: prot,
 	})
 	if err != nil {
 		s.writeError(c, err)
@@ -265,14 +290,25 @@ func (s *server) patchItem(c *gin.Context) {
 		StartsAt     *time.Time `json:"starts_at"`
 		EndsAt       *time.Time `json:"ends_at"`
 		PurchaseRate *int64     `json:"purchase_rate"`
+		Protection   *string    `json:"protection"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
+	var prot *sale.Protection
+	if req.Protection != nil {
+		// "" is not a choice in a patch: name the protection wanted.
+		p, err := sale.ParseProtection(*req.Protection)
+		if err != nil || *req.Protection == "" {
+			s.writeError(c, &sale.ValidationError{Field: "protection", Reason: "must be none, ticket or pow"})
+			return
+		}
+		prot = &p
+	}
 	v, err := s.Catalog.Update(c.Request.Context(), id, sale.Patch{
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents,
-		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
+		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate, Protection: prot,
 	})
 	if err != nil {
 		s.writeError(c, err)

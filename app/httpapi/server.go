@@ -22,6 +22,7 @@ import (
 
 	"seckill/app/auth"
 	"seckill/app/catalog"
+	"seckill/app/fairness"
 	"seckill/app/lifecycle"
 	"seckill/app/metrics"
 	"seckill/app/purchase"
@@ -62,6 +63,7 @@ type Deps struct {
 	Purchase   *purchase.Service
 	Catalog    *catalog.Service
 	Lifecycle  *lifecycle.Service
+	Fair       *fairness.Service
 	Signer     *auth.Signer
 	AdminToken string
 	Metrics    *metrics.Metrics
@@ -115,6 +117,8 @@ func New(d Deps) *gin.Engine {
 	v1.GET("/items/:id", s.getItem)
 	v1.GET("/dashboard/stream", newDashboardStream(s))
 	v1.POST("/items/:id/purchase", s.requireUser, s.purchase)
+	v1.GET("/items/:id/challenge", s.requireUser, s.challenge)
+	v1.POST("/items/:id/ticket", s.requireUser, s.ticket)
 	v1.GET("/orders/:order_id", s.requireUser, s.getOrder)
 	v1.POST("/orders/:order_id/pay", s.requireUser, s.payOrder)
 	v1.POST("/orders/:order_id/cancel", s.requireUser, s.cancelOrder)
@@ -124,6 +128,9 @@ func New(d Deps) *gin.Engine {
 	admin.PATCH("/items/:id", s.patchItem)
 	admin.POST("/items/:id/restock", s.restock)
 	admin.GET("/items/:id/stats", s.stats)
+	admin.GET("/blocklist", s.blocklist)
+	admin.POST("/blocklist/:user_id", s.block)
+	admin.DELETE("/blocklist/:user_id", s.unblock)
 
 	if d.Web != nil {
 		r.GET("/", gin.WrapH(d.Web))

@@ -22,6 +22,7 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpLatency  *prometheus.HistogramVec
 	purchases    *prometheus.CounterVec
+	fairness     *prometheus.CounterVec
 	WorkerBatch  prometheus.Histogram
 }
 
@@ -42,12 +43,15 @@ func New() *Metrics {
 		purchases: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "seckill_purchases_total", Help: "Purchase attempts by outcome: accepted or the error code returned.",
 		}, []string{"outcome"}),
+		fairness: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seckill_fairness_total", Help: "Fair-sale steps (challenge, ticket) by outcome: issued or the error code returned. Purchases refused as blocked, ticket_required or invalid_ticket are in seckill_purchases_total.",
+		}, []string{"step", "outcome"}),
 		WorkerBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "seckill_worker_batch_size", Help: "Orders per worker batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
 	}
-	r.MustRegister(m.httpRequests, m.httpLatency, m.purchases, m.WorkerBatch)
+	r.MustRegister(m.httpRequests, m.httpLatency, m.purchases, m.fairness, m.WorkerBatch)
 	return m
 }
 
@@ -59,6 +63,9 @@ func (m *Metrics) ObserveHTTP(route, method string, status int, d time.Duration)
 
 // Purchase records one purchase outcome.
 func (m *Metrics) Purchase(outcome string) { m.purchases.WithLabelValues(outcome).Inc() }
+
+// Fairness records one answer of a fair-sale step ("challenge", "ticket").
+func (m *Metrics) Fairness(step, outcome string) { m.fairness.WithLabelValues(step, outcome).Inc() }
 
 // CounterFunc registers a counter read from fn at scrape time.
 func (m *Metrics) CounterFunc(name, help string, fn func() float64) {

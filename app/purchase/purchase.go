@@ -61,6 +61,13 @@ type sharedUserLimiter interface {
 	Allow(ctx context.Context, user sale.UserID) (bool, error)
 }
 
+// gate is the fair-sale check (app/fairness): the blocklist, decided from
+// memory, and the ticket of a protected item, checked without state.
+type gate interface {
+	Blocked(user sale.UserID) bool
+	Admit(user sale.UserID, it sale.Item, ticket string, now time.Time) (sale.Ticket, error)
+}
+
 // Deps are the collaborators of the purchase use case.
 type Deps struct {
 	Items  sale.ItemReader // cached item data (window, price, rate)
@@ -80,7 +87,10 @@ type Deps struct {
 	// OnLedgerMissing, if set, is told when the ledger has no sale for an
 	// item the catalog knows: the ledger lost it, and it must be rebuilt.
 	OnLedgerMissing func(item sale.ItemID)
-	Now             func() time.Time
+	// Fair, if set, refuses blocked users and checks the tickets of
+	// protected items; without it every item sells as protection none.
+	Fair gate
+	Now  func() time.Time
 }
 
 // Service runs purchases. It is safe for concurrent use.
@@ -114,12 +124,27 @@ func New(d Deps) *Service {
 // *sale.AlreadyPurchasedError, or ErrUnavailable. A returned order is
 // already recorded in the ledger's outbox, so it is never lost.
 func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (sale.Order, error) {
+	return s.BuyWithTicket(ctx, user, item, "")
+}
+
+// BuyWithTicket is Buy with the purchase ticket the client sent ("" for
+// none). It also returns sale.ErrBlocked for a blocked user, and for a
+// protected item sale.ErrTicketRequired (no ticket) or sale.ErrInvalidTicket
+// (forged, expired, someone else's, another item's, or already used). A
+// ticket is used up only when the ledger is reached and the window admits
+// the order, so a user refused before that (429, 503) keeps it.
+func (s *Service) BuyWithTicket(ctx context.Context, user sale.UserID, item sale.ItemID, ticket string) (sale.Order, error) {
 	release, err := s.d.Shield.Enter()
 	if err != nil {
 		return sale.Order{}, err
 	}
 	defer release()
 
+	// A blocked user hears "blocked" whatever state the sale is in, and
+	// costs nothing but a map lookup.
+	if s.d.Fair != nil && s.d.Fair.Blocked(user) {
+		return sale.Order{}, sale.ErrBlocked
+	}
 	now := s.d.Now()
 	// The sold-out flag needs nothing but the item id, so it answers the
 	// largest class of doomed requests before any other work, and a repeat
@@ -140,6 +165,14 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 	if err := it.CheckWindow(now); err != nil {
 		return sale.Order{}, err
 	}
+	// The ticket is checked before any budget is spent, so a bot that
+	// skips it uses up neither the item's tokens nor its own.
+	var tk sale.Ticket
+	if s.d.Fair != nil {
+		if tk, err = s.d.Fair.Admit(user, it, ticket, now); err != nil {
+			return sale.Order{}, err
+		}
+	}
 	// Beyond the hot key's rate the request is doomed whoever sends it:
 	// refuse it before the user's bucket is even looked up.
 	if s.d.Shield.ItemExhausted(item, float64(it.PurchaseRate), now) {
@@ -156,6 +189,7 @@ func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (
 
 	o := sale.NewOrder(it, user, now)
 	o.RequestID = reqid.From(ctx)
+	o.Ticket = tk
 	s.ledgerCalls.Add(1)
 	res, err := s.d.Ledger.Reserve(ctx, o)
 	if err != nil {

@@ -239,3 +239,62 @@ func TestStockMovingIsUnavailableNotSoldOut(t *testing.T) {
 		t.Fatalf("ledger calls %d, queued %d, sold-out broadcasts %v; want 3, 0, none", l.calls.Load(), len(q.got), *soldOut)
 	}
 }
+
+// fakeGate blocks "mallory" and wants ticket "good" for protected items.
+type fakeGate struct{}
+
+func (fakeGate) Blocked(u sale.UserID) bool { return u == "mallory" }
+func (fakeGate) Admit(_ sale.UserID, it sale.Item, ticket string, _ time.Time) (sale.Ticket, error) {
+	switch {
+	case !it.Protection.NeedsTicket():
+		return sale.Ticket{}, nil
+	case ticket == "":
+		return sale.Ticket{}, sale.ErrTicketRequired
+	case ticket != "good":
+		return sale.Ticket{}, sale.ErrInvalidTicket
+	}
+	return sale.Ticket{ID: "t1", ExpiresAt: t0.Add(time.Minute)}, nil
+}
+
+// TestFairRefusalsAreLocal: a blocked user and a protected purchase without
+// a good ticket are refused before the ledger and before any rate budget is
+// spent; a good ticket reaches the ledger on the order.
+func TestFairRefusalsAreLocal(t *testing.T) {
+	t.Parallel()
+	l := &fakeLedger{outcome: sale.Accepted}
+	prot := sale.Item{ID: 4, Name: "fair", PriceCents: 500, StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour), Protection: sale.ProtectionTicket}
+	q := &queue{}
+	// A user budget of one attempt: if a refusal spent it, the good
+	// purchase at the end would be rate limited.
+	s := New(Deps{
+		Items:  items{1: {ID: 1, Name: "open", StartsAt: t0.Add(-time.Hour), EndsAt: t0.Add(time.Hour)}, 4: prot},
+		Ledger: l, Queue: q, Shield: shield.New(shield.Options{UserRate: 0.001, UserBurst: 1}),
+		Fair: fakeGate{}, Now: func() time.Time { return t0 },
+	})
+	ctx := context.Background()
+	for _, c := range []struct {
+		user   sale.UserID
+		item   sale.ItemID
+		ticket string
+		want   error
+	}{
+		{"mallory", 1, "", sale.ErrBlocked},
+		{"mallory", 404, "", sale.ErrBlocked}, // blocked wins over everything
+		{"alice", 4, "", sale.ErrTicketRequired},
+		{"alice", 4, "forged", sale.ErrInvalidTicket},
+		{"alice", 4, "forged", sale.ErrInvalidTicket},
+	} {
+		if _, err := s.BuyWithTicket(ctx, c.user, c.item, c.ticket); !errors.Is(err, c.want) {
+			t.Errorf("%s item %d ticket %q: %v, want %v", c.user, c.item, c.ticket, err, c.want)
+		}
+	}
+	if l.calls.Load() != 0 {
+		t.Fatalf("fair refusals reached the ledger %d times", l.calls.Load())
+	}
+	if _, err := s.BuyWithTicket(ctx, "alice", 4, "good"); err != nil {
+		t.Fatalf("good ticket after refusals: %v (a refusal spent the user's budget?)", err)
+	}
+	if len(q.got) != 1 || q.got[0].Ticket.ID != "t1" {
+		t.Fatalf("queued %+v, want the order with ticket t1", q.got)
+	}
+}

@@ -43,6 +43,18 @@ var (
 	ErrOrderFailed = errors.New("order failed")
 	// ErrAlreadyPaid means a paid order cannot be cancelled.
 	ErrAlreadyPaid = errors.New("order already paid")
+	// ErrTicketRequired means the item's sale is protected and the purchase
+	// carried no ticket; nothing was reserved.
+	ErrTicketRequired = errors.New("ticket required")
+	// ErrInvalidTicket means the purchase's ticket is forged, expired,
+	// issued to another user or item, or already used; nothing was reserved.
+	ErrInvalidTicket = errors.New("invalid ticket")
+	// ErrInvalidChallenge means a proof of work was refused: the challenge
+	// is forged, expired, someone else's, already used, or the nonce does
+	// not reach its difficulty. No ticket was issued.
+	ErrInvalidChallenge = errors.New("invalid challenge")
+	// ErrBlocked means the user is on the blocklist and may not buy.
+	ErrBlocked = errors.New("user blocked")
 )
 
 // ValidationError names the field that broke a rule. It matches ErrInvalid.

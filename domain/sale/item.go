@@ -64,6 +64,9 @@ type Item struct {
 	// creation and never changed, because every order id and every buyer's
 	// record is placed by it. 0 in an Item read from an older store means 1.
 	StockBuckets int
+	// Protection is how the sale guards against bots; ProtectionNone for a
+	// plain sale.
+	Protection Protection
 	// Version increases by one on every change to the item's data, so a
 	// cached copy can be told apart from a newer one.
 	Version   int64
@@ -82,6 +85,8 @@ type Draft struct {
 	PurchaseRate int64
 	// StockBuckets is the item's stock buckets; 0 means 1.
 	StockBuckets int
+	// Protection is "" (none), "none", "ticket" or "pow".
+	Protection Protection
 }
 
 // NewItem checks a draft and returns the item it describes, with StockLeft
@@ -98,10 +103,14 @@ func NewItem(d Draft) (Item, error) {
 		EndsAt:       d.EndsAt.UTC().Truncate(time.Millisecond),
 		PurchaseRate: d.PurchaseRate,
 		StockBuckets: d.StockBuckets,
+		Protection:   d.Protection,
 		Version:      1,
 	}
 	if it.StockBuckets == 0 {
 		it.StockBuckets = 1
+	}
+	if it.Protection == "" {
+		it.Protection = ProtectionNone
 	}
 	if err := it.Validate(); err != nil {
 		return Item{}, err
@@ -116,7 +125,7 @@ func NewItem(d Draft) (Item, error) {
 }
 
 // Validate checks the editable fields of an item: name, description, price,
-// window and purchase rate.
+// window, purchase rate and protection.
 func (it Item) Validate() error {
 	n := utf8.RuneCountInString(it.Name)
 	switch {
@@ -137,6 +146,11 @@ func (it Item) Validate() error {
 	case it.PurchaseRate < 0 || it.PurchaseRate > MaxPurchaseRate:
 		return invalid("purchase_rate", "must be between 0 and %d", MaxPurchaseRate)
 	}
+	// "" is accepted as none, so items built before protections existed
+	// (and stores that never set it) stay valid.
+	if _, err := ParseProtection(string(it.Protection)); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -150,12 +164,13 @@ type Patch struct {
 	StartsAt     *time.Time
 	EndsAt       *time.Time
 	PurchaseRate *int64
+	Protection   *Protection
 }
 
 // Empty reports whether the patch changes nothing.
 func (p Patch) Empty() bool {
 	return p.Name == nil && p.Description == nil && p.PriceCents == nil &&
-		p.StartsAt == nil && p.EndsAt == nil && p.PurchaseRate == nil
+		p.StartsAt == nil && p.EndsAt == nil && p.PurchaseRate == nil && p.Protection == nil
 }
 
 // Apply changes the item by the patch, checks the result and bumps Version.
@@ -182,6 +197,9 @@ func (it *Item) Apply(p Patch) error {
 	}
 	if p.PurchaseRate != nil {
 		next.PurchaseRate = *p.PurchaseRate
+	}
+	if p.Protection != nil {
+		next.Protection = *p.Protection
 	}
 	if err := next.Validate(); err != nil {
 		return err

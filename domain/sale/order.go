@@ -202,6 +202,20 @@ type Order struct {
 	// lines can be found in every process it passes; empty when unknown
 	// (an order published again from the ledger). No rule reads it.
 	RequestID string
+	// Ticket is the single-use purchase ticket the order was bought with,
+	// empty for an unprotected item. The ledger consumes it in the same
+	// atomic step as the reservation; it is never stored with the order.
+	Ticket Ticket
+}
+
+// Ticket is the part of a verified purchase ticket the stock ledger needs
+// to consume it exactly once.
+type Ticket struct {
+	// ID is the ticket's unique random id; empty means no ticket.
+	ID string
+	// ExpiresAt is when the ticket stops being valid; the ledger keeps its
+	// "used" mark at least until then.
+	ExpiresAt time.Time
 }
 
 // Decision is one of the three ways a confirmed order can end.

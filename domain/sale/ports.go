@@ -20,6 +20,9 @@ const (
 	// OutcomeStockMoving: a split item's units kept moving between its
 	// buckets while the ledger looked; nothing was reserved (ErrStockMoving).
 	OutcomeStockMoving
+	// OutcomeTicketUsed means the order's ticket was already consumed by
+	// an earlier reservation; the stock was not looked at.
+	OutcomeTicketUsed
 )
 
 // Reservation is the ledger's answer to Reserve.
@@ -52,6 +55,8 @@ func (r Reservation) Err() error {
 		return &AlreadyPurchasedError{OrderID: r.Existing}
 	case OutcomeStockMoving:
 		return ErrStockMoving
+	case OutcomeTicketUsed:
+		return ErrInvalidTicket
 	}
 	return ErrInvalid
 }

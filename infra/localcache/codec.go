@@ -40,6 +40,7 @@ func encodeEntry(kind byte, expires int64, it sale.Item) []byte {
 	b = appendTime(b, it.StartsAt)
 	b = appendTime(b, it.EndsAt)
 	b = binary.AppendVarint(b, it.PurchaseRate)
+	b = appendString(b, string(it.Protection))
 	b = binary.AppendVarint(b, it.Version)
 	b = appendTime(b, it.CreatedAt)
 	b = appendTime(b, it.UpdatedAt)
@@ -71,6 +72,7 @@ func decodeItem(b []byte) (sale.Item, error) {
 		StartsAt:     d.time(),
 		EndsAt:       d.time(),
 		PurchaseRate: d.varint(),
+		Protection:   sale.Protection(d.string()),
 		Version:      d.varint(),
 		CreatedAt:    d.time(),
 		UpdatedAt:    d.time(),

@@ -61,8 +61,8 @@ func (s *Store) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error)
 // stores the result if fn returns nil. It returns ErrNotFound for an unknown
 // id without calling fn, and fn's error unchanged, storing nothing.
 //
-// Only item data is stored: name, description, price, window, purchase rate
-// and Version, as fn left them. ID, stock and CreatedAt stay the store's
+// Only item data is stored: name, description, price, window, purchase
+// rate, protection and Version, as fn left them. ID, stock and CreatedAt stay the store's
 // whatever fn does to them (stock changes only through Restock and
 // Confirm), and UpdatedAt becomes now. A result that breaks Item.Validate is
 // refused with ErrInvalid.
@@ -98,6 +98,7 @@ func (s *Store) UpdateItem(ctx context.Context, id sale.ItemID, fn func(*sale.It
 			"starts_at":     nr.StartsAt,
 			"ends_at":       nr.EndsAt,
 			"purchase_rate": nr.PurchaseRate,
+			"protection":    nr.Protection,
 			"version":       nr.Version,
 			"updated_at":    nr.UpdatedAt,
 		}).Error; err != nil {

@@ -19,6 +19,7 @@ type itemRow struct {
 	EndsAt       time.Time `gorm:"column:ends_at"`
 	PurchaseRate int64     `gorm:"column:purchase_rate"`
 	StockBuckets int       `gorm:"column:stock_buckets"`
+	Protection   string    `gorm:"column:protection"`
 	Version      int64     `gorm:"column:version"`
 	CreatedAt    time.Time `gorm:"column:created_at"`
 	UpdatedAt    time.Time `gorm:"column:updated_at"`
@@ -62,6 +63,15 @@ type restockRow struct {
 
 func (restockRow) TableName() string { return "restocks" }
 
+// blockedRow is one user on the blocklist.
+type blockedRow struct {
+	UserID    string    `gorm:"column:user_id;primaryKey"`
+	Reason    string    `gorm:"column:reason"`
+	BlockedAt time.Time `gorm:"column:blocked_at"`
+}
+
+func (blockedRow) TableName() string { return "blocked_users" }
+
 // dbTime is how every time is stored: UTC, millisecond precision. UTC keeps
 // MySQL DATETIME (which has no zone) unambiguous and keeps SQLite's text
 // timestamps sorting in time order.
@@ -79,6 +89,7 @@ func itemFromDomain(it sale.Item) itemRow {
 		EndsAt:       dbTime(it.EndsAt),
 		PurchaseRate: it.PurchaseRate,
 		StockBuckets: it.Buckets(),
+		Protection:   string(it.Protection.OrNone()),
 		Version:      it.Version,
 		CreatedAt:    dbTime(it.CreatedAt),
 		UpdatedAt:    dbTime(it.UpdatedAt),
@@ -97,6 +108,7 @@ func (r itemRow) toDomain() sale.Item {
 		EndsAt:       r.EndsAt.UTC(),
 		PurchaseRate: r.PurchaseRate,
 		StockBuckets: max(r.StockBuckets, 1),
+		Protection:   sale.Protection(r.Protection).OrNone(),
 		Version:      r.Version,
 		CreatedAt:    r.CreatedAt.UTC(),
 		UpdatedAt:    r.UpdatedAt.UTC(),

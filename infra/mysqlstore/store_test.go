@@ -197,6 +197,8 @@ func TestContract(t *testing.T) {
 		{"MigrateConcurrently", testMigrateConcurrently},
 		{"MigrateWaitsForLock", testMigrateWaitsForLock},
 		{"ContextCanceled", testContextCanceled},
+		{"Blocklist", testBlocklist},
+		{"Protection", testProtection},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {

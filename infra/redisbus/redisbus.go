@@ -40,18 +40,40 @@ const (
 	KindSoldOut Kind = "soldout"
 	// KindRestocked says units came back to the item at stock generation Gen.
 	KindRestocked Kind = "restocked"
+	// KindBlocked says User was put on the blocklist (app/fairness).
+	KindBlocked Kind = "blocked"
+	// KindUnblocked says User was taken off the blocklist.
+	KindUnblocked Kind = "unblocked"
 )
 
 func (k Kind) valid() bool {
-	return k == KindInvalidate || k == KindSoldOut || k == KindRestocked
+	return k == KindInvalidate || k == KindSoldOut || k == KindRestocked || k == KindBlocked || k == KindUnblocked
+}
+
+// aboutUser reports whether events of kind k name a user instead of an item.
+func (k Kind) aboutUser() bool { return k == KindBlocked || k == KindUnblocked }
+
+// wellFormed reports whether e names what its kind needs: a positive item,
+// or for the blocklist kinds a valid user id and no item.
+func (e Event) wellFormed() bool {
+	if !e.Kind.valid() {
+		return false
+	}
+	if e.Kind.aboutUser() {
+		_, err := sale.ParseUserID(string(e.User))
+		return err == nil && e.Item == 0
+	}
+	return e.Item > 0
 }
 
 // Event is one broadcast. Sender is the instance id of the bus that published
 // it; a bus receives its own events too, and can tell them by Sender.
 type Event struct {
-	Kind   Kind
-	Item   sale.ItemID
-	Gen    int64
+	Kind Kind
+	Item sale.ItemID
+	Gen  int64
+	// User is the user a blocklist event is about; empty for item events.
+	User   sale.UserID
 	Sender string
 }
 
@@ -60,6 +82,7 @@ type wireEvent struct {
 	Kind   Kind   `json:"k"`
 	Item   int64  `json:"i"`
 	Gen    int64  `json:"g,omitempty"`
+	User   string `json:"u,omitempty"`
 	Sender string `json:"s"`
 }
 
@@ -105,14 +128,15 @@ func New(rdb redis.UniversalClient, channel, instanceID string) *Bus {
 
 // Publish sends e to every instance subscribed now, this one included, with
 // Sender set to this bus's instance id. It returns an error wrapping
-// sale.ErrInvalid for an unknown kind or an item id that is not positive, and
+// sale.ErrInvalid for an unknown kind, an item id that is not positive (or,
+// for a blocklist event, a bad user id or any item id), and
 // Redis's error if the message was not handed to Redis; it cannot report
 // whether anyone received it.
 func (b *Bus) Publish(ctx context.Context, e Event) error {
-	if !e.Kind.valid() || e.Item <= 0 {
-		return fmt.Errorf("redisbus: publish %q for item %d: %w", e.Kind, e.Item, sale.ErrInvalid)
+	if !e.wellFormed() {
+		return fmt.Errorf("redisbus: publish %q for item %d user %q: %w", e.Kind, e.Item, e.User, sale.ErrInvalid)
 	}
-	payload, err := json.Marshal(wireEvent{Kind: e.Kind, Item: int64(e.Item), Gen: e.Gen, Sender: b.id})
+	payload, err := json.Marshal(wireEvent{Kind: e.Kind, Item: int64(e.Item), Gen: e.Gen, User: string(e.User), Sender: b.id})
 	if err != nil {
 		return fmt.Errorf("redisbus: encode event: %w", err)
 	}
@@ -255,10 +279,11 @@ func decode(payload string) (Event, bool) {
 	if err := json.Unmarshal([]byte(payload), &w); err != nil {
 		return Event{}, false
 	}
-	if !w.Kind.valid() || w.Item <= 0 || w.Sender == "" {
+	e := Event{Kind: w.Kind, Item: sale.ItemID(w.Item), Gen: w.Gen, User: sale.UserID(w.User), Sender: w.Sender}
+	if !e.wellFormed() || w.Sender == "" {
 		return Event{}, false
 	}
-	return Event{Kind: w.Kind, Item: sale.ItemID(w.Item), Gen: w.Gen, Sender: w.Sender}, true
+	return e, true
 }
 
 // Subscribed reports whether Redis has confirmed the subscription at least

@@ -229,6 +229,28 @@ func TestInstancesSeeEachOthersEvents(t *testing.T) {
 	})
 }
 
+// TestBlocklistEvents: a blocklist event carries its user, not an item.
+func TestBlocklistEvents(t *testing.T) {
+	t.Parallel()
+	onRedis(t, func(t *testing.T, srv server) {
+		channel := srv.prefix + ":bus"
+		a := New(client(t, srv.addr, "a"), channel, "instance-a")
+		rec := newRecorder()
+		run(t, a, rec)
+		ctx := context.Background()
+		for _, e := range []Event{{Kind: KindBlocked, User: "mallory"}, {Kind: KindUnblocked, User: "mallory"}} {
+			if err := a.Publish(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			want := e
+			want.Sender = "instance-a"
+			if got := rec.next(t); got != want {
+				t.Fatalf("got %+v, want %+v", got, want)
+			}
+		}
+	})
+}
+
 func TestMalformedMessagesAreDropped(t *testing.T) {
 	t.Parallel()
 	onRedis(t, func(t *testing.T, srv server) {
@@ -244,6 +266,8 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 			`{"k":"explode","i":1,"s":"x"}`,
 			`{"k":"invalidate","i":0,"s":"x"}`,
 			`{"k":"invalidate","i":1}`,
+			`{"k":"blocked","u":"bad user","s":"x"}`,
+			`{"k":"blocked","i":3,"u":"eve","s":"x"}`,
 		} {
 			// Through the node Bus publishes to, as Bus does: messages
 			// sent through different cluster nodes may arrive in any order.
@@ -267,8 +291,8 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 		if got := rec.next(t); got.Kind != KindRestocked || got.Gen != 2 {
 			t.Fatalf("got %+v, want the restocked event", got)
 		}
-		if st := b.Stats(); st.Malformed != 4 || st.Received != 1 {
-			t.Fatalf("stats = %+v, want 4 malformed and 1 received", st)
+		if st := b.Stats(); st.Malformed != 6 || st.Received != 1 {
+			t.Fatalf("stats = %+v, want 6 malformed and 1 received", st)
 		}
 	})
 }
@@ -277,7 +301,8 @@ func TestPublishRefusesInvalidEvents(t *testing.T) {
 	t.Parallel()
 	m := miniredis.RunT(t)
 	b := New(client(t, m.Addr(), "p"), "ch", "p")
-	for _, e := range []Event{{Kind: "explode", Item: 1}, {Kind: KindInvalidate}, {Kind: KindSoldOut, Item: -1}} {
+	for _, e := range []Event{{Kind: "explode", Item: 1}, {Kind: KindInvalidate}, {Kind: KindSoldOut, Item: -1},
+		{Kind: KindBlocked}, {Kind: KindBlocked, User: "no spaces"}, {Kind: KindUnblocked, User: "eve", Item: 1}} {
 		if err := b.Publish(context.Background(), e); !errors.Is(err, sale.ErrInvalid) {
 			t.Errorf("Publish(%+v) = %v, want ErrInvalid", e, err)
 		}

@@ -368,9 +368,12 @@ type itemRow struct {
 	EndsAt       time.Time `json:"e"`
 	PurchaseRate int64     `json:"r"`
 	StockBuckets int       `json:"b,omitempty"` // absent in entries written before buckets: 1
-	Version      int64     `json:"v"`
-	CreatedAt    time.Time `json:"c"`
-	UpdatedAt    time.Time `json:"u"`
+	// Protection is absent from entries written before protections
+	// existed; those items were all "none", which "" means.
+	Protection string    `json:"pr,omitempty"`
+	Version    int64     `json:"v"`
+	CreatedAt  time.Time `json:"c"`
+	UpdatedAt  time.Time `json:"u"`
 }
 
 func fromDomain(it sale.Item) itemRow {
@@ -378,8 +381,8 @@ func fromDomain(it sale.Item) itemRow {
 		ID: int64(it.ID), Name: it.Name, Description: it.Description,
 		PriceCents: it.PriceCents, StockTotal: it.StockTotal, StockLeft: it.StockLeft,
 		StartsAt: it.StartsAt, EndsAt: it.EndsAt, PurchaseRate: it.PurchaseRate,
-		StockBuckets: it.StockBuckets,
-		Version:      it.Version, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
+		StockBuckets: it.StockBuckets, Protection: string(it.Protection),
+		Version: it.Version, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
 	}
 }
 
@@ -389,6 +392,7 @@ func (row itemRow) toDomain() sale.Item {
 		PriceCents: row.PriceCents, StockTotal: row.StockTotal, StockLeft: row.StockLeft,
 		StartsAt: row.StartsAt, EndsAt: row.EndsAt, PurchaseRate: row.PurchaseRate,
 		StockBuckets: max(row.StockBuckets, 1),
+		Protection:   sale.Protection(row.Protection).OrNone(),
 		Version:      row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
 	}
 }

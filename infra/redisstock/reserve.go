@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"seckill/domain/sale"
 )
@@ -126,21 +128,44 @@ func (s *Store) newReserveReq(ctx context.Context, o sale.Order, ks []itemKeys) 
 	if b := o.ID.Bucket(); b > 0 {
 		k = ks[b]
 	}
+	keys := k.reserve()
+	args := []any{
+		strconv.FormatInt(o.CreatedAt.UnixMilli(), 10),
+		string(o.UserID),
+		string(o.ID),
+		encodePending(o),
+		s.firstLook.Milliseconds(),
+	}
+	// The ticket's used mark goes with the buyers key of the order's
+	// bucket: the user's home bucket, the same for every attempt the
+	// user makes on this item, so a ticket is used once per item.
+	if o.Ticket.ID != "" {
+		keys, args = withTicket(keys, args, o)
+	}
 	return &reserveReq{
-		ctx: ctx,
-		call: scriptCall{
-			script: reserveScript,
-			keys:   k.reserve(),
-			args: []any{
-				strconv.FormatInt(o.CreatedAt.UnixMilli(), 10),
-				string(o.UserID),
-				string(o.ID),
-				encodePending(o),
-				s.firstLook.Milliseconds(),
-			},
-		},
+		ctx:  ctx,
+		call: scriptCall{script: reserveScript, keys: keys, args: args},
 		done: make(chan reserveResult, 1),
 	}
+}
+
+// UsedTicketSlack is how much longer than its ticket a used-ticket mark
+// lives. Instances check a ticket's expiry on their own clocks; the slack
+// keeps the mark alive past the expiry an instance whose clock runs behind
+// by up to this much still accepts.
+const UsedTicketSlack = 30 * time.Second
+
+// withTicket adds the optional ticket key and argument of reserveSrc.
+func withTicket(keys []string, args []any, o sale.Order) ([]string, []any) {
+	ttl := max(time.Until(o.Ticket.ExpiresAt), 0) + UsedTicketSlack
+	return append(keys, usedTicketKey(keys, o.Ticket.ID)), append(args, ttl.Milliseconds())
+}
+
+// usedTicketKey names a ticket's used mark beside the buyers key of the
+// reserve key set it is checked with (keys[1]), so it shares that key set's
+// hash tag, whatever the set (see reserveSrc's KEYS).
+func usedTicketKey(reserveKeys []string, ticketID string) string {
+	return strings.TrimSuffix(reserveKeys[1], "buyers") + "ticket:" + ticketID
 }
 
 // flush is one flusher: it waits for a first request, takes whatever other
@@ -232,6 +257,8 @@ func decodeReserve(vals []any, err error) (sale.Reservation, error) {
 	case codeReserveAlready:
 		r.Outcome = sale.OutcomeAlreadyPurchased
 		r.Existing = sale.OrderID(existing)
+	case codeReserveTicketUsed:
+		r.Outcome = sale.OutcomeTicketUsed
 	default:
 		return sale.Reservation{}, fmt.Errorf("reserve script replied unknown code %d", code)
 	}

@@ -19,6 +19,7 @@ const (
 	codeReserveEnded      = 13
 	codeReserveSoldOut    = 14
 	codeReserveAlready    = 15
+	codeReserveTicketUsed = 16
 
 	// open: code
 	codeOpenCreated   = 20
@@ -67,9 +68,12 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 // reserveSrc deducts one unit for one user.
 //
-// KEYS: sale, buyers, pending, outbox
+// KEYS: sale, buyers, pending, outbox[, used-ticket mark]
 // ARGV: now_ms (the order's creation time, for the window), user, order_id,
-// encoded order, first-look delay ms
+// encoded order, first-look delay ms[, used-ticket mark ttl ms]
+//
+// The optional fifth key and sixth argument come only with an order bought
+// with a ticket (a protected item); see reserveTicketSrc.
 //
 // The checks run in the order the domain promises: window, then the
 // one-order-per-user rule, then stock, so a repeat buyer on a sold-out item
@@ -90,6 +94,7 @@ end
 if now >= tonumber(s[3]) then
   return {$RESERVE_ENDED, stock, gen, ''}
 end
+` + reserveTicketSrc + `
 local held = redis.call('HGET', KEYS[2], ARGV[2])
 if held then
   -- The same order again is a replay (a pipeline retried after a lost reply):
@@ -109,6 +114,28 @@ redis.call('HSET', KEYS[3], ARGV[3], ARGV[4] .. '|' .. now_ms)
 redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[5]), ARGV[3])
 return {$RESERVE_ACCEPTED, stock, gen, ARGV[3]}
 `
+
+// reserveTicketSrc is the ticket block of reserveSrc (app/fairness): it
+// consumes the order's single-use purchase ticket in the same atomic step
+// as the reservation, so a replayed ticket never reaches the one-per-user
+// rule or the stock, whatever the number of connections it comes on.
+//
+// KEYS[5] is the ticket's used mark, in the same hash tag as the buyers key
+// (usedTicketKey); it holds the id of the order that consumed the ticket and
+// lives a little longer than the ticket does. The same order again (a
+// pipeline retried after a lost reply) is not a replay and goes on to the
+// buyers check, which answers as the first attempt did. The ticket is
+// consumed once the window admits the order, whatever the outcome after it
+// (accepted, already purchased, sold out): every attempt that reaches the
+// stock costs a ticket, and one refused before it (window, rate limits, an
+// unreachable ledger) does not.
+const reserveTicketSrc = `if KEYS[5] then
+  local used = redis.call('GET', KEYS[5])
+  if used and used ~= ARGV[3] then
+    return {$RESERVE_TICKET_USED, stock, gen, ''}
+  end
+  redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[6])
+end`
 
 // openSrc creates a sale (or one stock bucket of it), or refreshes the
 // window and price of a live one without touching its stock.
@@ -441,6 +468,7 @@ func newScript(src string) *redis.Script {
 		{"$RESERVE_ENDED", codeReserveEnded},
 		{"$RESERVE_SOLD_OUT", codeReserveSoldOut},
 		{"$RESERVE_ALREADY", codeReserveAlready},
+		{"$RESERVE_TICKET_USED", codeReserveTicketUsed},
 		{"$OPEN_CREATED", codeOpenCreated},
 		{"$OPEN_REFRESHED", codeOpenRefreshed},
 		{"$WINDOW_SET", codeWindowSet},

@@ -15,6 +15,7 @@
 //	<p>:{item:42}:returned  hash  order id -> 1 for each cancelled or expired order whose unit came back
 //	<p>:{item:42}:moves     hash  move id -> "<dest bucket>|<units>": the journal of moves out of this bucket not yet closed
 //	<p>:{item:42}:moved     hash  move id -> units, for each move credited to this bucket (kept with the sale)
+//	<p>:{item:42}:ticket:<id> string  id of the order that used the purchase ticket <id> (expires)
 //	<p>:items               set   ids of opened items, for Due
 //
 // An item with stock_buckets N > 1 splits its stock over N buckets. Bucket 0
@@ -181,11 +182,12 @@ func (s *Store) Ping(ctx context.Context) error {
 func KeyPatterns(prefix string, id sale.ItemID) []string {
 	s := &Store{prefix: prefix}
 	k := s.item(id)
-	out := []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.moves(), k.moved(), k.repairing(), s.itemsKey()}
+	out := []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.moves(), k.moved(), k.repairing(),
+		usedTicketKey(k.reserve(), "<ticket id>"), s.itemsKey()}
 	// The keys of bucket b > 0, with the bucket and the tag's search index
 	// left symbolic, since they depend on the item and the bucket count.
 	b := s.tagKeys("item:" + id.String() + ":<b>.<j>")
-	return append(out, b.sale(), b.buyers(), b.pending(), b.outbox(), b.restocks(), b.returned(), b.moves(), b.moved())
+	return append(out, b.sale(), b.buyers(), b.pending(), b.outbox(), b.restocks(), b.returned(), b.moves(), b.moved(), usedTicketKey(b.reserve(), "<ticket id>"))
 }
 
 // itemKeys names the keys of one item's stock bucket; they share one hash

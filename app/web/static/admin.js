@@ -26,6 +26,13 @@
     starts: $("#new-starts"),
     ends: $("#new-ends"),
     rate: $("#new-rate"),
+    protection: $("#new-protection"),
+    blockForm: $("#block-form"),
+    blockUser: $("#block-user"),
+    blockReason: $("#block-reason"),
+    blockStatus: $("#block-status"),
+    blocklist: $("#blocklist"),
+    blocklistEmpty: $("#blocklist-empty"),
     list: $("#admin-items"),
     empty: $("#admin-empty"),
     statsNote: $("#stats-note"),
@@ -178,6 +185,7 @@
       starts_at: startsAt, ends_at: endsAt,
     };
     if (rate > 0) body.purchase_rate = rate;
+    body.protection = els.protection.value;
     els.create.disabled = true;
     setStatus(els.createStatus, "Creating…", "info");
     const r = await api("POST", "/api/v1/admin/items", { token, body });
@@ -216,7 +224,7 @@
         restockBtn: q(".restock-btn"), details: q("details.edit"), editForm: q(".edit-form"),
         saveBtn: q(".save-btn"), status: q(".item-status"),
         eName: q(".e-name"), ePrice: q(".e-price"), eRate: q(".e-rate"), eDescription: q(".e-description"),
-        eStarts: q(".e-starts"), eEnds: q(".e-ends"),
+        eStarts: q(".e-starts"), eEnds: q(".e-ends"), eProtection: q(".e-protection"),
       },
       editBase: null,
     };
@@ -230,6 +238,7 @@
     pair(".l-name", row.r.eName, "name-edit");
     pair(".l-price", row.r.ePrice, "price-edit");
     pair(".l-rate", row.r.eRate, "rate-edit");
+    pair(".l-protection", row.r.eProtection, "protection-edit");
     pair(".l-description", row.r.eDescription, "description-edit");
     pair(".l-starts", row.r.eStarts, "starts-edit");
     pair(".l-ends", row.r.eEnds, "ends-edit");
@@ -337,6 +346,7 @@
       description: it.description || "",
       price: (it.price_cents / 100).toFixed(2),
       rate: String(it.purchase_rate || 0),
+      protection: it.protection || "none",
       starts: toLocalInput(Date.parse(it.starts_at)),
       ends: toLocalInput(Date.parse(it.ends_at)),
     };
@@ -344,6 +354,7 @@
     r.eDescription.value = row.editBase.description;
     r.ePrice.value = row.editBase.price;
     r.eRate.value = row.editBase.rate;
+    r.eProtection.value = row.editBase.protection;
     r.eStarts.value = row.editBase.starts;
     r.eEnds.value = row.editBase.ends;
   }
@@ -367,6 +378,7 @@
       if (Number.isNaN(n) || n < 0) return editError(row, r.eRate, "Enter a purchase rate of 0 or more.");
       patch.purchase_rate = n;
     }
+    if (r.eProtection.value !== base.protection) patch.protection = r.eProtection.value;
     if (r.eStarts.value !== base.starts) {
       const v = fromLocalInput(r.eStarts.value);
       if (!v) return editError(row, r.eStarts, "Enter a start time.");
@@ -411,6 +423,7 @@
 
   let timer = 0;
   let busy = false;
+  let blockPolls = 0;
 
   async function refresh() {
     clearTimeout(timer);
@@ -425,6 +438,8 @@
       els.conn.hidden = true;
       applyItems(r.body.items);
       if (token && !tokenRejected) await pollStats();
+      // The blocklist changes rarely: every fifth poll is enough.
+      if (token && !tokenRejected && (blockPolls++ % 5 === 0)) await loadBlocklist();
     } else {
       setText(els.conn, (r.code === "network" ? "Cannot reach the server." : r.message) + " Retrying…");
       els.conn.hidden = false;
@@ -459,11 +474,79 @@
     if (tokenRejected) for (const row of rows.values()) clearStats(row);
   }
 
+  // ------------------------------------------------------------ blocklist
+
+  function renderBlocklist(list) {
+    els.blocklist.replaceChildren(...list.map((b) => {
+      const li = document.createElement("li");
+      li.className = "blocked";
+      li.dataset.userId = b.user_id;
+      const who = document.createElement("span");
+      who.className = "blocked-user";
+      who.textContent = b.user_id + (b.reason ? " — " + b.reason : "");
+      const btn = document.createElement("button");
+      btn.type = "button";
+      btn.className = "btn btn-ghost unblock";
+      btn.textContent = "Unblock";
+      btn.setAttribute("aria-label", "Unblock " + b.user_id);
+      btn.addEventListener("click", () => unblock(b.user_id));
+      li.append(who, btn);
+      return li;
+    }));
+    els.blocklistEmpty.hidden = list.length > 0;
+  }
+
+  async function loadBlocklist() {
+    if (!token || tokenRejected) return;
+    const r = await api("GET", "/api/v1/admin/blocklist", { token, timeoutMs: 4000 });
+    if (r.status === 401) rejected();
+    else if (r.ok && r.body && Array.isArray(r.body.blocked)) renderBlocklist(r.body.blocked);
+  }
+
+  async function block(ev) {
+    ev.preventDefault();
+    if (needToken(els.blockStatus)) return;
+    const user = els.blockUser.value.trim();
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(user)) {
+      els.blockUser.setAttribute("aria-invalid", "true");
+      setStatus(els.blockStatus, "Enter a user id: 1 to 64 of A-Z a-z 0-9 _ . -", "error");
+      els.blockUser.focus();
+      return;
+    }
+    els.blockUser.removeAttribute("aria-invalid");
+    const reason = els.blockReason.value.trim();
+    const r = await api("POST", "/api/v1/admin/blocklist/" + encodeURIComponent(user), { token, body: reason ? { reason } : {} });
+    if (r.status === 401) {
+      rejected();
+      setStatus(els.blockStatus, "The admin token was rejected.", "error");
+      return;
+    }
+    if (!r.ok) {
+      setStatus(els.blockStatus, "Not blocked: " + r.message, "error");
+      return;
+    }
+    setStatus(els.blockStatus, r.body.added ? "Blocked " + user + " on every instance." : user + " was already blocked.", "success");
+    els.blockUser.value = "";
+    els.blockReason.value = "";
+    loadBlocklist();
+  }
+
+  async function unblock(user) {
+    const r = await api("DELETE", "/api/v1/admin/blocklist/" + encodeURIComponent(user), { token });
+    if (r.status === 401) {
+      rejected();
+      return;
+    }
+    setStatus(els.blockStatus, r.ok ? "Unblocked " + user + "." : "Not unblocked: " + r.message, r.ok ? "success" : "error");
+    loadBlocklist();
+  }
+
   // ------------------------------------------------------------ start
 
   els.tokenForm.addEventListener("submit", useToken);
   els.forget.addEventListener("click", forgetToken);
   els.createForm.addEventListener("submit", createSale);
+  els.blockForm.addEventListener("submit", block);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
   defaultWindow();
   showTokenState();

@@ -31,6 +31,7 @@
         { label: "409 sold_out", stroke: C.accent, pick: (f) => f.purchases && f.purchases.sold_out },
         { label: "429 rate_limited", stroke: C.warn, pick: (f) => f.purchases && f.purchases.rate_limited },
         { label: "503 unavailable", stroke: C.bad, pick: (f) => f.purchases && f.purchases.unavailable },
+        { label: "403 bots refused", stroke: C.info, dash: [2, 3], pick: (f) => f.purchases && f.purchases.refused },
         { label: "other", stroke: C.muted, pick: (f) => f.purchases && f.purchases.other },
       ],
       fmt: (v) => v.toFixed(v >= 10 ? 0 : 1) + "/s",

@@ -173,6 +173,7 @@
   function resetCardForUser(card) {
     card.trackGen++;
     card.order = null;
+    card.ticket = null;
     card.cooldownUntil = 0;
     card.cooldownText = "";
     card.busy = false;
@@ -199,6 +200,7 @@
       busy: false,
       cooldownUntil: 0,
       cooldownText: "",
+      ticket: null,
       order: null,
       trackGen: 0,
       msgKind: "",
@@ -450,6 +452,74 @@
     setMessage(card, text + " Try again in " + secs + " " + plural(secs, "second", "seconds") + ".", "warn");
   }
 
+  // ---------------------------------------------------------------- fair sales
+
+  // A protected item (protection "ticket" or "pow") is bought with a
+  // single-use ticket, fetched just before the purchase; for "pow" the
+  // ticket costs a proof of work, solved in a Web Worker so the page stays
+  // responsive (docs/FAIRNESS.md). A ticket the purchase did not use up (the
+  // answer was 429 or 503) is kept for the retry while it is valid.
+  function solvePow(card, challenge, difficulty) {
+    return new Promise((resolve, reject) => {
+      let worker;
+      try {
+        worker = new Worker("/static/pow-worker.js");
+      } catch (e) {
+        reject(new Error("This browser cannot run the anti-bot check (no Web Workers)."));
+        return;
+      }
+      const started = Date.now();
+      worker.onmessage = (ev) => {
+        const m = ev.data || {};
+        if (m.type === "progress") {
+          card.el.dataset.powUpdates = String(Number(card.el.dataset.powUpdates || 0) + 1);
+          // The expected work is 2^difficulty hashes; past it, keep the bar
+          // just short of full rather than pretend to know the end.
+          const pct = Math.min(99, Math.floor((m.hashes / m.expected) * 100));
+          card.el.dataset.powProgress = String(pct);
+          setMessage(card, "Checking you are not a bot… " + pct + "%", "info");
+        } else if (m.type === "done") {
+          worker.terminate();
+          card.el.dataset.powProgress = "100";
+          card.el.dataset.powHashes = String(m.hashes);
+          card.el.dataset.powMs = String(Date.now() - started);
+          resolve(m.nonce);
+        } else {
+          worker.terminate();
+          reject(new Error(m.message || "The anti-bot check failed."));
+        }
+      };
+      worker.onerror = () => {
+        worker.terminate();
+        reject(new Error("The anti-bot check failed to run."));
+      };
+      worker.postMessage({ challenge, difficulty });
+    });
+  }
+
+  // ticketFor returns {ticket} or {error: r} for a failed API answer.
+  async function ticketFor(card, sess) {
+    if (card.ticket && card.ticket.expMs - Date.now() > 2000) return { ticket: card.ticket.ticket };
+    const base = "/api/v1/items/" + encodeURIComponent(card.id);
+    let body;
+    if (card.item.protection === "pow") {
+      setMessage(card, "Checking you are not a bot…", "info");
+      const ch = await api("GET", base + "/challenge", { token: sess.token });
+      if (!ch.ok) return { error: ch };
+      let nonce;
+      try {
+        nonce = await solvePow(card, ch.body.challenge, ch.body.difficulty);
+      } catch (e) {
+        return { error: { code: "pow", message: e.message } };
+      }
+      body = { challenge: ch.body.challenge, nonce };
+    }
+    const r = await api("POST", base + "/ticket", { token: sess.token, body });
+    if (!r.ok) return { error: r };
+    card.ticket = { ticket: r.body.ticket, expMs: Date.parse(r.body.expires_at) };
+    return { ticket: r.body.ticket };
+  }
+
   async function buy(card) {
     if (card.busy) return;
     if (session && session.expires_at && Date.parse(session.expires_at) <= Date.now()) {
@@ -464,10 +534,26 @@
     }
     const sess = session;
     card.busy = true;
-    setMessage(card, "Placing your order…", "info");
     render(card, Date.now());
-    const r = await api("POST", "/api/v1/items/" + encodeURIComponent(card.id) + "/purchase", { token: sess.token });
+    let opts = { token: sess.token };
+    const protectedSale = card.item && (card.item.protection === "ticket" || card.item.protection === "pow");
+    if (protectedSale) {
+      const t = await ticketFor(card, sess);
+      if (t.error) {
+        card.busy = false;
+        if (session === sess) handleBuyError(card, t.error);
+        render(card, Date.now());
+        return;
+      }
+      opts = { token: sess.token, body: { ticket: t.ticket } };
+    }
+    setMessage(card, "Placing your order…", "info");
+    const r = await api("POST", "/api/v1/items/" + encodeURIComponent(card.id) + "/purchase", opts);
     card.busy = false;
+    // Only an answer from before the ledger (429, 503, a network failure
+    // that may not have reached it is treated as used) leaves the ticket
+    // unused; anything else used it or makes it useless.
+    if (!(r.status === 429 || r.status === 503)) card.ticket = null;
     if (session !== sess) {
       render(card, Date.now());
       return;
@@ -498,6 +584,18 @@
         break;
       case "rate_limited":
         startCooldown(card, r.retryAfter, "Too many attempts.");
+        break;
+      case "blocked":
+        setMessage(card, "This account may not buy: it has been blocked by the shop.", "error");
+        break;
+      case "ticket_required":
+      case "invalid_ticket":
+      case "invalid_challenge":
+        card.ticket = null;
+        setMessage(card, "Your purchase pass expired or was already used. Press Buy again for a fresh one.", "warn");
+        break;
+      case "pow":
+        setMessage(card, r.message, "error");
         break;
       case "unavailable":
         startCooldown(card, r.retryAfter, "The shop is very busy right now.");

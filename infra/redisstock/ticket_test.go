@@ -1,0 +1,104 @@
+package redisstock
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+// TestTicketReplayRace releases 100 reservations carrying the same ticket at
+// once, each a different order of a different user (so the one-per-user
+// rule cannot be what stops them): the ticket's single use is atomic with
+// the reservation, so exactly one wins and only one unit leaves the stock.
+func TestTicketReplayRace(t *testing.T) {
+	eachBackend(t, Options{}, func(t *testing.T, h *harness) {
+		const replays = 100
+		it := h.open(t, item(1, 50))
+		tk := sale.Ticket{ID: "0123456789abcdef01234567", ExpiresAt: time.Now().Add(30 * time.Second)}
+		var (
+			start            = make(chan struct{})
+			wg               sync.WaitGroup
+			accepted, reused atomic.Int64
+			errs             = make(chan error, replays)
+		)
+		for i := range replays {
+			wg.Go(func() {
+				o := order(it, fmt.Sprintf("u%d", i), inWindow)
+				o.Ticket = tk
+				<-start
+				r, err := h.s.Reserve(h.ctx, o)
+				switch {
+				case err != nil:
+					errs <- err
+				case r.Outcome == sale.Accepted:
+					accepted.Add(1)
+				case r.Outcome == sale.OutcomeTicketUsed && r.Err() == sale.ErrInvalidTicket:
+					reused.Add(1)
+				default:
+					errs <- fmt.Errorf("u%d: unexpected %+v", i, r)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if accepted.Load() != 1 || reused.Load() != replays-1 {
+			t.Fatalf("accepted %d, refused as used %d; want 1 and %d", accepted.Load(), reused.Load(), replays-1)
+		}
+		left, err := h.s.StockLeft(h.ctx, it.ID)
+		if err != nil || left[it.ID] != 49 {
+			t.Fatalf("stock left %v (%v), want 49: a replay reached the stock", left, err)
+		}
+	})
+}
+
+// TestTicketMark: the used mark lives beside the buyers key (same hash tag),
+// expires a little after the ticket, names the order that used it, and the
+// same order again (a retried pipeline) is answered as accepted, not as a
+// replay. A reservation refused by the window leaves the ticket unused.
+func TestTicketMark(t *testing.T) {
+	eachBackend(t, Options{}, func(t *testing.T, h *harness) {
+		it := h.open(t, item(2, 5))
+		tk := sale.Ticket{ID: "aaaaaaaaaaaaaaaaaaaaaaaa", ExpiresAt: time.Now().Add(20 * time.Second)}
+
+		early := order(it, "alice", t0.Add(-time.Second))
+		early.Ticket = tk
+		if r := h.reserve(t, early); r.Outcome != sale.OutcomeNotStarted {
+			t.Fatalf("early reserve: %+v", r)
+		}
+		o := order(it, "alice", inWindow)
+		o.Ticket = tk
+		if r := h.reserve(t, o); r.Outcome != sale.Accepted {
+			t.Fatalf("first reserve after a not-started refusal: %+v, want accepted (the refusal must not use the ticket)", r)
+		}
+		if r := h.reserve(t, o); r.Outcome != sale.Accepted {
+			t.Fatalf("same order again: %+v, want accepted (idempotent retry)", r)
+		}
+		other := order(it, "alice", inWindow)
+		other.Ticket = tk
+		if r := h.reserve(t, other); r.Outcome != sale.OutcomeTicketUsed {
+			t.Fatalf("another order with the used ticket: %+v, want ticket used", r)
+		}
+		keys := h.s.item(it.ID).reserve()
+		mark := usedTicketKey(keys, tk.ID)
+		if tag := "{item:2}"; !strings.Contains(mark, tag) || !strings.Contains(keys[1], tag) {
+			t.Fatalf("mark %q and buyers %q do not share the hash tag %s", mark, keys[1], tag)
+		}
+		got, err := h.rdb.Get(h.ctx, mark).Result()
+		if err != nil || got != string(o.ID) {
+			t.Fatalf("mark = %q (%v), want the order id %s", got, err, o.ID)
+		}
+		ttl, err := h.rdb.PTTL(h.ctx, mark).Result()
+		if err != nil || ttl <= 20*time.Second || ttl > 20*time.Second+UsedTicketSlack {
+			t.Fatalf("mark ttl %s (%v), want between the ticket's 20s and 20s+%s", ttl, err, UsedTicketSlack)
+		}
+	})
+}

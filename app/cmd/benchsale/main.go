@@ -59,12 +59,14 @@ type options struct {
 	mysqlDSN      string
 	embedded      bool
 	users         int
+	drainOrders   int
 	scenarios     string
 	probes        int
 	warmup        time.Duration
 	settleTimeout time.Duration
 	wrkTimeout    time.Duration
 	cpuProfile    string
+	memProfile    string
 	profile       string
 	keep          bool
 	verbose       bool
@@ -72,11 +74,12 @@ type options struct {
 }
 
 func main() {
-	// Measure the system with the GC setting seckill ships with; GOGC in the
-	// environment wins, as it does for seckill.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(config.DefaultGCPercent)
+	if spec := os.Getenv(brokerChildEnv); spec != "" {
+		os.Exit(brokerChild(spec))
 	}
+	// Measure the system with the GC settings seckill ships with; GOGC and
+	// GOMEMLIMIT in the environment win, as they do for seckill.
+	config.ApplyRuntimeDefaults()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -98,13 +101,15 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", envOr(envMySQL, "root@tcp(127.0.0.1:3306)/test"), "DSN of a MariaDB/MySQL account that may CREATE and DROP a database; $"+envMySQL+" sets the default")
 	fs.BoolVar(&o.embedded, "embedded", false, "use miniredis and SQLite in-process instead of real Redis/MariaDB: for machines without them; the numbers are NOT comparable")
 	fs.IntVar(&o.users, "users", 0, "distinct users (tokens) to mint; 0 means 60000 × duration in seconds, i.e. a 40k/s purchase rate with 1.5× headroom, so (b) never repeats a user")
-	fs.StringVar(&o.scenarios, "scenarios", "abcde", "scenarios to run, a subset of abcde; ratios need a")
+	fs.StringVar(&o.scenarios, "scenarios", "abcdef", "scenarios to run, a subset of abcdef; ratios need a")
+	fs.IntVar(&o.drainOrders, "drain-orders", 100000, "(f): accepted orders to queue while the worker is stopped, then time the worker confirming")
 	fs.IntVar(&o.probes, "p99-probes", 6, "at most this many extra (b) runs with fewer connections to find ~80% of the max purchase rate; 0 skips p99@80%")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded GET /healthz load before the first scenario; 0 skips it")
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 3*time.Minute, "how long to wait for the worker to confirm a run's orders")
 	fs.DurationVar(&o.wrkTimeout, "wrk-timeout", 10*time.Second, "wrk's per-request timeout (a timed-out request counts as an error)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process (API, worker, in-process Kafka broker) during one scenario's run to this file; read it with go tool pprof")
-	fs.StringVar(&o.profile, "profile", "b", "the scenario -cpuprofile profiles")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write heap profiles of the whole process at the start and at the end of the -profile scenario's run to FILE.before and FILE (go tool pprof -sample_index=alloc_space -base FILE.before FILE: what the run allocated; -sample_index=inuse_space FILE: what was live at its end)")
+	fs.StringVar(&o.profile, "profile", "b", "the scenario -cpuprofile and -memprofile profile")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (tokens, wrk script) and print its path")
 	fs.BoolVar(&o.verbose, "v", false, "print each wrk command and wrk's own report")
 	fs.BoolVar(&o.strict, "strict", false, "also exit 1 when a ratio or the p99 target is missed (errors and oversells always exit 1)")
@@ -143,8 +148,10 @@ Flags:
 		return o, fs, fmt.Errorf("-duration must be at least 1s")
 	case o.threads < 1 || o.connections < o.threads:
 		return o, fs, fmt.Errorf("-threads must be at least 1 and -connections at least -threads")
-	case strings.Trim(o.scenarios, "abcde") != "" || o.scenarios == "":
-		return o, fs, fmt.Errorf("-scenarios %q: want a subset of abcde", o.scenarios)
+	case strings.Trim(o.scenarios, "abcdef") != "" || o.scenarios == "":
+		return o, fs, fmt.Errorf("-scenarios %q: want a subset of abcdef", o.scenarios)
+	case o.drainOrders < 1:
+		return o, fs, fmt.Errorf("-drain-orders must be at least 1")
 	case len(o.profile) != 1 || !strings.Contains("abcde", o.profile):
 		return o, fs, fmt.Errorf("-profile %q: want one of a, b, c, d, e", o.profile)
 	case o.users < 0 || o.probes < 0:
@@ -229,9 +236,12 @@ type bench struct {
 	maxConns int // connections of the run that set probeMax
 	best     int // index into probes, -1 if none
 
-	profiled bool
-	failed   bool // an error, an unexpected status or a bad sale
-	missed   bool // a target missed
+	latB  *latencies   // 202 → confirmed of (b)
+	drain *drainResult // (f)
+
+	profiled, memProfiled bool
+	failed                bool // an error, an unexpected status or a bad sale
+	missed                bool // a target missed
 }
 
 // check is the verdict on one sale after a run.
@@ -239,7 +249,11 @@ type check struct {
 	Label    string
 	Item     int64
 	Accepted int64 // orders the server accepted during the run
-	Seen     int64 // 202s wrk read
+	// HungUp is the purchases answered unavailable during the run: in a
+	// clean run, requests whose client left while their reserve was in
+	// flight (see verifySale).
+	HungUp int64
+	Seen   int64 // 202s wrk read
 	// Confirmed is the orders confirmed for the item since the run began.
 	Confirmed int64
 	Stats     saleStats
@@ -289,6 +303,7 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 	// The tokens' buffer is garbage now; start the runs from a clean heap.
 	runtime.GC()
 	debug.FreeOSMemory()
+	b.pids.Kafka = b.sys.brokerPID()
 	b.wrk, err = newWrkRunner(scratch, b.sys.url, tokens, o.wrkTimeout, o.verbose, b.pids)
 	if err != nil {
 		return err
@@ -331,6 +346,13 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 		if err := b.findP99At80(ctx, rb); err != nil {
 			return err
 		}
+	}
+	if strings.Contains(o.scenarios, "f") && !o.embedded {
+		d, err := b.runDrain(ctx, o.drainOrders)
+		if err != nil {
+			return err
+		}
+		b.drain = &d
 	}
 	b.report()
 	return nil
@@ -386,6 +408,19 @@ func (b *bench) scenarios() map[string]scenario {
 func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	o := b.o
 	b.logf("(%s) %s: %s %s, %d connections, %d threads, %s", sc.Key, sc.Title, sc.Method, sc.Path, o.connections, o.threads, o.duration)
+	if sc.Key == o.profile && o.memProfile != "" && !b.memProfiled {
+		b.memProfiled = true
+		if err := writeHeap(o.memProfile + ".before"); err != nil {
+			return result{}, err
+		}
+		defer func() {
+			if err := writeHeap(o.memProfile); err != nil {
+				b.logf("heap profile: %v", err)
+				return
+			}
+			b.logf("heap profiles of (%s) written to %s.before and %s", sc.Key, o.memProfile, o.memProfile)
+		}()
+	}
 	if sc.Key == o.profile && o.cpuProfile != "" && !b.profiled {
 		b.profiled = true
 		f, err := os.Create(o.cpuProfile)
@@ -419,6 +454,13 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	if item != 0 {
 		b.verifySale(ctx, "("+sc.Key+")", item, r, before)
 	}
+	if sc.Key == "b" && !o.embedded {
+		l := b.sys.confirmLatencies(ctx, item)
+		b.latB = &l
+		if l.Err == nil {
+			b.logf("    202 → confirmed over %d orders: p50 %s, p99 %s, max %s", l.N, l.P50, l.P99, l.Max)
+		}
+	}
 	return r, nil
 }
 
@@ -441,17 +483,20 @@ func (b *bench) judge(r result) {
 }
 
 // counters are what a sale had before a run.
-type counters struct{ accepted, confirmed int64 }
+type counters struct {
+	purchaseCounts
+	confirmed int64
+}
 
-// countersBefore reads the server's accepted total and item's confirmed
-// orders before a run.
+// countersBefore reads the server's purchase outcomes and the item's
+// confirmed orders before a run.
 func (b *bench) countersBefore(ctx context.Context, item int64) (counters, error) {
-	a, err := b.sys.acceptedTotal(ctx)
+	pc, err := b.sys.purchaseCounts(ctx)
 	if err != nil {
 		return counters{}, err
 	}
 	st, err := b.sys.stats(ctx, item)
-	return counters{accepted: a, confirmed: st.Confirmed}, err
+	return counters{purchaseCounts: pc, confirmed: st.Confirmed}, err
 }
 
 // verifySale waits for the worker to confirm what the run accepted, then
@@ -464,8 +509,9 @@ func (b *bench) verifySale(ctx context.Context, label string, item int64, r resu
 	seen := r.Statuses["202"]
 	st, took, err := b.sys.settle(ctx, item, b.o.settleTimeout)
 	c := check{Label: label, Item: item, Seen: seen, Stats: st, Settle: took}
-	after, merr := b.sys.acceptedTotal(ctx)
-	c.Accepted = after - before.accepted
+	after, merr := b.sys.purchaseCounts(ctx)
+	c.Accepted = after.accepted - before.accepted
+	c.HungUp = after.unavailable - before.unavailable
 	confirmed := st.Confirmed - before.confirmed // orders from before the run are not this run's
 	c.Confirmed = confirmed
 	switch {
@@ -479,8 +525,12 @@ func (b *bench) verifySale(ctx context.Context, label string, item int64, r resu
 		c.Problem = "accounts do not add up"
 	case st.Failed != 0:
 		c.Problem = fmt.Sprintf("%d orders failed", st.Failed)
-	case confirmed != c.Accepted:
-		c.Problem = fmt.Sprintf("the server accepted %d orders during the run but %d were confirmed", c.Accepted, confirmed)
+	case confirmed < c.Accepted || confirmed > c.Accepted+c.HungUp:
+		// Every accepted order must be confirmed. A few more may be: a
+		// request whose client hung up (wrk stopping mid-request) while its
+		// reserve was in Redis counts as unavailable, yet its order may
+		// stand, and the relay publishes it.
+		c.Problem = fmt.Sprintf("the server accepted %d orders during the run (and answered %d unavailable) but %d were confirmed", c.Accepted, c.HungUp, confirmed)
 	case seen > c.Accepted || c.Accepted-seen > int64(r.Conns):
 		c.Problem = fmt.Sprintf("wrk read %d 202s but the server accepted %d (%d connections)", seen, c.Accepted, r.Conns)
 	}
@@ -488,7 +538,7 @@ func (b *bench) verifySale(ctx context.Context, label string, item int64, r resu
 		b.failed = true
 		b.logf("    ERROR: sale %s (item %d): %s: %s", label, item, c.Problem, st)
 	} else {
-		b.logf("    sale %s settled in %s: %s; this run: accepted %d, confirmed %d, wrk read %d 202s", label, took.Round(time.Millisecond), st, c.Accepted, confirmed, seen)
+		b.logf("    sale %s settled in %s: %s; this run: accepted %d, confirmed %d, wrk read %d 202s, %d unavailable", label, took.Round(time.Millisecond), st, c.Accepted, confirmed, seen, c.HungUp)
 	}
 	b.checks = append(b.checks, c)
 }
@@ -545,4 +595,19 @@ func (b *bench) findP99At80(ctx context.Context, top result) error {
 		}
 	}
 	return nil
+}
+
+// writeHeap writes a heap profile after a collection, so in-use figures
+// are of live objects.
+func writeHeap(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

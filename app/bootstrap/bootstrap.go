@@ -83,7 +83,7 @@ type Main struct {
 	coord     *cluster.Coordinator
 	dispatch  *outbox.Dispatcher
 	relay     *outbox.Relay
-	worker    *worker.Worker[delivery]
+	worker    *worker.Worker[kafkaevents.Delivery]
 	recon     *reconcile.Service
 	metrics   *metrics.Metrics
 
@@ -255,7 +255,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	if m.Roles.Worker {
 		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
-		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, m.store, m.Log, worker.Options{
+		m.worker = worker.New[kafkaevents.Delivery](m.consumer, m.ledger, m.store, m.Log, worker.Options{
 			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
 			OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
 			OnConfirmed: m.Lifecycle.ScheduleExpiry,

@@ -140,8 +140,8 @@ func (w *Worker[D]) processBatch(ds []D) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
 	defer cancel()
 
-	seen := make(map[sale.OrderID]bool, len(ds))
-	var orders []sale.Order
+	seen := make(map[sale.OrderID]struct{}, len(ds))
+	orders := make([]sale.Order, 0, len(ds))
 	for _, d := range ds {
 		o, err := d.DeliveredOrder()
 		if err == nil {
@@ -153,8 +153,8 @@ func (w *Worker[D]) processBatch(ds []D) error {
 			}
 			continue
 		}
-		if !seen[o.ID] {
-			seen[o.ID] = true
+		if _, dup := seen[o.ID]; !dup {
+			seen[o.ID] = struct{}{}
 			orders = append(orders, o)
 		}
 	}
@@ -168,8 +168,12 @@ func (w *Worker[D]) processBatch(ds []D) error {
 		// orders, give back the units of failed ones (a redelivered order
 		// someone else failed included; Release is a no-op the second
 		// time).
-		var confirmed []sale.OrderID
-		deadlines := map[sale.OrderID]time.Time{}
+		// Sized for the usual batch, in which every order is confirmed.
+		confirmed := make([]sale.OrderID, 0, len(orders))
+		var deadlines map[sale.OrderID]time.Time
+		if w.opts.OnConfirmed != nil {
+			deadlines = make(map[sale.OrderID]time.Time, len(orders))
+		}
 		trace := w.log.Enabled(ctx, slog.LevelDebug)
 		for _, o := range orders {
 			f := fates[o.ID]
@@ -179,7 +183,7 @@ func (w *Worker[D]) processBatch(ds []D) error {
 				// a second.
 				w.log.Debug("order decided", "order_id", o.ID, "request_id", o.RequestID, "status", f.Status)
 			}
-			if f.Status == sale.OrderConfirmed && !f.PayBy.IsZero() {
+			if deadlines != nil && f.Status == sale.OrderConfirmed && !f.PayBy.IsZero() {
 				deadlines[o.ID] = f.PayBy
 			}
 			switch {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,15 +63,22 @@ func loadAvg() string {
 }
 
 // backendPIDs are the local Redis and MariaDB processes, if found, so their
-// CPU can be told apart from other load on the machine.
+// CPU can be told apart from other load on the machine, and the broker
+// child's.
 type backendPIDs struct{ Redis, DB, Kafka int }
 
-func findBackendPIDs() backendPIDs {
+// findBackendPIDs finds the redis-server listening on redisPort and the
+// mariadbd/mysqld on dbPort. Other redis-server or mariadbd processes on
+// the machine (a test's private servers) are told apart by the port in
+// their command line: Redis names its address there, and a mariadbd
+// without --port listens on 3306.
+func findBackendPIDs(redisPort, dbPort string) backendPIDs {
 	var p backendPIDs
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return p
 	}
+	redisScore, dbScore := -1, -1
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -80,14 +88,34 @@ func findBackendPIDs() backendPIDs {
 		if err != nil {
 			continue
 		}
+		raw, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
 		switch strings.TrimSpace(string(b)) {
 		case "redis-server":
-			if p.Redis == 0 {
-				p.Redis = pid
+			score := 0
+			if slices.ContainsFunc(args, func(a string) bool { return strings.HasSuffix(a, ":"+redisPort) }) {
+				score = 2
+			} else if redisPort == "6379" && !slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "--port") }) {
+				score = 1
+			}
+			if score > redisScore {
+				p.Redis, redisScore = pid, score
 			}
 		case "mariadbd", "mysqld":
-			if p.DB == 0 {
-				p.DB = pid
+			port := "3306"
+			for i, a := range args {
+				if v, ok := strings.CutPrefix(a, "--port="); ok {
+					port = v
+				} else if a == "--port" && i+1 < len(args) {
+					port = args[i+1]
+				}
+			}
+			score := 0
+			if port == dbPort {
+				score = 1
+			}
+			if score > dbScore {
+				p.DB, dbScore = pid, score
 			}
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -269,7 +270,7 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 	o := b.o
 	b.machine = describeMachine()
 	if !o.embedded {
-		b.pids = findBackendPIDs()
+		b.pids = findBackendPIDs(portOf(o.redisAddr, "6379"), dsnPort(o.mysqlDSN))
 	}
 	scratch, err := os.MkdirTemp("", "benchsale-*")
 	if err != nil {
@@ -610,4 +611,20 @@ func writeHeap(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// portOf is the port of host:port, or def.
+func portOf(addr, def string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" {
+		return port
+	}
+	return def
+}
+
+// dsnPort is the port of a MySQL DSN's TCP address, 3306 by default.
+func dsnPort(dsn string) string {
+	if c, err := mysql.ParseDSN(dsn); err == nil && c.Net == "tcp" {
+		return portOf(c.Addr, "3306")
+	}
+	return "3306"
 }

@@ -25,11 +25,10 @@ const DefaultGCPercent = 400
 // with unless GOMEMLIMIT is set. GOGC=400 alone lets the heap grow to five
 // times the live data between collections (about 400 MB during a spike on
 // a 60-70 MB live heap, mostly the 32 MB item cache); under this limit the
-// collector runs earlier instead, so the process stays near 150 MB while
-// the live heap is small, at a measured cost of a few per cent of purchase
-// throughput. The limit is soft: a live heap above it is still served,
-// with more collector work, never refused. docs/BENCHMARKS.md has the
-// measurement.
+// collector runs earlier instead, so the process stays near 115 MB while
+// the live heap is small, with no throughput loss the benchmark could see.
+// The limit is soft: a live heap above it is still served, with more
+// collector work, never refused. docs/BENCHMARKS.md has the measurement.
 const DefaultMemoryLimit = 128 << 20
 
 // ApplyRuntimeDefaults sets DefaultGCPercent and DefaultMemoryLimit unless

@@ -2,10 +2,11 @@
 // taken in the same run, so numbers from different machines and different
 // moments can be compared by their ratios even when absolute speeds differ.
 //
-// It starts the real system in-process (bootstrap.Main with the API and the
+// It starts the real system in-process (two bootstrap.Main, the API and the
 // worker) against real Redis and MariaDB, with a fresh Redis key prefix, a
-// fresh database and the in-process Kafka-protocol broker, and drives it
-// with wrk (HTTP/1.1 keep-alive, closed loop) through five scenarios:
+// fresh database and the Kafka-protocol broker in a child process, and
+// drives it with wrk (HTTP/1.1 keep-alive, closed loop) through five
+// scenarios:
 //
 //	(a) GET /healthz                          the baseline: Gin, no backend
 //	(b) POST /api/v1/items/{b}/purchase       distinct users, large stock
@@ -16,7 +17,9 @@
 // It then looks for the connection count at which (b) runs at about 80% of
 // its maximum rate and reports the p99 latency there. After every run that
 // accepts orders it waits for the worker to confirm them and checks the
-// sale's accounts; an oversold or inconsistent sale fails the run.
+// sale's accounts; an oversold or inconsistent sale fails the run. It
+// reports 202 → confirmed latency and the peak RSS of (b), and (f): how
+// fast a fresh worker confirms a queue filled with accepted orders.
 //
 // `make bench` runs it; see docs/BENCHMARKS.md for results and how to read
 // them.
@@ -117,17 +120,21 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `benchsale: seckill's throughput as ratios against GET /healthz from the same run.
 
-Starts seckill in-process (API + worker) on 127.0.0.1:0 against real Redis and
-MariaDB (fresh key prefix bench<nonce>, fresh database seckill_bench_<nonce>,
-both removed at the end) and the in-process Kafka-protocol broker, then runs
-wrk with the same threads/connections/duration for:
+Starts seckill in-process (an API and a worker instance) on 127.0.0.1:0 against
+real Redis and MariaDB (fresh key prefix bench<nonce>, fresh database
+seckill_bench_<nonce>, both removed at the end) and the Kafka-protocol broker
+in a child process, then runs wrk with the same threads/connections/duration for:
   (a) GET /healthz                      baseline
   (b) POST /api/v1/items/{b}/purchase   distinct users, 5,000,000 stock   target ≥ 0.50 × (a)
   (c) POST /api/v1/items/{c}/purchase   sold out (409)                    target ≥ 0.85 × (a)
   (d) POST /api/v1/items/{d}/purchase   purchase_rate 100 (mostly 429)    target ≥ 0.85 × (a)
   (e) GET  /api/v1/items/{b}            cached read                       target ≥ 0.80 × (a)
 and p99 of (b) at ~80% of its max rate (target ≤ 20 ms), found by lowering
-the connection count. Needs wrk (apt-get install -y wrk).
+the connection count. After (b) it reports 202 → confirmed p50/p99 (target
+p99 ≤ 1 s) and the peak RSS (target ≤ 150 MB); last,
+  (f) worker drain: -drain-orders accepted orders queued while the worker
+      is stopped, then confirmed by a fresh worker    target ≥ 20000 orders/s
+Needs wrk (apt-get install -y wrk).
 
 Exit status: 0 done, 1 an error, an unexpected status, or an oversold or
 inconsistent sale (or a missed target with -strict), 2 bad usage or no wrk.

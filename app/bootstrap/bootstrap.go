@@ -89,7 +89,7 @@ type Main struct {
 	coord     *cluster.Coordinator
 	dispatch  *outbox.Dispatcher
 	relay     *outbox.Relay
-	worker    *worker.Worker[delivery]
+	worker    *worker.Worker[kafkaevents.Delivery]
 	recon     *reconcile.Service
 	metrics   *metrics.Metrics
 
@@ -298,7 +298,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		if f := m.Overrides.OrderBook; f != nil {
 			book = f(m.store.DB())
 		}
-		m.worker = worker.New[delivery](kafkaFeed{m.consumer}, m.ledger, book, m.Log, worker.Options{
+		m.worker = worker.New[kafkaevents.Delivery](m.consumer, m.ledger, book, m.Log, worker.Options{
 			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
 			OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
 			OnConfirmed: m.paymentWindow().ScheduleExpiry,

@@ -94,7 +94,29 @@ func New[D Delivery](f feed[D], ledger settlement, book confirmer, log *slog.Log
 // Run consumes until ctx is done. A batch already fetched is finished and
 // committed even after ctx is done, so a graceful shutdown leaves nothing
 // half-processed; then Run returns nil.
+//
+// Each batch goes through two stages: the database decides it (decode,
+// one confirm transaction, the fates), then the ledger follows and the
+// offsets are committed (settle, release, expiry schedule, commit). The
+// stages overlap by one batch: while the ledger follows batch k, the
+// database already decides batch k+1, so a partition's rate is set by the
+// slower stage rather than by their sum. Following and committing stay in
+// batch order, one at a time, so offsets are committed in order, and
+// never before their batch's orders are decided and followed. A crash in
+// between leaves both batches uncommitted, and both are redelivered; every
+// step is idempotent.
 func (w *Worker[D]) Run(ctx context.Context) error {
+	decided := make(chan decidedBatch[D], 1)
+	stopped := make(chan struct{}) // the follow stage gave up (ctx done)
+	followDone := make(chan struct{})
+	go func() {
+		defer close(followDone)
+		w.followLoop(ctx, decided, stopped)
+	}()
+	defer func() {
+		close(decided)
+		<-followDone
+	}()
 	backoff := 100 * time.Millisecond
 	for {
 		ds, err := w.feed.Fetch(ctx, w.opts.Batch, w.opts.Linger)
@@ -108,18 +130,49 @@ func (w *Worker[D]) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		// Retry the batch until it is done: its offsets must not be
+		// Retry the batch until it is decided: its offsets must not be
 		// committed before its orders are confirmed, and skipping it would
 		// lose them. Only a stop request ends the retries, leaving the
 		// batch for redelivery.
 		for attempt := 0; ; attempt++ {
-			err := w.processBatch(ds)
+			b, err := w.decideBatch(ds)
 			if err == nil {
+				select {
+				case decided <- b:
+				case <-stopped:
+					// The follow stage stopped with an earlier batch
+					// uncommitted; this one must not be committed past it.
+					return nil
+				}
 				break
 			}
 			w.log.Warn("order batch failed; retrying", "size", len(ds), "attempt", attempt+1, "err", err)
 			if !sleep(ctx, min(backoff<<min(attempt, 6), 5*time.Second)) {
 				return nil
+			}
+		}
+	}
+}
+
+// followLoop runs the second stage of every decided batch, in order,
+// retrying each until it succeeds. If ctx ends while a batch still fails,
+// it stops: that batch and every later one stay uncommitted, for
+// redelivery.
+func (w *Worker[D]) followLoop(ctx context.Context, decided <-chan decidedBatch[D], stopped chan<- struct{}) {
+	backoff := 100 * time.Millisecond
+	for b := range decided {
+		for attempt := 0; ; attempt++ {
+			err := w.followBatch(b)
+			if err == nil {
+				break
+			}
+			w.log.Warn("order batch failed after its confirm; retrying the ledger and commit", "size", len(b.ds), "attempt", attempt+1, "err", err)
+			if !sleep(ctx, min(backoff<<min(attempt, 6), 5*time.Second)) {
+				close(stopped)
+				for range decided {
+					// Drop what is still queued; it is redelivered.
+				}
+				return
 			}
 		}
 	}
@@ -136,14 +189,25 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// processBatch runs with its own deadline, detached from Run's context, so
-// that a shutdown does not abort a transaction halfway.
-func (w *Worker[D]) processBatch(ds []D) error {
+// decidedBatch is a batch the database has decided: its deliveries, its
+// distinct orders and every order's fate.
+type decidedBatch[D Delivery] struct {
+	ds     []D
+	orders []sale.Order
+	fates  map[sale.OrderID]sale.Fate
+}
+
+// decideBatch is the first stage: decode, dead-letter what cannot be
+// decoded, confirm the rest in one transaction and read every fate. It
+// runs with its own deadline, detached from Run's context, so that a
+// shutdown does not abort a transaction halfway.
+func (w *Worker[D]) decideBatch(ds []D) (decidedBatch[D], error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
 	defer cancel()
 
-	seen := make(map[sale.OrderID]bool, len(ds))
-	var orders []sale.Order
+	b := decidedBatch[D]{ds: ds}
+	seen := make(map[sale.OrderID]struct{}, len(ds))
+	b.orders = make([]sale.Order, 0, len(ds))
 	for _, d := range ds {
 		o, err := d.DeliveredOrder()
 		if err == nil {
@@ -151,37 +215,52 @@ func (w *Worker[D]) processBatch(ds []D) error {
 		}
 		if err != nil {
 			if err := w.deadLetter(ctx, d, o, "undecodable order message: "+err.Error()); err != nil {
-				return err
+				return b, err
 			}
 			continue
 		}
-		if !seen[o.ID] {
-			seen[o.ID] = true
-			orders = append(orders, o)
+		if _, dup := seen[o.ID]; !dup {
+			seen[o.ID] = struct{}{}
+			b.orders = append(b.orders, o)
 		}
 	}
-
-	if len(orders) > 0 {
-		fates, err := w.confirm(ctx, orders, ds)
+	if len(b.orders) > 0 {
+		fates, err := w.confirm(ctx, b.orders, ds)
 		if err != nil {
-			return err
+			return b, err
 		}
-		// The ledger follows the database: drop the records of confirmed
-		// orders, give back the units of failed ones (a redelivered order
-		// someone else failed included; Release is a no-op the second
-		// time).
-		var confirmed []sale.OrderID
-		deadlines := map[sale.OrderID]time.Time{}
+		b.fates = fates
+	}
+	return b, nil
+}
+
+// followBatch is the second stage: the ledger follows the database (drop
+// the records of confirmed orders, give back the units of failed ones, a
+// redelivered order someone else failed included; Release is a no-op the
+// second time), the confirmed orders' expiries are scheduled, and the
+// offsets are committed. Every step is idempotent, so a retry repeats it
+// whole.
+func (w *Worker[D]) followBatch(b decidedBatch[D]) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
+	defer cancel()
+
+	if len(b.orders) > 0 {
+		// Sized for the usual batch, in which every order is confirmed.
+		confirmed := make([]sale.OrderID, 0, len(b.orders))
+		var deadlines map[sale.OrderID]time.Time
+		if w.opts.OnConfirmed != nil {
+			deadlines = make(map[sale.OrderID]time.Time, len(b.orders))
+		}
 		trace := w.log.Enabled(ctx, slog.LevelDebug)
-		for _, o := range orders {
-			f := fates[o.ID]
+		for _, o := range b.orders {
+			f := b.fates[o.ID]
 			if trace {
 				// One line per order ties it to the request that made it
 				// (request_id); debug only, since a sale decides thousands
 				// a second.
 				w.log.Debug("order decided", "order_id", o.ID, "request_id", o.RequestID, "status", f.Status)
 			}
-			if f.Status == sale.OrderConfirmed && !f.PayBy.IsZero() {
+			if deadlines != nil && f.Status == sale.OrderConfirmed && !f.PayBy.IsZero() {
 				deadlines[o.ID] = f.PayBy
 			}
 			switch {
@@ -192,7 +271,7 @@ func (w *Worker[D]) processBatch(ds []D) error {
 				confirmed = append(confirmed, o.ID)
 			case f.Status == sale.OrderFailed:
 				if f.Refused {
-					if err := w.deadLetter(ctx, deliveryFor(ds, o.ID), o, f.Reason); err != nil {
+					if err := w.deadLetter(ctx, deliveryFor(b.ds, o.ID), o, f.Reason); err != nil {
 						return err
 					}
 				}
@@ -208,12 +287,12 @@ func (w *Worker[D]) processBatch(ds []D) error {
 				return fmt.Errorf("settle: %w", err)
 			}
 		}
-		if len(deadlines) > 0 && w.opts.OnConfirmed != nil {
+		if len(deadlines) > 0 {
 			w.opts.OnConfirmed(ctx, deadlines)
 		}
 	}
 
-	if err := w.feed.Commit(ctx, ds); err != nil {
+	if err := w.feed.Commit(ctx, b.ds); err != nil {
 		return fmt.Errorf("commit offsets: %w", err)
 	}
 	w.batches.Add(1)

@@ -66,16 +66,28 @@ type fakeLedger struct {
 	mu       sync.Mutex
 	settled  map[sale.OrderID]bool
 	released map[sale.OrderID]int
-	log      *[]string
+	// failSettle makes that many Settle calls fail, as a Redis that does
+	// not answer would.
+	failSettle int
+	log        *[]string
+	// logMu guards *log, which the book appends to as well: the worker's
+	// two stages run concurrently.
+	logMu *sync.Mutex
 }
 
 func (l *fakeLedger) Settle(_ context.Context, ids ...sale.OrderID) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.failSettle > 0 {
+		l.failSettle--
+		return errors.New("redis: i/o timeout")
+	}
 	for _, id := range ids {
 		l.settled[id] = true
 	}
+	l.logMu.Lock()
 	*l.log = append(*l.log, "settle")
+	l.logMu.Unlock()
 	return nil
 }
 
@@ -98,6 +110,7 @@ type fakeBook struct {
 	holders   map[string]sale.OrderID // item/user -> live order
 	transient int
 	log       *[]string
+	logMu     *sync.Mutex
 }
 
 func holderKey(o sale.Order) string { return o.ItemID.String() + "/" + string(o.UserID) }
@@ -143,7 +156,9 @@ func (b *fakeBook) Confirm(_ context.Context, orders []sale.Order) (int, map[sal
 		inserted++
 		out[o.ID] = b.fates[o.ID]
 	}
+	b.logMu.Lock()
 	*b.log = append(*b.log, "confirm")
+	b.logMu.Unlock()
 	return inserted, out, nil
 }
 
@@ -161,6 +176,13 @@ func (b *fakeBook) Fail(_ context.Context, orders []sale.Order, reason string) (
 }
 
 func (b *fakeBook) confirmed(id sale.OrderID) bool { return b.fates[id].Status == sale.OrderConfirmed }
+
+// confirmedLocked is confirmed while the worker may still be running.
+func (b *fakeBook) confirmedLocked(id sale.OrderID) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.confirmed(id)
+}
 
 func (b *fakeBook) count(st sale.OrderStatus) int {
 	n := 0
@@ -187,10 +209,11 @@ type rig struct {
 
 func newRig(stock map[sale.ItemID]int64, msgs ...msg) *rig {
 	var log []string
+	logMu := &sync.Mutex{}
 	r := &rig{
 		feed:   &fakeFeed{queue: msgs, dead: map[sale.OrderID]string{}},
-		ledger: &fakeLedger{settled: map[sale.OrderID]bool{}, released: map[sale.OrderID]int{}, log: &log},
-		book:   &fakeBook{stock: stock, fates: map[sale.OrderID]sale.Fate{}, holders: map[string]sale.OrderID{}, log: &log},
+		ledger: &fakeLedger{settled: map[sale.OrderID]bool{}, released: map[sale.OrderID]int{}, log: &log, logMu: logMu},
+		book:   &fakeBook{stock: stock, fates: map[sale.OrderID]sale.Fate{}, holders: map[string]sale.OrderID{}, log: &log, logMu: logMu},
 	}
 	r.feed.log = log
 	r.w = New[msg](r.feed, r.ledger, r.book, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
@@ -357,5 +380,65 @@ func TestTransientFailureRetriesWithoutCommitting(t *testing.T) {
 	}
 	if len(r.feed.dead) != 0 {
 		t.Fatal("a transient error dead-lettered an order")
+	}
+}
+
+// TestFollowFailureNeverCommitsALaterBatch: while the ledger cannot follow
+// one batch (Settle fails), the database may decide the next, but no later
+// batch is committed before it: offsets are committed in batch order, each
+// after its own batch is settled.
+func TestFollowFailureNeverCommitsALaterBatch(t *testing.T) {
+	t.Parallel()
+	a, b, c := order(1, "a"), order(1, "b"), order(1, "c")
+	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: a}, msg{o: b}, msg{o: c})
+	r.w.opts.Batch = 1 // one message per batch
+	r.ledger.failSettle = 2
+	r.run(t, 3)
+	r.feed.mu.Lock()
+	defer r.feed.mu.Unlock()
+	for i, want := range []sale.Order{a, b, c} {
+		if got := r.feed.committed[i].o.ID; got != want.ID {
+			t.Fatalf("commit %d is %s, want %s: offsets committed out of batch order", i, got, want.ID)
+		}
+	}
+	for _, o := range []sale.Order{a, b, c} {
+		if !r.ledger.settled[o.ID] {
+			t.Fatalf("order %s committed but never settled", o.ID)
+		}
+	}
+}
+
+// TestStopWhileFollowFailsCommitsNothingLater: a stop request while the
+// ledger cannot follow a batch leaves that batch, and any decided after
+// it, uncommitted for redelivery, and Run returns.
+func TestStopWhileFollowFailsCommitsNothingLater(t *testing.T) {
+	t.Parallel()
+	a, b := order(1, "a"), order(1, "b")
+	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: a}, msg{o: b})
+	r.w.opts.Batch = 1
+	r.ledger.failSettle = 1 << 30
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.w.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !r.book.confirmedLocked(b.ID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second batch was never decided while the first could not be settled")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the stop request")
+	}
+	r.feed.mu.Lock()
+	defer r.feed.mu.Unlock()
+	if len(r.feed.committed) != 0 {
+		t.Fatalf("committed %d messages while their batches were never settled", len(r.feed.committed))
 	}
 }

@@ -217,6 +217,11 @@ func (c *Consumer) Fetch(ctx context.Context, max int, linger time.Duration) ([]
 	return ds, nil
 }
 
+// DeliveredOrder returns the decoded order, or why the message could not
+// be decoded; it is the worker's view of a message (worker.Delivery), so the
+// consumer feeds the worker directly, without a copy of every batch.
+func (d Delivery) DeliveredOrder() (sale.Order, error) { return d.Order, d.Err }
+
 func (c *Consumer) delivery(m kafka.Message) Delivery {
 	d := Delivery{Raw: m.Value, Partition: m.Partition, Offset: m.Offset, msg: m}
 	o, err := decodeOrder(m.Value)

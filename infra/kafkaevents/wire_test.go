@@ -1,7 +1,9 @@
 package kafkaevents
 
 import (
+	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,10 +58,9 @@ func TestWireRoundTrip(t *testing.T) {
 	if string(key) != "42" {
 		t.Fatalf("key = %q, want the item id", key)
 	}
-	for _, field := range []string{`"v":1`, `"order_id":"42-`, `"item_id":42`, `"user_id":"user_1"`, `"price_cents":1999`, `"created_at":"2025-03-04T04:06:07.891Z"`} {
-		if !strings.Contains(string(value), field) {
-			t.Errorf("value %s lacks %s", value, field)
-		}
+	want := "2|" + string(o.ID) + "|user_1|1999|" + strconv.FormatInt(o.CreatedAt.UnixMilli(), 10)
+	if string(value) != want {
+		t.Fatalf("value = %q, want %q", value, want)
 	}
 	got, err := decodeOrder(value)
 	if err != nil {
@@ -67,6 +68,73 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	if got != o {
 		t.Fatalf("decoded %+v\nwant    %+v", got, o)
+	}
+}
+
+// v1Value is the JSON layout producers wrote before v2.
+func v1Value(t testing.TB, o sale.Order) []byte {
+	b, err := json.Marshal(orderMsg{V: 1, OrderID: string(o.ID), ItemID: int64(o.ItemID), UserID: string(o.UserID),
+		PriceCents: o.PriceCents, CreatedAt: o.CreatedAt.UTC().Format(time.RFC3339Nano)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A queue written before the upgrade still drains: v1 messages decode to
+// the same order as its v2 message.
+func TestDecodeReadsV1(t *testing.T) {
+	t.Parallel()
+	o := sampleOrder()
+	v1 := v1Value(t, o)
+	for _, field := range []string{`"v":1`, `"item_id":42`, `"created_at":"2025-03-04T04:06:07.891Z"`} {
+		if !strings.Contains(string(v1), field) {
+			t.Fatalf("v1 value %s lacks %s", v1, field)
+		}
+	}
+	got, err := decodeOrder(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != o {
+		t.Fatalf("decoded v1 %+v\nwant       %+v", got, o)
+	}
+}
+
+func TestDecodeV2RejectsGarbage(t *testing.T) {
+	t.Parallel()
+	_, good, err := encodeOrder(sampleOrder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Split(string(good), "|")
+	join := func(fields ...string) string { return strings.Join(fields, "|") }
+	cases := map[string]string{
+		"version only":   "2|",
+		"too few":        join(f[0], f[1], f[2], f[3]),
+		"too many":       join(append(append([]string{}, f...), "x")...),
+		"bad order id":   join(f[0], f[1]+"zz", f[2], f[3], f[4]),
+		"no order id":    join(f[0], "", f[2], f[3], f[4]),
+		"bad user":       join(f[0], f[1], "a b", f[3], f[4]),
+		"no user":        join(f[0], f[1], "", f[3], f[4]),
+		"negative price": join(f[0], f[1], f[2], "-1", f[4]),
+		"price text":     join(f[0], f[1], f[2], "1e3", f[4]),
+		"price overflow": join(f[0], f[1], f[2], "99999999999999999999", f[4]),
+		"zero time":      join(f[0], f[1], f[2], f[3], "0"),
+		"time text":      join(f[0], f[1], f[2], f[3], "yesterday"),
+		"version 3":      "3" + string(good[1:]),
+	}
+	for name, value := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			o, err := decodeOrder([]byte(value))
+			if !errors.Is(err, sale.ErrInvalid) {
+				t.Fatalf("decode(%q) err = %v, want ErrInvalid", value, err)
+			}
+			if o != (sale.Order{}) {
+				t.Fatalf("decode(%q) returned a partial order %+v", value, o)
+			}
+		})
 	}
 }
 
@@ -79,12 +147,9 @@ func TestEncodeRefusesInvalidOrder(t *testing.T) {
 	}
 }
 
-func TestDecodeRejectsGarbage(t *testing.T) {
+func TestDecodeV1RejectsGarbage(t *testing.T) {
 	t.Parallel()
-	_, good, err := encodeOrder(sampleOrder())
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := v1Value(t, sampleOrder())
 	swap := func(old, new string) string { return strings.Replace(string(good), old, new, 1) }
 	cases := map[string]string{
 		"empty":          "",
@@ -125,6 +190,8 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	_, good, _ := encodeOrder(sampleOrder())
 	f.Add(good)
+	f.Add(v1Value(f, sampleOrder()))
+	f.Add([]byte("2|1-1|u|1|1"))
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, value []byte) {

@@ -157,6 +157,17 @@ func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, map[
 					return res.Error
 				}
 				n += res.RowsAffected
+				if res.RowsAffected == int64(len(chunk)) {
+					// Every row of the chunk is ours, just written (groupOrders
+					// dropped repeated ids), so each fate is the row we wrote:
+					// no need to read them back. This is the usual batch, and
+					// the read-back was a locking SELECT of the whole chunk.
+					payBy := now.Add(s.payWindow)
+					for _, o := range chunk {
+						fates[o.ID] = sale.Fate{Status: sale.OrderConfirmed, PayBy: payBy}
+					}
+					continue
+				}
 				// Which rows stand now: ours, an earlier delivery's, or a
 				// failure someone recorded first. An order with no row at
 				// all clashed on (item_id, holder): its user already holds

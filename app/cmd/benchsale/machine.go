@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,15 +63,22 @@ func loadAvg() string {
 }
 
 // backendPIDs are the local Redis and MariaDB processes, if found, so their
-// CPU can be told apart from other load on the machine.
-type backendPIDs struct{ Redis, DB int }
+// CPU can be told apart from other load on the machine, and the broker
+// child's.
+type backendPIDs struct{ Redis, DB, Kafka int }
 
-func findBackendPIDs() backendPIDs {
+// findBackendPIDs finds the redis-server listening on redisPort and the
+// mariadbd/mysqld on dbPort. Other redis-server or mariadbd processes on
+// the machine (a test's private servers) are told apart by the port in
+// their command line: Redis names its address there, and a mariadbd
+// without --port listens on 3306.
+func findBackendPIDs(redisPort, dbPort string) backendPIDs {
 	var p backendPIDs
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return p
 	}
+	redisScore, dbScore := -1, -1
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -80,14 +88,34 @@ func findBackendPIDs() backendPIDs {
 		if err != nil {
 			continue
 		}
+		raw, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
 		switch strings.TrimSpace(string(b)) {
 		case "redis-server":
-			if p.Redis == 0 {
-				p.Redis = pid
+			score := 0
+			if slices.ContainsFunc(args, func(a string) bool { return strings.HasSuffix(a, ":"+redisPort) }) {
+				score = 2
+			} else if redisPort == "6379" && !slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "--port") }) {
+				score = 1
+			}
+			if score > redisScore {
+				p.Redis, redisScore = pid, score
 			}
 		case "mariadbd", "mysqld":
-			if p.DB == 0 {
-				p.DB = pid
+			port := "3306"
+			for i, a := range args {
+				if v, ok := strings.CutPrefix(a, "--port="); ok {
+					port = v
+				} else if a == "--port" && i+1 < len(args) {
+					port = args[i+1]
+				}
+			}
+			score := 0
+			if port == dbPort {
+				score = 1
+			}
+			if score > dbScore {
+				p.DB, dbScore = pid, score
 			}
 		}
 	}
@@ -104,8 +132,33 @@ type cpuSnap struct {
 	self          time.Duration
 	redisT, dbT   int64 // ticks
 	redisOK, dbOK bool
+	kafkaT        int64 // ticks of the broker child process
+	kafkaOK       bool
 	heap          uint64 // seckill's heap, bytes
 	gcs           uint32
+	peakRSS       int64 // this process's peak resident set (VmHWM) since the last resetPeakRSS, bytes; 0 unknown
+}
+
+// resetPeakRSS makes the kernel's peak-RSS mark (VmHWM) start again from the
+// current RSS ("5" in /proc/self/clear_refs, Linux 4.0+), so the peak read
+// at the end of a run is that run's. It reports whether the reset worked.
+func resetPeakRSS() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// peakRSS is VmHWM of this process in bytes, or 0 if unknown.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func takeCPU(p backendPIDs) cpuSnap {
@@ -129,7 +182,9 @@ func takeCPU(p backendPIDs) cpuSnap {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.heap, s.gcs = ms.HeapAlloc, ms.NumGC
+	s.peakRSS = peakRSS()
 	s.redisT, s.redisOK = procTicks(p.Redis)
+	s.kafkaT, s.kafkaOK = procTicks(p.Kafka)
 	s.dbT, s.dbOK = procTicks(p.DB)
 	return s
 }
@@ -159,12 +214,16 @@ func procTicks(pid int) (int64, bool) {
 
 // cpuUse is the average number of cores each party used during a run.
 type cpuUse struct {
-	Server, Wrk, Redis, DB, Other, Idle float64
-	Known                               bool
+	Server, Wrk, Redis, DB, Kafka, Other, Idle float64
+	Known                                      bool
 	// HeapMB is seckill's heap at the end of the run (live objects and
 	// garbage not yet collected); GCs how many collections ran during it.
 	HeapMB float64
 	GCs    uint32
+	// PeakRSSMB is the process's peak resident set during the run (the
+	// whole process: API, worker, the in-process Kafka broker and
+	// benchsale itself), or 0 if the kernel would not tell.
+	PeakRSSMB float64
 }
 
 func cpuBetween(a, b cpuSnap, wrk time.Duration) cpuUse {
@@ -173,7 +232,7 @@ func cpuBetween(a, b cpuSnap, wrk time.Duration) cpuUse {
 		return cpuUse{}
 	}
 	cores := float64(runtime.NumCPU())
-	u := cpuUse{Known: true, HeapMB: float64(b.heap) / (1 << 20), GCs: b.gcs - a.gcs}
+	u := cpuUse{Known: true, HeapMB: float64(b.heap) / (1 << 20), GCs: b.gcs - a.gcs, PeakRSSMB: float64(b.peakRSS) / (1 << 20)}
 	u.Server = (b.self - a.self).Seconds() / secs
 	u.Wrk = wrk.Seconds() / secs
 	if a.redisOK && b.redisOK {
@@ -182,9 +241,12 @@ func cpuBetween(a, b cpuSnap, wrk time.Duration) cpuUse {
 	if a.dbOK && b.dbOK {
 		u.DB = float64(b.dbT-a.dbT) / clkTck / secs
 	}
+	if a.kafkaOK && b.kafkaOK {
+		u.Kafka = float64(b.kafkaT-a.kafkaT) / clkTck / secs
+	}
 	busy := float64(b.busy-a.busy) / float64(b.all-a.all) * cores
 	u.Idle = cores - busy
-	u.Other = max(0, busy-u.Server-u.Wrk-u.Redis-u.DB)
+	u.Other = max(0, busy-u.Server-u.Wrk-u.Redis-u.DB-u.Kafka)
 	return u
 }
 
@@ -192,6 +254,6 @@ func (u cpuUse) String() string {
 	if !u.Known {
 		return "cpu: unknown"
 	}
-	return fmt.Sprintf("cores used: seckill %.2f, wrk %.2f, redis %.2f, mariadb %.2f, other processes %.2f, idle %.2f",
-		u.Server, u.Wrk, u.Redis, u.DB, u.Other, u.Idle)
+	return fmt.Sprintf("cores used: seckill %.2f, wrk %.2f, redis %.2f, mariadb %.2f, kafka %.2f, other processes %.2f, idle %.2f",
+		u.Server, u.Wrk, u.Redis, u.DB, u.Kafka, u.Other, u.Idle)
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"math"
 	"os"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,12 +31,12 @@ func (b *bench) baseline() (float64, bool) {
 }
 
 // cost is the CPU seconds the benchmark's own processes (seckill, wrk,
-// Redis, MariaDB) spent per request in r, or 0 if unknown.
+// Redis, MariaDB, the Kafka broker) spent per request in r, or 0 if unknown.
 func cost(r result) float64 {
 	if !r.CPU.Known || r.RPS <= 0 {
 		return 0
 	}
-	return (r.CPU.Server + r.CPU.Wrk + r.CPU.Redis + r.CPU.DB) / r.RPS
+	return (r.CPU.Server + r.CPU.Wrk + r.CPU.Redis + r.CPU.DB + r.CPU.Kafka) / r.RPS
 }
 
 // baselineCost is the mean cost of the (a) runs.
@@ -58,7 +61,7 @@ func (b *bench) report() {
 	}
 	m := b.machine
 	fmt.Fprintf(w, "machine:  %d CPUs, %s, Linux %s, %s, GOGC=%s\n", m.CPUs, m.CPUModel, m.Kernel, m.Go, gogc())
-	fmt.Fprintf(w, "backends: %s; %s; Kafka: in-process kfake broker (franz-go), reached over TCP by kafka-go\n", b.sys.RedisVersion, dbName(b.sys.DBVersion))
+	fmt.Fprintf(w, "backends: %s; %s; Kafka: the kfake broker (franz-go) in a child process of its own, reached over TCP by kafka-go\n", b.sys.RedisVersion, dbName(b.sys.DBVersion))
 	fmt.Fprintf(w, "load:     %s, on the same CPUs as everything else: %d threads, %d connections, %s per scenario,\n", m.Wrk, o.threads, o.connections, o.duration)
 	fmt.Fprintf(w, "          keep-alive, --latency, a Lua script that sends one user token per request and counts statuses\n")
 	fmt.Fprintf(w, "          load average at start %s, at end %s (1/5/15 min)\n", m.LoadStart, loadAvg())
@@ -112,7 +115,7 @@ func (b *bench) report() {
 		fmt.Fprintf(w, "in seckill (heap %.0f MB then, %.0f MB now), changed by that much; the CPU table below tells which\n", a.CPU.HeapMB, b.a2.CPU.HeapMB)
 	}
 	if baseCost > 0 {
-		fmt.Fprintln(w, "cpu-norm: the ratio of CPU per request (seckill + wrk + redis + mariadb) of (a) to the scenario's, an estimate of the")
+		fmt.Fprintln(w, "cpu-norm: the ratio of CPU per request (seckill + wrk + redis + mariadb + kafka) of (a) to the scenario's, an estimate of the")
 		fmt.Fprintln(w, "ratio on a machine with no other load; it is NOT the measured ratio the targets apply to.")
 	}
 
@@ -141,6 +144,8 @@ func (b *bench) report() {
 			ms(p.P99), p.RPS, 100*frac, p.Conns, window, p99Target, verdict)
 	}
 
+	b.reportPipeline(w)
+
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "sales after the worker settled (stats from GET /api/v1/admin/items/{id}/stats):")
 	for _, c := range b.checks {
@@ -148,8 +153,8 @@ func (b *bench) report() {
 		if c.Problem != "" {
 			verdict = "FAIL: " + c.Problem
 		}
-		fmt.Fprintf(w, "  %-9s item %-3d run: accepted %d, confirmed %d, wrk read %d 202s; item: %s; settled %s after the run — %s\n",
-			c.Label, c.Item, c.Accepted, c.Confirmed, c.Seen, c.Stats, c.Settle.Round(10*time.Millisecond), verdict)
+		fmt.Fprintf(w, "  %-9s item %-3d run: accepted %d, confirmed %d, wrk read %d 202s, %d unavailable; item: %s; settled %s after the run — %s\n",
+			c.Label, c.Item, c.Accepted, c.Confirmed, c.Seen, c.HungUp, c.Stats, c.Settle.Round(10*time.Millisecond), verdict)
 	}
 
 	fmt.Fprintln(w)
@@ -157,8 +162,8 @@ func (b *bench) report() {
 	cpuRow := func(label string, r result) {
 		perReq := ""
 		if r.CPU.Known && r.RPS > 0 {
-			perReq = fmt.Sprintf("; per request: seckill %.0f µs, redis %.0f µs, mariadb %.0f µs, wrk %.0f µs; seckill heap %.0f MB, %d GCs",
-				1e6*r.CPU.Server/r.RPS, 1e6*r.CPU.Redis/r.RPS, 1e6*r.CPU.DB/r.RPS, 1e6*r.CPU.Wrk/r.RPS, r.CPU.HeapMB, r.CPU.GCs)
+			perReq = fmt.Sprintf("; per request: seckill %.0f µs, redis %.0f µs, mariadb %.0f µs, kafka %.0f µs, wrk %.0f µs; seckill heap %.0f MB, peak RSS %s, %d GCs",
+				1e6*r.CPU.Server/r.RPS, 1e6*r.CPU.Redis/r.RPS, 1e6*r.CPU.DB/r.RPS, 1e6*r.CPU.Kafka/r.RPS, 1e6*r.CPU.Wrk/r.RPS, r.CPU.HeapMB, rssText(r.CPU.PeakRSSMB), r.CPU.GCs)
 		}
 		fmt.Fprintf(w, "  %-16s %s%s\n", label, r.CPU, perReq)
 	}
@@ -207,4 +212,73 @@ func dbName(v string) string {
 		return v
 	}
 	return "MySQL " + v
+}
+
+func rssText(mb float64) string {
+	if mb <= 0 {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.0f MB", mb)
+}
+
+// reportPipeline prints what happens after the 202: how long an order of
+// (b) took to be confirmed, the process's memory during (b), and (f).
+func (b *bench) reportPipeline(w io.Writer) {
+	verdict := func(ok bool) string {
+		if ok {
+			return "ok"
+		}
+		b.missed = true
+		return "MISS"
+	}
+	rb, haveB := b.results["b"]
+	if !haveB && b.drain == nil {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "after the 202:")
+	if l := b.latB; l != nil {
+		if l.Err != nil {
+			fmt.Fprintf(w, "  (b) 202 → confirmed: unknown (%v)\n", l.Err)
+		} else {
+			fmt.Fprintf(w, "  (b) 202 → confirmed, under the (b) load, over its %d orders: p50 %s ms, p99 %s ms, max %s ms; target p99 ≤ %s: %s\n",
+				l.N, durMS(l.P50), durMS(l.P99), durMS(l.Max), confirmTarget, verdict(l.P99 <= confirmTarget))
+		}
+	}
+	if haveB {
+		if mb := rb.CPU.PeakRSSMB; mb > 0 {
+			fmt.Fprintf(w, "  (b) peak RSS of the seckill process (API + worker instances, and benchsale; the broker is a process of its own) during the run: %.0f MB, GOMEMLIMIT %s; target ≤ %d MB: %s\n",
+				mb, memLimit(), rssTarget, verdict(mb <= rssTarget))
+		} else {
+			fmt.Fprintln(w, "  (b) peak RSS: unknown (/proc/self/clear_refs or VmHWM not available)")
+		}
+	}
+	if d := b.drain; d != nil {
+		fmt.Fprintf(w, "(f) worker drain: %.0f orders/s: %d queued orders confirmed into MariaDB in %s after the first confirmation; %s including the worker's start and group join (%.0f orders/s); target ≥ %d orders/s: %s\n",
+			d.Rate(), d.Orders, d.Drain.Round(time.Millisecond), d.Total.Round(time.Millisecond), float64(d.Orders)/d.Total.Seconds(), drainTarget, verdict(d.Rate() >= drainTarget))
+		per := ""
+		if d.CPU.Known && d.Total > 0 {
+			rate := float64(d.Orders) / d.Total.Seconds()
+			per = fmt.Sprintf("; per order: seckill %.0f µs, redis %.0f µs, mariadb %.0f µs, kafka %.0f µs", 1e6*d.CPU.Server/rate, 1e6*d.CPU.Redis/rate, 1e6*d.CPU.DB/rate, 1e6*d.CPU.Kafka/rate)
+		}
+		fmt.Fprintf(w, "    queue filled in %s through the purchase use case (item %d); during the drain %s%s\n", d.Fill.Round(time.Millisecond), d.Item, d.CPU, per)
+		if d.Problem != "" {
+			fmt.Fprintf(w, "    FAIL: %s\n", d.Problem)
+		}
+	}
+}
+
+func durMS(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+// memLimit is the soft memory limit in force.
+func memLimit() string {
+	l := debug.SetMemoryLimit(-1)
+	if l == math.MaxInt64 {
+		return "off"
+	}
+	src := ""
+	if os.Getenv("GOMEMLIMIT") != "" {
+		src = " (from $GOMEMLIMIT)"
+	}
+	return fmt.Sprintf("%d MiB%s", l>>20, src)
 }

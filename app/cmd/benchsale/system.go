@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -11,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -21,22 +24,29 @@ import (
 	"seckill/app/bootstrap"
 	"seckill/app/config"
 	"seckill/infra/embedded"
-	"seckill/infra/kafkaevents"
 )
 
 // system is the seckill instance under test and the backends it uses.
 type system struct {
-	m      *bootstrap.Main
-	kafka  *embedded.Kafka
-	cfg    config.Config
-	url    string
-	admin  string
-	client *http.Client
+	// m is the API instance and w the worker instance, two bootstrap.Main
+	// in this one process (as `seckill serve` and `seckill worker` beside
+	// each other), so that (f) can stop the worker, fill the queue and
+	// start a fresh worker against it. w is nil while the worker is stopped.
+	m        *bootstrap.Main
+	w        *bootstrap.Main
+	log      *slog.Logger
+	broker   *exec.Cmd      // the Kafka-protocol broker child process
+	brokerIn io.WriteCloser // closing it stops the broker
+	cfg      config.Config
+	url      string
+	admin    string
+	client   *http.Client
 
 	// Real backends only: what to clean up at the end.
 	redisAddr, prefix string
 	baseDSN           *mysql.Config
 	dbName            string
+	sqlDB             *sql.DB // the bench database, opened by db() when needed
 
 	RedisVersion, DBVersion string
 
@@ -87,18 +97,14 @@ func startSystem(ctx context.Context, o options, log *slog.Logger) (s *system, e
 		s.RedisVersion = redisVersion(ctx, cfg.RedisAddr)
 	}
 
-	topics := []kafkaevents.Topic{{Name: cfg.KafkaTopic, Partitions: cfg.KafkaParts}, {Name: cfg.KafkaDLQTopic, Partitions: 1}}
-	var kt []embedded.KafkaTopic
-	for _, t := range topics {
-		kt = append(kt, embedded.KafkaTopic{Name: t.Name, Partitions: t.Partitions})
-	}
-	s.kafka, err = embedded.StartKafka("127.0.0.1:0", kt...)
+	brokers, err := s.startBroker(cfg)
 	if err != nil {
 		return s, err
 	}
-	cfg.KafkaBrokers = strings.Join(s.kafka.Brokers(), ",")
+	cfg.KafkaBrokers = brokers
 
-	s.m = bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: true}, log)
+	s.log = log
+	s.m = bootstrap.New(cfg, bootstrap.Roles{API: true}, log)
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := s.m.Start(sctx); err != nil {
@@ -106,7 +112,41 @@ func startSystem(ctx context.Context, o options, log *slog.Logger) (s *system, e
 	}
 	s.cfg, s.url = s.m.Config, s.m.URL()
 	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	if err := s.startWorker(sctx); err != nil {
+		return s, err
+	}
 	return s, nil
+}
+
+// startWorker starts a worker instance (its own consumer-group member)
+// with the API's configuration.
+func (s *system) startWorker(ctx context.Context) error {
+	cfg := s.cfg
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.InstanceID += "-worker"
+	// A worker serves no item reads; the smallest item cache keeps its
+	// 32 MB out of the memory figures.
+	cfg.LocalCacheMB = 1
+	w := bootstrap.New(cfg, bootstrap.Roles{Worker: true}, s.log)
+	if err := w.Start(ctx); err != nil {
+		_ = w.Shutdown(context.Background())
+		return fmt.Errorf("start the worker: %w", err)
+	}
+	s.w = w
+	return nil
+}
+
+// stopWorker shuts the worker down cleanly: its batch in flight is
+// finished and committed, and it leaves the consumer group.
+func (s *system) stopWorker(ctx context.Context) error {
+	if s.w == nil {
+		return nil
+	}
+	w := s.w
+	s.w = nil
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return w.Shutdown(sctx)
 }
 
 // createDatabase creates name on the server of dsn and returns a DSN for it.
@@ -162,6 +202,9 @@ func (s *system) close(ctx context.Context) error {
 	}
 	s.closed = true
 	var errs []string
+	if err := s.stopWorker(ctx); err != nil {
+		errs = append(errs, "worker shutdown: "+err.Error())
+	}
 	if s.m != nil {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if err := s.m.Shutdown(sctx); err != nil {
@@ -169,8 +212,20 @@ func (s *system) close(ctx context.Context) error {
 		}
 		cancel()
 	}
-	if s.kafka != nil {
-		s.kafka.Close()
+	if s.broker != nil {
+		// Its stdin closing is the broker's signal to stop.
+		s.brokerIn.Close()
+		done := make(chan error, 1)
+		go func() { done <- s.broker.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = s.broker.Process.Kill()
+			<-done
+		}
+	}
+	if s.sqlDB != nil {
+		s.sqlDB.Close()
 	}
 	if s.dbName != "" {
 		if db, err := sql.Open("mysql", s.baseDSN.FormatDSN()); err == nil {
@@ -261,30 +316,45 @@ func (s *system) call(ctx context.Context, method, path, token string, body any)
 	return res.StatusCode, out, nil
 }
 
-// acceptedTotal reads seckill_purchases_total{outcome="accepted"} from
-// /metrics: the orders this instance accepted, including those whose 202 wrk
-// never read because it stopped with requests in flight.
-func (s *system) acceptedTotal(ctx context.Context) (int64, error) {
+// purchaseCounts are this instance's purchase outcomes from /metrics
+// (seckill_purchases_total): accepted counts the orders accepted, including
+// those whose 202 wrk never read because it stopped with requests in
+// flight; unavailable counts 503s, and also requests whose client hung up
+// while their reserve was in Redis (the API cannot tell whether the script
+// ran, so it answers as for a lost reply: the order, if reserved, is
+// published by the relay and confirmed like any other).
+type purchaseCounts struct{ accepted, unavailable int64 }
+
+func (s *system) purchaseCounts(ctx context.Context) (purchaseCounts, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", s.url+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return purchaseCounts{}, err
 	}
 	res, err := s.client.Do(req)
 	if err != nil {
-		return 0, err
+		return purchaseCounts{}, err
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
-		return 0, err
+		return purchaseCounts{}, err
 	}
+	var out purchaseCounts
 	for _, l := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(l, `seckill_purchases_total{outcome="accepted"} `); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int64(f), err
+		for prefix, dst := range map[string]*int64{
+			`seckill_purchases_total{outcome="accepted"} `:    &out.accepted,
+			`seckill_purchases_total{outcome="unavailable"} `: &out.unavailable,
+		} {
+			if v, ok := strings.CutPrefix(l, prefix); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return out, err
+				}
+				*dst = int64(f)
+			}
 		}
 	}
-	return 0, nil // no purchase accepted yet
+	return out, nil // absent: no purchase with that outcome yet
 }
 
 // createSale creates a sale open from a second ago for two hours.
@@ -356,4 +426,73 @@ func (s *system) settle(ctx context.Context, item int64, timeout time.Duration) 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// brokerChildEnv, when set, makes benchsale run as the broker child: it
+// holds the topic list, "name:partitions,name:partitions".
+const brokerChildEnv = "BENCHSALE_BROKER_TOPICS"
+
+// startBroker starts the embedded Kafka-protocol broker (franz-go kfake)
+// as a child process, this same binary with brokerChildEnv set, and returns
+// its address. A process of its own, as Kafka is in production, so that
+// neither its memory (it keeps every message) nor its CPU is counted as
+// seckill's, and the CPU table can show the queue's cost per order.
+func (s *system) startBroker(cfg config.Config) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d,%s:1", brokerChildEnv, cfg.KafkaTopic, cfg.KafkaParts, cfg.KafkaDLQTopic))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return "", err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start the broker: %w", err)
+	}
+	s.broker, s.brokerIn = cmd, in
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("the broker did not say its address: %w", err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// brokerPID is the broker child's pid, 0 if none.
+func (s *system) brokerPID() int {
+	if s.broker == nil || s.broker.Process == nil {
+		return 0
+	}
+	return s.broker.Process.Pid
+}
+
+// brokerChild is main for the broker child: start the broker with the
+// topics in spec, print its address, serve until stdin closes (the parent
+// closed it, or died).
+func brokerChild(spec string) int {
+	var topics []embedded.KafkaTopic
+	for _, t := range strings.Split(spec, ",") {
+		name, parts, _ := strings.Cut(t, ":")
+		n, err := strconv.Atoi(parts)
+		if err != nil || name == "" {
+			fmt.Fprintf(os.Stderr, "benchsale broker: bad topic %q\n", t)
+			return 2
+		}
+		topics = append(topics, embedded.KafkaTopic{Name: name, Partitions: n})
+	}
+	k, err := embedded.StartKafka("127.0.0.1:0", topics...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchsale broker:", err)
+		return 1
+	}
+	defer k.Close()
+	fmt.Println(strings.Join(k.Brokers(), ","))
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
 }

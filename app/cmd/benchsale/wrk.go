@@ -135,12 +135,16 @@ func (w *wrkRunner) run(ctx context.Context, sc scenario, conns, threads int, d 
 	cmd := exec.CommandContext(ctx, "wrk", args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	rssOK := resetPeakRSS()
 	before := takeCPU(w.pids)
 	err := cmd.Run()
 	after := takeCPU(w.pids)
 	res := result{Scenario: sc, Conns: conns, Threads: threads, Command: "wrk " + strings.Join(args, " "), Output: out.String()}
 	if cmd.ProcessState != nil {
 		res.CPU = cpuBetween(before, after, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
+		if !rssOK {
+			res.CPU.PeakRSSMB = 0
+		}
 	}
 	if w.verbose {
 		fmt.Fprintf(os.Stderr, "$ %s\n%s%s", res.Command, out.String(), errb.String())

@@ -74,9 +74,18 @@ func (m *Main) Banner() string {
 	fmt.Fprintf(&b, "  Dashboard:    %s/dashboard   (live charts; open it during a spike)\n", u)
 	fmt.Fprintf(&b, "  Admin token:  %s\n", m.AdminToken)
 	fmt.Fprintf(&b, "  API docs:     %s/openapi.yaml   metrics: %s/metrics\n\n", u, u)
-	fmt.Fprintf(&b, "  Buy from a terminal (item 1 is on sale now):\n\n")
+	// The demo sales are proof-of-work protected, which a browser solves
+	// but curl cannot; so the terminal recipe opens a plain sale with the
+	// admin token first. Literal times keep it a copy-and-paste that works
+	// with any date(1). TestBannerRecipeBuys runs these lines.
+	now := time.Now().UTC()
+	fmt.Fprintf(&b, "  Buy from a terminal. The demo sales need a proof of work, which the sale page\n")
+	fmt.Fprintf(&b, "  solves; curl cannot, so open an unprotected sale first (docs/FAIRNESS.md):\n\n")
+	fmt.Fprintf(&b, "    ITEM=$(curl -s -X POST %s/api/v1/admin/items -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' "+
+		"-d '{\"name\":\"Terminal demo\",\"price_cents\":1999,\"stock\":10,\"starts_at\":\"%s\",\"ends_at\":\"%s\",\"protection\":\"none\"}' | sed -E 's/^[{]\"id\":([0-9]+).*/\\1/'); echo item $ITEM\n",
+		u, m.AdminToken, now.Add(-time.Minute).Format(time.RFC3339), now.Add(24*time.Hour).Format(time.RFC3339))
 	fmt.Fprintf(&b, "    TOKEN=$(curl -s -X POST %s/api/v1/login -H 'Content-Type: application/json' -d '{\"user_id\":\"alice\"}' | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n", u)
-	fmt.Fprintf(&b, "    ORDER=$(curl -s -X POST %s/api/v1/items/1/purchase -H \"Authorization: Bearer $TOKEN\" | sed -E 's/.*\"order_id\":\"([^\"]+)\".*/\\1/'); echo $ORDER\n", u)
+	fmt.Fprintf(&b, "    ORDER=$(curl -s -X POST %s/api/v1/items/$ITEM/purchase -H \"Authorization: Bearer $TOKEN\" | sed -E 's/.*\"order_id\":\"([^\"]+)\".*/\\1/'); echo $ORDER\n", u)
 	fmt.Fprintf(&b, "    curl -s %s/api/v1/orders/$ORDER -H \"Authorization: Bearer $TOKEN\"\n\n", u)
 	fmt.Fprintf(&b, "  Press Ctrl+C to stop.\n")
 	return b.String()

@@ -1,7 +1,6 @@
 package redisdelay
 
 import (
-	"os"
 	"testing"
 
 	"seckill/infra/testenv"
@@ -9,8 +8,4 @@ import (
 
 // TestMain stops this process's private Redis Cluster (testenv.RedisCluster)
 // once the tests are done.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testenv.StopRedisCluster()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }

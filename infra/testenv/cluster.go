@@ -146,6 +146,15 @@ func NodeCommandCalls(ctx context.Context, addr string) (int64, error) {
 	return total, nil
 }
 
+// Main is a TestMain for packages that use RedisCluster: it runs the
+// tests, stops this process's private cluster, and exits with the tests'
+// status.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopRedisCluster()
+	os.Exit(code)
+}
+
 // StopRedisCluster stops the private cluster's servers (by their pids) and
 // removes their directory. Packages that use RedisCluster call it from
 // TestMain after m.Run; calling it when no cluster was started is a no-op.

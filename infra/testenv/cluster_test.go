@@ -2,7 +2,6 @@ package testenv_test
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -13,11 +12,7 @@ import (
 	"seckill/infra/testenv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testenv.StopRedisCluster()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // The helper's cluster has three masters that each own slots, routes keys
 // by slot, and counts each node's commands.

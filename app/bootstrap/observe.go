@@ -58,6 +58,7 @@ func (m *Main) registerMetrics() {
 	r.CounterFunc("seckill_outbox_expired_total", "Orders the relay recorded as failed after --relay-give-up; their units were returned.", func() float64 { return float64(m.relay.Stats().Expired) })
 	r.CounterFunc("seckill_outbox_settled_total", "Orders past --relay-give-up that the database had confirmed; the relay settled them in Redis.", func() float64 { return float64(m.relay.Stats().Settled) })
 	r.CounterFunc("seckill_reconcile_checks_total", "Comparisons of an item's Redis ledger with the database.", func() float64 { return float64(m.recon.Stats().Checks) })
+	r.CounterFunc("seckill_reconcile_deferred_total", "Periodic checks left for a later pass because the worker was deciding the item's pending orders.", func() float64 { return float64(m.recon.Stats().Deferred) })
 	r.CounterFunc("seckill_reconcile_drifts_total", "Comparisons that found the ledger and the database disagreeing.", func() float64 { return float64(m.recon.Stats().Drifts) })
 	r.CounterFunc("seckill_reconcile_repairs_total", "Repairs of an item's ledger from the database.", func() float64 { return float64(m.recon.Stats().Repairs) })
 	r.CounterFunc("seckill_ledger_rebuilds_total", "Sales rebuilt in Redis after the ledger lost them.", func() float64 { return float64(m.recon.Stats().Rebuilds) })

@@ -32,6 +32,7 @@ import (
 var ErrBusy = errors.New("reconcile: the item is busy; try again")
 
 type ledger interface {
+	Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error)
 	Snapshot(ctx context.Context, id sale.ItemID) (sale.LedgerSnapshot, error)
 	Repair(ctx context.Context, it sale.Item, snap sale.LedgerSnapshot, want int64) (gen int64, err error)
 	Settle(ctx context.Context, ids ...sale.OrderID) error
@@ -110,7 +111,7 @@ type Service struct {
 	last map[sale.ItemID]Report
 	seen map[sale.ItemID]int // consecutive passes that found drift
 
-	checks, drifts, repairs, rebuilds, conflicts, movesRecovered atomic.Uint64
+	checks, drifts, repairs, rebuilds, conflicts, movesRecovered, deferred atomic.Uint64
 }
 
 // New returns a reconciler. backlog may be nil only where no order queue
@@ -416,6 +417,10 @@ func (s *Service) pass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if s.busy(ctx, it.ID) {
+			s.deferred.Add(1)
+			continue
+		}
 		rec, _, err := s.Check(ctx, it.ID)
 		if err != nil {
 			if !errors.Is(err, ErrBusy) {
@@ -458,6 +463,21 @@ func (s *Service) pass(ctx context.Context) {
 	}
 }
 
+// busy reports whether the periodic pass should leave the item for a later
+// pass: the ledger holds pending orders and none is overdue, so the worker
+// is deciding them right now. Check would then read the two sides while
+// they move, retry up to eight times, each time snapshotting every pending
+// order (a draining backlog: up to the whole queue) and reading their
+// fates, and most likely give up busy anyway. Nothing is lost by waiting:
+// drift found now would have to hold still for two passes before a repair,
+// orders that stop moving become overdue (and are checked then), and the
+// relay owns overdue orders in any case. A ledger that cannot say (a lost
+// sale, Redis down) is not busy: Check must see it.
+func (s *Service) busy(ctx context.Context, id sale.ItemID) bool {
+	c, err := s.ledger.Counts(ctx, id)
+	return err == nil && c.Pending > 0 && c.Overdue == 0
+}
+
 // recoverMoves runs the RecoverMoves hook and logs what it did.
 func (s *Service) recoverMoves(ctx context.Context) {
 	if s.opts.RecoverMoves == nil {
@@ -475,12 +495,18 @@ func (s *Service) recoverMoves(ctx context.Context) {
 
 // Stats counts what the reconciler did, for metrics.
 // MovesRecovered counts half-done moves between stock buckets it finished.
-type Stats struct{ Checks, Drifts, Repairs, Rebuilds, Conflicts, MovesRecovered uint64 }
+type Stats struct {
+	Checks, Drifts, Repairs, Rebuilds, Conflicts, MovesRecovered uint64
+	// Deferred counts the passes that left an item for later because the
+	// worker was deciding its orders (see busy).
+	Deferred uint64
+}
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{Checks: s.checks.Load(), Drifts: s.drifts.Load(), Repairs: s.repairs.Load(),
-		Rebuilds: s.rebuilds.Load(), Conflicts: s.conflicts.Load(), MovesRecovered: s.movesRecovered.Load()}
+		Rebuilds: s.rebuilds.Load(), Conflicts: s.conflicts.Load(), MovesRecovered: s.movesRecovered.Load(),
+		Deferred: s.deferred.Load()}
 }
 
 // DriftUnits returns the sum over items of the stock drift the latest

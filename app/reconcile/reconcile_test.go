@@ -34,9 +34,24 @@ type fakeLedger struct {
 	repairs   int
 	conflicts int // refuse this many repairs first
 	locked    bool
+	overdue   int64 // what Counts reports as overdue
+	counts    int   // Counts calls
+	snapshots int   // Snapshot calls
+}
+
+func (l *fakeLedger) Counts(context.Context, sale.ItemID) (sale.Counts, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.counts++
+	if !l.snap.Exists {
+		return sale.Counts{}, sale.ErrNotFound
+	}
+	return sale.Counts{StockTotal: l.snap.StockTotal, StockLeft: l.snap.StockLeft,
+		Pending: int64(len(l.snap.Pending)), Overdue: l.overdue, Gen: l.snap.Gen}, nil
 }
 
 func (l *fakeLedger) Snapshot(context.Context, sale.ItemID) (sale.LedgerSnapshot, error) {
+	l.snapshots++
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.snap
@@ -419,5 +434,40 @@ func TestRunRecoversMovesAtStartAndEachPass(t *testing.T) {
 	<-done
 	if got := s.Stats().MovesRecovered; got < 3 {
 		t.Fatalf("MovesRecovered = %d, want at least 3", got)
+	}
+}
+
+// TestPassLeavesADrainingItemForLater: while the ledger holds pending
+// orders and none is overdue (the worker is deciding them), the periodic
+// pass takes no snapshot of the item; once one is overdue, or the queue is
+// empty, it checks it again, and a lost sale is always checked.
+func TestPassLeavesADrainingItemForLater(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 6, 3)
+	l.snap.Pending = []sale.Order{{ID: "1-p", ItemID: 1, UserID: "bob", PriceCents: 100, CreatedAt: t0}}
+	s := New(l, b, q, Options{Log: quiet})
+	ctx := context.Background()
+
+	s.pass(ctx)
+	if l.snapshots != 0 || s.Stats().Deferred != 1 || s.Stats().Checks != 0 {
+		t.Fatalf("draining item: %d snapshots, stats %+v; want it left for later", l.snapshots, s.Stats())
+	}
+
+	l.overdue = 1 // the order stopped moving: now the accounts are worth a look
+	s.pass(ctx)
+	if l.snapshots == 0 || s.Stats().Checks != 1 {
+		t.Fatalf("overdue order: %d snapshots, stats %+v; want a check", l.snapshots, s.Stats())
+	}
+
+	l.overdue, l.snap.Pending, l.snapshots = 0, nil, 0
+	s.pass(ctx)
+	if l.snapshots == 0 || s.Stats().Checks != 2 {
+		t.Fatalf("quiet item: %d snapshots, stats %+v; want a check", l.snapshots, s.Stats())
+	}
+
+	l.snap.Exists, l.snapshots = false, 0 // the ledger lost the sale: Counts cannot say
+	s.pass(ctx)
+	if l.snapshots == 0 {
+		t.Fatal("lost sale: no snapshot; the pass must see it to rebuild")
 	}
 }

@@ -102,3 +102,63 @@ func TestTicketMark(t *testing.T) {
 		}
 	})
 }
+
+// TestTicketSingleUseOnASplitItem: on an item split over stock buckets the
+// used mark lives in the buyer's home bucket, and a buyer always buys from
+// it, so one ticket still buys once, also when the home bucket is empty and
+// the reservation has to wait for units moved home (the retried call is the
+// same order, which the mark lets through, and the replays are not).
+func TestTicketSingleUseOnASplitItem(t *testing.T) {
+	eachBackend(t, Options{}, func(t *testing.T, h *harness) {
+		const buckets, replays = 3, 20
+		it := h.open(t, splitItem(7, 3, buckets)) // one unit per bucket
+		home := sale.HomeBucket("alice", buckets)
+		var other string
+		for i := 0; other == ""; i++ {
+			if u := fmt.Sprintf("v%d", i); sale.HomeBucket(sale.UserID(u), buckets) == home {
+				other = u
+			}
+		}
+		if r := h.reserve(t, order(it, other, inWindow)); r.Outcome != sale.Accepted {
+			t.Fatalf("emptying alice's home bucket: %+v", r)
+		}
+		tk := sale.Ticket{ID: "bbbbbbbbbbbbbbbbbbbbbbbb", ExpiresAt: time.Now().Add(30 * time.Second)}
+		var (
+			start            = make(chan struct{})
+			wg               sync.WaitGroup
+			accepted, reused atomic.Int64
+			errs             = make(chan error, replays)
+		)
+		for i := range replays {
+			wg.Go(func() {
+				o := order(it, "alice", inWindow.Add(time.Duration(i)*time.Millisecond))
+				o.Ticket = tk
+				<-start
+				r, err := h.s.Reserve(h.ctx, o)
+				switch {
+				case err != nil:
+					errs <- err
+				case r.Outcome == sale.Accepted:
+					accepted.Add(1)
+				case r.Outcome == sale.OutcomeTicketUsed:
+					reused.Add(1)
+				default:
+					errs <- fmt.Errorf("replay %d: unexpected %+v", i, r)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if accepted.Load() != 1 || reused.Load() != replays-1 {
+			t.Fatalf("accepted %d, refused as used %d; want 1 and %d", accepted.Load(), reused.Load(), replays-1)
+		}
+		left, err := h.s.StockLeft(h.ctx, it.ID)
+		if err != nil || left[it.ID] != 1 {
+			t.Fatalf("stock left %v (%v), want 1: a replay reached the stock", left, err)
+		}
+	})
+}

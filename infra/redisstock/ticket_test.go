@@ -20,38 +20,13 @@ func TestTicketReplayRace(t *testing.T) {
 		const replays = 100
 		it := h.open(t, item(1, 50))
 		tk := sale.Ticket{ID: "0123456789abcdef01234567", ExpiresAt: time.Now().Add(30 * time.Second)}
-		var (
-			start            = make(chan struct{})
-			wg               sync.WaitGroup
-			accepted, reused atomic.Int64
-			errs             = make(chan error, replays)
-		)
-		for i := range replays {
-			wg.Go(func() {
-				o := order(it, fmt.Sprintf("u%d", i), inWindow)
-				o.Ticket = tk
-				<-start
-				r, err := h.s.Reserve(h.ctx, o)
-				switch {
-				case err != nil:
-					errs <- err
-				case r.Outcome == sale.Accepted:
-					accepted.Add(1)
-				case r.Outcome == sale.OutcomeTicketUsed && r.Err() == sale.ErrInvalidTicket:
-					reused.Add(1)
-				default:
-					errs <- fmt.Errorf("u%d: unexpected %+v", i, r)
-				}
-			})
+		orders := make([]sale.Order, replays)
+		for i := range orders {
+			orders[i] = order(it, fmt.Sprintf("u%d", i), inWindow)
+			orders[i].Ticket = tk
 		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		if accepted.Load() != 1 || reused.Load() != replays-1 {
-			t.Fatalf("accepted %d, refused as used %d; want 1 and %d", accepted.Load(), reused.Load(), replays-1)
+		if accepted, reused := raceTicket(t, h, orders); accepted != 1 || reused != replays-1 {
+			t.Fatalf("accepted %d, refused as used %d; want 1 and %d", accepted, reused, replays-1)
 		}
 		left, err := h.s.StockLeft(h.ctx, it.ID)
 		if err != nil || left[it.ID] != 49 {
@@ -123,42 +98,53 @@ func TestTicketSingleUseOnASplitItem(t *testing.T) {
 			t.Fatalf("emptying alice's home bucket: %+v", r)
 		}
 		tk := sale.Ticket{ID: "bbbbbbbbbbbbbbbbbbbbbbbb", ExpiresAt: time.Now().Add(30 * time.Second)}
-		var (
-			start            = make(chan struct{})
-			wg               sync.WaitGroup
-			accepted, reused atomic.Int64
-			errs             = make(chan error, replays)
-		)
-		for i := range replays {
-			wg.Go(func() {
-				o := order(it, "alice", inWindow.Add(time.Duration(i)*time.Millisecond))
-				o.Ticket = tk
-				<-start
-				r, err := h.s.Reserve(h.ctx, o)
-				switch {
-				case err != nil:
-					errs <- err
-				case r.Outcome == sale.Accepted:
-					accepted.Add(1)
-				case r.Outcome == sale.OutcomeTicketUsed:
-					reused.Add(1)
-				default:
-					errs <- fmt.Errorf("replay %d: unexpected %+v", i, r)
-				}
-			})
+		orders := make([]sale.Order, replays)
+		for i := range orders {
+			orders[i] = order(it, "alice", inWindow.Add(time.Duration(i)*time.Millisecond))
+			orders[i].Ticket = tk
 		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		if accepted.Load() != 1 || reused.Load() != replays-1 {
-			t.Fatalf("accepted %d, refused as used %d; want 1 and %d", accepted.Load(), reused.Load(), replays-1)
+		if accepted, reused := raceTicket(t, h, orders); accepted != 1 || reused != replays-1 {
+			t.Fatalf("accepted %d, refused as used %d; want 1 and %d", accepted, reused, replays-1)
 		}
 		left, err := h.s.StockLeft(h.ctx, it.ID)
 		if err != nil || left[it.ID] != 1 {
 			t.Fatalf("stock left %v (%v), want 1: a replay reached the stock", left, err)
 		}
 	})
+}
+
+// raceTicket reserves every order at once and counts how many were
+// accepted and how many refused because their ticket was already used; any
+// other outcome or an error fails the test.
+func raceTicket(t *testing.T, h *harness, orders []sale.Order) (accepted, reused int64) {
+	t.Helper()
+	var (
+		start  = make(chan struct{})
+		wg     sync.WaitGroup
+		acc, u atomic.Int64
+		errs   = make(chan error, len(orders))
+	)
+	for i, o := range orders {
+		wg.Go(func() {
+			<-start
+			r, err := h.s.Reserve(h.ctx, o)
+			switch {
+			case err != nil:
+				errs <- err
+			case r.Outcome == sale.Accepted:
+				acc.Add(1)
+			case r.Outcome == sale.OutcomeTicketUsed && r.Err() == sale.ErrInvalidTicket:
+				u.Add(1)
+			default:
+				errs <- fmt.Errorf("order %d (%s): unexpected %+v", i, o.UserID, r)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	return acc.Load(), u.Load()
 }

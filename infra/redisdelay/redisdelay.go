@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,24 +131,26 @@ func (q *Queue) Schedule(ctx context.Context, task string, at time.Time) error {
 	return nil
 }
 
-// ScheduleAll is Schedule for many tasks in one round trip (one pipeline of
-// ZADD GT), for callers that schedule a batch at once, such as the expiry of
-// every order a worker confirmed. It fails if any of the ZADDs failed; the
-// others may have been applied, which is harmless because scheduling is
-// idempotent.
+// ScheduleAll is Schedule for many tasks in one round trip, for callers
+// that schedule a batch at once, such as the expiry of every order a worker
+// confirmed. The tasks go out as one ZADD GT per scheduleChunk members, not
+// one per task: Redis parses and dispatches a command once, and the client
+// builds one. It fails if any ZADD failed; the others may have been
+// applied, which is harmless because scheduling is idempotent.
 func (q *Queue) ScheduleAll(ctx context.Context, tasks map[string]time.Time) error {
 	if len(tasks) == 0 {
 		return nil
 	}
-	pipe := q.rdb.Pipeline()
+	members := make([]redis.Z, 0, len(tasks))
 	for task, at := range tasks {
 		if task == "" {
 			return errors.New("redisdelay: empty task")
 		}
-		pipe.ZAddArgs(ctx, q.due, redis.ZAddArgs{
-			GT:      true,
-			Members: []redis.Z{{Score: float64(at.UnixMilli()), Member: task}},
-		})
+		members = append(members, redis.Z{Score: float64(at.UnixMilli()), Member: task})
+	}
+	pipe := q.rdb.Pipeline()
+	for c := range slices.Chunk(members, scheduleChunk) {
+		pipe.ZAddArgs(ctx, q.due, redis.ZAddArgs{GT: true, Members: c})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		q.errs.Add(1)
@@ -156,6 +159,10 @@ func (q *Queue) ScheduleAll(ctx context.Context, tasks map[string]time.Time) err
 	q.scheduled.Add(uint64(len(tasks)))
 	return nil
 }
+
+// scheduleChunk is the most members ScheduleAll puts in one ZADD, so one
+// huge batch does not become one huge command that blocks Redis.
+const scheduleChunk = 500
 
 // claimScript first returns tasks whose lease ran out to the due set (keeping
 // a later time if the task was scheduled again meanwhile), then moves up to

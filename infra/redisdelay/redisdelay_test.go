@@ -3,6 +3,7 @@ package redisdelay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -403,6 +404,33 @@ func TestScheduleAllRunsEachTaskOnceAtItsTime(t *testing.T) {
 		}
 		if st := q.Stats(); st.Scheduled != 4 {
 			t.Fatalf("stats = %+v, want 4 scheduled", st)
+		}
+	})
+}
+
+// TestScheduleAllInChunks: a batch larger than one ZADD's chunk is still
+// scheduled whole, every task at its own time.
+func TestScheduleAllInChunks(t *testing.T) {
+	t.Parallel()
+	onRedis(t, func(t *testing.T, rdb redis.UniversalClient, key string) {
+		q := New(rdb, key, Options{})
+		n := 2*scheduleChunk + 3
+		at := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+		tasks := make(map[string]time.Time, n)
+		for i := range n {
+			tasks[fmt.Sprintf("task:%d", i)] = at.Add(time.Duration(i) * time.Millisecond)
+		}
+		if err := q.ScheduleAll(context.Background(), tasks); err != nil {
+			t.Fatal(err)
+		}
+		got, err := rdb.ZRangeWithScores(context.Background(), q.due, 0, -1).Result()
+		if err != nil || len(got) != n {
+			t.Fatalf("%d tasks waiting (%v), want %d", len(got), err, n)
+		}
+		for _, z := range got {
+			if want := tasks[z.Member.(string)]; int64(z.Score) != want.UnixMilli() {
+				t.Fatalf("%v due at %d, want %d", z.Member, int64(z.Score), want.UnixMilli())
+			}
 		}
 	})
 }

@@ -13,27 +13,45 @@ import (
 	"seckill/domain/sale"
 )
 
-// pipelineSizes is a go-redis hook that records how many script calls each
-// pipeline carried. Other pipelines (the client's own connection handshake)
-// are not counted.
+// pipelineSizes is a go-redis hook that records how many orders the reserve
+// script calls of each pipeline carried, and how many script calls
+// (calls). Other pipelines (the client's own connection handshake) are not
+// counted.
 type pipelineSizes struct {
 	mu    sync.Mutex
 	sizes []int
+	calls []int
+}
+
+// reserveOrders is how many orders one reserve script call carries, from
+// its arguments: evalsha, sha, numkeys, keys, first-look, six per order.
+func reserveOrders(c redis.Cmder) int {
+	args := c.Args()
+	if len(args) < 3 {
+		return 0
+	}
+	nk, ok := args[2].(int)
+	if !ok {
+		return 0
+	}
+	return (len(args) - 3 - nk - 1) / 6
 }
 
 func (p *pipelineSizes) DialHook(next redis.DialHook) redis.DialHook          { return next }
 func (p *pipelineSizes) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 func (p *pipelineSizes) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		n := 0
+		n, calls := 0, 0
 		for _, c := range cmds {
 			if name := c.Name(); name == "evalsha" || name == "eval" {
-				n++
+				n += reserveOrders(c)
+				calls++
 			}
 		}
-		if n > 0 {
+		if calls > 0 {
 			p.mu.Lock()
 			p.sizes = append(p.sizes, n)
+			p.calls = append(p.calls, calls)
 			p.mu.Unlock()
 		}
 		return next(ctx, cmds)
@@ -46,10 +64,16 @@ func (p *pipelineSizes) get() []int {
 	return slices.Clone(p.sizes)
 }
 
+func (p *pipelineSizes) scriptCalls() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
+}
+
 // TestReserveCoalesces queues 40 requests before a single flusher starts, so
-// the batches it forms are known exactly: MaxBatch requests per pipeline, and
-// requests whose caller already gave up are answered with ctx.Err() and never
-// sent.
+// the batches it forms are known exactly: MaxBatch requests per pipeline, all
+// in one script call since they are for one bucket, and requests whose
+// caller already gave up are answered with ctx.Err() and never sent.
 func TestReserveCoalesces(t *testing.T) {
 	for _, tc := range []struct {
 		maxBatch  int
@@ -101,7 +125,10 @@ func TestReserveCoalesces(t *testing.T) {
 					}
 				}
 				if got := hook.get(); !slices.Equal(got, tc.wantSizes) {
-					t.Fatalf("pipeline sizes = %v, want %v", got, tc.wantSizes)
+					t.Fatalf("orders per pipeline = %v, want %v", got, tc.wantSizes)
+				}
+				if got, want := hook.scriptCalls(), slices.Repeat([]int{1}, len(tc.wantSizes)); !slices.Equal(got, want) {
+					t.Fatalf("script calls per pipeline = %v, want %v (one per bucket)", got, want)
 				}
 				h.wantCounts(t, 1, sale.Counts{StockTotal: 100, StockLeft: 64, Pending: 36})
 			})

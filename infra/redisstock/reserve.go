@@ -3,6 +3,7 @@ package redisstock
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -10,12 +11,27 @@ import (
 	"seckill/domain/sale"
 )
 
-// reserveReq is one Reserve call waiting for a flusher.
+// reserveReq is one Reserve call waiting for a flusher: one order on the
+// key set of its bucket. A flusher sends the requests it holds for one
+// bucket as one reserve script call (see reserveSrc).
 type reserveReq struct {
 	ctx  context.Context
-	call scriptCall
+	keys []string // reserveKeys of the order's bucket; shared, never written
+	// The order's six values in reserveSrc's ARGV, but the ticket mark's
+	// KEYS index, which depends on the batch.
+	at, user, id, rec string
+	ticketKey         string // the used-ticket mark, "" for an order without a ticket
+	ticketTTL         int64  // ms
 	// done is buffered so a flusher never blocks on a caller.
 	done chan reserveResult
+}
+
+// again returns the same request with a fresh answer channel, to send it
+// once more.
+func (r *reserveReq) again() *reserveReq {
+	c := *r
+	c.done = make(chan reserveResult, 1)
+	return &c
 }
 
 type reserveResult struct {
@@ -64,7 +80,7 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 	if err != nil || res.Outcome != sale.OutcomeSoldOut {
 		return res, err
 	}
-	return s.reserveSplit(ctx, o, req.call, res)
+	return s.reserveSplit(ctx, o, req, res)
 }
 
 // send hands req to a flusher and waits for its answer.
@@ -90,7 +106,7 @@ func (s *Store) send(ctx context.Context, req *reserveReq) (sale.Reservation, er
 // (the sum over its buckets), so the sold-out flag means what it says. If
 // units kept moving for a few rounds (the last units of a sale, chased by
 // many buyers), the answer is OutcomeStockMoving: nothing reserved, retry.
-func (s *Store) reserveSplit(ctx context.Context, o sale.Order, call scriptCall, r sale.Reservation) (sale.Reservation, error) {
+func (s *Store) reserveSplit(ctx context.Context, o sale.Order, req *reserveReq, r sale.Reservation) (sale.Reservation, error) {
 	ks, err := s.keysOf(ctx, o.ItemID)
 	if err != nil {
 		return sale.Reservation{}, err
@@ -113,7 +129,7 @@ func (s *Store) reserveSplit(ctx context.Context, o sale.Order, call scriptCall,
 		}
 		// The same call again: a replay of an order that did get through
 		// is answered as accepted, never deducted twice.
-		r, err = s.send(ctx, &reserveReq{ctx: ctx, call: call, done: make(chan reserveResult, 1)})
+		r, err = s.send(ctx, req.again())
 		if err != nil || r.Outcome != sale.OutcomeSoldOut {
 			return r, err
 		}
@@ -121,32 +137,71 @@ func (s *Store) reserveSplit(ctx context.Context, o sale.Order, call scriptCall,
 	return sale.Reservation{Outcome: sale.OutcomeStockMoving, Gen: r.Gen}, nil
 }
 
-// newReserveReq prepares the reserve script call for o, on the keys of its
-// bucket; ks is the item's bucket keys, nil for bucket 0.
+// newReserveReq prepares the reservation of o, on the keys of its bucket;
+// ks is the item's bucket keys, nil for bucket 0.
 func (s *Store) newReserveReq(ctx context.Context, o sale.Order, ks []itemKeys) *reserveReq {
-	k := s.item(o.ItemID)
-	if b := o.ID.Bucket(); b > 0 {
-		k = ks[b]
-	}
-	keys := k.reserve()
-	args := []any{
-		strconv.FormatInt(o.CreatedAt.UnixMilli(), 10),
-		string(o.UserID),
-		string(o.ID),
-		encodePending(o),
-		s.firstLook.Milliseconds(),
+	r := &reserveReq{
+		ctx:  ctx,
+		keys: s.reserveKeys(o.ItemID, o.ID.Bucket(), ks),
+		at:   strconv.FormatInt(o.CreatedAt.UnixMilli(), 10),
+		user: string(o.UserID),
+		id:   string(o.ID),
+		rec:  encodePending(o),
+		done: make(chan reserveResult, 1),
 	}
 	// The ticket's used mark goes with the buyers key of the order's
 	// bucket: the user's home bucket, the same for every attempt the
 	// user makes on this item, so a ticket is used once per item.
 	if o.Ticket.ID != "" {
-		keys, args = withTicket(keys, args, o)
+		r.ticketKey = usedTicketKey(r.keys, o.Ticket.ID)
+		r.ticketTTL = (max(time.Until(o.Ticket.ExpiresAt), 0) + UsedTicketSlack).Milliseconds()
 	}
-	return &reserveReq{
-		ctx:  ctx,
-		call: scriptCall{script: reserveScript, keys: keys, args: args},
-		done: make(chan reserveResult, 1),
+	return r
+}
+
+// reserveKeysKey names one bucket's reserve key set in Store.rkeys; n is
+// the item's bucket count (0 for bucket 0, whose keys do not depend on it).
+type reserveKeysKey struct {
+	id   sale.ItemID
+	n, b int
+}
+
+// reserveKeys returns the reserve key set of bucket b of item id (ks is the
+// item's bucket keys, nil for bucket 0), built once per bucket: every
+// purchase needs it, and building it costs five string concatenations.
+func (s *Store) reserveKeys(id sale.ItemID, b int, ks []itemKeys) []string {
+	k := reserveKeysKey{id: id, b: b}
+	if b > 0 {
+		k.n = len(ks)
 	}
+	if v, ok := s.rkeys.Load(k); ok {
+		return v.([]string)
+	}
+	keys := s.item(id).reserve()
+	if b > 0 {
+		keys = ks[b].reserve()
+	}
+	s.rkeys.Store(k, keys)
+	return keys
+}
+
+// reserveCall is the one reserve script call for reqs, which share one
+// bucket (the same keys), in their order.
+func (s *Store) reserveCall(reqs []*reserveReq) scriptCall {
+	keys := reqs[0].keys
+	args := make([]any, 0, 1+6*len(reqs))
+	args = append(args, s.firstLook.Milliseconds())
+	for _, r := range reqs {
+		tk := 0
+		if r.ticketKey != "" {
+			// Clip first, so the append copies: the shared key set is
+			// never written.
+			keys = append(slices.Clip(keys), r.ticketKey)
+			tk = len(keys)
+		}
+		args = append(args, r.at, r.user, r.id, r.rec, tk, r.ticketTTL)
+	}
+	return scriptCall{script: reserveScript, keys: keys, args: args}
 }
 
 // UsedTicketSlack is how much longer than its ticket a used-ticket mark
@@ -154,12 +209,6 @@ func (s *Store) newReserveReq(ctx context.Context, o sale.Order, ks []itemKeys) 
 // keeps the mark alive past the expiry an instance whose clock runs behind
 // by up to this much still accepts.
 const UsedTicketSlack = 30 * time.Second
-
-// withTicket adds the optional ticket key and argument of reserveSrc.
-func withTicket(keys []string, args []any, o sale.Order) ([]string, []any) {
-	ttl := max(time.Until(o.Ticket.ExpiresAt), 0) + UsedTicketSlack
-	return append(keys, usedTicketKey(keys, o.Ticket.ID)), append(args, ttl.Milliseconds())
-}
 
 // usedTicketKey names a ticket's used mark beside the buyers key of the
 // reserve key set it is checked with (keys[1]), so it shares that key set's
@@ -196,7 +245,9 @@ func (s *Store) flush() {
 	}
 }
 
-// sendBatch answers every request in batch; calls is scratch space.
+// sendBatch answers every request in batch; calls is scratch space. The
+// requests for one bucket go out as one script call, in arrival order, so
+// a flusher sends one call per bucket, not one per order.
 func (s *Store) sendBatch(batch []*reserveReq, calls []scriptCall) []scriptCall {
 	live := batch[:0]
 	for _, r := range batch {
@@ -207,18 +258,38 @@ func (s *Store) sendBatch(batch []*reserveReq, calls []scriptCall) []scriptCall 
 			continue
 		}
 		live = append(live, r)
-		calls = append(calls, r.call)
+	}
+	// Stable, so each bucket's requests keep their order; a hot item's
+	// batch is one run already, and its keys compare by pointer.
+	slices.SortStableFunc(live, func(a, b *reserveReq) int { return strings.Compare(a.keys[0], b.keys[0]) })
+	var groups [][]*reserveReq
+	for i := 0; i < len(live); {
+		j := i + 1
+		for j < len(live) && live[j].keys[0] == live[i].keys[0] {
+			j++
+		}
+		groups = append(groups, live[i:j])
+		calls = append(calls, s.reserveCall(live[i:j]))
+		i = j
 	}
 	// The pipeline runs under a context of its own: one caller's
 	// cancellation must not fail the calls of the others sharing it, and a
 	// sent call's result must reach its caller whatever happens to its ctx.
 	cmds := s.runScripts(context.Background(), calls)
-	for i, r := range live {
-		res, err := decodeReserve(cmds[i].Slice())
-		if err != nil {
-			err = fmt.Errorf("redisstock: reserve: %w", err)
+	for i, g := range groups {
+		vals, err := cmds[i].Slice()
+		if err == nil && len(vals) != 4*len(g) {
+			err = fmt.Errorf("reserve script replied %d values for %d orders", len(vals), len(g))
 		}
-		r.done <- reserveResult{r: res, err: err}
+		for j, r := range g {
+			var res reserveResult
+			if err != nil {
+				res.err = fmt.Errorf("redisstock: reserve: %w", err)
+			} else if res.r, res.err = decodeReserve(vals[4*j : 4*j+4]); res.err != nil {
+				res.err = fmt.Errorf("redisstock: reserve: %w", res.err)
+			}
+			r.done <- res
+		}
 	}
 	// Drop references so finished requests can be collected.
 	clear(batch)
@@ -226,12 +297,9 @@ func (s *Store) sendBatch(batch []*reserveReq, calls []scriptCall) []scriptCall 
 	return calls[:0]
 }
 
-// decodeReserve maps the reserve script's {code, stock, gen, order_id} reply
-// to a Reservation. A transport or script error stays an error.
-func decodeReserve(vals []any, err error) (sale.Reservation, error) {
-	if err != nil {
-		return sale.Reservation{}, err
-	}
+// decodeReserve maps one order's {code, stock, gen, order_id} in the
+// reserve script's reply to a Reservation.
+func decodeReserve(vals []any) (sale.Reservation, error) {
 	if len(vals) != 4 {
 		return sale.Reservation{}, fmt.Errorf("reserve script replied %d values, want 4", len(vals))
 	}

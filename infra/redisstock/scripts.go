@@ -66,53 +66,102 @@ const nowMS = `local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// reserveSrc deducts one unit for one user.
+// reserveSrc reserves a batch of orders on one stock bucket: for each, in
+// order, it checks the window, the ticket, the one-order-per-user rule and
+// the stock, and deducts one unit for each accepted order. The answer for
+// each order is exactly what a script run for that order alone, one after
+// the other, would give; a batch of one is the single case. One call per
+// batch instead of one per order is what makes the hot bucket's Redis
+// thread cheap per order: the script is entered once, the sale hash and the
+// clock are read once, and the writes of every accepted order go out as one
+// HINCRBY, two HSET and one ZADD (see docs/BENCHMARKS.md).
 //
-// KEYS: sale, buyers, pending, outbox[, used-ticket mark]
-// ARGV: now_ms (the order's creation time, for the window), user, order_id,
-// encoded order, first-look delay ms[, used-ticket mark ttl ms]
+// KEYS: sale, buyers, pending, outbox[, used-ticket marks...]
+// ARGV: first-look delay ms, then six values per order: now_ms (the order's
+// creation time, for the window), user, order_id, encoded order, the index
+// in KEYS of its used-ticket mark (0 without a ticket), the mark's ttl ms.
 //
-// The optional fifth key and sixth argument come only with an order bought
-// with a ticket (a protected item); see reserveTicketSrc.
+// Reply: four values per order, in order: code, stock, gen, order_id.
 //
 // The checks run in the order the domain promises: window, then the
 // one-order-per-user rule, then stock, so a repeat buyer on a sold-out item
 // hears that they already hold an order. The pending record gets the
 // ledger's acceptance time appended, and the outbox entry is due for the
 // relay's first look (is it published yet?) after the first-look delay.
+// seen carries the batch's own acceptances, so a second order of one user
+// in the same batch is refused as it would be in the next one.
 const reserveSrc = `
+local first = tonumber(ARGV[1])
+local n = (#ARGV - 1) / 6
+local out = {}
 local s = redis.call('HMGET', KEYS[1], 'stock', 'starts_ms', 'ends_ms', 'gen')
 if not s[1] then
-  return {$RESERVE_NOT_FOUND, 0, 0, ''}
+  for i = 1, n do
+    out[4 * i - 3] = $RESERVE_NOT_FOUND
+    out[4 * i - 2] = 0
+    out[4 * i - 1] = 0
+    out[4 * i] = ''
+  end
+  return out
 end
 local stock = tonumber(s[1])
+local starts, ends = tonumber(s[2]), tonumber(s[3])
 local gen = tonumber(s[4]) or 0
-local now = tonumber(ARGV[1])
-if now < tonumber(s[2]) then
-  return {$RESERVE_NOT_STARTED, stock, gen, ''}
-end
-if now >= tonumber(s[3]) then
-  return {$RESERVE_ENDED, stock, gen, ''}
-end
+local now_ms
+local taken = 0
+local seen = {}
+local buyers, pending, outbox = {}, {}, {}
+for i = 1, n do
+  local a = 6 * i - 4
+  local at, user, id = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2]
+  local code, held = nil, ''
+  if at < starts then
+    code = $RESERVE_NOT_STARTED
+  elseif at >= ends then
+    code = $RESERVE_ENDED
+  else
 ` + reserveTicketSrc + `
-local held = redis.call('HGET', KEYS[2], ARGV[2])
-if held then
-  -- The same order again is a replay (a pipeline retried after a lost reply):
-  -- answer as the first attempt did instead of refusing the user's own order.
-  if held == ARGV[3] then
-    return {$RESERVE_ACCEPTED, stock, gen, held}
+    if not code then
+      local h = seen[user] or redis.call('HGET', KEYS[2], user)
+      if h then
+        -- The same order again is a replay (a pipeline retried after a lost
+        -- reply): answer as the first attempt did instead of refusing the
+        -- user's own order.
+        held = h
+        if h == id then code = $RESERVE_ACCEPTED else code = $RESERVE_ALREADY end
+      elseif stock <= 0 then
+        code = $RESERVE_SOLD_OUT
+      else
+        if not now_ms then
+          -- The ledger's clock, as nowMS reads it, once per batch.
+          local t = redis.call('TIME')
+          now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+        stock = stock - 1
+        taken = taken + 1
+        seen[user] = id
+        buyers[#buyers + 1] = user
+        buyers[#buyers + 1] = id
+        pending[#pending + 1] = id
+        pending[#pending + 1] = ARGV[a + 3] .. '|' .. now_ms
+        outbox[#outbox + 1] = now_ms + first
+        outbox[#outbox + 1] = id
+        code, held = $RESERVE_ACCEPTED, id
+      end
+    end
   end
-  return {$RESERVE_ALREADY, stock, gen, held}
+  out[4 * i - 3] = code
+  out[4 * i - 2] = stock
+  out[4 * i - 1] = gen
+  out[4 * i] = held
 end
-if stock <= 0 then
-  return {$RESERVE_SOLD_OUT, stock, gen, ''}
+if taken > 0 then
+  redis.call('HINCRBY', KEYS[1], 'stock', -taken)
+  redis.call('HSET', KEYS[2], unpack(buyers))
+  redis.call('HSET', KEYS[3], unpack(pending))
+  redis.call('ZADD', KEYS[4], unpack(outbox))
 end
-` + nowMS + `
-stock = redis.call('HINCRBY', KEYS[1], 'stock', -1)
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4] .. '|' .. now_ms)
-redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[5]), ARGV[3])
-return {$RESERVE_ACCEPTED, stock, gen, ARGV[3]}
+return out
 `
 
 // reserveTicketSrc is the ticket block of reserveSrc (app/fairness): it
@@ -120,7 +169,7 @@ return {$RESERVE_ACCEPTED, stock, gen, ARGV[3]}
 // as the reservation, so a replayed ticket never reaches the one-per-user
 // rule or the stock, whatever the number of connections it comes on.
 //
-// KEYS[5] is the ticket's used mark, in the same hash tag as the buyers key
+// KEYS[tk] is the ticket's used mark, in the same hash tag as the buyers key
 // (usedTicketKey); it holds the id of the order that consumed the ticket and
 // lives a little longer than the ticket does. The same order again (a
 // pipeline retried after a lost reply) is not a replay and goes on to the
@@ -128,14 +177,18 @@ return {$RESERVE_ACCEPTED, stock, gen, ARGV[3]}
 // consumed once the window admits the order, whatever the outcome after it
 // (accepted, already purchased, sold out): every attempt that reaches the
 // stock costs a ticket, and one refused before it (window, rate limits, an
-// unreachable ledger) does not.
-const reserveTicketSrc = `if KEYS[5] then
-  local used = redis.call('GET', KEYS[5])
-  if used and used ~= ARGV[3] then
-    return {$RESERVE_TICKET_USED, stock, gen, ''}
-  end
-  redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[6])
-end`
+// unreachable ledger) does not. Two orders with one ticket in one batch
+// are a replay like two in two batches: the mark is set before the next
+// order is looked at.
+const reserveTicketSrc = `    local tk = tonumber(ARGV[a + 4])
+    if tk > 0 then
+      local used = redis.call('GET', KEYS[tk])
+      if used and used ~= id then
+        code = $RESERVE_TICKET_USED
+      else
+        redis.call('SET', KEYS[tk], id, 'PX', ARGV[a + 5])
+      end
+    end`
 
 // openSrc creates a sale (or one stock bucket of it), or refreshes the
 // window and price of a live one without touching its stock.
@@ -184,15 +237,18 @@ return {$RESTOCK_APPLIED, gen}
 `
 
 // settleSrc drops the ledger's records of confirmed orders of one item. The
-// buyers entry stays: the user keeps their one order.
+// buyers entry stays: the user keeps their one order. One HDEL and one ZREM
+// take a whole chunk of ids: a call from Lua costs more than the work of
+// one more member (see luaChunk).
 //
 // KEYS: pending, outbox
 // ARGV: order ids
 const settleSrc = `
 local n = 0
-for _, id in ipairs(ARGV) do
-  n = n + redis.call('HDEL', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
+for i = 1, #ARGV, $CHUNK do
+  local j = math.min(i + $CHUNK - 1, #ARGV)
+  n = n + redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+  redis.call('ZREM', KEYS[2], unpack(ARGV, i, j))
 end
 return n
 `
@@ -234,14 +290,21 @@ return {$RELEASE_RELEASED, gen}
 
 // postponeSrc makes orders of one item due for their next look after a
 // delay, by the ledger's clock; an order no longer in the outbox (settled or
-// released meanwhile) is left out rather than brought back.
+// released meanwhile) is left out rather than brought back (XX). They all
+// get the same score, so one ZADD takes a chunk of them.
 //
 // KEYS: outbox
 // ARGV: delay ms, order ids...
 const postponeSrc = nowMS + `
 local due = now_ms + tonumber(ARGV[1])
+local t = {}
 for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', due, ARGV[i])
+  t[#t + 1] = due
+  t[#t + 1] = ARGV[i]
+  if #t >= $CHUNK or i == #ARGV then
+    redis.call('ZADD', KEYS[1], 'XX', unpack(t))
+    t = {}
+  end
 end
 return now_ms
 `
@@ -453,6 +516,11 @@ var (
 	repairScript    = newScript(repairSrc)
 )
 
+// luaChunk is the most values a script passes to one command with unpack.
+// Lua 5.1's unpack fails past its C stack (about 8000 values), and the ids
+// of one Settle or MarkPublished call have no bound of their own.
+const luaChunk = 1000
+
 // newScript expands the $NAME code placeholders and panics on any left over,
 // so a typo in a script fails at package init, not in production.
 func newScript(src string) *redis.Script {
@@ -491,10 +559,11 @@ func newScript(src string) *redis.Script {
 		{"$MOVE_REPEAT", codeMoveRepeat},
 		{"$MOVE_CLOSED", codeMoveClosed},
 	}
-	pairs := make([]string, 0, 2*len(codes))
+	pairs := make([]string, 0, 2*len(codes)+2)
 	for _, c := range codes {
 		pairs = append(pairs, c.name, strconv.Itoa(c.code))
 	}
+	pairs = append(pairs, "$CHUNK", strconv.Itoa(luaChunk))
 	out := strings.NewReplacer(pairs...).Replace(src)
 	if strings.Contains(out, "$") {
 		panic("redisstock: unexpanded code placeholder in script:\n" + out)

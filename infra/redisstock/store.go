@@ -72,8 +72,8 @@ const (
 type Options struct {
 	// Prefix starts every key, default "seckill". It must not contain '{'.
 	Prefix string
-	// MaxBatch is the most Reserve calls sent in one pipeline, default 32;
-	// 1 sends each call on its own.
+	// MaxBatch is the most Reserve calls sent in one pipeline, default 32,
+	// at most 500; 1 sends each call on its own.
 	MaxBatch int
 	// Pipelines is how many pipelines may be in flight at once, default 4.
 	Pipelines int
@@ -101,6 +101,7 @@ type Store struct {
 	// item is created); keys caches the key sets of split items.
 	buckets sync.Map // sale.ItemID -> int
 	keys    sync.Map // bucketsKey -> []itemKeys
+	rkeys   sync.Map // reserveKeysKey -> []string
 	fills   singleflight.Group
 
 	reqs      chan *reserveReq
@@ -126,6 +127,9 @@ func newStore(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	// A batch goes out as one script call whose writes unpack two values
+	// per order; more than this would pass luaChunk.
+	opts.MaxBatch = min(opts.MaxBatch, luaChunk/2)
 	if opts.Pipelines <= 0 {
 		opts.Pipelines = DefaultPipelines
 	}

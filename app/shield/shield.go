@@ -72,6 +72,20 @@ type itemState struct {
 	// for the lock-free fast path, which also applies SoldOutTTL.
 	soldOut atomic.Bool
 	flagNs  atomic.Int64
+	// empty, if set, says the bucket holds less than one token until a
+	// time, for the lock-free fast path of ItemExhausted.
+	empty atomic.Pointer[emptyMark]
+}
+
+// emptyMark says an item's bucket holds less than one token until until
+// (Unix ns), at the rate perSec it was computed for. Tokens only grow with
+// time and only AllowItem spends them, so until then every ItemExhausted
+// answer for that rate is "empty", and the hottest refusal of a sale (a
+// request beyond the item's rate) takes no lock: with every buyer of one
+// item on one mutex, the lock was the cost of a refusal.
+type emptyMark struct {
+	until  int64
+	perSec float64
 }
 
 type userShard struct {
@@ -183,7 +197,11 @@ func (s *Shield) item(id sale.ItemID) *itemState {
 func (s *Shield) AllowItem(id sale.ItemID, perSec float64, now time.Time) error {
 	st := s.item(id)
 	st.mu.Lock()
-	ok := s.itemLimiter(st, perSec).AllowN(now, 1)
+	lim := s.itemLimiter(st, perSec)
+	ok := lim.AllowN(now, 1)
+	if !ok || lim.TokensAt(now) < 1 {
+		markEmpty(st, lim, perSec, now)
+	}
 	st.mu.Unlock()
 	if !ok {
 		s.rejectedItem.Add(1)
@@ -199,13 +217,33 @@ func (s *Shield) AllowItem(id sale.ItemID, perSec float64, now time.Time) error 
 // check spend the item's tokens (AllowItem).
 func (s *Shield) ItemExhausted(id sale.ItemID, perSec float64, now time.Time) bool {
 	st := s.item(id)
+	if m := st.empty.Load(); m != nil && m.perSec == perSec && now.UnixNano() < m.until {
+		s.rejectedItem.Add(1)
+		return true
+	}
 	st.mu.Lock()
-	empty := s.itemLimiter(st, perSec).TokensAt(now) < 1
+	lim := s.itemLimiter(st, perSec)
+	empty := lim.TokensAt(now) < 1
+	if empty {
+		markEmpty(st, lim, perSec, now)
+	}
 	st.mu.Unlock()
 	if empty {
 		s.rejectedItem.Add(1)
 	}
 	return empty
+}
+
+// markEmpty records until when lim, found with less than one token at now,
+// stays below one token. The caller holds st.mu.
+func markEmpty(st *itemState, lim *rate.Limiter, perSec float64, now time.Time) {
+	r := float64(lim.Limit())
+	tokens := lim.TokensAt(now)
+	if tokens >= 1 || r <= 0 || lim.Limit() == rate.Inf {
+		return
+	}
+	wait := time.Duration((1 - tokens) / r * float64(time.Second))
+	st.empty.Store(&emptyMark{until: now.Add(wait).UnixNano(), perSec: perSec})
 }
 
 // itemLimiter returns the item's bucket for perSec (0: the default rate),

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"seckill/domain/sale"
 )
 
@@ -161,5 +163,40 @@ func TestItemExhaustedPeeksWithoutSpending(t *testing.T) {
 	}
 	if s.Stats().RejectedItem != 1 {
 		t.Fatalf("stats = %+v", s.Stats())
+	}
+}
+
+// TestItemExhaustedFastPathAgreesWithTheBucket: the lock-free "empty until"
+// mark must answer exactly as the token bucket would, at every moment of a
+// refill, and must not outlive a change of the item's rate.
+func TestItemExhaustedFastPathAgreesWithTheBucket(t *testing.T) {
+	t.Parallel()
+	const perSec = 20.0 // one token every 50 ms, burst 2
+	s := New(Options{ItemRate: 1000, ItemBurst: 100})
+	ref := rate.NewLimiter(rate.Limit(perSec), 2)
+	now := t0
+	for step := 0; step < 400; step++ {
+		want := ref.TokensAt(now) < 1
+		if got := s.ItemExhausted(9, perSec, now); got != want {
+			t.Fatalf("at +%v: ItemExhausted = %v, the bucket holds %.3f tokens", now.Sub(t0), got, ref.TokensAt(now))
+		}
+		// Every third moment a buyer passes the user check and spends.
+		if step%3 == 0 {
+			wantOK := ref.AllowN(now, 1)
+			if err := s.AllowItem(9, perSec, now); (err == nil) != wantOK {
+				t.Fatalf("at +%v: AllowItem = %v, the bucket says %v", now.Sub(t0), err, wantOK)
+			}
+		}
+		now = now.Add(7 * time.Millisecond)
+	}
+	// Empty now at 20/s; the same moment at a rate raised to 1000/s is a
+	// fresh, full bucket, whatever the mark says.
+	for s.AllowItem(9, perSec, now) == nil {
+	}
+	if !s.ItemExhausted(9, perSec, now) {
+		t.Fatal("an emptied bucket reported available")
+	}
+	if s.ItemExhausted(9, 1000, now) {
+		t.Fatal("the mark of the old rate refused a purchase at the new rate")
 	}
 }

@@ -17,8 +17,8 @@ import (
 // and miniredis otherwise:
 //
 //	batched    the defaults: up to 32 orders per pipeline (one script call
-//	           per bucket), 4 pipelines in flight
-//	unbatched  MaxBatch=1: one order per round trip, 4 in flight
+//	           per bucket), 2 pipelines in flight
+//	unbatched  MaxBatch=1: one order per round trip, 2 in flight
 //	direct     no coalescer: every caller runs the script itself over the
 //	           client's connection pool, the usual way to call a script
 //

@@ -63,7 +63,7 @@ var ErrClosed = errors.New("redisstock: store closed")
 const (
 	DefaultPrefix         = "seckill"
 	DefaultMaxBatch       = 32
-	DefaultPipelines      = 4
+	DefaultPipelines      = 2
 	DefaultFirstLook      = 3 * time.Second
 	DefaultRepublishAfter = 30 * time.Second
 )
@@ -75,7 +75,10 @@ type Options struct {
 	// MaxBatch is the most Reserve calls sent in one pipeline, default 32,
 	// at most 500; 1 sends each call on its own.
 	MaxBatch int
-	// Pipelines is how many pipelines may be in flight at once, default 4.
+	// Pipelines is how many pipelines may be in flight at once, default 2.
+	// Fewer pipelines carry more orders each, and a bucket's orders share
+	// one script call, so on a small machine 2 beat 4 (docs/BENCHMARKS.md,
+	// session 4); more help only when one reply is slow.
 	Pipelines int
 	// FirstLook is how long after acceptance an order is first due for the
 	// relay (to publish it if the dispatcher did not), default 3s; it is

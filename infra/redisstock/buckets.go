@@ -119,15 +119,45 @@ func (s *Store) orderKeys(ctx context.Context, id sale.OrderID) (itemKeys, error
 }
 
 // readBucket is the bucketScript call for one bucket.
-func readBucket(k itemKeys, mode int, overdueMS int64) scriptCall {
-	return scriptCall{script: bucketScript, keys: []string{k.sale(), k.pending(), k.moves()}, args: []any{mode, overdueMS}}
+func readBucket(k itemKeys, mode int, overdueMS int64, scanLimit int) scriptCall {
+	return scriptCall{script: bucketScript, keys: []string{k.sale(), k.pending(), k.moves()}, args: []any{mode, overdueMS, scanLimit}}
+}
+
+// overdueScanLimit is the most pending records the bucket script reads to
+// count the overdue ones (Store.overdueScan, which tests lower); above it,
+// countOverdue counts them in chunks. 10,000 records take Redis a few ms.
+const overdueScanLimit = 10_000
+
+// countOverdue counts the pending records of one bucket accepted before
+// limitMS (the ledger's clock), reading them in chunks of a few hundred so
+// no single command holds Redis for long. It is not atomic with the
+// bucket's other figures, which an age count does not need: an order
+// settled or accepted during the scan was not overdue either way, and the
+// scan sees every record that stays pending throughout.
+func (s *Store) countOverdue(ctx context.Context, pendingKey string, limitMS int64) (int64, error) {
+	var n int64
+	var cursor uint64
+	for {
+		kv, next, err := s.rdb.HScan(ctx, pendingKey, cursor, "*", 500).Result()
+		if err != nil {
+			return 0, err
+		}
+		for i := 1; i < len(kv); i += 2 {
+			if acc, ok := acceptedMS(kv[i]); ok && acc < limitMS {
+				n++
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
 }
 
 // peek reads every bucket in one pipeline (mode as bucketScript).
 func (s *Store) peek(ctx context.Context, id sale.ItemID, ks []itemKeys, mode int) ([]bucketState, error) {
 	calls := make([]scriptCall, len(ks))
 	for b, k := range ks {
-		calls[b] = readBucket(k, mode, s.republish.Milliseconds())
+		calls[b] = readBucket(k, mode, s.republish.Milliseconds(), s.overdueScan)
 	}
 	out := make([]bucketState, len(ks))
 	for b, cmd := range s.runScripts(ctx, calls) {

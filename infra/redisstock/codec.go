@@ -28,6 +28,18 @@ func encodePending(o sale.Order) string {
 	return b.String()
 }
 
+// acceptedMS reads the digits after a pending record's last '|', as the
+// Lua scripts do: the ledger's acceptance time (the creation time, for a
+// record that predates that field).
+func acceptedMS(rec string) (int64, bool) {
+	i := strings.LastIndexByte(rec, '|')
+	if i < 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(rec[i+1:], 10, 64)
+	return v, err == nil
+}
+
 // decodeRecord rebuilds an order from its pending record and returns the
 // ledger's acceptance time with it (zero if the record predates that field).
 func decodeRecord(id sale.OrderID, rec string) (sale.Order, time.Time, error) {

@@ -1,6 +1,8 @@
 package redisstock
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +91,46 @@ func TestCountsOverdue(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		if c := h.counts(t, 1); c.Pending != 1 || c.Overdue != 1 {
 			t.Fatalf("counts after the overdue age = %+v, want 1 pending, 1 overdue", c)
+		}
+	})
+}
+
+// TestCountsOverdueInChunks: above the bucket script's scan limit, Counts
+// counts the overdue orders with HSCAN in chunks instead of in the script,
+// and must find the same figure; a split item counts each bucket its own way.
+func TestCountsOverdueInChunks(t *testing.T) {
+	eachBackend(t, Options{}, func(t *testing.T, h *harness) {
+		it := h.open(t, splitItem(1, 1200, 2))
+		for i := range 1005 {
+			h.expect(t, order(it, fmt.Sprintf("u%d", i), inWindow), sale.Accepted)
+		}
+		// Age 1,000 of the records, in both buckets, by rewriting their
+		// acceptance time (the last field) to long ago.
+		aged := 0
+		for _, k := range h.s.bucketKeys(1, 2) {
+			recs, err := h.rdb.HGetAll(h.ctx, k.pending()).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, rec := range recs {
+				if aged == 1000 {
+					break
+				}
+				old := rec[:strings.LastIndexByte(rec, '|')+1] + "1000"
+				if err := h.rdb.HSet(h.ctx, k.pending(), id, old).Err(); err != nil {
+					t.Fatal(err)
+				}
+				aged++
+			}
+		}
+		want := sale.Counts{StockTotal: 1200, StockLeft: 195, Pending: 1005, Overdue: 1000}
+		for _, limit := range []int{overdueScanLimit, 10, 0} {
+			h.s.overdueScan = limit
+			c := h.counts(t, 1)
+			c.Gen = 0
+			if c != want {
+				t.Fatalf("scan limit %d: counts = %+v, want %+v", limit, c, want)
+			}
 		}
 	})
 }

@@ -387,9 +387,15 @@ func (s *Store) Counts(ctx context.Context, id sale.ItemID) (sale.Counts, error)
 		return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: %w", id, err)
 	}
 	c := sale.Counts{StockLeft: v.inTransit}
-	for _, st := range v.states {
+	for b, st := range v.states {
 		if !st.exists {
 			return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: %w", id, sale.ErrNotFound)
+		}
+		if st.overdue < 0 {
+			// Too many pending records to count in the script.
+			if st.overdue, err = s.countOverdue(ctx, ks[b].pending(), st.nowMS-s.republish.Milliseconds()); err != nil {
+				return sale.Counts{}, fmt.Errorf("redisstock: counts of item %d: overdue orders: %w", id, err)
+			}
 		}
 		c.StockTotal += st.total
 		c.StockLeft += st.stock

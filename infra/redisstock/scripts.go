@@ -457,8 +457,15 @@ return $MOVE_CLOSED
 // move counter, its open journal entries and, by mode, nothing more (0),
 // the pending and overdue counts (1), or every pending record too (2).
 //
+// Counting the overdue reads every pending record, so mode 1 does it only
+// for at most ARGV[3] of them and answers overdue -1 above that: a worker
+// outage leaves a backlog of 100k pending orders, and a script that walks
+// them holds Redis's one thread for 50-70 ms, long enough to time out the
+// purchases queued behind it. The caller then counts in chunks
+// (countOverdue).
+//
 // KEYS: sale, pending, moves
-// ARGV: mode, overdue ms
+// ARGV: mode, overdue ms, scan limit
 // Reply: {exists, stock, total, gen, starts_ms, ends_ms, price, mseq, now_ms,
 // pending, overdue, moves, move_id1, entry1, ..., order_id1, record1, ...}
 const bucketSrc = nowMS + `
@@ -473,13 +480,16 @@ end
 local mode = tonumber(ARGV[1])
 local npending, overdue = 0, 0
 if mode >= 1 then
-  local limit = now_ms - tonumber(ARGV[2])
-  local recs = redis.call('HVALS', KEYS[2])
-  npending = #recs
-  for _, rec in ipairs(recs) do
-    local acc = tonumber(string.match(rec, '.*|(%d+)'))
-    if acc and acc < limit then
-      overdue = overdue + 1
+  npending = redis.call('HLEN', KEYS[2])
+  if npending > tonumber(ARGV[3]) then
+    overdue = -1
+  else
+    local limit = now_ms - tonumber(ARGV[2])
+    for _, rec in ipairs(redis.call('HVALS', KEYS[2])) do
+      local acc = tonumber(string.match(rec, '.*|(%d+)'))
+      if acc and acc < limit then
+        overdue = overdue + 1
+      end
     end
   end
 end

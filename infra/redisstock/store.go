@@ -99,6 +99,8 @@ type Store struct {
 	pipelines int
 	firstLook time.Duration
 	republish time.Duration
+	// overdueScan is overdueScanLimit; tests lower it.
+	overdueScan int
 
 	// buckets caches each item's stock bucket count (immutable once the
 	// item is created); keys caches the key sets of split items.
@@ -143,12 +145,13 @@ func newStore(rdb redis.UniversalClient, opts Options) *Store {
 		opts.RepublishAfter = DefaultRepublishAfter
 	}
 	return &Store{
-		rdb:       rdb,
-		prefix:    opts.Prefix,
-		maxBatch:  opts.MaxBatch,
-		pipelines: opts.Pipelines,
-		firstLook: opts.FirstLook,
-		republish: opts.RepublishAfter,
+		rdb:         rdb,
+		prefix:      opts.Prefix,
+		maxBatch:    opts.MaxBatch,
+		pipelines:   opts.Pipelines,
+		firstLook:   opts.FirstLook,
+		republish:   opts.RepublishAfter,
+		overdueScan: overdueScanLimit,
 		// Unbuffered on purpose: a request is handed straight to a flusher,
 		// so none can be stranded in a buffer when Close stops them, and the
 		// callers blocked on the send are exactly what a flusher drains.

@@ -78,6 +78,10 @@ type Options struct {
 	// DrainTimeout bounds the wait for the workers to decide the backlog;
 	// default 60s. A repair that times out changes nothing and is retried.
 	DrainTimeout time.Duration
+	// MaxCheckPending is the largest backlog of pending orders the
+	// periodic pass checks; an item with more is left for later, overdue
+	// orders or not (see busy). Default 10,000.
+	MaxCheckPending int64
 	// OnStockBack is told of a repaired sale's new generation, so sold-out
 	// flags clear on every instance.
 	OnStockBack func(item sale.ItemID, gen int64)
@@ -119,6 +123,9 @@ type Service struct {
 func New(l ledger, b book, q Backlog, o Options) *Service {
 	if o.Every <= 0 {
 		o.Every = 10 * time.Second
+	}
+	if o.MaxCheckPending <= 0 {
+		o.MaxCheckPending = DefaultMaxCheckPending
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = time.Minute
@@ -463,9 +470,19 @@ func (s *Service) pass(ctx context.Context) {
 	}
 }
 
+// DefaultMaxCheckPending is Options.MaxCheckPending's default.
+const DefaultMaxCheckPending = 10_000
+
 // busy reports whether the periodic pass should leave the item for a later
 // pass: the ledger holds pending orders and none is overdue, so the worker
-// is deciding them right now. Check would then read the two sides while
+// is deciding them right now; or it holds more than MaxCheckPending, overdue
+// or not. A backlog that large means the workers are down or far behind:
+// Check's snapshot would read every pending record in one Redis script
+// (100k records held Redis for tens of ms, long enough to time out the
+// purchases queued behind it), and their fates in the database, every
+// pass, while the relay already owns the overdue orders and decides them
+// after --relay-give-up. The item is checked once the backlog is back
+// under the bound. Check would then read the two sides while
 // they move, retry up to eight times, each time snapshotting every pending
 // order (a draining backlog: up to the whole queue) and reading their
 // fates, and most likely give up busy anyway. Nothing is lost by waiting:
@@ -475,7 +492,15 @@ func (s *Service) pass(ctx context.Context) {
 // sale, Redis down) is not busy: Check must see it.
 func (s *Service) busy(ctx context.Context, id sale.ItemID) bool {
 	c, err := s.ledger.Counts(ctx, id)
-	return err == nil && c.Pending > 0 && c.Overdue == 0
+	if err != nil || c.Pending == 0 {
+		return false
+	}
+	if c.Pending > s.opts.MaxCheckPending {
+		s.opts.Log.Warn("reconcile pass: backlog too large to check; left to the relay and the workers",
+			"item_id", id, "pending", c.Pending, "overdue", c.Overdue, "max_check_pending", s.opts.MaxCheckPending)
+		return true
+	}
+	return c.Overdue == 0
 }
 
 // recoverMoves runs the RecoverMoves hook and logs what it did.

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -434,6 +435,31 @@ func TestRunRecoversMovesAtStartAndEachPass(t *testing.T) {
 	<-done
 	if got := s.Stats().MovesRecovered; got < 3 {
 		t.Fatalf("MovesRecovered = %d, want at least 3", got)
+	}
+}
+
+// TestPassLeavesAHugeBacklogForLater: a backlog above MaxCheckPending is
+// left for later even with overdue orders in it (the workers are down; the
+// relay owns the overdue orders), and checked again once it is back under.
+func TestPassLeavesAHugeBacklogForLater(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 6, 3)
+	for i := range 3 {
+		l.snap.Pending = append(l.snap.Pending, sale.Order{ID: sale.OrderID(fmt.Sprintf("1-p%d", i)), ItemID: 1, UserID: sale.UserID(fmt.Sprintf("u%d", i)), PriceCents: 100, CreatedAt: t0})
+	}
+	l.overdue = 3
+	s := New(l, b, q, Options{Log: quiet, MaxCheckPending: 2})
+	ctx := context.Background()
+
+	s.pass(ctx)
+	if l.snapshots != 0 || s.Stats().Deferred != 1 || s.Stats().Checks != 0 {
+		t.Fatalf("3 pending, bound 2: %d snapshots, stats %+v; want it left for later", l.snapshots, s.Stats())
+	}
+	l.snap.Pending = l.snap.Pending[:2]
+	l.overdue = 2
+	s.pass(ctx)
+	if l.snapshots == 0 || s.Stats().Checks != 1 {
+		t.Fatalf("2 pending, all overdue, bound 2: %d snapshots, stats %+v; want a check", l.snapshots, s.Stats())
 	}
 }
 

@@ -336,6 +336,10 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 		if !strings.Contains(o.scenarios, key) {
 			continue
 		}
+		if key == "g" && o.embedded {
+			b.logf("(g) skipped: on embedded backends one instance is API and worker, and stopping its worker would stop the API")
+			continue
+		}
 		r, err := b.runScenario(ctx, scen[key])
 		if err != nil {
 			return err

@@ -104,7 +104,11 @@ func startSystem(ctx context.Context, o options, log *slog.Logger) (s *system, e
 	cfg.KafkaBrokers = brokers
 
 	s.log = log
-	s.m = bootstrap.New(cfg, bootstrap.Roles{API: true}, log)
+	// Embedded backends live in the instance that starts them, so a second
+	// instance would get a miniredis and a SQLite database of its own: on
+	// them one instance is both API and worker, and (f) and (g), which
+	// stop the worker, do not run.
+	s.m = bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: o.embedded}, log)
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := s.m.Start(sctx); err != nil {
@@ -112,6 +116,9 @@ func startSystem(ctx context.Context, o options, log *slog.Logger) (s *system, e
 	}
 	s.cfg, s.url = s.m.Config, s.m.URL()
 	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	if o.embedded {
+		return s, nil
+	}
 	if err := s.startWorker(sctx); err != nil {
 		return s, err
 	}

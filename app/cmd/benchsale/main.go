@@ -213,7 +213,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	b := &bench{o: o, out: stdout, cmdline: commandLine(fs)}
+	b := &bench{o: o, out: stdout, log: stderr, cmdline: commandLine(fs)}
 	err = b.run(ctx, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "benchsale:", err)
@@ -229,6 +229,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 type bench struct {
 	o       options
 	out     io.Writer
+	log     io.Writer // progress lines (logf)
 	cmdline string
 
 	sys     *system
@@ -273,7 +274,7 @@ type check struct {
 }
 
 func (b *bench) logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "benchsale: "+format+"\n", args...)
+	fmt.Fprintf(b.log, "benchsale: "+format+"\n", args...)
 }
 
 func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {

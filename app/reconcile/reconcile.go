@@ -474,22 +474,27 @@ func (s *Service) pass(ctx context.Context) {
 const DefaultMaxCheckPending = 10_000
 
 // busy reports whether the periodic pass should leave the item for a later
-// pass: the ledger holds pending orders and none is overdue, so the worker
-// is deciding them right now; or it holds more than MaxCheckPending, overdue
-// or not. A backlog that large means the workers are down or far behind:
-// Check's snapshot would read every pending record in one Redis script
-// (100k records held Redis for tens of ms, long enough to time out the
-// purchases queued behind it), and their fates in the database, every
-// pass, while the relay already owns the overdue orders and decides them
-// after --relay-give-up. The item is checked once the backlog is back
-// under the bound. Check would then read the two sides while
-// they move, retry up to eight times, each time snapshotting every pending
-// order (a draining backlog: up to the whole queue) and reading their
-// fates, and most likely give up busy anyway. Nothing is lost by waiting:
-// drift found now would have to hold still for two passes before a repair,
-// orders that stop moving become overdue (and are checked then), and the
-// relay owns overdue orders in any case. A ledger that cannot say (a lost
-// sale, Redis down) is not busy: Check must see it.
+// pass. It does in two cases.
+//
+// The ledger holds pending orders and none is overdue, so the worker is
+// deciding them right now. Check would then read the two sides while they
+// move, retry up to eight times, each time snapshotting every pending order
+// (a draining backlog: up to the whole queue) and reading their fates, and
+// most likely give up busy anyway. Nothing is lost by waiting: drift found
+// now would have to hold still for two passes before a repair, orders that
+// stop moving become overdue (and are checked then), and the relay owns
+// overdue orders in any case.
+//
+// Or the ledger holds more than MaxCheckPending, overdue or not. A backlog
+// that large means the workers are down or far behind. Check's snapshot
+// would read every pending record in one Redis script (100k records held
+// Redis for tens of ms, long enough to time out the purchases queued behind
+// it) and their fates in the database, every pass, while the relay already
+// owns the overdue orders and decides them after --relay-give-up. The item
+// is checked once the backlog is back under the bound.
+//
+// A ledger that cannot say (a lost sale, Redis down) is not busy: Check
+// must see it.
 func (s *Service) busy(ctx context.Context, id sale.ItemID) bool {
 	c, err := s.ledger.Counts(ctx, id)
 	if err != nil || c.Pending == 0 {

@@ -197,11 +197,7 @@ func (s *Shield) item(id sale.ItemID) *itemState {
 func (s *Shield) AllowItem(id sale.ItemID, perSec float64, now time.Time) error {
 	st := s.item(id)
 	st.mu.Lock()
-	lim := s.itemLimiter(st, perSec)
-	ok := lim.AllowN(now, 1)
-	if !ok || lim.TokensAt(now) < 1 {
-		markEmpty(st, lim, perSec, now)
-	}
+	ok := s.itemLimiter(st, perSec).AllowN(now, 1)
 	st.mu.Unlock()
 	if !ok {
 		s.rejectedItem.Add(1)
@@ -235,7 +231,9 @@ func (s *Shield) ItemExhausted(id sale.ItemID, perSec float64, now time.Time) bo
 }
 
 // markEmpty records until when lim, found with less than one token at now,
-// stays below one token. The caller holds st.mu.
+// stays below one token. The caller holds st.mu. Only ItemExhausted sets
+// the mark: it is the call that finds the bucket empty first, and
+// AllowItem, on every accepted purchase, stays as cheap as it was.
 func markEmpty(st *itemState, lim *rate.Limiter, perSec float64, now time.Time) {
 	r := float64(lim.Limit())
 	tokens := lim.TokensAt(now)

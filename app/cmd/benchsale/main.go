@@ -41,6 +41,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -198,6 +199,11 @@ func commandLine(fs *flag.FlagSet) string {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// The progress lines (logf) and the system's own logger (slog, from
+	// HTTP handlers and workers) share stderr; one lock keeps a caller's
+	// writer that is not safe for concurrent use (a test's bytes.Buffer)
+	// whole, and keeps lines from interleaving on any writer.
+	stderr = &lockedWriter{w: stderr}
 	o, fs, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -223,6 +229,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// lockedWriter serialises writes to w, so goroutines may share it.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // bench is one benchsale run.

@@ -191,7 +191,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		LoadTimeout: min(3*time.Second, cfg.DoubleDeleteDelay),
 	})
 	m.local = localcache.New(m.shared, localcache.Options{SizeBytes: cfg.LocalCacheMB << 20, TTL: cfg.LocalCacheTTL})
-	m.bus = redisbus.New(m.rdb, eventsChannel(cfg.RedisPrefix), cfg.InstanceID)
+	m.bus = redisbus.New(m.rdb, EventsChannel(cfg.RedisPrefix), cfg.InstanceID)
 	m.delay = redisdelay.New(m.rdb, delayKey(cfg.RedisPrefix), redisdelay.Options{})
 	m.Fair = fairness.New(fairness.Deps{
 		Items: m.local, Once: redisonce.New(m.rdb, cfg.RedisPrefix), Blocks: m.store,
@@ -679,11 +679,15 @@ func (s startupConfig) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// eventsChannel, delayKey and seedLockKey name the Redis channel and keys
-// the wiring itself chooses; RedisKeyPatterns lists them with the adapters'.
-func eventsChannel(prefix string) string { return prefix + ":events" }
-func delayKey(prefix string) string      { return prefix + ":{delayed}" }
-func seedLockKey(prefix string) string   { return prefix + ":seed-lock" }
+// EventsChannel is the Redis pub/sub channel the instances with this key
+// prefix broadcast on (invalidations, sold-out and restocked flags, the
+// blocklist); `seckill reconcile --repair` announces its repairs there too.
+func EventsChannel(prefix string) string { return prefix + ":events" }
+
+// delayKey and seedLockKey name the Redis keys the wiring itself chooses;
+// RedisKeyPatterns lists them with the adapters'.
+func delayKey(prefix string) string    { return prefix + ":{delayed}" }
+func seedLockKey(prefix string) string { return prefix + ":seed-lock" }
 
 // RedisKeyPatterns lists every Redis key and channel an instance with this
 // prefix uses, for one item and one user, built by the same functions the
@@ -696,7 +700,7 @@ func RedisKeyPatterns(prefix string, item sale.ItemID, user sale.UserID) []strin
 	out = append(out, redisdelay.KeyPatterns(delayKey(prefix))...)
 	out = append(out, redisrate.KeyPatterns(prefix, user)...)
 	out = append(out, redisonce.KeyPatterns(prefix, "challenge:<challenge id>")...)
-	return append(out, eventsChannel(prefix), seedLockKey(prefix))
+	return append(out, EventsChannel(prefix), seedLockKey(prefix))
 }
 
 // returnLedger gives the lifecycle the ledger's return step in its own

@@ -12,11 +12,13 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/redis/go-redis/v9"
 
+	"seckill/app/bootstrap"
 	"seckill/app/config"
 	"seckill/app/reconcile"
 	"seckill/domain/sale"
 	"seckill/infra/kafkaevents"
 	"seckill/infra/mysqlstore"
+	"seckill/infra/redisbus"
 	"seckill/infra/redisstock"
 )
 
@@ -91,7 +93,18 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 	if cfg.KafkaBrokers != "" {
 		backlog = kafkaevents.NewBacklog(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic)
 	}
-	svc := reconcile.New(ledger, store, backlog, reconcile.Options{})
+	// A repair bumps the item's stock generation; announcing it on the bus
+	// clears every running instance's sold-out flag for the item at once,
+	// as an instance's own repair does, instead of after the flag's TTL.
+	bus := redisbus.New(rdb, bootstrap.EventsChannel(cfg.RedisPrefix), "seckill-reconcile")
+	announce := func(id sale.ItemID, gen int64) {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := bus.Publish(pctx, redisbus.Event{Kind: redisbus.KindRestocked, Item: id, Gen: gen}); err != nil {
+			fmt.Fprintf(out, "item %d: repaired, but the instances were not told (their sold-out flags clear within seconds): %v\n", id, err)
+		}
+	}
+	svc := reconcile.New(ledger, store, backlog, reconcile.Options{OnStockBack: announce})
 
 	var ids []sale.ItemID
 	if only > 0 {

@@ -239,7 +239,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}, m.coord.StockBack)
 	deps := purchase.Deps{
 		Items: m.local, Ledger: m.Overrides.reserver(m.gLedger, m.ledger, m.rdb, cfg.RedisPrefix), Queue: m.dispatch, Shield: m.shield,
-		Pending: m.gLedger, Book: m.gStore, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
+		Pending: m.gLedger, Book: m.gStore, Buyers: m.gLedger, OnSoldOut: m.coord.SoldOut, OnLedgerMissing: m.recon.Notify,
 		Fair: m.Fair,
 	}
 	// A lab's naive components (Overrides), each behind the port it swaps.

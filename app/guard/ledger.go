@@ -12,6 +12,7 @@ import (
 type LedgerBackend interface {
 	Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error)
 	Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
+	BuyerOrder(ctx context.Context, item sale.ItemID, user sale.UserID) (sale.OrderID, error)
 	Open(ctx context.Context, it sale.Item) error
 	SetWindow(ctx context.Context, id sale.ItemID, startsAt, endsAt time.Time) error
 	StockLeft(ctx context.Context, ids ...sale.ItemID) (map[sale.ItemID]int64, error)
@@ -46,6 +47,11 @@ func (l *Ledger) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, e
 // Lookup is next.Lookup within the call timeout.
 func (l *Ledger) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error) {
 	return detach(l.b, ctx, func(ctx context.Context) (sale.Order, error) { return l.next.Lookup(ctx, id) })
+}
+
+// BuyerOrder is next.BuyerOrder within the call timeout.
+func (l *Ledger) BuyerOrder(ctx context.Context, item sale.ItemID, user sale.UserID) (sale.OrderID, error) {
+	return detach(l.b, ctx, func(ctx context.Context) (sale.OrderID, error) { return l.next.BuyerOrder(ctx, item, user) })
 }
 
 // StockLeft is next.StockLeft within the call timeout.

@@ -12,6 +12,7 @@ import (
 type StoreBackend interface {
 	sale.Catalog
 	Order(ctx context.Context, id sale.OrderID) (sale.Order, error)
+	OrdersOf(ctx context.Context, item sale.ItemID, user sale.UserID) ([]sale.Order, error)
 	CountStatuses(ctx context.Context, id sale.ItemID) (map[sale.OrderStatus]int64, error)
 }
 
@@ -69,6 +70,11 @@ func (s *Store) Restock(ctx context.Context, id sale.ItemID, add int64, key stri
 // Order is next.Order within the call timeout.
 func (s *Store) Order(ctx context.Context, id sale.OrderID) (sale.Order, error) {
 	return do(s.b, ctx, func(ctx context.Context) (sale.Order, error) { return s.next.Order(ctx, id) })
+}
+
+// OrdersOf is next.OrdersOf within the call timeout.
+func (s *Store) OrdersOf(ctx context.Context, item sale.ItemID, user sale.UserID) ([]sale.Order, error) {
+	return do(s.b, ctx, func(ctx context.Context) ([]sale.Order, error) { return s.next.OrdersOf(ctx, item, user) })
 }
 
 // CountStatuses is next.CountStatuses within the call timeout.

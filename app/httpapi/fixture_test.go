@@ -213,8 +213,25 @@ func (l ledgerStore) Lookup(_ context.Context, id sale.OrderID) (sale.Order, err
 	return o, nil
 }
 
+// BuyerOrder finds the user's reserved order for the item, as the ledger's
+// one-order-per-user record does.
+func (l ledgerStore) BuyerOrder(_ context.Context, item sale.ItemID, user sale.UserID) (sale.OrderID, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, o := range l.orders {
+		if o.ItemID == item && o.UserID == user {
+			return o.ID, nil
+		}
+	}
+	return "", sale.ErrOrderNotFound
+}
+
 // bookStore is the order book: it never confirms anything here.
 type bookStore struct{}
+
+func (bookStore) OrdersOf(context.Context, sale.ItemID, sale.UserID) ([]sale.Order, error) {
+	return []sale.Order{}, nil
+}
 
 func (bookStore) Order(context.Context, sale.OrderID) (sale.Order, error) {
 	return sale.Order{}, sale.ErrOrderNotFound
@@ -275,7 +292,7 @@ func newFixtureWith(tb testing.TB, queue interface{ Enqueue(sale.Order) }, edit 
 		Items: st, Ledger: ledgerStore{st}, Queue: queue,
 		// A generous user budget: tests buy as many times as they like.
 		Shield:  shield.New(shield.Options{UserRate: 1e6, UserBurst: 1e6}),
-		Pending: ledgerStore{st}, Book: bookStore{}, Now: now,
+		Pending: ledgerStore{st}, Book: bookStore{}, Buyers: ledgerStore{st}, Now: now,
 	})
 	signer := auth.NewSigner("test-token-secret-0123456789", time.Hour, now)
 	life := lifecycle.New(lifecycle.Deps{Book: lifeBook{st}, Pending: ledgerStore{st}, Ledger: lifeBook{st}, Payments: lifeBook{st}, Now: now})

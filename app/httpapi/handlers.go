@@ -184,6 +184,25 @@ func (s *server) getOrder(c *gin.Context) {
 	c.JSON(http.StatusOK, toOrderJSON(o))
 }
 
+// itemOrders lists the caller's orders for one item, the queued one
+// included: how a buyer whose 202 was lost finds the order they hold.
+func (s *server) itemOrders(c *gin.Context) {
+	id, ok := s.itemID(c)
+	if !ok {
+		return
+	}
+	orders, err := s.Purchase.OrdersFor(c.Request.Context(), userOf(c), id)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := make([]orderJSON, len(orders))
+	for i, o := range orders {
+		out[i] = toOrderJSON(o)
+	}
+	c.JSON(http.StatusOK, gin.H{"orders": out})
+}
+
 // payOrder pays for the caller's order. The body is optional; if sent it is
 // {"payment_ref": "..."} and nothing else.
 func (s *server) payOrder(c *gin.Context) {

@@ -119,6 +119,7 @@ func New(d Deps) *gin.Engine {
 	v1.POST("/items/:id/purchase", s.requireUser, s.purchase)
 	v1.GET("/items/:id/challenge", s.requireUser, s.challenge)
 	v1.POST("/items/:id/ticket", s.requireUser, s.ticket)
+	v1.GET("/items/:id/orders", s.requireUser, s.itemOrders)
 	v1.GET("/orders/:order_id", s.requireUser, s.getOrder)
 	v1.POST("/orders/:order_id/pay", s.requireUser, s.payOrder)
 	v1.POST("/orders/:order_id/cancel", s.requireUser, s.cancelOrder)

@@ -35,6 +35,13 @@ type orderLookup interface {
 
 type orderBook interface {
 	Order(ctx context.Context, id sale.OrderID) (sale.Order, error)
+	OrdersOf(ctx context.Context, item sale.ItemID, user sale.UserID) ([]sale.Order, error)
+}
+
+// buyerRecords reads the ledger's one-order-per-user record: the order a
+// user holds for an item, queued or not.
+type buyerRecords interface {
+	BuyerOrder(ctx context.Context, item sale.ItemID, user sale.UserID) (sale.OrderID, error)
 }
 
 type enqueuer interface {
@@ -81,6 +88,9 @@ type Deps struct {
 	// Pending finds queued and failed orders; Book finds confirmed ones.
 	Pending orderLookup
 	Book    orderBook
+	// Buyers, if set, lets OrdersFor find an order still queued in the
+	// ledger; without it OrdersFor reports only what the database decided.
+	Buyers buyerRecords
 	// OnSoldOut, if set, is told when the ledger reports an item sold out,
 	// so the flag can be broadcast to other instances.
 	OnSoldOut func(item sale.ItemID, gen int64)
@@ -220,6 +230,57 @@ func (s *Service) BuyWithTicket(ctx context.Context, user sale.UserID, item sale
 		return sale.Order{}, fmt.Errorf("%w: the stock ledger has no sale for item %d; it is being rebuilt", ErrUnavailable, item)
 	}
 	return sale.Order{}, res.Err()
+}
+
+// OrdersFor returns the user's orders for item, newest first: the one
+// still queued in the ledger, if any, then those the database decided. It
+// is how a buyer whose 202 never arrived (a dropped connection, a killed
+// instance) finds the order they hold, even after the sale sold out, when
+// a purchase attempt answers sold_out before it reaches the ledger's
+// one-order record. It returns sale.ErrNotFound for an unknown item and
+// ErrUnavailable when the database or the ledger does not answer: a list
+// that might miss a queued order is not given as the whole truth.
+func (s *Service) OrdersFor(ctx context.Context, user sale.UserID, item sale.ItemID) ([]sale.Order, error) {
+	if _, err := s.d.Items.Item(ctx, item); err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: item lookup: %v", ErrUnavailable, err)
+	}
+	decided, err := s.d.Book.OrdersOf(ctx, item, user)
+	if err != nil {
+		return nil, fmt.Errorf("%w: orders lookup: %v", ErrUnavailable, err)
+	}
+	if s.d.Buyers == nil {
+		return decided, nil
+	}
+	id, err := s.d.Buyers.BuyerOrder(ctx, item, user)
+	if errors.Is(err, sale.ErrOrderNotFound) {
+		return decided, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: buyer record: %v", ErrUnavailable, err)
+	}
+	for _, o := range decided {
+		if o.ID == id {
+			return decided, nil
+		}
+	}
+	queued, err := s.d.Pending.Lookup(ctx, id)
+	switch {
+	case err == nil && queued.UserID == user:
+		return append([]sale.Order{queued}, decided...), nil
+	case err == nil || errors.Is(err, sale.ErrOrderNotFound):
+		// Decided and settled between the two reads (or a record that is
+		// not this user's, which the ledger never writes): the database
+		// has the answer now.
+		decided, err = s.d.Book.OrdersOf(ctx, item, user)
+		if err != nil {
+			return nil, fmt.Errorf("%w: orders lookup: %v", ErrUnavailable, err)
+		}
+		return decided, nil
+	}
+	return nil, fmt.Errorf("%w: order lookup: %v", ErrUnavailable, err)
 }
 
 func (s *Service) allowUser(ctx context.Context, user sale.UserID, now time.Time) error {

@@ -386,6 +386,28 @@ func (s *Store) Order(ctx context.Context, id sale.OrderID) (sale.Order, error) 
 	return row.toDomain(), nil
 }
 
+// maxOrdersOf bounds how many orders OrdersOf returns: one user has at most
+// one live order per item, so more than a handful means failed attempts.
+const maxOrdersOf = 20
+
+// OrdersOf returns the user's orders for the item that the database has
+// decided (confirmed, paid, cancelled, expired or failed), newest first, at
+// most maxOrdersOf; none is an empty slice, not an error. It reads by the
+// orders_user index, so a buyer asking costs the hot item's rows nothing.
+func (s *Store) OrdersOf(ctx context.Context, item sale.ItemID, user sale.UserID) ([]sale.Order, error) {
+	var rows []orderRow
+	err := s.db.WithContext(ctx).Where("user_id = ? AND item_id = ?", string(user), int64(item)).
+		Order("created_at DESC, id DESC").Limit(maxOrdersOf).Find(&rows).Error
+	if err != nil {
+		return nil, translate(ctx, "orders of "+string(user)+" for item "+item.String(), err)
+	}
+	out := make([]sale.Order, len(rows))
+	for i, r := range rows {
+		out[i] = r.toDomain()
+	}
+	return out, nil
+}
+
 // CountConfirmed returns how many orders of the item are confirmed and not
 // yet paid, cancelled or expired; 0 for an unknown item.
 func (s *Store) CountConfirmed(ctx context.Context, id sale.ItemID) (int64, error) {

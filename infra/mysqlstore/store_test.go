@@ -193,6 +193,7 @@ func TestContract(t *testing.T) {
 		{"PayRacesExpiry", testPayRacesExpiry},
 		{"Restock", testRestock},
 		{"OrderAndCount", testOrderAndCount},
+		{"OrdersOf", testOrdersOf},
 		{"MigrateTwice", testMigrateTwice},
 		{"MigrateConcurrently", testMigrateConcurrently},
 		{"MigrateWaitsForLock", testMigrateWaitsForLock},
@@ -946,6 +947,39 @@ func testOrderAndCount(t *testing.T, b backend) {
 		if n, err := s.CountConfirmed(ctx, id); err != nil || n != wantN {
 			t.Fatalf("CountConfirmed(%d) = %d, %v; want %d", id, n, err, wantN)
 		}
+	}
+}
+
+// testOrdersOf: a user's decided orders for one item, newest first; other
+// users' orders and the user's orders for other items stay out.
+func testOrdersOf(t *testing.T, b backend) {
+	s := b.open(t)
+	ctx := t.Context()
+	it, other := newItem(t, s, 10), newItem(t, s, 10)
+	if got, err := s.OrdersOf(ctx, it.ID, "alice"); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("OrdersOf before any order = %#v, %v; want an empty slice", got, err)
+	}
+	first := newOrder(it, "alice")
+	confirm(t, s, []sale.Order{first, newOrder(it, "bob"), newOrder(other, "alice")}, 3)
+	second := newOrder(it, "alice") // refused by the one-order rule: failed
+	if _, _, err := s.Confirm(ctx, []sale.Order{second}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.OrdersOf(ctx, it.ID, "alice")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("OrdersOf(alice) = %+v, %v; want her two orders", got, err)
+	}
+	if got[0].ID != second.ID || got[0].Status != sale.OrderFailed || got[1].ID != first.ID || got[1].Status != sale.OrderConfirmed {
+		t.Fatalf("OrdersOf(alice) = %+v; want the failed %s, then the confirmed %s", got, second.ID, first.ID)
+	}
+	for _, o := range got {
+		if o.UserID != "alice" || o.ItemID != it.ID {
+			t.Fatalf("OrdersOf(alice, %d) returned %+v", it.ID, o)
+		}
+	}
+	// User ids are case-sensitive.
+	if got, err := s.OrdersOf(ctx, it.ID, "Alice"); err != nil || len(got) != 0 {
+		t.Fatalf("OrdersOf(Alice) = %+v, %v; want none", got, err)
 	}
 }
 

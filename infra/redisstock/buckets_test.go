@@ -487,3 +487,40 @@ func TestSplitItemSnapshotAndRebuild(t *testing.T) {
 		}
 	})
 }
+
+// TestBuyerOrder: the one-order-per-user record names the buyer's order, in
+// their home bucket of a split item too, and stays after the order leaves
+// the outbox; a user without one is sale.ErrOrderNotFound.
+func TestBuyerOrder(t *testing.T) {
+	eachBackend(t, Options{}, func(t *testing.T, h *harness) {
+		for _, it := range []sale.Item{item(1, 10), splitItem(2, 30, 3)} {
+			h.open(t, it)
+			var bought []sale.Order
+			for u := range 6 {
+				o := order(it, fmt.Sprintf("buyer-%d", u), inWindow)
+				h.expect(t, o, sale.Accepted)
+				bought = append(bought, o)
+			}
+			for _, o := range bought {
+				got, err := h.s.BuyerOrder(h.ctx, it.ID, o.UserID)
+				if err != nil || got != o.ID {
+					t.Fatalf("item %d: BuyerOrder(%s) = %q, %v; want %s", it.ID, o.UserID, got, err, o.ID)
+				}
+			}
+			if _, err := h.s.BuyerOrder(h.ctx, it.ID, "nobody"); !errors.Is(err, sale.ErrOrderNotFound) {
+				t.Fatalf("item %d: BuyerOrder(nobody) = %v; want ErrOrderNotFound", it.ID, err)
+			}
+			// Settled, the order leaves the outbox; the record stays.
+			if err := h.s.Settle(h.ctx, bought[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			h.lookupErr(t, bought[0].ID, sale.ErrOrderNotFound)
+			if got, err := h.s.BuyerOrder(h.ctx, it.ID, bought[0].UserID); err != nil || got != bought[0].ID {
+				t.Fatalf("item %d: BuyerOrder after settle = %q, %v; want %s", it.ID, got, err, bought[0].ID)
+			}
+		}
+		if _, err := h.s.BuyerOrder(h.ctx, 99, "buyer-0"); !errors.Is(err, sale.ErrOrderNotFound) {
+			t.Fatalf("BuyerOrder on an item the ledger has no sale for = %v; want ErrOrderNotFound", err)
+		}
+	})
+}

@@ -225,6 +225,27 @@ func (s *Store) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
 	return o, err
 }
 
+// BuyerOrder returns the order the ledger's one-order-per-user record holds
+// for user on item, read from the user's home bucket, or an error matching
+// sale.ErrOrderNotFound when there is none. The record outlives the order's
+// stay in the outbox (it is what refuses a second purchase), so the order
+// may be queued, confirmed or already decided otherwise: ask Lookup, then
+// the database.
+func (s *Store) BuyerOrder(ctx context.Context, item sale.ItemID, user sale.UserID) (sale.OrderID, error) {
+	ks, err := s.keysOf(ctx, item)
+	if err != nil {
+		return "", fmt.Errorf("redisstock: order of %s for item %d: %w", user, item, err)
+	}
+	id, err := s.rdb.HGet(ctx, ks[sale.HomeBucket(user, len(ks))].buyers(), string(user)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("redisstock: order of %s for item %d: %w", user, item, sale.ErrOrderNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("redisstock: order of %s for item %d: %w", user, item, err)
+	}
+	return sale.OrderID(id), nil
+}
+
 // Due takes up to limit pending orders, across all items, whose next look
 // is due by the ledger's clock, and postpones each by FirstLook so that
 // relays on other instances skip them meanwhile. Each comes with its age

@@ -541,7 +541,11 @@
       const t = await ticketFor(card, sess);
       if (t.error) {
         card.busy = false;
-        if (session === sess) handleBuyError(card, t.error);
+        if (session === sess) {
+          handleBuyError(card, t.error);
+          // No purchase was sent: only the ticket request failed.
+          if (t.error.code === "network") setMessage(card, t.error.message + " Your order was not placed; try again.", "error");
+        }
         render(card, Date.now());
         return;
       }
@@ -564,8 +568,34 @@
       refreshSoon();
     } else {
       handleBuyError(card, r);
+      // An answer lost on the way back may hide an accepted order, and
+      // once the sale sells out a retry hears sold_out before the shop
+      // checks whether this buyer already holds one: ask.
+      if ((r.code === "network" || r.code === "sold_out") && !card.order) {
+        const found = await findMyOrder(card, sess);
+        if (found === "none" && r.code === "network") {
+          setMessage(card, r.message + " Your order was not placed; try again.", "error");
+        } else if (found === "unknown" && r.code === "network") {
+          setMessage(card, r.message + " We could not tell whether your order was placed: press Buy again, and the shop will say if you already have one.", "error");
+        }
+      }
     }
     render(card, Date.now());
+  }
+
+  // findMyOrder asks the shop for the user's orders for the card's item
+  // (GET /api/v1/items/{id}/orders) and shows the live one (queued,
+  // confirmed or paid) if there is one. It answers "found", "none", or
+  // "unknown" when the shop could not be asked.
+  async function findMyOrder(card, sess) {
+    const r = await api("GET", "/api/v1/items/" + encodeURIComponent(card.id) + "/orders", { token: sess.token });
+    if (session !== sess) return "unknown";
+    if (!r.ok || !r.body || !Array.isArray(r.body.orders)) return "unknown";
+    const live = r.body.orders.find((o) => ["queued", "confirmed", "paid"].includes(o.status));
+    if (!live) return "none";
+    showOrder(card, live.order_id, live.status, live.reason || "");
+    setMessage(card, "You already hold an order for this item.", "info");
+    return "found";
   }
 
   function handleBuyError(card, r) {
@@ -617,7 +647,7 @@
         refreshSoon();
         break;
       case "network":
-        setMessage(card, r.message + " Your order was not placed; try again.", "error");
+        setMessage(card, r.message + " Checking whether your order went through…", "warn");
         break;
       default:
         setMessage(card, r.message || "Something went wrong. Try again.", "error");

@@ -123,7 +123,25 @@ type Service struct {
 	pres *pressure
 
 	blocked atomic.Pointer[map[sale.UserID]struct{}]
-	writeMu sync.Mutex // serialises copy-on-write updates of blocked
+	writeMu sync.Mutex // serialises copy-on-write updates of blocked, and guards what follows
+
+	// A reload reads the durable list outside writeMu, so a broadcast
+	// applied meanwhile may be missing from what it read. Changes applied
+	// while any reload is in flight are kept, numbered, and replayed over
+	// the list the reload read; a reload that started before the one whose
+	// list is in place is dropped, so a slow read cannot undo a fresher one.
+	changeSeq    uint64        // numbers every Apply
+	inFlight     int           // reloads reading the durable list now
+	during       []blockChange // changes applied while inFlight > 0
+	reloadSeq    uint64        // numbers every Reload as it starts
+	storedReload uint64        // the reload whose list is in place
+}
+
+// blockChange is one Apply, numbered, kept for reloads in flight.
+type blockChange struct {
+	seq     uint64
+	user    sale.UserID
+	blocked bool
 }
 
 // New returns the service with an empty blocklist; call Reload to load it.
@@ -357,6 +375,10 @@ func (s *Service) BlockedCount() int { return len(*s.blocked.Load()) }
 func (s *Service) Apply(user sale.UserID, blocked bool) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	s.changeSeq++
+	if s.inFlight > 0 {
+		s.during = append(s.during, blockChange{seq: s.changeSeq, user: user, blocked: blocked})
+	}
 	cur := *s.blocked.Load()
 	if _, ok := cur[user]; ok == blocked {
 		return
@@ -373,20 +395,49 @@ func (s *Service) Apply(user sale.UserID, blocked bool) {
 	s.blocked.Store(&next)
 }
 
-// Reload replaces this instance's copy with the durable list. On error the
-// copy is left as it was.
+// Reload replaces this instance's copy with the durable list, with every
+// change applied while it read the list replayed on top, so a block
+// broadcast during the read is not lost. On error the copy is left as it
+// was.
 func (s *Service) Reload(ctx context.Context) error {
+	s.writeMu.Lock()
+	s.inFlight++
+	s.reloadSeq++
+	mine, since := s.reloadSeq, s.changeSeq
+	s.writeMu.Unlock()
+
 	list, err := s.d.Blocks.Blocklist(ctx)
+
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var replay []blockChange
+	for _, c := range s.during {
+		if c.seq > since {
+			replay = append(replay, c)
+		}
+	}
+	if s.inFlight--; s.inFlight == 0 {
+		s.during = nil
+	}
 	if err != nil {
 		return fmt.Errorf("%w: load blocklist: %v", ErrUnavailable, err)
+	}
+	if mine < s.storedReload {
+		return nil // a reload that started later already stored a fresher list
 	}
 	next := make(map[sale.UserID]struct{}, len(list))
 	for _, b := range list {
 		next[b.User] = struct{}{}
 	}
-	s.writeMu.Lock()
+	for _, c := range replay {
+		if c.blocked {
+			next[c.user] = struct{}{}
+		} else {
+			delete(next, c.user)
+		}
+	}
+	s.storedReload = mine
 	s.blocked.Store(&next)
-	s.writeMu.Unlock()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package fairness
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -306,6 +307,70 @@ func TestBlocklist(t *testing.T) {
 	// The fake store still lists mallory (its Unblock is a no-op) and not eve.
 	if !s.Blocked("mallory") || s.Blocked("eve") {
 		t.Fatal("reload did not replace the copy with the durable list")
+	}
+}
+
+// slowBlocks is a durable blocklist whose reads wait: each Blocklist call
+// reads the list, then hands the test a channel on entered and returns
+// what it read once the test closes that channel.
+type slowBlocks struct {
+	fakeBlocks
+	entered chan chan struct{}
+}
+
+func (f *slowBlocks) Blocklist(context.Context) ([]sale.Blocked, error) {
+	read := slices.Clone(f.list)
+	release := make(chan struct{})
+	f.entered <- release
+	<-release
+	return read, nil
+}
+
+// TestReloadKeepsChangesAppliedDuringIt: a block broadcast that arrives
+// while a reload is reading the durable list (which it read before the
+// block was written) survives the reload, as does an unblock; and a slow
+// reload that started first cannot replace the list of one that started
+// after it.
+func TestReloadKeepsChangesAppliedDuringIt(t *testing.T) {
+	blocks := &slowBlocks{fakeBlocks: fakeBlocks{list: []sale.Blocked{{User: "old"}, {User: "pardoned"}}},
+		entered: make(chan chan struct{})}
+	s := New(Deps{Items: fakeItems{}, Once: &fakeOnce{}, Blocks: blocks}, Options{Secret: "s-0123456789abcdef", Now: newClock(t0).Now})
+	reload := func() chan error {
+		done := make(chan error, 1)
+		go func() { done <- s.Reload(context.Background()) }()
+		return done
+	}
+
+	done := reload()
+	release := <-blocks.entered // it has read the list: old, pardoned
+	s.Apply("mallory", true)
+	s.Apply("pardoned", false)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !s.Blocked("mallory") || s.Blocked("pardoned") || !s.Blocked("old") {
+		t.Fatalf("after the reload: mallory %v (want blocked), pardoned %v (want not), old %v (want blocked)",
+			s.Blocked("mallory"), s.Blocked("pardoned"), s.Blocked("old"))
+	}
+
+	// Two reloads: the first reads a stale list and finishes last.
+	blocks.list = []sale.Blocked{{User: "old"}}
+	first := reload()
+	releaseFirst := <-blocks.entered
+	blocks.list = []sale.Blocked{{User: "old"}, {User: "newer"}}
+	second := reload()
+	close(<-blocks.entered)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	close(releaseFirst)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if !s.Blocked("newer") || s.Blocked("mallory") {
+		t.Fatalf("after two reloads: newer %v (want blocked, from the later read), mallory %v (want not: the durable list never had it)",
+			s.Blocked("newer"), s.Blocked("mallory"))
 	}
 }
 

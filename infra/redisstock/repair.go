@@ -141,6 +141,9 @@ func (s *Store) Repair(ctx context.Context, it sale.Item, snap sale.LedgerSnapsh
 				}
 			}
 		}
+		if s.afterPeek != nil {
+			s.afterPeek()
+		}
 	}
 	existed, stock := "0", want-snap.StockLeft
 	if buckets[0].Exists {

@@ -109,6 +109,12 @@ type Store struct {
 	rkeys   sync.Map // reserveKeysKey -> []string
 	fills   singleflight.Group
 
+	// afterPeek runs in Repair of a split item between the check of the
+	// other buckets and the script on bucket 0. It is nil in production;
+	// only this package's tests set it, to put a concurrent operation
+	// exactly in that gap (repair_gap_test.go).
+	afterPeek func()
+
 	reqs      chan *reserveReq
 	quit      chan struct{}
 	closeOnce sync.Once

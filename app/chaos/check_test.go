@@ -158,19 +158,29 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 	}
 	// Confirmed orders no buyer holds a 202 for: the API accepted them but
 	// the answer died with its connection, and the retry was told
-	// sold_out (the sold-out flag answers before the repeat check). Not
-	// an invariant of the brief, but a buyer-visible surprise worth a line.
+	// sold_out (the sold-out flag answers before the repeat check). Each
+	// such buyer must be able to find the order they hold: GET
+	// /api/v1/items/{id}/orders lists it, or the 202 reached no final state
+	// the buyer can see.
 	known := make(map[string]bool, len(orders))
 	for _, o := range orders {
 		known[o.orderID] = true
 	}
-	for _, id := range confirmedIDs {
-		if !known[id] {
-			v.unacknowledged++
+	tokens := make(map[string]string, len(l.buyers))
+	for _, b := range l.buyers {
+		tokens[b.user] = b.token
+	}
+	for id, user := range confirmedIDs {
+		if known[id] {
+			continue
+		}
+		v.unacknowledged++
+		if err := s.findsOrder(l.item, tokens[user], id); err != nil {
+			v.problem(s, "buyer %s never saw the 202 of order %s and cannot find it: %v", user, id, err)
 		}
 	}
 	if v.unacknowledged > 0 {
-		s.t.Logf("note: %d confirmed orders belong to buyers who never saw their 202 (answer lost with the connection; the retry said sold_out)", v.unacknowledged)
+		s.t.Logf("note: %d confirmed orders belong to buyers who never saw their 202 (answer lost with the connection; the retry said sold_out); each found it with GET /api/v1/items/%d/orders", v.unacknowledged, l.item)
 	}
 	for _, p := range s.procs {
 		if msg := p.unexpectedExit(); msg != "" {
@@ -223,10 +233,33 @@ func (s *stack) pollOrders(orders []accepted, last []string, final []bool) {
 	wg.Wait()
 }
 
+// findsOrder asks, as the buyer with token, for their orders for item and
+// reports an error unless the order id is listed confirmed.
+func (s *stack) findsOrder(item int64, token, id string) error {
+	api, err := s.pickAPI()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := call(ctx, "GET", fmt.Sprintf("%s/api/v1/items/%d/orders", api.url, item), token, nil)
+	if err != nil {
+		return err
+	}
+	list, _ := r.body["orders"].([]any)
+	for _, o := range list {
+		if m, _ := o.(map[string]any); m["order_id"] == id && m["status"] == "confirmed" {
+			return nil
+		}
+	}
+	return fmt.Errorf("GET /api/v1/items/%d/orders answered %d %s", item, r.status, r.raw)
+}
+
 // countOrders counts the item's confirmed orders and the users holding more
-// than one, in the database itself. Statuses may grow, so it counts rows
-// whose status is confirmed rather than all rows.
-func (s *stack) countOrders(item int64) (confirmed, dupUsers int, ids []string, err error) {
+// than one, in the database itself, and returns the confirmed orders' ids
+// with their buyers. Statuses may grow, so it counts rows whose status is
+// confirmed rather than all rows.
+func (s *stack) countOrders(item int64) (confirmed, dupUsers int, ids map[string]string, err error) {
 	db, err := sql.Open("mysql", s.mysqlDSN)
 	if err != nil {
 		return 0, 0, nil, err
@@ -234,17 +267,18 @@ func (s *stack) countOrders(item int64) (confirmed, dupUsers int, ids []string, 
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, "SELECT order_id FROM orders WHERE item_id = ? AND status = 'confirmed'", item)
+	rows, err := db.QueryContext(ctx, "SELECT order_id, user_id FROM orders WHERE item_id = ? AND status = 'confirmed'", item)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("list confirmed: %w", err)
 	}
 	defer rows.Close()
+	ids = map[string]string{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var id, user string
+		if err := rows.Scan(&id, &user); err != nil {
 			return 0, 0, nil, fmt.Errorf("list confirmed: %w", err)
 		}
-		ids = append(ids, id)
+		ids[id] = user
 	}
 	if err := rows.Err(); err != nil {
 		return 0, 0, nil, fmt.Errorf("list confirmed: %w", err)

@@ -18,6 +18,10 @@ type scenario struct {
 	// the private redis-server.
 	cluster bool
 	buckets int // the sale's stock_buckets; 0: the default (one)
+	// salesGoOn: once the fault is over the sale must serve everyone, so
+	// no buyer may give up after maxAttempts refusals and the load must
+	// reach every buyer within its time limit.
+	salesGoOn bool
 	// allConfirmed: the fault must not fail a single accepted order (only
 	// a process died; every backend kept its data).
 	allConfirmed bool
@@ -142,7 +146,7 @@ var scenarios = []scenario{
 		// replica is cut off for the last second first, so the writes the
 		// master acknowledged in that second are gone from the promoted
 		// replica; the reconciler must find and repair what that broke.
-		name: "redis-cluster-failover", sharedDB: true, cluster: true, buckets: 3, pace: 250, faultAt: 1.0 / 3,
+		name: "redis-cluster-failover", sharedDB: true, cluster: true, buckets: 3, salesGoOn: true, pace: 250, faultAt: 1.0 / 3,
 		setup: splitLayout(2, 1),
 		fault: func(s *stack) time.Time {
 			ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
@@ -239,4 +243,13 @@ func runScenario(t *testing.T, sc scenario) {
 	}
 	r.v = s.check(l, saleStock, faultEnd, sc.allConfirmed)
 	r.ran = true
+	if sc.salesGoOn {
+		l.mu.Lock()
+		gaveUp, untried := l.gaveUp, l.untried
+		l.mu.Unlock()
+		if gaveUp > 0 || untried > 0 {
+			r.v.problem(s, "the sale did not go on after the fault: %d buyers gave up after %d refusals each, %d were never tried within %s",
+				gaveUp, maxAttempts, untried, loadMaxLength)
+		}
+	}
 }

@@ -60,10 +60,10 @@ func killOnly(p func(s *stack) *proc) func(s *stack) time.Time {
 }
 
 // replicaGap is how long the failover scenario cuts the doomed master's
-// replica off before the kill: at 250 buyers a second about 80 purchases
-// land on the master in that time, a third of them on its bucket, and the
-// promoted replica has none of them. Below the node timeout, so the stopped
-// replica is not itself taken for dead.
+// replica off before the kill: at 250 buyers a second about 260 purchases
+// are accepted in that time, a third of them (about 80) on the master's
+// bucket, and the promoted replica has none of those. Below the node
+// timeout, so the stopped replica is not itself taken for dead.
 const replicaGap = time.Second
 
 var scenarios = []scenario{

@@ -191,6 +191,14 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 		if passes, n := p.sumLogged("outbox relay re-published orders", "orders"); passes > 0 {
 			s.t.Logf("%s: the outbox relay re-published %d orders in %d passes", p.name, n, passes)
 		}
+		// What the reconciler found and did: the evidence that a fault
+		// which loses ledger writes was repaired, not merely survived.
+		drift, _ := p.sumLogged("stock ledger and database disagree", "")
+		repaired, _ := p.sumLogged("stock ledger repaired from the database", "")
+		rebuilt, _ := p.sumLogged("the stock ledger has lost a sale", "")
+		if drift+repaired+rebuilt > 0 {
+			s.t.Logf("%s: the reconciler reported drift %d times, repaired %d times, found a lost sale %d times", p.name, drift, repaired, rebuilt)
+		}
 	}
 	s.t.Logf("load: %s", l.summary())
 	s.t.Logf("accepted %d (confirmed %d, failed %d); per API: %s", v.accepted, v.confirmed, v.failed, perAPI(orders, last))

@@ -4,20 +4,21 @@
 // private redis-server, the shared MariaDB (or a private mariadbd when the
 // database itself is the fault), puts a sale of 1,000 units under load from
 // 2,000 distinct buyers, injects one fault in the middle (SIGKILL of a worker,
-// an API, the broker or Redis; a MariaDB outage) and checks, after a bounded
+// an API, the broker or Redis; a MariaDB outage; a Redis Cluster master
+// failover on a private six-node cluster) and checks, after a bounded
 // settle wait, the invariants the in-process suite in app/e2e checks:
 // nothing lost, nothing duplicated, nothing oversold, and the stock accounts
 // adding up. It prints a reliability table at the end (docs/RELIABILITY.md).
 //
 // The tests run only with SECKILL_CHAOS=1 (make chaos); without it they skip,
 // so `make test` stays fast. With it, a missing prerequisite (redis-server,
-// mariadbd, mariadb-install-db, SECKILL_TEST_MYSQL_DSN) fails the scenario
-// that needs it instead of skipping it.
+// redis-cli, mariadbd, mariadb-install-db, SECKILL_TEST_MYSQL_DSN) fails the
+// scenario that needs it instead of skipping it.
 //
 // Hard limits kept here: the machine's shared Redis and MariaDB are never
-// stopped or flushed (Redis faults use a private redis-server, the MariaDB
-// fault a private mariadbd, both stopped by pid); load goes only to
-// 127.0.0.1; every loop and wait is bounded in count and time.
+// stopped or flushed (Redis faults use a private redis-server or Redis
+// Cluster, the MariaDB fault a private mariadbd, all stopped by pid); load
+// goes only to 127.0.0.1; every loop and wait is bounded in count and time.
 package chaos
 
 import (

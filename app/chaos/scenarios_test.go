@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"syscall"
 	"testing"
@@ -13,6 +14,14 @@ type scenario struct {
 	name     string
 	sharedDB bool // the shared MariaDB (fresh database); false: a private mariadbd
 	aof      bool // the private redis-server persists with an AOF
+	// cluster: a private Redis Cluster (3 masters, 3 replicas) instead of
+	// the private redis-server.
+	cluster bool
+	buckets int // the sale's stock_buckets; 0: the default (one)
+	// salesGoOn: once the fault is over the sale must serve everyone, so
+	// no buyer may give up after maxAttempts refusals and the load must
+	// reach every buyer within its time limit.
+	salesGoOn bool
 	// allConfirmed: the fault must not fail a single accepted order (only
 	// a process died; every backend kept its data).
 	allConfirmed bool
@@ -49,6 +58,13 @@ func killOnly(p func(s *stack) *proc) func(s *stack) time.Time {
 		return time.Now()
 	}
 }
+
+// replicaGap is how long the failover scenario cuts the doomed master's
+// replica off before the kill: at 250 buyers a second about 260 purchases
+// are accepted in that time, a third of them (about 80) on the master's
+// bucket, and the promoted replica has none of those. Below the node
+// timeout, so the stopped replica is not itself taken for dead.
+const replicaGap = time.Second
 
 var scenarios = []scenario{
 	{
@@ -124,6 +140,30 @@ var scenarios = []scenario{
 		},
 	},
 	{
+		// Three stock buckets, one per master, so the sale runs on the
+		// whole cluster; the master of bucket 0 (the sale's own keys and
+		// the repair lock) dies. Replication is asynchronous, and its
+		// replica is cut off for the last second first, so the writes the
+		// master acknowledged in that second are gone from the promoted
+		// replica; the reconciler must find and repair what that broke.
+		name: "redis-cluster-failover", sharedDB: true, cluster: true, buckets: 3, salesGoOn: true, pace: 250, faultAt: 1.0 / 3,
+		setup: splitLayout(2, 1),
+		fault: func(s *stack) time.Time {
+			ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+			defer cancel()
+			key := fmt.Sprintf("%s:{item:%d}:sale", s.prefix, s.item)
+			before := s.load.nAccepted.Load()
+			res, err := s.cluster.failover(ctx, key, replicaGap)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			s.t.Logf("replica %s cut off for %s (%d orders accepted meanwhile, on every bucket), then master %s (holds %s) SIGKILLed; "+
+				"the replica was promoted %d bytes of replication stream short; cluster_state:ok on every node",
+				res.promoted, replicaGap, s.load.nAccepted.Load()-before, res.killed, key, res.lostBytes)
+			return res.healed
+		},
+	},
+	{
 		// One process with its own embedded broker (no
 		// SECKILL_KAFKA_BROKERS), a private Redis that keeps running and
 		// the shared MariaDB; restarted with the same settings.
@@ -159,12 +199,20 @@ func runScenario(t *testing.T, sc scenario) {
 		results.add(r)
 	}()
 	requireCommand(t, "redis-server")
+	if sc.cluster {
+		requireCommand(t, "redis-cli")
+	}
 	if !sc.sharedDB {
 		requireCommand(t, "mariadbd", "mariadb-install-db")
 	}
 
 	s := newStack(t, sc.name, sc.sharedDB)
-	s.startRedis(sc.aof)
+	if sc.cluster {
+		s.startRedisCluster()
+	} else {
+		s.startRedis(sc.aof)
+	}
+	s.buckets = sc.buckets
 	if !sc.sharedDB {
 		s.startMariaDB()
 	}
@@ -173,6 +221,7 @@ func runScenario(t *testing.T, sc scenario) {
 	buyers := s.loginAll(saleBuyers)
 
 	l := newLoad(s, item, buyers, sc.pace)
+	s.load = l
 	go l.run()
 	// However the test ends, let the load finish first (it is bounded by
 	// loadMaxLength) so no goroutine outlives the scenario's processes.
@@ -194,4 +243,13 @@ func runScenario(t *testing.T, sc scenario) {
 	}
 	r.v = s.check(l, saleStock, faultEnd, sc.allConfirmed)
 	r.ran = true
+	if sc.salesGoOn {
+		l.mu.Lock()
+		gaveUp, untried := l.gaveUp, l.untried
+		l.mu.Unlock()
+		if gaveUp > 0 || untried > 0 {
+			r.v.problem(s, "the sale did not go on after the fault: %d buyers gave up after %d refusals each, %d were never tried within %s",
+				gaveUp, maxAttempts, untried, loadMaxLength)
+		}
+	}
 }

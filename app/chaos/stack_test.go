@@ -33,6 +33,11 @@ type stack struct {
 
 	redis      *proc
 	redisAddr  string
+	cluster    *redisCluster // instead of redis, in the failover scenario
+	prefix     string        // SECKILL_REDIS_PREFIX
+	buckets    int           // stock_buckets of the sale; 0: the API's default
+	item       int64         // the sale createSale made
+	load       *load         // the scenario's load, once it runs
 	mysql      *proc
 	mysqlDSN   string // what the seckill processes and the checker use
 	broker     *proc
@@ -67,8 +72,9 @@ func newStack(t *testing.T, name string, sharedDB bool) *stack {
 	// Registered after testenv.MySQLDSN, so it runs before the database is
 	// dropped: no process is left writing into a vanishing schema.
 	t.Cleanup(s.cleanup)
+	s.prefix = "chaos" + nonce
 	s.base = []string{
-		"SECKILL_REDIS_PREFIX=chaos" + nonce,
+		"SECKILL_REDIS_PREFIX=" + s.prefix,
 		"SECKILL_ADMIN_TOKEN=" + s.adminToken,
 		"SECKILL_TOKEN_SECRET=chaos-secret-" + nonce,
 		"SECKILL_SEED_DEMO=false",
@@ -274,8 +280,8 @@ func (s *stack) pickAPI() (*proc, error) {
 	return nil, errNoAPI
 }
 
-// createSale creates an item with stock units on sale from now for an hour,
-// through the admin API.
+// createSale creates an item with stock units (in s.buckets stock buckets
+// when set) on sale from now for an hour, through the admin API.
 func (s *stack) createSale(stock int) int64 {
 	s.t.Helper()
 	api, err := s.pickAPI()
@@ -285,14 +291,22 @@ func (s *stack) createSale(stock int) int64 {
 	now := time.Now().UTC()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := call(ctx, "POST", api.url+"/api/v1/admin/items", s.adminToken, map[string]any{
+	body := map[string]any{
 		"name": "chaos " + s.name, "description": "crash test", "price_cents": 1999, "stock": stock,
 		"starts_at": now.Add(-time.Second).Format(time.RFC3339), "ends_at": now.Add(time.Hour).Format(time.RFC3339),
-	})
+	}
+	if s.buckets > 0 {
+		body["stock_buckets"] = s.buckets
+	}
+	r, err := call(ctx, "POST", api.url+"/api/v1/admin/items", s.adminToken, body)
 	if err != nil || r.status != 201 || r.num("id") == 0 {
 		s.t.Fatalf("create sale: %v %d %s", err, r.status, r.raw)
 	}
-	return r.num("id")
+	if s.buckets > 0 && r.num("stock_buckets") != int64(s.buckets) {
+		s.t.Fatalf("create sale: asked for %d stock buckets, got %s", s.buckets, r.raw)
+	}
+	s.item = r.num("id")
+	return s.item
 }
 
 // stats reads the admin stats of item from any running API.

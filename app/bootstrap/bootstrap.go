@@ -380,7 +380,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 		m.Log.Info("started embedded Kafka-protocol broker (kfake)", "brokers", cfg.KafkaBrokers)
 	}
 
-	m.rdb = newRedisClient(&redis.UniversalOptions{
+	m.rdb = NewRedisClient(&redis.UniversalOptions{
 		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
 		Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		// Named so an operator (or a test) can tell this instance's
@@ -405,7 +405,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 	// The item cache gets a client of its own so that its breaker and
 	// deadline (a go-redis hook) apply to its commands only, and so that
 	// go-redis honours the deadline in ctx instead of its read timeout.
-	m.cacheRdb = newRedisClient(&redis.UniversalOptions{
+	m.cacheRdb = NewRedisClient(&redis.UniversalOptions{
 		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
 		Password: cfg.RedisPassword, DB: cfg.RedisDB,
 		ClientName: "seckill-cache-" + cfg.InstanceID,

@@ -19,8 +19,9 @@ import (
 // commands never hit the dead node (the pub/sub bus on a quiet instance).
 const clusterStateMaxAge = 5 * time.Second
 
-// newRedisClient returns the client o describes, as redis.NewUniversalClient
-// does, except that on Redis Cluster the client reloads its slot map as soon
+// NewRedisClient returns the client o describes, as redis.NewUniversalClient
+// does (the instances and `seckill reconcile` build theirs with it), except
+// that on Redis Cluster the client reloads its slot map as soon
 // as a connection to a node cannot be made or a command fails on the
 // network, on a deadline or with CLUSTERDOWN, and at least every
 // clusterStateMaxAge.
@@ -31,7 +32,7 @@ const clusterStateMaxAge = 5 * time.Second
 // in the redis-cluster-failover chaos scenario that stopped the purchases of
 // every buyer whose stock bucket lived there for 57 s after the replica had
 // taken over (docs/RELIABILITY.md).
-func newRedisClient(o *redis.UniversalOptions) redis.UniversalClient {
+func NewRedisClient(o *redis.UniversalOptions) redis.UniversalClient {
 	if o.MasterName != "" || (len(o.Addrs) <= 1 && !o.IsClusterMode) {
 		return redis.NewUniversalClient(o)
 	}

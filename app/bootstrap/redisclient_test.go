@@ -145,14 +145,14 @@ func readCommand(r *bufio.Reader) ([]string, error) {
 // that the client routes to the new master within 3 s. Nothing answers
 // MOVED in a failover, so go-redis on its own keeps dialling the dead node
 // until its periodic reload (60 s by default); this fails without the
-// reload-on-error hook of newRedisClient, and with the 5 s periodic reload
+// reload-on-error hook of NewRedisClient, and with the 5 s periodic reload
 // alone too.
 func TestClusterClientFollowsAFailover(t *testing.T) {
 	var owner atomic.Pointer[fakeNode]
 	a := startFakeNode(t, "a", &owner)
 	b := startFakeNode(t, "b", &owner)
 	owner.Store(a)
-	rdb := newRedisClient(&redis.UniversalOptions{Addrs: []string{a.addr(), b.addr()}, IsClusterMode: true,
+	rdb := NewRedisClient(&redis.UniversalOptions{Addrs: []string{a.addr(), b.addr()}, IsClusterMode: true,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -188,7 +188,7 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 		}
 	}
 	for _, p := range s.apis {
-		if passes, n := p.sumLogged("outbox relay re-published orders", "orders"); passes > 0 {
+		if passes, n := p.sumLogged("outbox relay published pending orders again", "orders"); passes > 0 {
 			s.t.Logf("%s: the outbox relay re-published %d orders in %d passes", p.name, n, passes)
 		}
 		// What the reconciler found and did: the evidence that a fault

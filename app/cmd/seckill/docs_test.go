@@ -31,8 +31,8 @@ const repoRoot = "../../.."
 // owner; they are not checked against seckill's.
 var foreignFlags = map[string]string{
 	"appendonly": "redis-server", "appendfsync": "redis-server", "save": "redis-server",
-	"port": "redis-server", "cluster-enabled": "redis-server", "cluster-config-file": "redis-server",
-	"cluster": "redis-cli --cluster create", "cluster-replicas": "redis-cli --cluster create",
+	"port": "redis-server", "cluster-enabled": "redis-server", "cluster-config-file": "redis-server", "cluster-node-timeout": "redis-server",
+	"cluster": "redis-cli --cluster create", "cluster-replicas": "redis-cli --cluster create", "cluster-yes": "redis-cli --cluster create",
 	"build": "docker compose up", "profile": "docker compose", "rm": "docker compose run",
 	"describe": "kafka-consumer-groups.sh", "group": "kafka-consumer-groups.sh",
 	"bootstrap-server": "kafka-console-consumer.sh", "topic": "kafka-console-consumer.sh",

@@ -79,7 +79,7 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 		return err
 	}
 	defer store.Close()
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
+	rdb := bootstrap.NewRedisClient(&redis.UniversalOptions{
 		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
 		Password: cfg.RedisPassword, DB: cfg.RedisDB, ClientName: "seckill-reconcile",
 	})

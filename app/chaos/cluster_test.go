@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"seckill/infra/testenv"
 )
 
 // Private Redis Cluster for the failover scenario: three masters and three
@@ -60,7 +62,7 @@ func (n clusterNode) serves(slot int) bool {
 // and points the scenario's seckill processes at all six nodes.
 func (s *stack) startRedisCluster() {
 	s.t.Helper()
-	ports, err := freeClusterPorts(clusterNodes)
+	ports, err := testenv.FreeClusterPorts(clusterNodes)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -352,39 +354,4 @@ func replOffset(ctx context.Context, rdb *redis.Client, field string) (int64, er
 		}
 	}
 	return 0, fmt.Errorf("INFO replication has no %s", field)
-}
-
-// freeClusterPorts picks n loopback ports whose cluster bus ports
-// (port+10000) are free too, holding them all until it returns so no two
-// picks collide.
-func freeClusterPorts(n int) ([]int, error) {
-	var ports []int
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			_ = l.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n && tries < 500; tries++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		if port+10000 > 65535 {
-			_ = l.Close()
-			continue
-		}
-		bus, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
-		if err != nil {
-			_ = l.Close()
-			continue
-		}
-		held = append(held, l, bus)
-		ports = append(ports, port)
-	}
-	if len(ports) < n {
-		return nil, errors.New("no free port pairs (port, port+10000) on 127.0.0.1")
-	}
-	return ports, nil
 }

@@ -213,7 +213,7 @@ func tryStartCluster() (*privateCluster, error) {
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	ports, err := freeClusterPorts(clusterMasters)
+	ports, err := FreeClusterPorts(clusterMasters)
 	if err != nil {
 		return nil, err
 	}
@@ -284,9 +284,11 @@ func startOnKeptThread(cmd *exec.Cmd) error {
 	return <-errc
 }
 
-// freeClusterPorts picks n ports whose cluster bus ports (port+10000) are
-// free too.
-func freeClusterPorts(n int) ([]int, error) {
+// FreeClusterPorts picks n loopback ports whose cluster bus ports
+// (port+10000) are free too, holding them all until it returns so no two
+// picks collide: the ports for a private Redis Cluster (this package's, and
+// the chaos tests' own with replicas).
+func FreeClusterPorts(n int) ([]int, error) {
 	var ports []int
 	var held []net.Listener
 	defer func() {
@@ -294,7 +296,7 @@ func freeClusterPorts(n int) ([]int, error) {
 			_ = l.Close()
 		}
 	}()
-	for tries := 0; len(ports) < n && tries < 200; tries++ {
+	for tries := 0; len(ports) < n && tries < 500; tries++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err

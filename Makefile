@@ -108,7 +108,7 @@ k6-soldout: $(K6_DEP) ## k6: sustained hammering after the item is sold out
 k6-bots: $(K6_DEP) ## k6: bots (skip the ticket, replay one, solve at full CPU) against honest users on a pow sale; prints units won per strategy
 	K6=$(K6) SECKILL_POW_MIN_DIFFICULTY=$${SECKILL_POW_MIN_DIFFICULTY:-10} SECKILL_POW_MAX_DIFFICULTY=$${SECKILL_POW_MAX_DIFFICULTY:-16} ./k6/run.sh bots.js
 
-up: ## docker compose: the full stack (MySQL, Redis, Kafka, 2 API replicas, worker)
+up: ## docker compose: the full stack (MySQL, Redis, Kafka, nginx, 2 API replicas, 2 workers, Prometheus)
 	docker compose up -d --build
 
 down: ## docker compose: stop and remove the stack

@@ -168,8 +168,9 @@ func (s *Service) view(it sale.Item, left map[sale.ItemID]int64, now time.Time) 
 	if !ok {
 		// The ledger does not know the item (its creation failed halfway, or
 		// Redis lost its data). For display only, show the database's
-		// figure; the ledger refuses purchases (not_found), and nothing
-		// reloads its stock from the database: see docs/OPERATIONS.md.
+		// figure. Purchases answer 503 unavailable meanwhile and have the
+		// reconciler rebuild the sale as a recovery step, never by reading
+		// this figure back: see docs/RECOVERY.md.
 		n = it.StockLeft
 	}
 	return View{Item: it, StockLeft: n, StockKnown: true, Status: it.StatusAt(now, n)}

@@ -180,10 +180,10 @@ func (s *system) createDatabase(ctx context.Context, dsn, name string) (string, 
 	return c.FormatDSN(), nil
 }
 
-// newRedis connects to addr as seckill does: a comma-separated list is a
-// Redis Cluster.
+// newRedis connects to addr as seckill does (bootstrap.NewRedisClient): a
+// comma-separated list is a Redis Cluster.
 func newRedis(addr string) redis.UniversalClient {
-	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(addr, ",")})
+	return bootstrap.NewRedisClient(&redis.UniversalOptions{Addrs: strings.Split(addr, ",")})
 }
 
 func redisVersion(ctx context.Context, addr string) string {

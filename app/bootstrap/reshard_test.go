@@ -196,3 +196,90 @@ func TestLedgerBreakerSurvivesASlotMigration(t *testing.T) {
 		t.Errorf("stock left %d after the move, want 8: one sold before, none during, one after", left[it.ID])
 	}
 }
+
+// slowSeen polls health every few milliseconds until stop is closed and
+// reports whether it ever said a round trip had waited longer than d.
+func slowSeen(health *guard.RedisHealth, d time.Duration, stop <-chan struct{}) <-chan bool {
+	out := make(chan bool, 1)
+	go func() {
+		seen := false
+		for {
+			seen = seen || health.Slow(d)
+			select {
+			case <-stop:
+				out <- seen
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
+
+// TestRedisHealthTimesRoundTripsNotRetryPauses builds a cluster client as
+// bootstrap builds the ledger's, with the health watcher the ledger's
+// guard consults, and sends it a script whose keys a slot migration has
+// split. go-redis retries the TRYAGAIN three times, pausing between tries
+// (long pauses here, 100-200 ms each), and the watcher must not take
+// those pauses for a server slow to answer: watching the whole command
+// (hooked on the cluster client), it did, and the guard then gave up
+// purchases at its 150 ms deadline and counted them as Redis failures
+// during a live reshard. A round trip that really waits on a node (a
+// script spinning 300 ms) must still show as slow.
+func TestRedisHealthTimesRoundTripsNotRetryPauses(t *testing.T) {
+	addrs := testenv.RedisClusterAddrs(t)
+	plain, prefix := testenv.RedisCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	health := guard.NewRedisHealth()
+	rdb := NewRedisClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true,
+		MinRetryBackoff: 100 * time.Millisecond, MaxRetryBackoff: 200 * time.Millisecond}, health)
+	defer rdb.Close()
+	a, b := prefix+":{split}:a", prefix+":{split}:b"
+	for _, k := range []string{a, b} {
+		if err := plain.Set(ctx, k, 1, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startSlotMove(t, ctx, addrs, a)
+	m.migrate(t, ctx, a)
+
+	const slow = 50 * time.Millisecond
+	for _, via := range []string{"command", "pipeline"} {
+		stop := make(chan struct{})
+		seen := slowSeen(health, slow, stop)
+		start := time.Now()
+		var err error
+		if via == "command" {
+			err = rdb.Eval(ctx, "return 1", []string{a, b}).Err()
+		} else {
+			pipe := rdb.Pipeline()
+			cmd := pipe.Eval(ctx, "return 1", []string{a, b})
+			_, _ = pipe.Exec(ctx)
+			err = cmd.Err()
+		}
+		took := time.Since(start)
+		close(stop)
+		if !redis.IsTryAgainError(err) || took < 3*100*time.Millisecond {
+			t.Fatalf("%s on split keys: %v after %s; want TRYAGAIN after three retry pauses", via, err, took)
+		}
+		if <-seen {
+			t.Errorf("%s: the health watcher called Redis slow (a round trip over %s) while go-redis paused between retries for %s", via, slow, took)
+		}
+	}
+
+	// A node that really takes 300 ms to answer.
+	spin := `local t0 = redis.call('TIME')
+repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 300000
+return 1`
+	stop := make(chan struct{})
+	seen := slowSeen(health, slow, stop)
+	err := rdb.Eval(ctx, spin, []string{prefix + ":{spin}"}).Err()
+	close(stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !<-seen {
+		t.Errorf("the health watcher never saw the 300 ms round trip as slower than %s", slow)
+	}
+}

@@ -527,8 +527,9 @@ func (s *stack) ledgerBreakers() map[string]ledgerBreaker {
 }
 
 // ledgerBreakersSince describes, per API, what its ledger breaker counted
-// since before (a ledgerBreakers reading).
-func (s *stack) ledgerBreakersSince(before map[string]ledgerBreaker) string {
+// since before (a ledgerBreakers reading), and returns how many times they
+// opened in all.
+func (s *stack) ledgerBreakersSince(before map[string]ledgerBreaker) (string, int) {
 	now := s.ledgerBreakers()
 	names := make([]string, 0, len(now))
 	for n := range now {
@@ -536,9 +537,11 @@ func (s *stack) ledgerBreakersSince(before map[string]ledgerBreaker) string {
 	}
 	sort.Strings(names)
 	var parts []string
+	opened := 0
 	for _, n := range names {
 		a, b := before[n], now[n]
+		opened += int(b.opened - a.opened)
 		parts = append(parts, fmt.Sprintf("%s: %.0f failures, opened %.0f times, %.0f calls refused while open", n, b.failures-a.failures, b.opened-a.opened, b.rejected-a.rejected))
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, "; "), opened
 }

@@ -19,10 +19,10 @@ import (
 	"seckill/infra/testenv"
 )
 
-// Private Redis Cluster for the failover scenario: three masters and three
-// replicas, every node a proc of the stack (stopped by pid), none
-// persisting anything, so a failover keeps exactly what the replica had
-// received when its master died.
+// Private Redis Cluster for the failover and reshard scenarios: three
+// masters and three replicas, every node a proc of the stack (stopped by
+// pid), none persisting anything, so a failover keeps exactly what the
+// replica had received when its master died.
 const (
 	clusterMasters = 3
 	clusterNodes   = 2 * clusterMasters

@@ -283,7 +283,9 @@ func TestRedisHealthTimesRoundTripsNotRetryPauses(t *testing.T) {
 	m := startSlotMove(t, ctx, addrs, a)
 	m.migrate(t, ctx, a)
 
-	const slow = 50 * time.Millisecond
+	// Well above a loopback round trip even on a loaded machine, well below
+	// the three pauses together and the spinning script.
+	const slow = 100 * time.Millisecond
 	for _, via := range []string{"command", "pipeline"} {
 		stop := make(chan struct{})
 		seen := slowSeen(health, slow, stop)

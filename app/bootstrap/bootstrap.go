@@ -380,6 +380,11 @@ func (m *Main) openBackends(ctx context.Context) error {
 		m.Log.Info("started embedded Kafka-protocol broker (kfake)", "brokers", cfg.KafkaBrokers)
 	}
 
+	// The ledger's guard gives up on a slow call only when Redis itself is
+	// slow, not when the wait is this process's own queue (a spike) or
+	// go-redis pausing between retries (a slot in migration), so the
+	// watcher times each round trip to a server.
+	health := guard.NewRedisHealth()
 	m.rdb = NewRedisClient(&redis.UniversalOptions{
 		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
 		Password: cfg.RedisPassword, DB: cfg.RedisDB,
@@ -391,16 +396,12 @@ func (m *Main) openBackends(ctx context.Context) error {
 		// the relay and page views.
 		PoolSize: 64, MinIdleConns: 8,
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-	})
+	}, health)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := m.rdb.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("redis at %s: %w", cfg.RedisAddr, err)
 	}
-	// The ledger's guard gives up on a slow call only when Redis itself is
-	// slow, not when the wait is this process's own queue (a spike).
-	health := guard.NewRedisHealth()
-	m.rdb.AddHook(health)
 	m.breakers = newBreakers(*cfg, health)
 	// The item cache gets a client of its own so that its breaker and
 	// deadline (a go-redis hook) apply to its commands only, and so that

@@ -32,9 +32,19 @@ const clusterStateMaxAge = 5 * time.Second
 // in the redis-cluster-failover chaos scenario that stopped the purchases of
 // every buyer whose stock bucket lived there for 57 s after the replica had
 // taken over (docs/RELIABILITY.md).
-func NewRedisClient(o *redis.UniversalOptions) redis.UniversalClient {
+//
+// roundTrip hooks are added where they see each round trip to a Redis
+// server and nothing else: on a cluster, to every node's client, so that
+// go-redis's own redirects and retry pauses (up to 170 ms of sleeping
+// while it retries a TRYAGAIN) are not taken for a server that is slow to
+// answer; otherwise to the client itself.
+func NewRedisClient(o *redis.UniversalOptions, roundTrip ...redis.Hook) redis.UniversalClient {
 	if o.MasterName != "" || (len(o.Addrs) <= 1 && !o.IsClusterMode) {
-		return redis.NewUniversalClient(o)
+		c := redis.NewUniversalClient(o)
+		for _, h := range roundTrip {
+			c.AddHook(h)
+		}
+		return c
 	}
 	co := o.Cluster()
 	co.ClusterStateReloadInterval = clusterStateMaxAge
@@ -45,6 +55,9 @@ func NewRedisClient(o *redis.UniversalOptions) redis.UniversalClient {
 	co.NewClient = func(opt *redis.Options) *redis.Client {
 		n := redis.NewClient(opt)
 		n.AddHook(r)
+		for _, h := range roundTrip {
+			n.AddHook(h)
+		}
 		return n
 	}
 	c := redis.NewClusterClient(co)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,10 +19,10 @@ import (
 	"seckill/infra/testenv"
 )
 
-// Private Redis Cluster for the failover scenario: three masters and three
-// replicas, every node a proc of the stack (stopped by pid), none
-// persisting anything, so a failover keeps exactly what the replica had
-// received when its master died.
+// Private Redis Cluster for the failover and reshard scenarios: three
+// masters and three replicas, every node a proc of the stack (stopped by
+// pid), none persisting anything, so a failover keeps exactly what the
+// replica had received when its master died.
 const (
 	clusterMasters = 3
 	clusterNodes   = 2 * clusterMasters
@@ -43,6 +44,10 @@ type clusterNode struct {
 	id, addr, masterID string
 	master, failed     bool
 	slots              [][2]int
+	// open lists the node's slots in migration, as CLUSTER NODES prints
+	// them on the node's own line: "[<slot>->-<target id>]" (migrating)
+	// or "[<slot>-<-<source id>]" (importing).
+	open []string
 }
 
 // serves reports whether the node's slot ranges hold slot.
@@ -195,6 +200,7 @@ func readClusterNodes(ctx context.Context, addr string) ([]clusterNode, error) {
 		n.failed = strings.Contains(flags, ",fail,") || strings.Contains(flags, ",fail?,")
 		for _, sl := range f[8:] {
 			if strings.HasPrefix(sl, "[") { // a slot being migrated
+				n.open = append(n.open, sl)
 				continue
 			}
 			lo, hi, found := strings.Cut(sl, "-")
@@ -354,4 +360,188 @@ func replOffset(ctx context.Context, rdb *redis.Client, field string) (int64, er
 		}
 	}
 	return 0, fmt.Errorf("INFO replication has no %s", field)
+}
+
+// reshardResult is what one slot migration did.
+type reshardResult struct {
+	slot     int
+	from, to string    // the source and target masters' addresses
+	keys     int       // keys MIGRATEd, one per call
+	migrated time.Time // the last key left the source
+	healed   time.Time // every node sees the target own the slot and none has it open
+}
+
+// reshard moves key's slot from the master serving it to another master
+// while the cluster keeps serving, as redis-cli --cluster reshard does
+// (which cannot be told to move one given slot): CLUSTER SETSLOT IMPORTING
+// on the target and MIGRATING on the source, then MIGRATE of the source's
+// keys in that slot one at a time with pause after each, so clients meet
+// the half-migrated slot (keys split between the two nodes) for
+// pause × keys, then CLUSTER SETSLOT NODE on the target, the source and
+// the other masters. It returns when every running node reports
+// cluster_state:ok, sees the target serving the slot and has no slot in
+// migration. It never kills or restarts a node.
+func (c *redisCluster) reshard(ctx context.Context, key string, pause time.Duration) (reshardResult, error) {
+	var res reshardResult
+	slot, err := c.keySlot(ctx, key)
+	if err != nil {
+		return res, fmt.Errorf("CLUSTER KEYSLOT %s: %w", key, err)
+	}
+	res.slot = slot
+	nodes, err := readClusterNodes(ctx, c.live()[0])
+	if err != nil {
+		return res, err
+	}
+	src, _, err := masterOf(nodes, slot)
+	if err != nil {
+		return res, err
+	}
+	var dst clusterNode
+	for _, n := range nodes {
+		if n.master && !n.failed && n.id != src.id && len(n.slots) > 0 {
+			dst = n
+			break
+		}
+	}
+	if dst.id == "" {
+		return res, fmt.Errorf("no other live master to move slot %d to", slot)
+	}
+	res.from, res.to = src.addr, dst.addr
+	from := redis.NewClient(&redis.Options{Addr: src.addr, MaxRetries: -1})
+	defer from.Close()
+	to := redis.NewClient(&redis.Options{Addr: dst.addr, MaxRetries: -1})
+	defer to.Close()
+	// The key must really live there: otherwise the migration would test
+	// a slot the sale does not use.
+	if n, err := from.Exists(ctx, key).Result(); err != nil || n != 1 {
+		return res, fmt.Errorf("%s is not on %s, the master of its slot %d (EXISTS: %d, %v)", key, src.addr, slot, n, err)
+	}
+	// Importing first, as redis-cli does: a client sent on by the source's
+	// ASK must find the target ready to take it.
+	if err := to.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.id).Err(); err != nil {
+		return res, fmt.Errorf("%s: SETSLOT %d IMPORTING: %w", dst.addr, slot, err)
+	}
+	if err := from.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.id).Err(); err != nil {
+		return res, fmt.Errorf("%s: SETSLOT %d MIGRATING: %w", src.addr, slot, err)
+	}
+	host, port, _ := strings.Cut(dst.addr, ":")
+	for {
+		// A key the source lacks is created on the target (the source
+		// answers ASK for it), so the source's keys only ever dwindle.
+		keys, err := from.ClusterGetKeysInSlot(ctx, slot, 1).Result()
+		if err != nil {
+			return res, fmt.Errorf("%s: GETKEYSINSLOT %d: %w", src.addr, slot, err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		if err := from.Do(ctx, "MIGRATE", host, port, "", 0, 5000, "KEYS", keys[0]).Err(); err != nil {
+			return res, fmt.Errorf("%s: MIGRATE %s to %s: %w", src.addr, keys[0], dst.addr, err)
+		}
+		res.keys++
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("slot %d: %d keys moved: %w", slot, res.keys, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+	res.migrated = time.Now()
+	// The target first, so it owns the slot before the source lets go and
+	// starts answering MOVED; then the others, which would otherwise learn
+	// it only through gossip.
+	order := []string{dst.addr, src.addr}
+	for _, n := range nodes {
+		if n.master && !n.failed && n.id != src.id && n.id != dst.id {
+			order = append(order, n.addr)
+		}
+	}
+	for _, addr := range order {
+		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+		err := rdb.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.id).Err()
+		rdb.Close()
+		if err != nil {
+			return res, fmt.Errorf("%s: SETSLOT %d NODE %s: %w", addr, slot, dst.id, err)
+		}
+	}
+	err = c.waitHealthy(ctx, func([]clusterNode) error {
+		for _, addr := range c.live() {
+			nodes, err := readClusterNodes(ctx, addr)
+			if err != nil {
+				return err
+			}
+			for _, n := range nodes {
+				if len(n.open) > 0 {
+					return fmt.Errorf("%s: %s still has %v open", addr, n.addr, n.open)
+				}
+				if n.serves(slot) != (n.id == dst.id) {
+					return fmt.Errorf("%s: slot %d not yet owned by %s alone (%s serves it: %v)", addr, slot, dst.addr, n.addr, n.serves(slot))
+				}
+			}
+		}
+		return nil
+	})
+	res.healed = time.Now()
+	return res, err
+}
+
+// ledgerBreaker is one API's redis-ledger circuit breaker counters, read
+// from its /metrics.
+type ledgerBreaker struct{ failures, rejected, opened float64 }
+
+// ledgerBreakers reads the redis-ledger breaker counters of every running
+// API; an API that does not answer reads as zeros.
+func (s *stack) ledgerBreakers() map[string]ledgerBreaker {
+	s.mu.Lock()
+	apis := append([]*proc(nil), s.apis...)
+	s.mu.Unlock()
+	out := map[string]ledgerBreaker{}
+	for _, p := range apis {
+		if !p.running() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := call(ctx, "GET", p.url+"/metrics", "", nil)
+		cancel()
+		if err != nil || r.status != 200 {
+			continue
+		}
+		var b ledgerBreaker
+		for _, line := range strings.Split(string(r.raw), "\n") {
+			name, val, ok := strings.Cut(line, `{backend="redis-ledger"} `)
+			if !ok {
+				continue
+			}
+			f, _ := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			switch name {
+			case "seckill_breaker_failures_total":
+				b.failures = f
+			case "seckill_breaker_rejected_total":
+				b.rejected = f
+			case "seckill_breaker_opened_total":
+				b.opened = f
+			}
+		}
+		out[p.name] = b
+	}
+	return out
+}
+
+// ledgerBreakersSince describes, per API, what its ledger breaker counted
+// since before (a ledgerBreakers reading), and returns how many times they
+// opened in all.
+func (s *stack) ledgerBreakersSince(before map[string]ledgerBreaker) (string, int) {
+	now := s.ledgerBreakers()
+	names := make([]string, 0, len(now))
+	for n := range now {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	opened := 0
+	for _, n := range names {
+		a, b := before[n], now[n]
+		opened += int(b.opened - a.opened)
+		parts = append(parts, fmt.Sprintf("%s: %.0f failures, opened %.0f times, %.0f calls refused while open", n, b.failures-a.failures, b.opened-a.opened, b.rejected-a.rejected))
+	}
+	return strings.Join(parts, "; "), opened
 }

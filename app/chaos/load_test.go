@@ -149,6 +149,10 @@ type load struct {
 	byUser  map[string]string
 	twice   int            // buyers accepted under two different order ids
 	answers map[string]int // final answer per buyer, for the report
+	// tries counts every purchase attempt's answer ("202", "503
+	// unavailable", "connection error"), so a fault can report what the
+	// buyers were told while it lasted (see triesSince).
+	tries   map[string]int
 	gaveUp  int
 	untried int
 
@@ -160,7 +164,7 @@ type load struct {
 
 func newLoad(s *stack, item int64, buyers []buyer, pace int) *load {
 	return &load{s: s, item: item, buyers: buyers, pace: pace, byUser: map[string]string{},
-		answers: map[string]int{}, done: make(chan struct{})}
+		answers: map[string]int{}, tries: map[string]int{}, done: make(chan struct{})}
 }
 
 // run starts the buyers, pace per second at most and concurrency at once,
@@ -235,6 +239,7 @@ func (l *load) buy(ctx context.Context, b buyer) {
 			var r reply
 			r, err = call(rctx, "POST", api.url+path, b.token, nil)
 			cancel()
+			l.tally(r, err)
 			if err == nil {
 				code := r.str("error")
 				switch {
@@ -279,6 +284,52 @@ func (l *load) accept(a accepted) {
 	l.byUser[a.user] = a.orderID
 	l.orders = append(l.orders, a)
 	l.nAccepted.Add(1)
+}
+
+// tally counts one purchase attempt's answer in tries.
+func (l *load) tally(r reply, err error) {
+	answer := "connection error"
+	if err == nil {
+		answer = strings.TrimSpace(fmt.Sprintf("%d %s", r.status, r.str("error")))
+	}
+	l.mu.Lock()
+	l.tries[answer]++
+	l.mu.Unlock()
+}
+
+// triesNow returns a copy of the attempt counts so far.
+func (l *load) triesNow() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]int, len(l.tries))
+	for k, v := range l.tries {
+		out[k] = v
+	}
+	return out
+}
+
+// triesSince describes the attempts answered since before (a triesNow
+// snapshot), largest first, e.g. "202: 310, 503 unavailable: 12".
+func (l *load) triesSince(before map[string]int) string {
+	now := l.triesNow()
+	keys := make([]string, 0, len(now))
+	for k := range now {
+		if now[k] > before[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := now[keys[i]]-before[keys[i]], now[keys[j]]-before[keys[j]]
+		return a > b || (a == b && keys[i] < keys[j])
+	})
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, now[k]-before[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // waitAccepted waits until n orders are accepted, the load ends or timeout

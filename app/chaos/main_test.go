@@ -5,7 +5,8 @@
 // database itself is the fault), puts a sale of 1,000 units under load from
 // 2,000 distinct buyers, injects one fault in the middle (SIGKILL of a worker,
 // an API, the broker or Redis; a MariaDB outage; a Redis Cluster master
-// failover on a private six-node cluster) and checks, after a bounded
+// failover or a live slot migration on a private six-node cluster) and
+// checks, after a bounded
 // settle wait, the invariants the in-process suite in app/e2e checks:
 // nothing lost, nothing duplicated, nothing oversold, and the stock accounts
 // adding up. It prints a reliability table at the end (docs/RELIABILITY.md).

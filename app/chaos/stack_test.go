@@ -33,7 +33,7 @@ type stack struct {
 
 	redis      *proc
 	redisAddr  string
-	cluster    *redisCluster // instead of redis, in the failover scenario
+	cluster    *redisCluster // instead of redis, in the cluster scenarios
 	prefix     string        // SECKILL_REDIS_PREFIX
 	buckets    int           // stock_buckets of the sale; 0: the API's default
 	item       int64         // the sale createSale made

@@ -19,7 +19,9 @@
 //   - only transport errors and deadline overruns count as failures. A
 //     domain answer (sold out, not found, invalid, already purchased) is a
 //     success however often it comes, so a spike of refusals never opens a
-//     breaker. A caller that went away (context.Canceled) counts as neither.
+//     breaker; so is a Redis Cluster's TRYAGAIN, ASK or MOVED (a slot in
+//     migration). A caller that went away (context.Canceled) counts as
+//     neither.
 package guard
 
 import (
@@ -29,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
 	"seckill/domain/sale"
@@ -127,9 +130,28 @@ func NewBreaker(name string, s Settings) *Breaker {
 }
 
 // Failure reports whether err says the backend is unwell: any error except
-// the domain's own answers. Only failures move a breaker towards open.
+// the domain's own answers and a Redis Cluster's redirections. Only
+// failures move a breaker towards open.
 func Failure(err error) bool {
 	if err == nil {
+		return false
+	}
+	// During a slot migration a cluster answers TRYAGAIN to a multi-key
+	// command, such as a stock ledger script, whose keys are split between
+	// two nodes, and ASK (or, once it is over, MOVED) to one whose keys
+	// have left; go-redis follows and retries them, but a few outlast its
+	// MaxRedirects. They are healthy nodes saying "not here, not this
+	// moment" about one slot. Counted, they opened the ledger's breaker
+	// during a live reshard and refused the purchases of every stock
+	// bucket, those on untouched masters too (docs/RELIABILITY.md,
+	// redis-cluster-reshard).
+	if redis.IsTryAgainError(err) {
+		return false
+	}
+	if _, ok := redis.IsAskError(err); ok {
+		return false
+	}
+	if _, ok := redis.IsMovedError(err); ok {
 		return false
 	}
 	for _, domain := range []error{

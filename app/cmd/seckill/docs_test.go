@@ -33,6 +33,7 @@ var foreignFlags = map[string]string{
 	"appendonly": "redis-server", "appendfsync": "redis-server", "save": "redis-server",
 	"port": "redis-server", "cluster-enabled": "redis-server", "cluster-config-file": "redis-server", "cluster-node-timeout": "redis-server",
 	"cluster": "redis-cli --cluster create", "cluster-replicas": "redis-cli --cluster create", "cluster-yes": "redis-cli --cluster create",
+	"cluster-from": "redis-cli --cluster reshard", "cluster-to": "redis-cli --cluster reshard", "cluster-slots": "redis-cli --cluster reshard",
 	"build": "docker compose up", "profile": "docker compose", "rm": "docker compose run",
 	"describe": "kafka-consumer-groups.sh", "group": "kafka-consumer-groups.sh",
 	"bootstrap-server": "kafka-console-consumer.sh", "topic": "kafka-console-consumer.sh",

@@ -58,7 +58,7 @@ fuzz: ## run every native fuzz target for FUZZTIME each (default 20000x: that ma
 	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f)/; \
 	  done; \
 	done
-chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Redis and MariaDB mid-sale; prints the reliability table
+chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Redis and MariaDB, fail over and reshard a Redis Cluster mid-sale; prints the reliability table
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || \
 	  echo "note: redis-server, redis-cli, mariadbd or mariadb-install-db is missing: the scenarios that need it will FAIL (Debian: apt-get install redis-server mariadb-server)"
 	SECKILL_TEST_MYSQL_DSN="$${SECKILL_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/test}" \

@@ -260,6 +260,14 @@ func TestMoveIsJournaledAndReplaysOnce(t *testing.T) {
 			t.Fatalf("stock in transit = %v", got)
 		}
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 9, StockLeft: 9})
+		// The same step sent again (a reply lost, the script re-sent)
+		// takes nothing and answers what the first one took.
+		if again, err := h.s.moveOut(h.ctx, ks, "m1", 0, 2, maxMove); err != nil || again != units {
+			t.Fatalf("moveOut repeated = %d, %v; want %d again", again, err, units)
+		}
+		if got := h.rawStock(t, 1, 3); fmt.Sprint(got) != "[1 3 3]" {
+			t.Fatalf("stock after a repeated moveOut = %v, want [1 3 3] (taken once)", got)
+		}
 		snap, err := h.s.Snapshot(h.ctx, 1)
 		if err != nil || snap.StockLeft != 9 {
 			t.Fatalf("snapshot with a move in transit = %+v, %v; want 9 left", snap, err)

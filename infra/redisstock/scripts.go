@@ -404,9 +404,20 @@ return {$RETURN_DONE, n, gen}
 // journal, in the source's slot, is their only record, and recovery replays
 // it.
 //
+// A repeat of the step for a move id still in the journal takes nothing
+// and answers the units it took the first time: a client may send the
+// script again when its reply was lost (go-redis retries a command after a
+// read that failed on the network, and a cluster pipeline re-sends a node's
+// batch), and taking the units twice would overwrite the journal's count
+// and lose the first ones.
+//
 // KEYS: source sale, source moves
 // ARGV: move id, destination bucket, max units
 const moveOutSrc = `
+local open = redis.call('HGET', KEYS[2], ARGV[1])
+if open then
+  return {$MOVE_OUT, tonumber(string.sub(open, string.find(open, '|', 1, true) + 1))}
+end
 local stock = tonumber(redis.call('HGET', KEYS[1], 'stock'))
 if not stock then
   return {$MOVE_NOT_FOUND, 0}

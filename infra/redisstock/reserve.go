@@ -13,11 +13,11 @@ import (
 
 // reserveReq is one Reserve call waiting for a flusher: one order on the
 // key set of its bucket. A flusher sends the requests it holds for one
-// bucket as one reserve script call (see reserveSrc).
+// bucket as one reserve script call (see lua/reserve.lua).
 type reserveReq struct {
 	ctx  context.Context
 	keys []string // reserveKeys of the order's bucket; shared, never written
-	// The order's six values in reserveSrc's ARGV, but the ticket mark's
+	// The order's six values in lua/reserve.lua's ARGV, but the ticket mark's
 	// KEYS index, which depends on the batch.
 	at, user, id, rec string
 	ticketKey         string // the used-ticket mark, "" for an order without a ticket
@@ -212,7 +212,7 @@ const UsedTicketSlack = 30 * time.Second
 
 // usedTicketKey names a ticket's used mark beside the buyers key of the
 // reserve key set it is checked with (keys[1]), so it shares that key set's
-// hash tag, whatever the set (see reserveSrc's KEYS).
+// hash tag, whatever the set (see lua/reserve.lua's KEYS).
 func usedTicketKey(reserveKeys []string, ticketID string) string {
 	return strings.TrimSuffix(reserveKeys[1], "buyers") + "ticket:" + ticketID
 }

@@ -335,3 +335,55 @@ func TestDocsCheckCatchesPlantedNames(t *testing.T) {
 		}
 	})
 }
+
+// unclosedFences names each fence in text that CommonMark would not close
+// where its writer meant: an opening fence whose info string holds more
+// than a language name (a closing fence with text glued after it, which
+// CommonMark reads as an opening one), and a last fence left open, which
+// turns the rest of the page into one code block.
+func unclosedFences(text string) []string {
+	var bad []string
+	open := 0 // line number of the open fence, 0 when none
+	for i, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimLeft(line, " ")
+		if !strings.HasPrefix(trimmed, "```") {
+			continue
+		}
+		info := strings.TrimSpace(strings.TrimLeft(trimmed, "`"))
+		if open == 0 {
+			if strings.ContainsAny(info, " `") {
+				bad = append(bad, fmt.Sprintf("line %d: a fence with text after it (%q) opens a block instead of closing one", i+1, trimmed))
+			}
+			open = i + 1
+			continue
+		}
+		if info != "" {
+			bad = append(bad, fmt.Sprintf("line %d: a closing fence with text after it (%q) is not closed", i+1, trimmed))
+			continue
+		}
+		open = 0
+	}
+	if open != 0 {
+		bad = append(bad, fmt.Sprintf("line %d: fence never closed", open))
+	}
+	return bad
+}
+
+// Every code fence in the docs is closed where it was meant to be, so no
+// page turns into one code block halfway down.
+func TestDocsFencesClose(t *testing.T) {
+	t.Parallel()
+	for name, text := range readDocs(t) {
+		for _, p := range unclosedFences(text) {
+			t.Errorf("%s: %s", name, p)
+		}
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"```json\n{}\n``` An **Order** is\n", "closing fence with text"},
+		{"```sh\nmake run\n", "never closed"},
+	} {
+		if got := unclosedFences(tc.text); len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), tc.want) {
+			t.Errorf("unclosedFences(%q) = %q, want one mentioning %q", tc.text, got, tc.want)
+		}
+	}
+}

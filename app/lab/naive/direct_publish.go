@@ -1,7 +1,7 @@
 package naive
 
 // WRONG ON PURPOSE: lacks the outbox; the real one is the ledger's outbox
-// (the reserve script in infra/redisstock/scripts.go records every accepted
+// (the reserve script, infra/redisstock/lua/reserve.lua, records every accepted
 // order as pending in the same atomic step) drained by the dispatcher and
 // the relay (app/outbox/outbox.go), which publish again whatever Kafka did
 // not take.

@@ -1,5 +1,5 @@
 // WRONG ON PURPOSE: lacks the atomic check-and-deduct; the real one is the
-// reserve Lua script (infra/redisstock/scripts.go, reserveSrc, sent by
+// reserve Lua script (infra/redisstock/lua/reserve.lua, sent by
 // infra/redisstock/reserve.go).
 
 package naive

@@ -144,9 +144,43 @@ func (b *bench) runDrain(ctx context.Context, n int) (drainResult, error) {
 		return d, fmt.Errorf("(f): %w", err)
 	}
 
-	// Fill in chunks, each published before the next starts, so the
-	// dispatcher's buffer never overflows into the relay's slower path.
 	t0 := time.Now()
+	accepted, err := b.fillDrainQueue(ctx, item, n, func() (int64, error) {
+		p, err := published()
+		return p - base, err
+	})
+	if err != nil {
+		return d, err
+	}
+	d.Fill = time.Since(t0)
+	d.Orders = accepted
+	b.logf("    %d orders accepted and published in %s; starting a fresh worker", d.Orders, d.Fill.Round(time.Millisecond))
+
+	if err := b.timeDrain(ctx, db, &d); err != nil {
+		return d, err
+	}
+
+	st, _, err := s.settle(ctx, item, b.o.settleTimeout)
+	switch {
+	case err != nil:
+		d.Problem = err.Error()
+	case st.Confirmed != d.Orders || st.Failed != 0 || !st.Consistent || st.Pending != 0:
+		d.Problem = fmt.Sprintf("accepted %d, then %s", d.Orders, st)
+	}
+	if d.Problem != "" {
+		b.failed = true
+		b.logf("    ERROR: sale (f) (item %d): %s", item, d.Problem)
+	}
+	return d, nil
+}
+
+// fillDrainQueue accepts n orders of item through the purchase use case,
+// in chunks, each published before the next starts, so the dispatcher's
+// buffer never overflows into the relay's slower path. published says how
+// many orders the broker holds beyond the run's start. It returns how many
+// were accepted.
+func (b *bench) fillDrainQueue(ctx context.Context, item int64, n int, published func() (int64, error)) (int64, error) {
+	s := b.sys
 	const chunk = 5000
 	user := nonce()[:6]
 	var next, accepted atomic.Int64
@@ -175,19 +209,22 @@ func (b *bench) runDrain(ctx context.Context, n int) (drainResult, error) {
 		}
 		wg.Wait()
 		if firstErr != nil {
-			return d, fmt.Errorf("(f): filling the queue: %w", firstErr)
+			return accepted.Load(), fmt.Errorf("(f): filling the queue: %w", firstErr)
 		}
 		if err := waitUntil(ctx, 2*time.Minute, func() (bool, error) {
 			p, err := published()
-			return p >= base+end, err
+			return p >= end, err
 		}); err != nil {
-			return d, fmt.Errorf("(f): waiting for the dispatcher to publish %d orders: %w", end, err)
+			return accepted.Load(), fmt.Errorf("(f): waiting for the dispatcher to publish %d orders: %w", end, err)
 		}
 	}
-	d.Fill = time.Since(t0)
-	d.Orders = accepted.Load()
-	b.logf("    %d orders accepted and published in %s; starting a fresh worker", d.Orders, d.Fill.Round(time.Millisecond))
+	return accepted.Load(), nil
+}
 
+// timeDrain starts a fresh worker and times it confirming d.Orders orders
+// of d.Item into the database.
+func (b *bench) timeDrain(ctx context.Context, db *sql.DB, d *drainResult) error {
+	s, item := b.sys, d.Item
 	// The poll reads the item row's stock_left, which the worker lowers in
 	// the same transaction as it inserts the orders: a primary-key read.
 	// A COUNT(*) over the orders, every 20 ms, would cost MariaDB more CPU
@@ -200,7 +237,7 @@ func (b *bench) runDrain(ctx context.Context, n int) (drainResult, error) {
 	}
 	left0, err := stockLeft()
 	if err != nil {
-		return d, fmt.Errorf("(f): reading the item's stock: %w", err)
+		return fmt.Errorf("(f): reading the item's stock: %w", err)
 	}
 	count := func() (int64, error) {
 		left, err := stockLeft()
@@ -209,7 +246,7 @@ func (b *bench) runDrain(ctx context.Context, n int) (drainResult, error) {
 	cpu0 := takeCPU(b.pids)
 	start := time.Now()
 	if err := s.startWorker(ctx); err != nil {
-		return d, fmt.Errorf("(f): %w", err)
+		return fmt.Errorf("(f): %w", err)
 	}
 	var first time.Time
 	err = waitUntil(ctx, b.o.settleTimeout, func() (bool, error) {
@@ -225,23 +262,12 @@ func (b *bench) runDrain(ctx context.Context, n int) (drainResult, error) {
 	end := time.Now()
 	d.CPU = cpuBetween(cpu0, takeCPU(b.pids), 0)
 	if err != nil {
-		return d, fmt.Errorf("(f): waiting for the worker to confirm %d orders: %w", d.Orders, err)
+		return fmt.Errorf("(f): waiting for the worker to confirm %d orders: %w", d.Orders, err)
 	}
 	d.Total, d.Start, d.Drain = end.Sub(start), first.Sub(start), end.Sub(first)
 	b.logf("    confirmed in %s (%s to the first confirmation): %.0f orders/s", d.Total.Round(time.Millisecond), d.Start.Round(time.Millisecond), d.Rate())
 
-	st, _, err := s.settle(ctx, item, b.o.settleTimeout)
-	switch {
-	case err != nil:
-		d.Problem = err.Error()
-	case st.Confirmed != d.Orders || st.Failed != 0 || !st.Consistent || st.Pending != 0:
-		d.Problem = fmt.Sprintf("accepted %d, then %s", d.Orders, st)
-	}
-	if d.Problem != "" {
-		b.failed = true
-		b.logf("    ERROR: sale (f) (item %d): %s", item, d.Problem)
-	}
-	return d, nil
+	return nil
 }
 
 // buyOne buys one unit for user, retrying while the ledger is slow or the

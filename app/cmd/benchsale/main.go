@@ -342,6 +342,17 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 		return err
 	}
 
+	if err := b.runAll(ctx); err != nil {
+		return err
+	}
+	b.report()
+	return nil
+}
+
+// runAll runs the chosen scenarios in their fixed order: the baseline
+// first and again last, then the p99 probes and the drain.
+func (b *bench) runAll(ctx context.Context) error {
+	o := b.o
 	scen := b.scenarios()
 	b.results = map[string]result{}
 	if o.warmup > 0 {
@@ -388,7 +399,6 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 		}
 		b.drain = &d
 	}
-	b.report()
 	return nil
 }
 

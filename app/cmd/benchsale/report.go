@@ -52,7 +52,19 @@ func (b *bench) baselineCost() float64 {
 }
 
 func (b *bench) report() {
-	o, w := b.o, b.out
+	w := b.out
+	b.reportHeader(w)
+	b.reportRatios(w)
+	b.reportProbes(w)
+	b.reportPipeline(w)
+	b.reportSales(w)
+	b.reportCPU(w)
+	b.reportVerdict(w)
+}
+
+// reportHeader says what ran where: the machine, the backends, the load.
+func (b *bench) reportHeader(w io.Writer) {
+	o := b.o
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "=== seckill benchmark: throughput as ratios against GET /healthz from the same run ===")
 	if o.embedded {
@@ -68,6 +80,11 @@ func (b *bench) report() {
 	fmt.Fprintf(w, "command:  %s\n", b.cmdline)
 	fmt.Fprintln(w)
 
+}
+
+// reportRatios is the table of throughput ratios against (a), with each
+// target's verdict; a miss marks the run.
+func (b *bench) reportRatios(w io.Writer) {
 	base, haveBase := b.baseline()
 	baseCost := b.baselineCost()
 	norm := func(r result) string {
@@ -122,34 +139,39 @@ func (b *bench) report() {
 		fmt.Fprintln(w, "cpu-norm: the ratio of CPU per request (seckill + wrk + redis + mariadb + kafka) of (a) to the scenario's, an estimate of the")
 		fmt.Fprintln(w, "ratio on a machine with no other load; it is NOT the measured ratio the targets apply to.")
 	}
+}
 
-	if len(b.probes) > 0 {
-		fmt.Fprintln(w)
-		fmt.Fprintf(w, "p99 of (b) at ~80%% of its max rate (max = %.0f req/s, the best (b) run, at %d connections; wrk is closed-loop, so the rate is set by lowering connections):\n", b.probeMax, b.maxConns)
-		for i, p := range b.probes {
-			mark := ""
-			if i == b.best {
-				mark = "  <- used"
-			}
-			fmt.Fprintf(w, "  %3d connections: %7.0f req/s = %3.0f%% of max, p50 %s ms, p99 %s ms%s\n", p.Conns, p.RPS, 100*p.RPS/b.probeMax, ms(p.P50), ms(p.P99), mark)
-		}
-		p := b.probes[b.best]
-		frac := p.RPS / b.probeMax
-		verdict := "ok"
-		if time.Duration(p.P99*float64(time.Microsecond)) > p99Target {
-			verdict = "MISS"
-			b.missed = true
-		}
-		window := ""
-		if frac < 0.75 || frac > 0.85 {
-			window = " (no probe landed in 75–85%; this is the closest)"
-		}
-		fmt.Fprintf(w, "p99@80%%: %s ms at %.0f req/s (%.0f%% of max, %d connections)%s; target ≤ %s: %s\n",
-			ms(p.P99), p.RPS, 100*frac, p.Conns, window, p99Target, verdict)
+// reportProbes is the p99 of (b) at about 80 % of its best rate.
+func (b *bench) reportProbes(w io.Writer) {
+	if len(b.probes) == 0 {
+		return
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "p99 of (b) at ~80%% of its max rate (max = %.0f req/s, the best (b) run, at %d connections; wrk is closed-loop, so the rate is set by lowering connections):\n", b.probeMax, b.maxConns)
+	for i, p := range b.probes {
+		mark := ""
+		if i == b.best {
+			mark = "  <- used"
+		}
+		fmt.Fprintf(w, "  %3d connections: %7.0f req/s = %3.0f%% of max, p50 %s ms, p99 %s ms%s\n", p.Conns, p.RPS, 100*p.RPS/b.probeMax, ms(p.P50), ms(p.P99), mark)
+	}
+	p := b.probes[b.best]
+	frac := p.RPS / b.probeMax
+	verdict := "ok"
+	if time.Duration(p.P99*float64(time.Microsecond)) > p99Target {
+		verdict = "MISS"
+		b.missed = true
+	}
+	window := ""
+	if frac < 0.75 || frac > 0.85 {
+		window = " (no probe landed in 75–85%; this is the closest)"
+	}
+	fmt.Fprintf(w, "p99@80%%: %s ms at %.0f req/s (%.0f%% of max, %d connections)%s; target ≤ %s: %s\n",
+		ms(p.P99), p.RPS, 100*frac, p.Conns, window, p99Target, verdict)
+}
 
-	b.reportPipeline(w)
-
+// reportSales is what each sale's books said after the worker settled.
+func (b *bench) reportSales(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "sales after the worker settled (stats from GET /api/v1/admin/items/{id}/stats):")
 	for _, c := range b.checks {
@@ -160,7 +182,10 @@ func (b *bench) report() {
 		fmt.Fprintf(w, "  %-9s item %-3d run: accepted %d, confirmed %d, wrk read %d 202s, %d unavailable; item: %s; settled %s after the run — %s\n",
 			c.Label, c.Item, c.Accepted, c.Confirmed, c.Seen, c.HungUp, c.Stats, c.Settle.Round(10*time.Millisecond), verdict)
 	}
+}
 
+// reportCPU is where the CPU went in each run.
+func (b *bench) reportCPU(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "where the CPU went during each run (average cores; \"other processes\" is load from outside this benchmark):")
 	cpuRow := func(label string, r result) {
@@ -185,7 +210,10 @@ func (b *bench) report() {
 	for _, p := range b.probes {
 		cpuRow(fmt.Sprintf("(b) %d conns", p.Conns), p)
 	}
+}
 
+// reportVerdict is the last line: failed, missed or met.
+func (b *bench) reportVerdict(w io.Writer) {
 	fmt.Fprintln(w)
 	switch {
 	case b.failed:
@@ -195,7 +223,7 @@ func (b *bench) report() {
 	default:
 		fmt.Fprintln(w, "RESULT: no errors; every target met")
 	}
-	if o.embedded {
+	if b.o.embedded {
 		fmt.Fprintln(w, "(EMBEDDED backends: not comparable)")
 	}
 }

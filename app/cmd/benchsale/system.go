@@ -245,42 +245,51 @@ func (s *system) close(ctx context.Context) error {
 		}
 	}
 	if s.prefix != "" {
-		rdb := newRedis(s.redisAddr)
-		rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		clean := func(ctx context.Context, c *redis.Client) error {
-			iter := c.Scan(ctx, 0, s.prefix+":*", 1000).Iterator()
-			var keys []string
-			for iter.Next(ctx) {
-				keys = append(keys, iter.Val())
-			}
-			// One UNLINK per key, pipelined: the keys of a prefix span
-			// cluster slots, which one multi-key UNLINK may not. UNLINK
-			// frees big sets (the buyers of a sale) off the main thread.
-			for len(keys) > 0 {
-				n := min(len(keys), 500)
-				pipe := c.Pipeline()
-				for _, k := range keys[:n] {
-					pipe.Unlink(ctx, k)
-				}
-				_, _ = pipe.Exec(ctx)
-				keys = keys[n:]
-			}
-			return iter.Err()
+		if err := s.cleanRedis(ctx); err != nil {
+			errs = append(errs, err.Error())
 		}
-		var err error
-		if cc, ok := rdb.(*redis.ClusterClient); ok {
-			err = cc.ForEachMaster(rctx, clean) // SCAN sees one node's keys
-		} else {
-			err = clean(rctx, rdb.(*redis.Client))
-		}
-		if err != nil {
-			errs = append(errs, "clean redis prefix "+s.prefix+": "+err.Error())
-		}
-		cancel()
-		rdb.Close()
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// cleanRedis deletes every key of the run's prefix, on every master of a
+// cluster.
+func (s *system) cleanRedis(ctx context.Context) error {
+	rdb := newRedis(s.redisAddr)
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	clean := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, s.prefix+":*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		// One UNLINK per key, pipelined: the keys of a prefix span
+		// cluster slots, which one multi-key UNLINK may not. UNLINK
+		// frees big sets (the buyers of a sale) off the main thread.
+		for len(keys) > 0 {
+			n := min(len(keys), 500)
+			pipe := c.Pipeline()
+			for _, k := range keys[:n] {
+				pipe.Unlink(ctx, k)
+			}
+			_, _ = pipe.Exec(ctx)
+			keys = keys[n:]
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(rctx, clean) // SCAN sees one node's keys
+	} else {
+		err = clean(rctx, rdb.(*redis.Client))
+	}
+	cancel()
+	rdb.Close()
+	if err != nil {
+		return fmt.Errorf("clean redis prefix %s: %w", s.prefix, err)
 	}
 	return nil
 }

@@ -118,7 +118,22 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 			ids = append(ids, it.ID)
 		}
 	}
-	drifted, unrepairable := 0, 0
+	drifted, unrepairable := reconcileEach(ctx, out, svc, ids, repair)
+	switch {
+	case unrepairable > 0:
+		return fmt.Errorf("%w: %d item(s) cannot be repaired from the ledger alone (see above)", errDrift, unrepairable)
+	case drifted > 0 && repair:
+		return fmt.Errorf("%w: %d item(s) were not repaired; run again", errDrift, drifted)
+	case drifted > 0:
+		return fmt.Errorf("%w in %d item(s); run with --repair to fix them", errDrift, drifted)
+	}
+	return nil
+}
+
+// reconcileEach checks (or repairs) each item and prints its line. It
+// counts the items that drifted or could not be checked, and those the
+// ledger alone cannot repair.
+func reconcileEach(ctx context.Context, out io.Writer, svc *reconcile.Service, ids []sale.ItemID, repair bool) (drifted, unrepairable int) {
 	for _, id := range ids {
 		var rec sale.Reconciliation
 		if repair {
@@ -135,6 +150,7 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 				fmt.Fprintln(out, rec)
 			}
 		} else {
+			var err error
 			rec, _, err = svc.Check(ctx, id)
 			if err != nil {
 				fmt.Fprintf(out, "item %d: not checked: %v\n", id, err)
@@ -150,13 +166,5 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 			unrepairable++
 		}
 	}
-	switch {
-	case unrepairable > 0:
-		return fmt.Errorf("%w: %d item(s) cannot be repaired from the ledger alone (see above)", errDrift, unrepairable)
-	case drifted > 0 && repair:
-		return fmt.Errorf("%w: %d item(s) were not repaired; run again", errDrift, drifted)
-	case drifted > 0:
-		return fmt.Errorf("%w in %d item(s); run with --repair to fix them", errDrift, drifted)
-	}
-	return nil
+	return drifted, unrepairable
 }

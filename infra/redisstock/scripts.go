@@ -40,6 +40,14 @@ const (
 	codeReleaseNotFound  = 63
 	codeReleaseBadRecord = 64
 
+	// drop: {code, gen}
+	codeDropDropped = 65
+	codeDropUnknown = 66
+
+	// trim: {code, units taken, gen}
+	codeTrimDone     = 67
+	codeTrimNotFound = 68
+
 	// repair: {code, gen}
 	codeRepairApplied  = 70
 	codeRepairConflict = 71
@@ -288,6 +296,60 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 return {$RELEASE_RELEASED, gen}
 `
 
+// dropSrc deletes the pending record of an order the database failed as a
+// phantom (sale.Fate.Phantom) and frees its user's slot, like releaseSrc,
+// but gives no unit back: the unit it held is one the database never had.
+// It bumps the generation, as a release does, so that a repair computed
+// before it (which counted the order as holding a unit) is refused and
+// computed again.
+//
+// KEYS: sale, buyers, pending, outbox
+// ARGV: order_id
+const dropSrc = `
+local enc = redis.call('HGET', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if not enc then
+  return {$DROP_UNKNOWN, tonumber(redis.call('HGET', KEYS[1], 'gen')) or 0}
+end
+local sep = string.find(enc, '|', 1, true)
+if sep then
+  local user = string.sub(enc, 1, sep - 1)
+  if redis.call('HGET', KEYS[2], user) == ARGV[1] then
+    redis.call('HDEL', KEYS[2], user)
+  end
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+local gen = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+end
+return {$DROP_DROPPED, gen}
+`
+
+// trimSrc takes up to max units off one bucket's stock, never below zero:
+// the one-sided correction of a ledger that shows more stock than the
+// database allows (reconcile.Service.Trim). It adds nothing, ever, and
+// bumps the generation when it takes, so a repair computed before it is
+// refused and computed again.
+//
+// KEYS: sale
+// ARGV: max units
+const trimSrc = `
+local s = redis.call('HMGET', KEYS[1], 'stock', 'gen')
+if not s[1] then
+  return {$TRIM_NOT_FOUND, 0, 0}
+end
+local take = math.min(tonumber(s[1]), tonumber(ARGV[1]))
+local gen = tonumber(s[2]) or 0
+if take > 0 then
+  redis.call('HINCRBY', KEYS[1], 'stock', -take)
+  gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+else
+  take = 0
+end
+return {$TRIM_DONE, take, gen}
+`
+
 // postponeSrc makes orders of one item due for their next look after a
 // delay, by the ledger's clock; an order no longer in the outbox (settled or
 // released meanwhile) is left out rather than brought back (XX). They all
@@ -532,6 +594,8 @@ var (
 	restockScript   = newScript(restockSrc)
 	settleScript    = newScript(settleSrc)
 	releaseScript   = newScript(releaseSrc)
+	dropScript      = newScript(dropSrc)
+	trimScript      = newScript(trimSrc)
 	postponeScript  = newScript(postponeSrc)
 	dueScript       = newScript(dueSrc)
 	repairScript    = newScript(repairSrc)
@@ -569,6 +633,10 @@ func newScript(src string) *redis.Script {
 		{"$RELEASE_UNKNOWN", codeReleaseUnknown},
 		{"$RELEASE_NOT_FOUND", codeReleaseNotFound},
 		{"$RELEASE_BAD_RECORD", codeReleaseBadRecord},
+		{"$DROP_DROPPED", codeDropDropped},
+		{"$DROP_UNKNOWN", codeDropUnknown},
+		{"$TRIM_DONE", codeTrimDone},
+		{"$TRIM_NOT_FOUND", codeTrimNotFound},
 		{"$REPAIR_APPLIED", codeRepairApplied},
 		{"$REPAIR_CONFLICT", codeRepairConflict},
 		{"$RETURN_DONE", codeReturnDone},

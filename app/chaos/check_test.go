@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"seckill/domain/sale"
 )
 
 // settleWait bounds how long the checker waits for a sale to settle after
@@ -20,6 +22,7 @@ const settleWait = 90 * time.Second
 type verdict struct {
 	accepted   int
 	confirmed  int // accepted orders whose GET says confirmed
+	soldDB     int // confirmed orders in the database
 	failed     int // accepted orders whose GET says failed
 	lost       int
 	duplicated int
@@ -118,6 +121,7 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 		v.problem(s, "database check: %v", dbErr)
 		confirmedDB = v.confirmed
 	}
+	v.soldDB = confirmedDB
 	v.duplicated = dupUsers + twice
 	if dupUsers > 0 {
 		v.problem(s, "DUPLICATED: %d users hold two confirmed orders for item %d", dupUsers, l.item)
@@ -196,8 +200,15 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 		drift, _ := p.sumLogged("stock ledger and database disagree", "")
 		repaired, _ := p.sumLogged("stock ledger repaired from the database", "")
 		rebuilt, _ := p.sumLogged("the stock ledger has lost a sale", "")
-		if drift+repaired+rebuilt > 0 {
-			s.t.Logf("%s: the reconciler reported drift %d times, repaired %d times, found a lost sale %d times", p.name, drift, repaired, rebuilt)
+		trims, trimmed := p.sumLogged("stock ledger showed more stock than the database allows", "units")
+		if drift+repaired+rebuilt+trims > 0 {
+			s.t.Logf("%s: the reconciler reported drift %d times, repaired %d times, found a lost sale %d times, took %d surplus units away in %d passes",
+				p.name, drift, repaired, rebuilt, trimmed, trims)
+		}
+	}
+	for _, p := range s.workers {
+		if n, _ := p.sumLogged("reason="+sale.ReasonLedgerRolledBack, ""); n > 0 {
+			s.t.Logf("%s: %d orders refused by the database for units the ledger had lost the sales of (dropped, not released)", p.name, n)
 		}
 	}
 	s.t.Logf("load: %s", l.summary())

@@ -155,6 +155,12 @@ type load struct {
 	tries   map[string]int
 	gaveUp  int
 	untried int
+	// heard records every attempt's answer for the audit (answers_test.go).
+	heard answerLog
+	// tail, if set, keeps buyers coming at tailPace per second for tail
+	// after the sale is first seen sold out, then stops starting new ones.
+	tail     time.Duration
+	tailPace int
 
 	nAccepted atomic.Int64
 	soldOut   atomic.Bool
@@ -194,9 +200,24 @@ func (l *load) run() {
 		tickC = tick.C
 	}
 	sent := 0
+	var tailC <-chan time.Time
 feed:
 	for ; sent < len(l.buyers); sent++ {
-		if tickC != nil && !l.soldOut.Load() {
+		if l.tail > 0 && l.soldOut.Load() {
+			if tailC == nil {
+				tick := time.NewTicker(time.Second / time.Duration(max(l.tailPace, 1)))
+				defer tick.Stop()
+				tailC = tick.C
+			}
+			if time.Since(time.Unix(0, l.soldOutAt.Load())) > l.tail {
+				break feed
+			}
+			select {
+			case <-tailC:
+			case <-ctx.Done():
+				break feed
+			}
+		} else if tickC != nil && !l.soldOut.Load() {
 			select {
 			case <-tickC:
 			case <-ctx.Done():
@@ -240,6 +261,7 @@ func (l *load) buy(ctx context.Context, b buyer) {
 			r, err = call(rctx, "POST", api.url+path, b.token, nil)
 			cancel()
 			l.tally(r, err)
+			l.heard.record(b.user, r, err)
 			if err == nil {
 				code := r.str("error")
 				switch {

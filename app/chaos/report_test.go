@@ -15,6 +15,7 @@ type row struct {
 	units   int
 	ran     bool // the checker ran (false: setup or the fault itself failed)
 	v       verdict
+	a       auditResult // the answer audit (answers_test.go)
 	failed  bool
 	elapsed time.Duration
 	note    string // why the checker did not run
@@ -44,21 +45,37 @@ func (r *reportTable) add(x row) {
 // kill itself when nothing is restarted): "sales +X" is the first 202 after
 // it, "settled +Y" the first moment the checker saw every accepted order
 // final and the stats at pending 0 and consistent.
+//
+// The answer columns (answers_test.go) audit what buyers were told:
+// "202 → failed" counts 202s whose order ended failed, against its bound
+// (the writes the fault let the ledger lose; 0 when it loses none);
+// "refused, holding" counts buyers told only 503/429/403/409 sold_out who
+// hold an order (bound 0); "surplus" counts units the ledger shows that the
+// database does not have at the end (bound 0). The notes below the table
+// say how each bound was counted.
 func (r *reportTable) print(w io.Writer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.rows) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\n| scenario | load (buyers / units) | accepted | lost | duplicated | oversold | time to recover |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "\n| scenario | load (buyers / units) | accepted | lost | duplicated | oversold | 202 → failed (≤ bound) | refused, holding (≤ 0) | surplus in Redis (≤ 0) | time to recover |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, x := range r.rows {
 		if !x.ran {
-			fmt.Fprintf(w, "| %s | %d / %d | – | – | – | – | not measured: %s |\n", x.name, x.buyers, x.units, x.note)
+			fmt.Fprintf(w, "| %s | %d / %d | – | – | – | – | – | – | – | not measured: %s |\n", x.name, x.buyers, x.units, x.note)
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %d / %d | %d | %d | %d | %d | %s |\n",
-			x.name, x.buyers, x.units, x.v.accepted, x.v.lost, x.v.duplicated, x.v.oversold, recovery(x.v))
+		fmt.Fprintf(w, "| %s | %d / %d | %d | %d | %d | %d | %d (≤ %d) | %d | %d | %s |\n",
+			x.name, x.buyers, x.units, x.v.accepted, x.v.lost, x.v.duplicated, x.v.oversold,
+			x.a.acceptedFailed, x.a.lost, x.a.refusedHolding, x.a.surplus, recovery(x.v))
+	}
+	fmt.Fprintln(w)
+	for _, x := range r.rows {
+		if x.ran && x.a.lossHow != "" {
+			fmt.Fprintf(w, "%s: the 202 → failed bound is the ledger's lost writes, counted as %s; %d of those failed 202s were answered more than %s after the fault (must be 0)\n",
+				x.name, x.a.lossHow, x.a.late, lateAfter)
+		}
 	}
 	fmt.Fprintln(w)
 	for _, x := range r.rows {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"seckill/infra/testenv"
 )
 
@@ -45,9 +47,10 @@ type stack struct {
 	apis       []*proc
 	workers    []*proc
 
-	mu    sync.Mutex
-	procs []*proc // in start order
-	rr    atomic.Uint64
+	mu     sync.Mutex
+	procs  []*proc      // in start order
+	losses []lossWindow // where the fault let the ledger lose writes (answers_test.go)
+	rr     atomic.Uint64
 }
 
 // newStack prepares a scenario. With sharedDB it takes a fresh database on
@@ -148,6 +151,21 @@ func (s *stack) restartRedis() {
 	if err := waitRedis(s.redis, s.redisAddr, readyTimeout); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// saveRedis snapshots the private redis-server's data to its directory
+// (SAVE: dump.rdb, which a restart loads) and returns when the snapshot is
+// written.
+func (s *stack) saveRedis() time.Time {
+	s.t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: s.redisAddr})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := rdb.Save(ctx).Err(); err != nil {
+		s.t.Fatalf("SAVE on the private redis-server: %v", err)
+	}
+	return time.Now()
 }
 
 // startMariaDB initialises a private datadir and starts mariadbd on a free

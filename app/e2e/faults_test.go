@@ -392,40 +392,13 @@ func runFault(t *testing.T, spec faultSpec) {
 	for _, s := range samples {
 		attempts = append(attempts, attempt{user: s.user, token: s.token, status: s.status, code: s.code, orderID: s.order})
 	}
-	attempts = adoptTimedOut(t, in, item, attempts)
+	attempts = auditAnswers(t, in, item, attempts)
 	settled := time.Since(faultEnd)
 	confirmed, failed := checkSettledSale(t, in, item, stock, attempts)
 	if failed != 0 {
 		t.Errorf("%d accepted orders failed; the fault must not cost an order", failed)
 	}
 	t.Logf("sale settled %v after the fault ended (load stopped at first 202 + 200ms): %d confirmed, %d failed", settled.Round(10*time.Millisecond), confirmed, failed)
-}
-
-// adoptTimedOut gives each buyer who got 503 but whose reservation went
-// through anyway (a Reserve the guard stopped waiting for, which Redis then
-// applied) that order, as a retry would: it answers already_purchased with
-// the order's id. Those orders were published by the relay from the outbox,
-// so checkSettledSale must find them confirmed like any 202.
-func adoptTimedOut(t *testing.T, in *instance, item int64, attempts []attempt) []attempt {
-	t.Helper()
-	in.waitSettled(item, 60*time.Second)
-	var rows []struct{ OrderID, UserID string }
-	in.Store().DB().Raw("SELECT order_id, user_id FROM orders WHERE item_id = ?", item).Scan(&rows)
-	owner := map[string]string{}
-	for _, r := range rows {
-		owner[r.UserID] = r.OrderID
-	}
-	adopted := 0
-	for i, a := range attempts {
-		if a.status == 503 && owner[a.user] != "" {
-			attempts[i].status, attempts[i].orderID = 202, owner[a.user]
-			adopted++
-		}
-	}
-	if adopted > 0 {
-		t.Logf("%d buyers got 503 from a Reserve that Redis applied after the guard stopped waiting; their orders were relayed and are counted", adopted)
-	}
-	return attempts
 }
 
 // checkBreakerShown requires the named breaker to be open or half-open in

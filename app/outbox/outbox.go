@@ -187,6 +187,7 @@ type outboxLedger interface {
 	MarkPublished(ctx context.Context, ids ...sale.OrderID) error
 	Settle(ctx context.Context, ids ...sale.OrderID) error
 	Release(ctx context.Context, id sale.OrderID) (released bool, gen int64, err error)
+	Drop(ctx context.Context, id sale.OrderID) (dropped bool, err error)
 }
 
 // decider is the database, which has the last word on an order.
@@ -320,6 +321,12 @@ func (r *Relay) decide(ctx context.Context, orders []sale.Order) error {
 			// Confirmed, then perhaps paid, cancelled or expired: the ledger
 			// only drops its record either way.
 			settle = append(settle, o.ID)
+		case fates[o.ID].Phantom():
+			// A worker failed it for a unit the database does not have and
+			// stopped before it dropped the record: give nothing back.
+			if _, err := r.ledger.Drop(ctx, o.ID); err != nil {
+				return err
+			}
 		case st == sale.OrderFailed:
 			released, gen, err := r.ledger.Release(ctx, o.ID)
 			if err != nil {

@@ -96,6 +96,16 @@ func (f *fakeOutbox) Release(_ context.Context, id sale.OrderID) (bool, int64, e
 	return true, 5, nil
 }
 
+func (f *fakeOutbox) Drop(_ context.Context, id sale.OrderID) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.pending[id]; !ok {
+		return false, nil
+	}
+	delete(f.pending, id)
+	return true, nil
+}
+
 // fakeBook is the database's record of fates; a fate once written stands.
 type fakeBook struct {
 	mu    sync.Mutex

@@ -37,6 +37,8 @@ type ledger interface {
 	Repair(ctx context.Context, it sale.Item, snap sale.LedgerSnapshot, want int64) (gen int64, err error)
 	Settle(ctx context.Context, ids ...sale.OrderID) error
 	Release(ctx context.Context, id sale.OrderID) (released bool, gen int64, err error)
+	Drop(ctx context.Context, id sale.OrderID) (dropped bool, err error)
+	Trim(ctx context.Context, id sale.ItemID, units int64) (taken int64, err error)
 	RestoreBuyers(ctx context.Context, id sale.ItemID, holders map[sale.UserID]sale.OrderID) error
 	RestoreRestockKeys(ctx context.Context, id sale.ItemID, keys []string) error
 	RestoreReturned(ctx context.Context, id sale.ItemID, ids []sale.OrderID) error
@@ -115,7 +117,7 @@ type Service struct {
 	last map[sale.ItemID]Report
 	seen map[sale.ItemID]int // consecutive passes that found drift
 
-	checks, drifts, repairs, rebuilds, conflicts, movesRecovered, deferred atomic.Uint64
+	checks, drifts, repairs, rebuilds, conflicts, movesRecovered, deferred, trimmed atomic.Uint64
 }
 
 // New returns a reconciler. backlog may be nil only where no order queue
@@ -208,7 +210,7 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 			s.remember(rep)
 			return rep, nil
 		}
-		if len(rec.Settle) > 0 || len(rec.Release) > 0 {
+		if len(rec.Settle) > 0 || len(rec.Release) > 0 || len(rec.Drop) > 0 {
 			// The database decided these; the ledger only follows. Then
 			// look again, since the figures below depend on them.
 			if err := s.follow(ctx, rec); err != nil {
@@ -265,6 +267,99 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 	return Report{}, ErrBusy
 }
 
+// Trim takes away, at once and while the sale runs, the units the ledger
+// shows beyond what the database allows: units the ledger lost the sales of
+// (a Redis restart from an older snapshot, a failover to a replica that
+// lagged) and would otherwise sell to buyers the database must then refuse.
+// It returns how many it took. Unlike Repair it never adds a unit, never
+// waits for the order queue to drain or for a quiet moment, and never
+// checks the generation; it can afford all three because every figure it
+// uses errs on the side of taking too little:
+//
+//   - the database's live orders are counted before the ledger snapshot,
+//     so an order confirmed in between is counted by neither side (its
+//     unit is still in the snapshot's stock, or the order is still pending
+//     there and counted below);
+//   - a pending order is counted as holding a unit only if the database
+//     has not decided it when its fate is read, after the snapshot;
+//   - orders the ledger lost (still in the queue, not in the snapshot) are
+//     not counted at all;
+//   - stock_total is read after the snapshot, and restocks only add.
+//
+// So the stock it computes is at least the true one when the snapshot was
+// taken, and it takes (snapshot stock - that) as a delta from the stock as
+// it is now: purchases, settles, releases and drops since the snapshot
+// moved units between the stock and orders it counted consistently. A
+// return committed between the two reads would make it take one unit too
+// many, so the count of returned orders is read on both sides and the trim
+// is skipped if it moved. Too little taken is taken at the next pass, or
+// by the worker, which drops each phantom it meets; too much would strand
+// units until the next quiet Repair, never oversell.
+func (s *Service) Trim(ctx context.Context, id sale.ItemID) (int64, error) {
+	c, err := s.ledger.Counts(ctx, id)
+	if err != nil || c.StockLeft <= 0 || c.Pending > s.opts.MaxCheckPending {
+		// A lost sale is Repair's; nothing to take from an empty one; a
+		// huge backlog is the relay's (see busy).
+		return 0, nil
+	}
+	// The cheap look first: the database's stock_left less every pending
+	// order is at most the stock computed below, so a ledger within it has
+	// no surplus, and the snapshot (every pending record) is not taken.
+	if it, err := s.book.Item(ctx, id); err != nil || c.StockLeft+c.Pending <= it.StockLeft {
+		return 0, err
+	}
+	unlock, ok, err := s.ledger.LockRepair(ctx, id, 30*time.Second)
+	if err != nil || !ok {
+		return 0, err
+	}
+	defer unlock()
+	returned, err := s.book.ReturnedOrders(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	live, err := s.book.CountHeld(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	snap, err := s.ledger.Snapshot(ctx, id)
+	if err != nil || !snap.Exists {
+		return 0, err
+	}
+	ids := make([]sale.OrderID, len(snap.Pending))
+	for i, o := range snap.Pending {
+		ids[i] = o.ID
+	}
+	fates, err := s.book.Fates(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	it, err := s.book.Item(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if again, err := s.book.ReturnedOrders(ctx, id); err != nil || len(again) != len(returned) {
+		return 0, err
+	}
+	var undecided int64
+	for _, f := range fates {
+		if !f.Decided() {
+			undecided++
+		}
+	}
+	undecided += int64(len(ids) - len(fates)) // no row at all: undecided
+	excess := snap.StockLeft - max(it.StockTotal-live-undecided, 0)
+	if excess <= 0 {
+		return 0, nil
+	}
+	taken, err := s.ledger.Trim(ctx, id, excess)
+	if taken > 0 {
+		s.trimmed.Add(uint64(taken))
+		s.opts.Log.Warn("stock ledger showed more stock than the database allows; took the surplus away",
+			"item_id", id, "units", taken, "ledger_stock", snap.StockLeft, "db_total", it.StockTotal, "db_live", live, "undecided_pending", undecided)
+	}
+	return taken, err
+}
+
 // restoreAll restores the restock keys the database has applied and the
 // return marks of every cancelled or expired order. Both go in before the
 // stock is written: the stock the repair writes already counts those
@@ -286,10 +381,16 @@ func (s *Service) restoreAll(ctx context.Context, id sale.ItemID) error {
 	return s.ledger.RestoreReturned(ctx, id, returned)
 }
 
-// follow settles and releases the pending orders the database has decided.
+// follow settles, releases and drops the pending orders the database has
+// decided; a phantom's unit never comes back (sale.Fate.Phantom).
 func (s *Service) follow(ctx context.Context, rec sale.Reconciliation) error {
 	if len(rec.Settle) > 0 {
 		if err := s.ledger.Settle(ctx, rec.Settle...); err != nil {
+			return err
+		}
+	}
+	for _, id := range rec.Drop {
+		if _, err := s.ledger.Drop(ctx, id); err != nil {
 			return err
 		}
 	}
@@ -424,6 +525,11 @@ func (s *Service) pass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Surplus stock is taken away at once, busy or not: every unit of
+		// it is a buyer told yes whom the database will refuse.
+		if _, err := s.Trim(ctx, it.ID); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("reconcile pass: trim", "item_id", it.ID, "err", err)
+		}
 		if s.busy(ctx, it.ID) {
 			s.deferred.Add(1)
 			continue
@@ -530,13 +636,16 @@ type Stats struct {
 	// Deferred counts the passes that left an item for later because the
 	// worker was deciding its orders (see busy).
 	Deferred uint64
+	// Trimmed counts the units Trim took away from ledgers that showed
+	// more stock than the database allows.
+	Trimmed uint64
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{Checks: s.checks.Load(), Drifts: s.drifts.Load(), Repairs: s.repairs.Load(),
 		Rebuilds: s.rebuilds.Load(), Conflicts: s.conflicts.Load(), MovesRecovered: s.movesRecovered.Load(),
-		Deferred: s.deferred.Load()}
+		Deferred: s.deferred.Load(), Trimmed: s.trimmed.Load()}
 }
 
 // DriftUnits returns the sum over items of the stock drift the latest

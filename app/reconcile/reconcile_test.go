@@ -28,6 +28,7 @@ type fakeLedger struct {
 	snap      sale.LedgerSnapshot
 	settled   []sale.OrderID
 	released  []sale.OrderID
+	dropped   []sale.OrderID
 	buyers    map[sale.UserID]sale.OrderID
 	keys      []string
 	returned  []sale.OrderID
@@ -115,6 +116,24 @@ func (l *fakeLedger) Release(_ context.Context, id sale.OrderID) (bool, int64, e
 	l.snap.StockLeft++
 	l.snap.Gen++
 	return true, l.snap.Gen, nil
+}
+
+func (l *fakeLedger) Drop(_ context.Context, id sale.OrderID) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dropped = append(l.dropped, id)
+	l.drop([]sale.OrderID{id})
+	l.snap.Gen++
+	return true, nil
+}
+
+// Trim takes like the real one: never below zero, never adding.
+func (l *fakeLedger) Trim(_ context.Context, _ sale.ItemID, units int64) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	take := min(max(units, 0), l.snap.StockLeft)
+	l.snap.StockLeft -= take
+	return take, nil
 }
 
 func (l *fakeLedger) RestoreBuyers(_ context.Context, _ sale.ItemID, h map[sale.UserID]sale.OrderID) error {
@@ -470,6 +489,7 @@ func TestPassLeavesAHugeBacklogForLater(t *testing.T) {
 func TestPassLeavesADrainingItemForLater(t *testing.T) {
 	t.Parallel()
 	l, b, q := rig(10, 6, 3)
+	b.item.StockLeft = 7 // 10 - 3 live: the ledger's 6 + 1 pending, no surplus to look for
 	l.snap.Pending = []sale.Order{{ID: "1-p", ItemID: 1, UserID: "bob", PriceCents: 100, CreatedAt: t0}}
 	s := New(l, b, q, Options{Log: quiet})
 	ctx := context.Background()
@@ -495,5 +515,130 @@ func TestPassLeavesADrainingItemForLater(t *testing.T) {
 	s.pass(ctx)
 	if l.snapshots == 0 {
 		t.Fatal("lost sale: no snapshot; the pass must see it to rebuild")
+	}
+}
+
+// busyPhantomRig is a live sale after the ledger rolled back: 10 units, 7
+// confirmed in the database (3 of them orders the ledger lost), 1 pending
+// order not yet decided and 1 pending order the database already
+// confirmed (its settle is on its way). The ledger shows 5 units left where
+// the database allows 10 - 7 - 1 = 2: 3 phantom units. No order is
+// overdue, so the periodic pass finds the item busy.
+func busyPhantomRig() (*fakeLedger, *fakeBook, *fakeBacklog) {
+	l, b, q := rig(10, 5, 7)
+	b.item.StockLeft = 3
+	l.snap.Pending = []sale.Order{
+		{ID: "1-undecided", ItemID: 1, UserID: "bob", PriceCents: 100, CreatedAt: t0},
+		{ID: "1-confirmed", ItemID: 1, UserID: "carol", PriceCents: 100, CreatedAt: t0},
+	}
+	b.fates["1-confirmed"] = sale.Fate{Status: sale.OrderConfirmed}
+	return l, b, q
+}
+
+// TestPassTrimsPhantomStockOfABusySale: the surplus is taken away in the
+// first pass, while the sale is busy (pending orders, none overdue), with
+// no repair and no quiet moment; it takes exactly the surplus, and a second
+// pass takes nothing more. Without Trim the pass defers the item and the
+// ledger keeps selling the 3 units the database will refuse.
+func TestPassTrimsPhantomStockOfABusySale(t *testing.T) {
+	t.Parallel()
+	l, b, q := busyPhantomRig()
+	s := New(l, b, q, Options{Log: quiet, Repair: true})
+	ctx := context.Background()
+	s.pass(ctx)
+	if l.snap.StockLeft != 2 {
+		t.Fatalf("ledger stock after one pass = %d, want 2 (5 minus the 3 phantom units)", l.snap.StockLeft)
+	}
+	if st := s.Stats(); st.Trimmed != 3 || st.Deferred != 1 || st.Repairs != 0 {
+		t.Fatalf("stats %+v; want 3 trimmed while the item was busy, no repair", st)
+	}
+	s.pass(ctx)
+	if l.snap.StockLeft != 2 || s.Stats().Trimmed != 3 {
+		t.Fatalf("second pass: stock %d, stats %+v; want nothing more taken", l.snap.StockLeft, s.Stats())
+	}
+}
+
+// TestTrimCountsSalesSinceTheSnapshot: purchases that run between the
+// snapshot and the trim move units from stock to new pending orders; the
+// trim takes the surplus as a delta, so they stay counted and the ledger
+// ends at the database's figure less those orders.
+func TestTrimCountsSalesSinceTheSnapshot(t *testing.T) {
+	t.Parallel()
+	l, b, q := busyPhantomRig()
+	s := New(l, b, q, Options{Log: quiet})
+	// Two purchases land after the snapshot was read.
+	snapThenSell := &sellingLedger{fakeLedger: l, sell: 2}
+	s.ledger = snapThenSell
+	taken, err := s.Trim(context.Background(), 1)
+	if err != nil || taken != 3 {
+		t.Fatalf("Trim = %d, %v; want the 3 phantom units", taken, err)
+	}
+	if l.snap.StockLeft != 0 {
+		t.Fatalf("ledger stock = %d, want 0 (2 allowed, both sold since the snapshot)", l.snap.StockLeft)
+	}
+}
+
+// sellingLedger sells units right after each snapshot, as live purchases
+// would.
+type sellingLedger struct {
+	*fakeLedger
+	sell int64
+}
+
+func (l *sellingLedger) Snapshot(ctx context.Context, id sale.ItemID) (sale.LedgerSnapshot, error) {
+	snap, err := l.fakeLedger.Snapshot(ctx, id)
+	l.mu.Lock()
+	l.snap.StockLeft -= l.sell
+	l.mu.Unlock()
+	return snap, err
+}
+
+// TestTrimSkipsWhenAnOrderIsReturnedMeanwhile: a cancelled or expired order
+// between the count of live orders and the snapshot would make the trim
+// take its returned unit too; it looks again at the next pass instead.
+func TestTrimSkipsWhenAnOrderIsReturnedMeanwhile(t *testing.T) {
+	t.Parallel()
+	l, b, q := busyPhantomRig()
+	b.onCount = func(int) { b.returned = append(b.returned, "1-cancelled") }
+	s := New(l, b, q, Options{Log: quiet})
+	if taken, err := s.Trim(context.Background(), 1); err != nil || taken != 0 || l.snap.StockLeft != 5 {
+		t.Fatalf("Trim = %d, %v, ledger stock %d; want nothing taken", taken, err, l.snap.StockLeft)
+	}
+}
+
+// TestTrimNeverAddsNorTakesWithinTheDatabasesFigure: a ledger at or below
+// what the database allows is left alone (adding is Repair's, after the
+// queue drained).
+func TestTrimNeverAddsNorTakesWithinTheDatabasesFigure(t *testing.T) {
+	t.Parallel()
+	for _, left := range []int64{0, 1, 2} {
+		l, b, q := busyPhantomRig()
+		l.snap.StockLeft = left
+		s := New(l, b, q, Options{Log: quiet})
+		if taken, err := s.Trim(context.Background(), 1); err != nil || taken != 0 || l.snap.StockLeft != left {
+			t.Fatalf("ledger at %d: Trim = %d, %v, stock now %d; want untouched", left, taken, err, l.snap.StockLeft)
+		}
+	}
+}
+
+// TestRepairDropsPhantomsAndReleasesTheRest: pending orders the database
+// failed as phantoms lose their records but give no unit back; other failed
+// orders give theirs back.
+func TestRepairDropsPhantomsAndReleasesTheRest(t *testing.T) {
+	t.Parallel()
+	l, b, q := rig(10, 2, 8)
+	b.item.StockLeft = 2
+	l.snap.Pending = []sale.Order{
+		{ID: "1-phantom", ItemID: 1, UserID: "bob", PriceCents: 100, CreatedAt: t0},
+		{ID: "1-givenup", ItemID: 1, UserID: "carol", PriceCents: 100, CreatedAt: t0},
+	}
+	b.fates["1-phantom"] = sale.Fate{Status: sale.OrderFailed, Reason: sale.ReasonLedgerRolledBack}
+	b.fates["1-givenup"] = sale.Fate{Status: sale.OrderFailed, Reason: "relay gave up"}
+	s := New(l, b, q, Options{Log: quiet})
+	if _, err := s.Repair(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(l.dropped) != "[1-phantom]" || fmt.Sprint(l.released) != "[1-givenup]" {
+		t.Fatalf("dropped %v, released %v; want the phantom dropped and the other released", l.dropped, l.released)
 	}
 }

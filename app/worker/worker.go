@@ -7,8 +7,10 @@
 // step is idempotent, so an order is decided exactly once: the database's
 // order row is the fence, and whoever writes it first (this worker, another
 // one after a rebalance, or the relay giving up) decides. An order that can
-// never be confirmed is recorded as failed, goes to the dead-letter topic,
-// and its unit is given back.
+// never be confirmed is recorded as failed and goes to the dead-letter
+// topic; its unit is given back, unless the database refused it because the
+// ledger sold a unit the database does not have (a phantom, see
+// sale.Fate.Phantom): that unit is dropped, so it is never sold again.
 package worker
 
 import (
@@ -37,6 +39,7 @@ type feed[D Delivery] interface {
 type settlement interface {
 	Settle(ctx context.Context, ids ...sale.OrderID) error
 	Release(ctx context.Context, id sale.OrderID) (released bool, gen int64, err error)
+	Drop(ctx context.Context, id sale.OrderID) (dropped bool, err error)
 }
 
 type confirmer interface {
@@ -74,7 +77,7 @@ type Worker[D Delivery] struct {
 	log    *slog.Logger
 	opts   Options
 
-	confirmed, duplicates, deadLettered, released, batches atomic.Uint64
+	confirmed, duplicates, deadLettered, released, dropped, batches atomic.Uint64
 }
 
 // New returns a worker; call Run to start it.
@@ -275,7 +278,7 @@ func (w *Worker[D]) followBatch(b decidedBatch[D]) error {
 						return err
 					}
 				}
-				if err := w.release(ctx, o); err != nil {
+				if err := w.release(ctx, o, f); err != nil {
 					return err
 				}
 			default:
@@ -323,6 +326,12 @@ func (w *Worker[D]) confirm(ctx context.Context, orders []sale.Order, ds []D) (m
 			fates[o.ID] = one[o.ID]
 		case permanent(err):
 			reason := err.Error()
+			if errors.Is(err, sale.ErrStockExhausted) {
+				// The ledger accepted this order for a unit the database
+				// no longer has: it lost writes (see sale.Fate.Phantom).
+				// The buyer reads the reason on the order.
+				reason = sale.ReasonLedgerRolledBack
+			}
 			failed, ferr := w.book.Fail(ctx, []sale.Order{o}, reason)
 			if ferr != nil {
 				return nil, fmt.Errorf("record failed order: %w", ferr)
@@ -364,10 +373,22 @@ func (w *Worker[D]) deadLetter(ctx context.Context, d D, o sale.Order, reason st
 	return nil
 }
 
-// release gives a failed order's unit back in the ledger; the database has
-// already recorded the failure, so this runs at most once per order however
-// often it is called.
-func (w *Worker[D]) release(ctx context.Context, o sale.Order) error {
+// release gives a failed order's unit back in the ledger, or, for a phantom,
+// drops its record and gives nothing back: a phantom's unit is one the
+// database does not have, and given back it would be sold and refused again
+// for as long as buyers come. The database has already recorded the
+// failure, so this runs at most once per order however often it is called.
+func (w *Worker[D]) release(ctx context.Context, o sale.Order, f sale.Fate) error {
+	if f.Phantom() {
+		dropped, err := w.ledger.Drop(ctx, o.ID)
+		if err != nil {
+			return fmt.Errorf("drop: %w", err)
+		}
+		if dropped {
+			w.dropped.Add(1)
+		}
+		return nil
+	}
 	released, gen, err := w.ledger.Release(ctx, o.ID)
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
@@ -399,11 +420,12 @@ func orderIDs(orders []sale.Order) []sale.OrderID {
 	return out
 }
 
-// Stats counts what the worker did.
-type Stats struct{ Confirmed, Duplicates, DeadLettered, Released, Batches uint64 }
+// Stats counts what the worker did. Dropped counts phantom orders whose
+// ledger record it dropped without giving a unit back.
+type Stats struct{ Confirmed, Duplicates, DeadLettered, Released, Batches, Dropped uint64 }
 
 // Stats returns the counters, for metrics.
 func (w *Worker[D]) Stats() Stats {
 	return Stats{Confirmed: w.confirmed.Load(), Duplicates: w.duplicates.Load(), DeadLettered: w.deadLettered.Load(),
-		Released: w.released.Load(), Batches: w.batches.Load()}
+		Released: w.released.Load(), Batches: w.batches.Load(), Dropped: w.dropped.Load()}
 }

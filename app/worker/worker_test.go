@@ -66,6 +66,7 @@ type fakeLedger struct {
 	mu       sync.Mutex
 	settled  map[sale.OrderID]bool
 	released map[sale.OrderID]int
+	dropped  map[sale.OrderID]int
 	// failSettle makes that many Settle calls fail, as a Redis that does
 	// not answer would.
 	failSettle int
@@ -98,6 +99,15 @@ func (l *fakeLedger) Release(_ context.Context, id sale.OrderID) (bool, int64, e
 	defer l.mu.Unlock()
 	l.released[id]++
 	return l.released[id] == 1, 9, nil
+}
+
+// Drop is idempotent like the real ledger's: only the first call for an
+// order drops anything.
+func (l *fakeLedger) Drop(_ context.Context, id sale.OrderID) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dropped[id]++
+	return l.dropped[id] == 1, nil
 }
 
 // fakeBook decides orders like the real one: an order's first recorded fate
@@ -145,7 +155,7 @@ func (b *fakeBook) Confirm(_ context.Context, orders []sale.Order) (int, map[sal
 			continue
 		}
 		if _, held := b.holders[holderKey(o)]; held {
-			f := sale.Fate{Status: sale.OrderFailed, Reason: "user holds another", Refused: true}
+			f := sale.Fate{Status: sale.OrderFailed, Reason: sale.ReasonHoldsAnother, Refused: true}
 			b.fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: f.Reason}
 			out[o.ID] = f
 			continue
@@ -212,7 +222,7 @@ func newRig(stock map[sale.ItemID]int64, msgs ...msg) *rig {
 	logMu := &sync.Mutex{}
 	r := &rig{
 		feed:   &fakeFeed{queue: msgs, dead: map[sale.OrderID]string{}},
-		ledger: &fakeLedger{settled: map[sale.OrderID]bool{}, released: map[sale.OrderID]int{}, log: &log, logMu: logMu},
+		ledger: &fakeLedger{settled: map[sale.OrderID]bool{}, released: map[sale.OrderID]int{}, dropped: map[sale.OrderID]int{}, log: &log, logMu: logMu},
 		book:   &fakeBook{stock: stock, fates: map[sale.OrderID]sale.Fate{}, holders: map[string]sale.OrderID{}, log: &log, logMu: logMu},
 	}
 	r.feed.log = log
@@ -309,11 +319,13 @@ func TestOrdersFailedElsewhereAreReleasedNotConfirmed(t *testing.T) {
 	}
 }
 
-// TestRefusedOrderIsDeadLetteredAndReleased: an order whose user already
+// TestRefusedOrderIsDeadLetteredAndDropped: an order whose user already
 // holds another live order for the item (the ledger had forgotten the
-// buyer) must not vanish as if confirmed: it is recorded failed, goes to
-// the dead-letter topic with the reason, and its unit comes back.
-func TestRefusedOrderIsDeadLetteredAndReleased(t *testing.T) {
+// buyer) must not vanish as if confirmed: it is recorded failed and goes to
+// the dead-letter topic with the reason. Its unit is a phantom (the ledger
+// lost the buyer's first order, and with it that order's unit), so it is
+// dropped, never given back.
+func TestRefusedOrderIsDeadLetteredAndDropped(t *testing.T) {
 	t.Parallel()
 	first, second := order(1, "alice"), order(1, "alice")
 	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: first}, msg{o: second})
@@ -324,9 +336,9 @@ func TestRefusedOrderIsDeadLetteredAndReleased(t *testing.T) {
 	if r.ledger.settled[second.ID] {
 		t.Fatal("the refused order was settled: it would answer 404 and its unit would be lost")
 	}
-	if r.feed.dead[second.ID] == "" || r.ledger.released[second.ID] != 1 {
-		t.Fatalf("refused order: dead=%q released=%d; want dead-lettered with a reason and released once",
-			r.feed.dead[second.ID], r.ledger.released[second.ID])
+	if r.feed.dead[second.ID] == "" || r.ledger.released[second.ID] != 0 || r.ledger.dropped[second.ID] != 1 {
+		t.Fatalf("refused order: dead=%q released=%d dropped=%d; want dead-lettered with a reason, dropped once, never released",
+			r.feed.dead[second.ID], r.ledger.released[second.ID], r.ledger.dropped[second.ID])
 	}
 	if r.book.fates[second.ID].Status != sale.OrderFailed || r.book.stock[1] != 4 {
 		t.Fatalf("refused order fate %+v, stock %d; want failed and one unit taken", r.book.fates[second.ID], r.book.stock[1])
@@ -366,6 +378,40 @@ func TestStockGuardIsolatesTheOverflow(t *testing.T) {
 	}
 	if len(r.feed.dead) != 1 || r.book.count(sale.OrderFailed) != 1 {
 		t.Fatalf("dead-lettered %d, failed %d; want the 1 order over stock", len(r.feed.dead), r.book.count(sale.OrderFailed))
+	}
+}
+
+// TestStockGuardRefusalIsAPhantomNotReleased: the database refuses an order
+// for stock exhaustion only when the ledger sold a unit the database does
+// not have (the ledger lost writes). That unit must not go back on sale:
+// released, it would be sold, refused and released again for as long as
+// buyers come. The order ends failed with a reason its buyer can read, and
+// its ledger record is dropped, once.
+func TestStockGuardRefusalIsAPhantomNotReleased(t *testing.T) {
+	t.Parallel()
+	a, b, c := order(1, "a"), order(1, "b"), order(1, "c")
+	r := newRig(map[sale.ItemID]int64{1: 2}, msg{o: a}, msg{o: b}, msg{o: c}, msg{o: c})
+	r.run(t, 4)
+	var phantom sale.OrderID
+	for _, o := range []sale.Order{a, b, c} {
+		if r.book.fates[o.ID].Status == sale.OrderFailed {
+			phantom = o.ID
+		}
+	}
+	if phantom == "" {
+		t.Fatal("no order failed on the stock guard")
+	}
+	if f := r.book.fates[phantom]; f.Reason != sale.ReasonLedgerRolledBack {
+		t.Fatalf("phantom's fate %+v, want reason %q", f, sale.ReasonLedgerRolledBack)
+	}
+	if r.ledger.released[phantom] != 0 || len(r.back) != 0 {
+		t.Fatalf("the phantom's unit was given back (released %d times, stock-back %v): it would be sold again", r.ledger.released[phantom], r.back)
+	}
+	if r.ledger.dropped[phantom] == 0 {
+		t.Fatal("the phantom's ledger record was not dropped")
+	}
+	if s := r.w.Stats(); s.Dropped != 1 || s.Released != 0 {
+		t.Fatalf("stats = %+v, want 1 dropped and none released", s)
 	}
 }
 

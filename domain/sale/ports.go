@@ -129,6 +129,10 @@ type OrderLedger interface {
 	// released is false, and nothing changes, once the order is no longer
 	// pending. gen is the stock generation after the call.
 	Release(ctx context.Context, id OrderID) (released bool, gen int64, err error)
+	// Drop deletes the pending record of an order the database has failed
+	// as a phantom (Fate.Phantom) and frees its user's slot, but gives no
+	// unit back. It is idempotent per order like Release.
+	Drop(ctx context.Context, id OrderID) (dropped bool, err error)
 	// Counts returns the ledger's accounting for an item, or ErrNotFound.
 	Counts(ctx context.Context, id ItemID) (Counts, error)
 }
@@ -176,6 +180,29 @@ type Fate struct {
 
 // Decided reports whether the database has settled the order's fate.
 func (f Fate) Decided() bool { return f.Status != "" }
+
+// Phantom reports whether the order failed because the ledger sold a unit
+// the database does not have: the stock guard refused it
+// (ReasonLedgerRolledBack), or its user already held another live order
+// (ReasonHoldsAnother), which the ledger's one-order-per-user record only
+// lets through when it lost that record. Either way the unit the order took
+// in the ledger is one the ledger should never have had, so it is dropped,
+// never given back (OrderLedger.Drop): given back, it would be sold, and
+// refused, again and again.
+func (f Fate) Phantom() bool {
+	return f.Status == OrderFailed && (f.Refused || f.Reason == ReasonLedgerRolledBack || f.Reason == ReasonHoldsAnother)
+}
+
+// Reasons recorded on failed orders, shown to their buyers as they are.
+const (
+	// ReasonLedgerRolledBack: the ledger accepted the order for a unit the
+	// database had already sold, because the ledger lost writes (a Redis
+	// restart from an older snapshot, a failover to a replica that lagged).
+	ReasonLedgerRolledBack = "ledger_rolled_back"
+	// ReasonHoldsAnother: the order's user already holds another live
+	// order for the item.
+	ReasonHoldsAnother = "the user already holds another order for this item"
+)
 
 // OrderBook is the durable store of every order's fate, and the fence that
 // keeps an order from being both confirmed and given back: an order's row is

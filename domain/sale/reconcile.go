@@ -58,6 +58,9 @@ type Reconciliation struct {
 	// database has failed: their units go back.
 	Settle  []OrderID
 	Release []OrderID
+	// Drop are pending orders the database has failed as phantoms
+	// (Fate.Phantom): their records go, their units do not come back.
+	Drop []OrderID
 	// LivePending is how many pending orders the database has not decided.
 	LivePending int64
 	// Total is the database's stock_total the comparison used.
@@ -99,6 +102,8 @@ func Reconcile(snap LedgerSnapshot, db BookState) Reconciliation {
 			// Paid, cancelled and expired orders were confirmed first; a
 			// returned one's unit comes back by its own return step.
 			r.Settle = append(r.Settle, o.ID)
+		case db.Fates[o.ID].Phantom():
+			r.Drop = append(r.Drop, o.ID)
 		case st == OrderFailed:
 			r.Release = append(r.Release, o.ID)
 		default:
@@ -107,6 +112,7 @@ func Reconcile(snap LedgerSnapshot, db BookState) Reconciliation {
 	}
 	slices.Sort(r.Settle)
 	slices.Sort(r.Release)
+	slices.Sort(r.Drop)
 	r.WantStock = db.Item.StockTotal - db.Live - r.LivePending
 	if snap.Exists {
 		r.StockDrift = r.WantStock - snap.StockLeft
@@ -128,7 +134,7 @@ func Reconcile(snap LedgerSnapshot, db BookState) Reconciliation {
 // Drifted reports whether the ledger differs from the database in any way
 // a repair would change.
 func (r Reconciliation) Drifted() bool {
-	return r.Missing || len(r.Settle) > 0 || len(r.Release) > 0 || r.StockDrift != 0 ||
+	return r.Missing || len(r.Settle) > 0 || len(r.Release) > 0 || len(r.Drop) > 0 || r.StockDrift != 0 ||
 		r.TotalDrift != 0 || r.WindowDrift || r.PriceDrift
 }
 
@@ -152,6 +158,9 @@ func (r Reconciliation) String() string {
 	}
 	if len(r.Release) > 0 {
 		s += fmt.Sprintf(" %d pending orders already failed;", len(r.Release))
+	}
+	if len(r.Drop) > 0 {
+		s += fmt.Sprintf(" %d pending orders failed as phantoms;", len(r.Drop))
 	}
 	if r.WindowDrift {
 		s += " sale window differs;"

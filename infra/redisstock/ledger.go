@@ -393,6 +393,71 @@ func (s *Store) Release(ctx context.Context, id sale.OrderID) (bool, int64, erro
 	return false, 0, fmt.Errorf("redisstock: release %s: unknown script code %d", id, v[0])
 }
 
+// Drop deletes the pending record of an order the database failed as a
+// phantom and frees its user's slot, in the bucket it was bought from,
+// without giving a unit back, exactly once: a second call returns
+// dropped=false and changes nothing. Call it only for an order whose fate
+// is sale.Fate.Phantom.
+func (s *Store) Drop(ctx context.Context, id sale.OrderID) (bool, error) {
+	item := id.Item()
+	if item <= 0 {
+		return false, nil
+	}
+	ks, err := s.keysOf(ctx, item)
+	if err != nil {
+		return false, fmt.Errorf("redisstock: drop %s: %w", id, err)
+	}
+	b := id.Bucket()
+	if b >= len(ks) {
+		return false, nil
+	}
+	k := ks[b]
+	v, err := ints(s.runScript(ctx, dropScript, []string{k.sale(), k.buyers(), k.pending(), k.outbox()}, string(id)), 2)
+	if err != nil {
+		return false, fmt.Errorf("redisstock: drop %s: %w", id, err)
+	}
+	switch v[0] {
+	case codeDropDropped:
+		return true, nil
+	case codeDropUnknown:
+		return false, nil
+	}
+	return false, fmt.Errorf("redisstock: drop %s: unknown script code %d", id, v[0])
+}
+
+// Trim takes up to units off an item's stock, never below zero in any
+// bucket, and returns how many it took: bucket 0 first, then the others in
+// order. It never adds. It is the one-sided correction of a ledger that
+// shows more stock than the database allows; a bucket that is not live is
+// skipped.
+func (s *Store) Trim(ctx context.Context, id sale.ItemID, units int64) (int64, error) {
+	if units <= 0 {
+		return 0, nil
+	}
+	ks, err := s.keysOf(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("redisstock: trim item %d: %w", id, err)
+	}
+	var taken int64
+	for _, k := range ks {
+		if taken >= units {
+			break
+		}
+		v, err := ints(s.runScript(ctx, trimScript, []string{k.sale()}, units-taken), 3)
+		if err != nil {
+			return taken, fmt.Errorf("redisstock: trim item %d: %w", id, err)
+		}
+		switch v[0] {
+		case codeTrimDone:
+			taken += v[1]
+		case codeTrimNotFound:
+		default:
+			return taken, fmt.Errorf("redisstock: trim item %d: unknown script code %d", id, v[0])
+		}
+	}
+	return taken, nil
+}
+
 // Counts returns the ledger's accounting for an item in one atomic read (a
 // split item's buckets as of one moment, see readBuckets, summed, with the
 // units in transit between them counted as stock), or ErrNotFound if its

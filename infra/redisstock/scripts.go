@@ -41,6 +41,14 @@ const (
 	codeReleaseNotFound  = 63
 	codeReleaseBadRecord = 64
 
+	// drop: {code, gen}
+	codeDropDropped = 65
+	codeDropUnknown = 66
+
+	// trim: {code, units taken, gen}
+	codeTrimDone     = 67
+	codeTrimNotFound = 68
+
 	// repair: {code, gen}
 	codeRepairApplied  = 70
 	codeRepairConflict = 71
@@ -80,6 +88,8 @@ var (
 	restockScript   = loadScript("restock")
 	settleScript    = loadScript("settle")
 	releaseScript   = loadScript("release")
+	dropScript      = loadScript("drop")
+	trimScript      = loadScript("trim")
 	postponeScript  = loadScript("postpone")
 	dueScript       = loadScript("due")
 	repairScript    = loadScript("repair")
@@ -126,6 +136,10 @@ func newScript(src string) *redis.Script {
 		{"$RELEASE_UNKNOWN", codeReleaseUnknown},
 		{"$RELEASE_NOT_FOUND", codeReleaseNotFound},
 		{"$RELEASE_BAD_RECORD", codeReleaseBadRecord},
+		{"$DROP_DROPPED", codeDropDropped},
+		{"$DROP_UNKNOWN", codeDropUnknown},
+		{"$TRIM_DONE", codeTrimDone},
+		{"$TRIM_NOT_FOUND", codeTrimNotFound},
 		{"$REPAIR_APPLIED", codeRepairApplied},
 		{"$REPAIR_CONFLICT", codeRepairConflict},
 		{"$RETURN_DONE", codeReturnDone},

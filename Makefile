@@ -66,13 +66,16 @@ chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Red
 
 # LAB_FLAGS passes flags to seckill lab run, e.g. LAB_FLAGS='--redis-addr
 # 127.0.0.1:6379 --mysql-dsn root@tcp(127.0.0.1:3306)/test' for the real
-# services, or --http-addr to keep the dashboard at a fixed address.
-lab: build ## run one workshop lab: make lab LAB=oversell (seckill lab list names them)
+# services, or --http-addr to choose the dashboard's address (the labs use
+# 127.0.0.1:8070, or a free port when it is taken). LAB_LINGER keeps each
+# run's system and dashboard up that long after its figures (make labs: 0).
+LAB_LINGER ?= 30s
+lab: build ## run one workshop lab: make lab LAB=oversell (each run stays up LAB_LINGER=30s for the dashboard)
 	@test -n "$(LAB)" || { echo "usage: make lab LAB=NAME; the labs are:"; $(BIN)/seckill lab list; exit 2; }
-	$(BIN)/seckill lab run $(LAB_FLAGS) $(LAB)
+	$(BIN)/seckill lab run --linger=$(LAB_LINGER) $(LAB_FLAGS) $(LAB)
 
-labs: build ## run every workshop lab, one after the other, and sum up (exit 1 if one shows no difference)
-	$(BIN)/seckill lab run $(LAB_FLAGS) all
+labs: build ## run every workshop lab, one after the other, and sum up (exit 1 if one shows no difference or cannot run)
+	$(BIN)/seckill lab run --linger=0 $(LAB_FLAGS) all
 
 # The compose topology as native processes (deploy/stack reads
 # docker-compose.yml). Built binaries rather than `go run`, so Ctrl+C reaches

@@ -16,8 +16,11 @@ import (
 // the Redis ledger, and many buyers settle their orders at once, each in
 // its own call to the order book's Confirm. Unprotected, the book reads
 // stock_left and writes back what it read minus one
-// (naive.ReadThenUpdateBook); protected, the production Confirm lowers it
-// with a guarded UPDATE inside a transaction that holds the row. The Redis
+// (naive.ReadThenUpdateBook), and the lab holds every buyer between the
+// read and the write until all have read, so every buyer is sold a unit:
+// the figure is buyers minus stock on every run. Protected, the production
+// Confirm lowers it with a guarded UPDATE inside a transaction that holds
+// the row. The Redis
 // ledger sits in front of this step in the real purchase path, so the lab
 // drives the book directly, on the running system's database.
 func init() {
@@ -44,9 +47,12 @@ func runDBOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// Every buyer reads stock_left before any of them writes it back: the
+	// window between the read and the write, widened to hold them all.
+	hold := newBarrier(buyers, raceHold)
 	var book sale.OrderBook = sys.Store()
 	if mode == Unprotected {
-		book = naive.NewReadThenUpdateBook(sys.Store(), sys.Store().DB(), sys.Config.PaymentWindow)
+		book = naive.NewReadThenUpdateBook(sys.Store(), sys.Store().DB(), sys.Config.PaymentWindow, hold.Wait)
 	}
 	env.Printf("%d buyers, %d units: each settles its own order in the database, all at once", buyers, stock)
 	var (
@@ -63,6 +69,7 @@ func runDBOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 			defer wg.Done()
 			<-start
 			n, _, err := book.Confirm(ctx, []sale.Order{o})
+			hold.Leave() // a buyer whose read failed never reached the barrier
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -96,6 +103,7 @@ func runDBOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		Figures: []Figure{
 			{"units on sale", itoa(int64(stock))},
 			{"buyers", itoa(int64(buyers))},
+			{"buyers held between read and write", heldFigure(hold, mode)},
 			{"orders confirmed in the database", itoa(held)},
 			{"refused: stock exhausted", itoa(int64(refused))},
 			{"database stock_left afterwards", itoa(after.StockLeft)},

@@ -34,6 +34,25 @@ func init() {
 // behind each other.
 const lostOrdersOutage = 2 * time.Second
 
+// lostOrdersSettle bounds the wait for the naive sends of a wave to end;
+// lostOrdersQuiet is how long the producer must have sent nothing before
+// the lab calls it done (twice kafka-go's longest backoff, 1 s).
+const (
+	lostOrdersSettle = 20 * time.Second
+	lostOrdersQuiet  = 2 * time.Second
+)
+
+// countAccepted counts the 202s among attempts.
+func countAccepted(as []labhttp.Attempt) int {
+	n := 0
+	for _, a := range as {
+		if a.Status == 202 {
+			n++
+		}
+	}
+	return n
+}
+
 func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	var direct *naive.DirectPublisher
 	var ov bootstrap.Overrides
@@ -74,11 +93,41 @@ func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 
 	env.Printf("%d buyers with the broker up", n)
 	before := c.Spike(ctx, item, tokens[:n], 32)
+	// The naive sends run on goroutines of their own: the outage starts
+	// once every one of the first wave's has gone, so none of them meets it.
+	settled := func(want int) bool {
+		return waitUntil(ctx, lostOrdersSettle, 20*time.Millisecond, func() bool {
+			sent, lost := direct.Counts()
+			return int(sent+lost) >= want
+		})
+	}
+	if direct != nil && !settled(countAccepted(before)) {
+		env.Printf("not every send of the first wave settled within %s", lostOrdersSettle)
+	}
 	env.Printf("broker fails every produce; %d buyers buy", n)
 	broker.SetProduceFailure(true)
 	during := c.Spike(ctx, item, tokens[n:2*n], 32)
-	// Hold the outage past the producer's own retries.
+	// Hold the outage past the producer's own retries, and for the naive
+	// sends until each one made during it has failed: on a slow machine
+	// a send still retrying when the broker comes back would get through,
+	// and the figure would depend on the timing.
 	sleepCtx(ctx, lostOrdersOutage)
+	if direct != nil && !settled(countAccepted(before)+countAccepted(during)) {
+		env.Printf("not every send of the outage failed within %s", lostOrdersSettle)
+	}
+	if direct != nil {
+		// A send that gave up on its deadline may leave its message in
+		// the producer's queue, still retrying: the broker comes back only
+		// once the producer has stopped trying (no produce request for
+		// longer than its longest backoff), so those messages die too.
+		last, since := broker.ProduceFailures(), time.Now()
+		waitUntil(ctx, lostOrdersSettle, 50*time.Millisecond, func() bool {
+			if n := broker.ProduceFailures(); n != last {
+				last, since = n, time.Now()
+			}
+			return time.Since(since) > lostOrdersQuiet
+		})
+	}
 	broker.SetProduceFailure(false)
 	env.Printf("broker back (%d produce requests failed); %d more buyers", broker.ProduceFailures(), n)
 	after := c.Spike(ctx, item, tokens[2*n:], 32)

@@ -32,18 +32,28 @@ func init() {
 }
 
 // resendDelay is how long after a batch's first delivery its second one
-// comes: a producer that waited that long for an ack, gave up and sent the
-// batch again (the broker had stored the first one). Long enough that the
-// worker has decided the first copy, so the two never share a batch.
-const resendDelay = 400 * time.Millisecond
+// comes at the earliest: a producer that waited that long for an ack, gave
+// up and sent the batch again (the broker had stored the first one). The
+// copy also waits until the worker has recorded the first one (at most
+// resendWait), so the two never share a batch (the worker drops a
+// repeated id within one) however slow the machine: every copy reaches
+// the book as a redelivery, and the figure is the same on every run.
+const (
+	resendDelay = 400 * time.Millisecond
+	resendWait  = 10 * time.Second
+)
 
 // deliverTwice is the lab's fault: every batch the dispatcher or the relay
-// publishes reaches the broker twice, the second time resendDelay later.
+// publishes reaches the broker twice, the second time once the first copy
+// is recorded.
 type deliverTwice struct {
 	next    bootstrap.OrderPublisher
 	wg      sync.WaitGroup
 	resent  atomic.Int64
 	pending atomic.Int64
+	// recorded reports whether every order of a batch has a row; the lab
+	// sets it once the system is up, before any purchase.
+	recorded func(ctx context.Context, orders []sale.Order) bool
 }
 
 func (d *deliverTwice) Publish(ctx context.Context, orders ...sale.Order) error {
@@ -57,8 +67,9 @@ func (d *deliverTwice) Publish(ctx context.Context, orders ...sale.Order) error 
 		defer d.wg.Done()
 		defer d.pending.Add(-1)
 		time.Sleep(resendDelay)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), resendWait)
 		defer cancel()
+		waitUntil(ctx, resendWait, 20*time.Millisecond, func() bool { return d.recorded(ctx, batch) })
 		if d.next.Publish(ctx, batch...) == nil {
 			d.resent.Add(int64(len(batch)))
 		}
@@ -88,6 +99,16 @@ func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error
 	}
 	defer done()
 	defer fault.wg.Wait() // before the system closes its publisher
+	db := sys.Store().DB()
+	fault.recorded = func(ctx context.Context, orders []sale.Order) bool {
+		ids := make([]string, len(orders))
+		for i, o := range orders {
+			ids[i] = string(o.ID)
+		}
+		var n int64
+		err := db.WithContext(ctx).Raw("SELECT COUNT(DISTINCT order_id) FROM "+table+" WHERE order_id IN ?", ids).Scan(&n).Error
+		return err == nil && n >= int64(len(ids))
+	}
 
 	// Twice the units there are buyers: the naive book's second rows take
 	// real units and still stay within the database's stock_left >= 0 check.
@@ -113,7 +134,6 @@ func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error
 		return Result{}, fmt.Errorf("no purchase was accepted")
 	}
 
-	db := sys.Store().DB()
 	count := func() (rows, distinct int64) {
 		var r struct{ Rows, Distinct int64 }
 		db.WithContext(ctx).Raw("SELECT COUNT(*) AS `rows`, COUNT(DISTINCT order_id) AS `distinct` FROM "+table+" WHERE item_id = ?", item).Scan(&r)

@@ -5,9 +5,13 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -31,6 +35,17 @@ type Env struct {
 	// Scale multiplies every lab's workload: 1 for the workshop, less for a
 	// quick check. Labs keep a floor so a small scale still shows the effect.
 	Scale float64
+	// Linger keeps each run's system (and its dashboard) up this long after
+	// the run's figures are printed, so a room can look; 0 stops it at once.
+	Linger time.Duration
+	// FreePort lets the systems listen on another port of Base.HTTPAddr's
+	// host when that one is taken (`make run` holds 8080 during a
+	// workshop); without it a taken address fails the run.
+	FreePort bool
+
+	mu        sync.Mutex
+	addr      string    // the address every run listens on, once chosen
+	lingering []*System // runs whose shutdown waits for the linger
 }
 
 // Scaled returns n scaled by the env's Scale, never below min.
@@ -47,7 +62,10 @@ func (e *Env) Scaled(n, min int) int {
 }
 
 // Printf writes one progress line.
-func (e *Env) Printf(format string, args ...any) {
+func (e *Env) Printf(format string, args ...any) { e.printf(format, args...) }
+
+// printf is Printf for callers holding e.mu (Out is set before any run).
+func (e *Env) printf(format string, args ...any) {
 	if e.Out != nil {
 		fmt.Fprintf(e.Out, "   "+format+"\n", args...)
 	}
@@ -73,6 +91,11 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 	nonce := nonce()
 	cfg.RedisPrefix = "lab-" + nonce
 	cfg.InstanceID = "lab-" + nonce
+	addr, err := e.Addr()
+	if err != nil {
+		return nil, err
+	}
+	cfg.HTTPAddr = addr
 	s := &System{env: e}
 	if cfg.MySQLDSN != "" {
 		dsn, drop, err := freshDatabase(ctx, cfg.MySQLDSN, "lab_"+nonce)
@@ -112,8 +135,80 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 	return s, nil
 }
 
-// Close shuts the system down and removes its namespace from real backends.
+// Addr is the address the lab systems listen on: Base.HTTPAddr, or, when
+// that is taken and FreePort allows, a free port on the same host, chosen
+// once so that every later run (and a dashboard left open) finds the same
+// one. A port of 0 gives each run a port of its own.
+func (e *Env) Addr() (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.addr != "" {
+		return e.addr, nil
+	}
+	want := e.Base.HTTPAddr
+	host, port, err := net.SplitHostPort(want)
+	if err != nil {
+		return "", fmt.Errorf("lab: --http-addr %q: %w", want, err)
+	}
+	if port == "0" {
+		return want, nil
+	}
+	ln, err := net.Listen("tcp", want)
+	if err == nil {
+		_ = ln.Close()
+		e.addr = want
+		return want, nil
+	}
+	if !e.FreePort || !errors.Is(err, syscall.EADDRINUSE) {
+		return "", fmt.Errorf("lab: cannot listen on %s: %w", want, err)
+	}
+	ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("lab: %s is taken and no other port is free: %w", want, err)
+	}
+	e.addr = ln.Addr().String()
+	_ = ln.Close()
+	e.printf("%s is taken (by make run?); the labs listen on %s instead", want, e.addr)
+	return e.addr, nil
+}
+
+// Close shuts the system down and removes its namespace from real
+// backends; with a Linger, it leaves that to the env's Settle.
 func (s *System) Close() {
+	e := s.env
+	if e.Linger > 0 {
+		e.mu.Lock()
+		e.lingering = append(e.lingering, s)
+		e.mu.Unlock()
+		return
+	}
+	s.shutdown()
+}
+
+// Settle waits the Linger, if a closed run's system lingers, and then
+// shuts the lingering systems down. RunOne calls it after each run.
+func (e *Env) Settle(ctx context.Context) {
+	e.mu.Lock()
+	systems := e.lingering
+	e.lingering = nil
+	e.mu.Unlock()
+	if len(systems) == 0 {
+		return
+	}
+	e.Printf("the system stays up for %s: %s/dashboard", e.Linger, systems[0].URL())
+	t := time.NewTimer(e.Linger)
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	t.Stop()
+	for _, s := range systems {
+		s.shutdown()
+	}
+}
+
+// shutdown stops the system and removes its namespace from real backends.
+func (s *System) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := s.Main.Shutdown(ctx); err != nil {

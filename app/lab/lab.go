@@ -182,9 +182,17 @@ func RunOne(ctx context.Context, env *Env, l Lab, out io.Writer) (Report, error)
 		t := time.Now()
 		res, err := l.Run(ctx, env, mode)
 		if err != nil {
+			env.Settle(ctx)
 			return rep, fmt.Errorf("lab %s, %s run: %w", l.Name, mode, err)
 		}
 		fmt.Fprintf(out, "   done in %s: %s = %s\n", time.Since(t).Round(100*time.Millisecond), l.Metric, FormatFloat(res.Metric))
+		if env.Linger > 0 {
+			// The room reads this run's figures while its charts stay up.
+			for _, f := range res.Figures {
+				fmt.Fprintf(out, "   %s: %s\n", f.Name, f.Value)
+			}
+		}
+		env.Settle(ctx)
 		if mode == Unprotected {
 			rep.Unprotected = res
 		} else {

@@ -10,8 +10,9 @@ import (
 	"seckill/infra/testenv"
 )
 
-// runLab runs one registered lab at a small scale and fails unless its
-// figures point the way its guide predicts. It runs on embedded backends
+// runLab is the one harness for a lab's test (docs/labs/README.md, "Adding
+// a lab", names it). It runs one registered lab at a small scale and fails
+// unless its figures point the way its guide predicts. It runs on embedded backends
 // (the workshop's set-up, and what make labs runs in CI), then on the real
 // Redis and MySQL of infra/testenv (skipped when they are not configured,
 // failed under CI=true), as `seckill lab run --redis-addr --mysql-dsn`
@@ -58,12 +59,26 @@ func soldExactly(t *testing.T, rep Report) {
 	}
 }
 
+// unprotectedIs checks the naive run's figure, which the lab's barrier
+// makes the same on every run.
+func unprotectedIs(t *testing.T, rep Report, want float64) {
+	if rep.Unprotected.Metric != want {
+		t.Errorf("unprotected run: %s %v, want %v on every run", rep.Lab.Metric, rep.Unprotected.Metric, want)
+	}
+}
+
 func TestLabOversell(t *testing.T) {
-	runLab(t, "oversell", 0.25, soldExactly)
+	runLab(t, "oversell", 0.25, func(t *testing.T, rep Report) {
+		soldExactly(t, rep)
+		unprotectedIs(t, rep, 75) // 100 buyers, 25 units: all are sold one
+	})
 }
 
 func TestLabDBOversell(t *testing.T) {
-	runLab(t, "db-oversell", 0.25, soldExactly)
+	runLab(t, "db-oversell", 0.25, func(t *testing.T, rep Report) {
+		soldExactly(t, rep)
+		unprotectedIs(t, rep, 60) // 80 buyers, 20 units: all are sold one
+	})
 }
 
 func TestLabHotRow(t *testing.T) {
@@ -77,6 +92,8 @@ func TestLabStampede(t *testing.T) {
 		if rep.Protected.Metric > 10 {
 			t.Errorf("protected run: %v database loads per 1,000 cold reads", rep.Protected.Metric)
 		}
+		unprotectedIs(t, rep, 1000) // every cold read loads
+
 	})
 }
 

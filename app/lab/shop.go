@@ -105,7 +105,8 @@ func (s *shop) loginAll(ctx context.Context, prefix string, n int) ([]string, er
 // buyAll sends one purchase of item per token, at most par at a time (all
 // at once when par is 0 or more than the tokens), released together, and
 // counts the answers by HTTP status (0 for a request that got none).
-func (s *shop) buyAll(ctx context.Context, item sale.ItemID, tokens []string, par int) map[int]int {
+// answered, if not nil, is called with each answer's status as it comes.
+func (s *shop) buyAll(ctx context.Context, item sale.ItemID, tokens []string, par int, answered func(int)) map[int]int {
 	if par <= 0 || par > len(tokens) {
 		par = len(tokens)
 	}
@@ -128,6 +129,9 @@ func (s *shop) buyAll(ctx context.Context, item sale.ItemID, tokens []string, pa
 			<-start
 			for t := range next {
 				code, _ := s.do(ctx, http.MethodPost, path, t, nil, nil)
+				if answered != nil {
+					answered(code)
+				}
 				mu.Lock()
 				counts[code]++
 				mu.Unlock()

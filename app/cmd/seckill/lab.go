@@ -22,6 +22,16 @@ import (
 // not point the way its guide predicts; main turns it into exit status 1.
 var errLabsFailed = errors.New("some labs did not show the difference their guide predicts")
 
+// labHTTPAddr is where the labs listen unless --http-addr says otherwise:
+// a port nothing else in the README uses (make run holds 8080, compose's
+// Prometheus 9090), so a workshop can keep its sale page open beside them.
+const labHTTPAddr = "127.0.0.1:8070"
+
+// errLabsBroken is the error of a lab run in which some lab could not run
+// at all (its system did not start, its workload failed): it measured
+// nothing, so it says so rather than that it showed no difference.
+var errLabsBroken = errors.New("some labs could not run")
+
 // labCommand runs the workshop labs: `seckill lab list` and
 // `seckill lab run NAME|all`.
 func labCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -46,6 +56,7 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 		cfg     config.Config
 		scale   float64
 		verbose bool
+		linger  time.Duration
 	)
 	fs := flag.NewFlagSet("seckill lab run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -53,6 +64,7 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 	cfg.RegisterOnly(fs, "mysql-dsn", "redis-addr", "redis-password", "redis-db", "kafka-brokers", "http-addr")
 	fs.Float64Var(&scale, "scale", 1, "multiply each lab's workload (1 is the workshop's size; labs keep a floor)")
 	fs.BoolVar(&verbose, "verbose", false, "print the lab systems' own logs (warnings and errors) to stderr")
+	fs.DurationVar(&linger, "linger", 0, "keep each run's system and dashboard up this long after its figures (make lab uses 30s)")
 	run := &ffcli.Command{
 		Name: "run", ShortUsage: "seckill lab run [flags] NAME|all",
 		ShortHelp: "run one lab (or all): the workload without the protection, then with it, side by side",
@@ -61,8 +73,11 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 			"workload with the naive component and then with the production one, and prints a table\n" +
 			"and a last line a script can read:\n\n" +
 			"  lab NAME: METRIC unprotected=X protected=Y\n\n" +
-			"Open the dashboard it prints (--http-addr fixes its address) and watch. The exit status is 1\n" +
-			"if a lab's figures do not point the way its guide (docs/labs/) predicts.\n\n" +
+			"It prints the dashboard's URL first: open it and watch; with --linger each run stays up that\n" +
+			"long after its figures, and the page reconnects when the next run starts. Without\n" +
+			"--http-addr the labs listen on 127.0.0.1:8080, or on a free port when that is taken (by\n" +
+			"make run, say). The exit status is 1 if a lab's figures do not point the way its guide\n" +
+			"(docs/labs/) predicts, or if a lab could not run; the latter prints its cause.\n\n" +
 			"Every flag can also be set by an environment variable: --redis-addr is SECKILL_REDIS_ADDR.",
 		FlagSet: fs,
 		Options: []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)},
@@ -86,7 +101,14 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 			base := config.Default()
 			base.MySQLDSN, base.RedisAddr, base.RedisPassword, base.RedisDB = cfg.MySQLDSN, cfg.RedisAddr, cfg.RedisPassword, cfg.RedisDB
 			base.KafkaBrokers, base.HTTPAddr = cfg.KafkaBrokers, cfg.HTTPAddr
-			env := &lab.Env{Base: base, Out: stdout, Scale: scale}
+			if linger < 0 {
+				return usageErrorf("--linger must not be negative, got %v", linger)
+			}
+			freePort := !flagSet(fs, "http-addr")
+			if freePort {
+				base.HTTPAddr = labHTTPAddr
+			}
+			env := &lab.Env{Base: base, Out: stdout, Scale: scale, Linger: linger, FreePort: freePort}
 			if verbose {
 				env.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
@@ -108,11 +130,30 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 	}
 }
 
+// flagSet reports whether the flag name was given, on the command line or
+// by its environment variable.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // runLabs runs labs one after another and sums up; a lab that errors or
-// does not hold makes the whole run fail, after the others have run.
+// does not hold makes the whole run fail, after the others have run. It
+// prints the dashboard's address first, before any load, so a room can
+// open it; a lab that could not run is told apart from one whose figures
+// did not point the predicted way.
 func runLabs(ctx context.Context, env *lab.Env, labs []lab.Lab, out io.Writer) error {
 	start := time.Now()
-	var failed, lines []string
+	addr, err := env.Addr()
+	if err != nil {
+		fmt.Fprintf(out, "FAIL the labs cannot start: %v\n", err)
+		return fmt.Errorf("%w: %v", errLabsBroken, err)
+	}
+	if !strings.HasSuffix(addr, ":0") {
+		fmt.Fprintf(out, "dashboard: http://%s/dashboard (open it now; it follows each run)\n\n", addr)
+	}
+	var notHeld, broken, lines []string
 	for i, l := range labs {
 		if i > 0 {
 			fmt.Fprintln(out)
@@ -121,21 +162,31 @@ func runLabs(ctx context.Context, env *lab.Env, labs []lab.Lab, out io.Writer) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, lab.ErrNotHeld):
 			fmt.Fprintf(out, "FAIL %v\n", err)
-			failed = append(failed, l.Name)
+			notHeld = append(notHeld, l.Name)
+			continue
+		case err != nil:
+			fmt.Fprintf(out, "FAIL lab %s could not run: %v\n", l.Name, err)
+			broken = append(broken, fmt.Sprintf("%s (%v)", l.Name, err))
 			continue
 		}
 		lines = append(lines, rep.Line())
 	}
+	failed := len(notHeld) + len(broken)
 	if len(labs) > 1 {
-		fmt.Fprintf(out, "\n== %d labs in %s: %d held, %d failed\n", len(labs), time.Since(start).Round(time.Second), len(labs)-len(failed), len(failed))
+		fmt.Fprintf(out, "\n== %d labs in %s: %d held, %d failed\n", len(labs), time.Since(start).Round(time.Second), len(labs)-failed, failed)
 		for _, l := range lines {
 			fmt.Fprintln(out, l)
 		}
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%w: %s", errLabsFailed, strings.Join(failed, ", "))
+	var errs []error
+	if len(broken) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %s", errLabsBroken, strings.Join(broken, "; ")))
 	}
-	return nil
+	if len(notHeld) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %s", errLabsFailed, strings.Join(notHeld, ", ")))
+	}
+	return errors.Join(errs...)
 }

@@ -26,12 +26,15 @@ type ReadThenUpdateBook struct {
 	sale.OrderBook
 	db        *gorm.DB
 	payWindow time.Duration
+	hold      func(context.Context)
 }
 
 // NewReadThenUpdateBook returns the naive book over the production one and
-// its database handle.
-func NewReadThenUpdateBook(real sale.OrderBook, db *gorm.DB, payWindow time.Duration) *ReadThenUpdateBook {
-	return &ReadThenUpdateBook{OrderBook: real, db: db, payWindow: payWindow}
+// its database handle. hold, if not nil, runs between the check and the
+// write: the lab widens the window there until every buyer has read the
+// stock, so the lost update happens on every run.
+func NewReadThenUpdateBook(real sale.OrderBook, db *gorm.DB, payWindow time.Duration, hold func(context.Context)) *ReadThenUpdateBook {
+	return &ReadThenUpdateBook{OrderBook: real, db: db, payWindow: payWindow, hold: hold}
 }
 
 // Confirm sells each order if the stock it just read is above zero. It
@@ -48,6 +51,9 @@ func (b *ReadThenUpdateBook) Confirm(ctx context.Context, orders []sale.Order) (
 		// 2. check, in Go, while other buyers read the same figure
 		if left < 1 {
 			return 0, nil, fmt.Errorf("naive book: item %d: %w", o.ItemID, sale.ErrStockExhausted)
+		}
+		if b.hold != nil {
+			b.hold(ctx) // the window between the check and the write, widened
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)
 		payBy := now.Add(b.payWindow)

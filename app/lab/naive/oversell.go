@@ -25,12 +25,17 @@ type CheckThenDecrLedger struct {
 	rdb redis.UniversalClient
 	// saleKey names the hash whose "stock" field is the live stock.
 	saleKey func(sale.ItemID) string
+	// hold runs between the compare and the decrement (nil: not at all).
+	hold func(context.Context)
 }
 
 // NewCheckThenDecrLedger returns the naive ledger over the production one;
-// saleKey names the production ledger's sale hash of an item.
-func NewCheckThenDecrLedger(real sale.StockLedger, rdb redis.UniversalClient, saleKey func(sale.ItemID) string) *CheckThenDecrLedger {
-	return &CheckThenDecrLedger{StockLedger: real, rdb: rdb, saleKey: saleKey}
+// saleKey names the production ledger's sale hash of an item. hold, if not
+// nil, runs between the compare and the decrement: the lab widens the
+// window there until every buyer has read the stock, so the race this
+// ledger loses is lost on every run, not only when the timing is unlucky.
+func NewCheckThenDecrLedger(real sale.StockLedger, rdb redis.UniversalClient, saleKey func(sale.ItemID) string, hold func(context.Context)) *CheckThenDecrLedger {
+	return &CheckThenDecrLedger{StockLedger: real, rdb: rdb, saleKey: saleKey, hold: hold}
 }
 
 // Reserve checks, then decrements: the race is between the two commands.
@@ -47,6 +52,9 @@ func (l *CheckThenDecrLedger) Reserve(ctx context.Context, o sale.Order) (sale.R
 	}
 	if stock <= 0 { // 2. compare, in Go, while others read the same figure
 		return sale.Reservation{Outcome: sale.OutcomeSoldOut, StockLeft: stock}, nil
+	}
+	if l.hold != nil {
+		l.hold(ctx) // the window between the check and the act, widened
 	}
 	left, err := l.rdb.HIncrBy(ctx, key, "stock", -1).Result() // 3. DECR
 	if err != nil {

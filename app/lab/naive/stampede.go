@@ -25,12 +25,16 @@ type CacheAsideReader struct {
 	next   sale.ItemReader
 	prefix string
 	ttl    time.Duration
+	hold   func(context.Context)
 }
 
 // NewCacheAsideReader returns the naive cache in front of next, keeping its
-// entries under prefix for ttl.
-func NewCacheAsideReader(rdb redis.UniversalClient, next sale.ItemReader, prefix string, ttl time.Duration) *CacheAsideReader {
-	return &CacheAsideReader{rdb: rdb, next: next, prefix: prefix, ttl: ttl}
+// entries under prefix for ttl. hold, if not nil, runs between the miss
+// and the database read: the lab widens the window there until every
+// reader of the crowd has missed, so the stampede is the whole crowd on
+// every run.
+func NewCacheAsideReader(rdb redis.UniversalClient, next sale.ItemReader, prefix string, ttl time.Duration, hold func(context.Context)) *CacheAsideReader {
+	return &CacheAsideReader{rdb: rdb, next: next, prefix: prefix, ttl: ttl, hold: hold}
 }
 
 // Item answers from Redis, or from the database on a miss.
@@ -43,6 +47,9 @@ func (r *CacheAsideReader) Item(ctx context.Context, id sale.ItemID) (sale.Item,
 		}
 	} else if !errors.Is(err, redis.Nil) {
 		return sale.Item{}, fmt.Errorf("naive cache: get: %w", err)
+	}
+	if r.hold != nil {
+		r.hold(ctx) // the window between the miss and the load, widened
 	}
 	it, err := r.next.Item(ctx, id) // every miss reads the database
 	if err != nil {

@@ -7,6 +7,8 @@
 (function () {
   const KEEP = 120; // points per chart: two minutes at one frame a second
   const MIN_SPAN = 30; // seconds the time axis shows at least
+  const EMPTY_SPAN = 60; // seconds the time axis shows before any frame
+  const RETRY_MS = [500, 1000, 2000]; // waits before reconnecting, then the last again
   const STREAM = "/api/v1/dashboard/stream";
 
   const css = getComputedStyle(document.documentElement);
@@ -79,6 +81,17 @@
     return typeof v === "number" && Number.isFinite(v) ? v : null;
   }
 
+  // xRange is the time axis: at least MIN_SPAN seconds ending at the last
+  // sample; with no sample yet (a page opened between two lab runs), the
+  // last minute, never the epoch's decades.
+  function xRange(u, min, max) {
+    if (!Number.isFinite(min) || !Number.isFinite(max)) {
+      const now = Date.now() / 1000;
+      return [now - EMPTY_SPAN, now];
+    }
+    return [Math.min(min, max - MIN_SPAN), max];
+  }
+
   function build(name, c) {
     const el = document.getElementById(c.el);
     c.data = [[]].concat(c.series.map(() => []));
@@ -90,7 +103,7 @@
       cursor: { drag: { x: false, y: false } },
       // At least MIN_SPAN seconds wide and scrolling, so a new page does not
       // stretch its first seconds across the whole width.
-      scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - MIN_SPAN), max] }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, name === "latency" ? 1 : 5)] } },
+      scales: { x: { time: true, range: xRange }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, name === "latency" ? 1 : 5)] } },
       axes: [axis, Object.assign({ size: 56 }, axis)],
       series: [{}].concat(c.series.map((s) => ({ label: s.label, stroke: s.stroke, dash: s.dash, width: 2, points: { show: false } }))),
     }, c.data, el);
@@ -152,23 +165,54 @@
   // For tests and the curious: the charts and how many frames arrived.
   window.seckillDashboard = { charts, frames: 0 };
 
-  const es = new EventSource(STREAM);
-  es.onmessage = (ev) => {
-    let frame;
-    try {
-      frame = JSON.parse(ev.data);
-    } catch (e) {
-      return; // a broken frame is skipped; the next one comes in a second
+  // The stream: one EventSource at a time, opened again by hand after an
+  // error. A browser's own retry gives up for good on some failures (the
+  // instance gone between two lab runs, a proxy's error page), so the page
+  // does not rely on it. The first frame after a reconnection starts the
+  // charts afresh: it may come from a new instance (the next lab run),
+  // whose counters began again at zero.
+  let es = null;
+  let failures = 0;
+  let fresh = false;
+
+  function clearCharts() {
+    for (const c of Object.values(charts)) {
+      c.data.forEach((a) => { a.length = 0; });
+      c.plot.setData(c.data);
     }
-    onFrame(frame);
-  };
-  es.onopen = () => {
-    conn.className = "banner banner-ok";
-    conn.textContent = "Live";
-  };
-  es.onerror = () => {
-    // EventSource reconnects by itself (after a restart, too).
-    conn.className = "banner banner-warn";
-    conn.textContent = "Disconnected; reconnecting…";
-  };
+  }
+
+  function connect() {
+    es = new EventSource(STREAM);
+    es.onmessage = (ev) => {
+      let frame;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch (e) {
+        return; // a broken frame is skipped; the next one comes in a second
+      }
+      if (fresh) {
+        fresh = false;
+        clearCharts();
+      }
+      failures = 0;
+      onFrame(frame);
+    };
+    es.onopen = () => {
+      conn.className = "banner banner-ok";
+      conn.textContent = "Live";
+    };
+    es.onerror = () => {
+      es.close();
+      fresh = true;
+      const wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
+      failures++;
+      conn.className = "banner banner-warn";
+      conn.textContent = "Disconnected; reconnecting… (a lab's next run starts a new system on the same address)";
+      window.seckillDashboard.reconnects++;
+      setTimeout(connect, wait);
+    };
+  }
+  window.seckillDashboard.reconnects = 0;
+  connect();
 })();

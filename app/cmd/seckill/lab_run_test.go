@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"seckill/app/config"
+	"seckill/app/lab"
+)
+
+// TestLabThatCannotStartSaysWhy: a lab run whose address is taken (and
+// may not move) or whose lab fails says so with the cause, and never
+// claims that a lab "did not show the difference".
+func TestLabThatCannotStartSaysWhy(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	base := config.Default()
+	base.HTTPAddr = held.Addr().String()
+	never := lab.Lab{Number: 96, Name: "never", Summary: "s", Metric: "m",
+		Run: func(context.Context, *lab.Env, lab.Mode) (lab.Result, error) { return lab.Result{}, nil }}
+
+	var out bytes.Buffer
+	err = runLabs(context.Background(), &lab.Env{Base: base, Out: &out}, []lab.Lab{never}, &out)
+	if !errors.Is(err, errLabsBroken) || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("taken address: err=%v, want errLabsBroken with the cause", err)
+	}
+	if errors.Is(err, errLabsFailed) || strings.Contains(out.String(), "did not show") {
+		t.Errorf("a lab that never ran is said to show no difference:\n%s", out.String())
+	}
+
+	broken := never
+	broken.Run = func(context.Context, *lab.Env, lab.Mode) (lab.Result, error) {
+		return lab.Result{}, errors.New("the embedded broker did not start")
+	}
+	base.HTTPAddr = "127.0.0.1:0"
+	out.Reset()
+	err = runLabs(context.Background(), &lab.Env{Base: base, Out: &out}, []lab.Lab{broken}, &out)
+	if !errors.Is(err, errLabsBroken) || errors.Is(err, errLabsFailed) {
+		t.Errorf("failing lab: err=%v, want errLabsBroken only", err)
+	}
+	if !strings.Contains(out.String(), "could not run") || !strings.Contains(out.String(), "the embedded broker did not start") {
+		t.Errorf("output does not give the cause:\n%s", out.String())
+	}
+}

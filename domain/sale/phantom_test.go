@@ -12,8 +12,7 @@ func TestFatePhantom(t *testing.T) {
 		want bool
 	}{
 		{Fate{Status: OrderFailed, Reason: ReasonLedgerRolledBack}, true},
-		{Fate{Status: OrderFailed, Reason: ReasonHoldsAnother}, true},
-		{Fate{Status: OrderFailed, Reason: "anything", Refused: true}, true},
+		{Fate{Status: OrderFailed, Reason: "the user already holds another order for this item", Refused: true}, false},
 		{Fate{Status: OrderFailed, Reason: "order stayed pending too long"}, false},
 		{Fate{Status: OrderConfirmed, Reason: ReasonLedgerRolledBack}, false},
 		{Fate{}, false},

@@ -200,6 +200,16 @@ func (s *stack) audit(l *load, faultEnd time.Time, v *verdict) auditResult {
 		v.problem(s, "answer audit: stats: %v", err)
 	}
 
+	s.holdToBounds(res, lateIDs, v)
+	s.t.Logf("answer audit: %d answers (%d outcome unknown); 202 then failed %d (bound %d: %s), of them later than +%s %d; refused yet holding %d; ledger surplus %d",
+		res.answers, res.unknown, res.acceptedFailed, res.lost, orNone(res.lossHow), lateAfter, res.late, res.refusedHolding, res.surplus)
+	return res
+}
+
+// holdToBounds records a problem on v for every audit column past its
+// bound.
+func (s *stack) holdToBounds(res auditResult, lateIDs []string, v *verdict) {
+	s.t.Helper()
 	if res.acceptedFailed > res.lost {
 		v.problem(s, "ANSWERS: %d buyers were told 202 and their orders ended failed; the ledger lost at most %d writes (%s)",
 			res.acceptedFailed, res.lost, orNone(res.lossHow))
@@ -218,9 +228,6 @@ func (s *stack) audit(l *load, faultEnd time.Time, v *verdict) auditResult {
 	if res.wrongHolder > 0 {
 		v.problem(s, "ANSWERS: %d answers 409 already_purchased named an order the buyer does not hold", res.wrongHolder)
 	}
-	s.t.Logf("answer audit: %d answers (%d outcome unknown); 202 then failed %d (bound %d: %s), of them later than +%s %d; refused yet holding %d; ledger surplus %d",
-		res.answers, res.unknown, res.acceptedFailed, res.lost, orNone(res.lossHow), lateAfter, res.late, res.refusedHolding, res.surplus)
-	return res
 }
 
 func orNone(s string) string {

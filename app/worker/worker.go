@@ -9,8 +9,9 @@
 // one after a rebalance, or the relay giving up) decides. An order that can
 // never be confirmed is recorded as failed and goes to the dead-letter
 // topic; its unit is given back, unless the database refused it because the
-// ledger sold a unit the database does not have (a phantom, see
-// sale.Fate.Phantom): that unit is dropped, so it is never sold again.
+// ledger sold a unit the database does not have (the stock guard tripped:
+// a phantom, see sale.Fate.Phantom): that unit is dropped, so it is never
+// sold again.
 package worker
 
 import (

@@ -155,7 +155,7 @@ func (b *fakeBook) Confirm(_ context.Context, orders []sale.Order) (int, map[sal
 			continue
 		}
 		if _, held := b.holders[holderKey(o)]; held {
-			f := sale.Fate{Status: sale.OrderFailed, Reason: sale.ReasonHoldsAnother, Refused: true}
+			f := sale.Fate{Status: sale.OrderFailed, Reason: "user holds another", Refused: true}
 			b.fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: f.Reason}
 			out[o.ID] = f
 			continue
@@ -319,13 +319,13 @@ func TestOrdersFailedElsewhereAreReleasedNotConfirmed(t *testing.T) {
 	}
 }
 
-// TestRefusedOrderIsDeadLetteredAndDropped: an order whose user already
+// TestRefusedOrderIsDeadLetteredAndReleased: an order whose user already
 // holds another live order for the item (the ledger had forgotten the
-// buyer) must not vanish as if confirmed: it is recorded failed and goes to
-// the dead-letter topic with the reason. Its unit is a phantom (the ledger
-// lost the buyer's first order, and with it that order's unit), so it is
-// dropped, never given back.
-func TestRefusedOrderIsDeadLetteredAndDropped(t *testing.T) {
+// buyer) must not vanish as if confirmed: it is recorded failed, goes to
+// the dead-letter topic with the reason, and its unit comes back (the
+// ledger may have lost the buyer's record only, and then the unit is real;
+// if it lost the stock too, the reconciler trims the surplus).
+func TestRefusedOrderIsDeadLetteredAndReleased(t *testing.T) {
 	t.Parallel()
 	first, second := order(1, "alice"), order(1, "alice")
 	r := newRig(map[sale.ItemID]int64{1: 5}, msg{o: first}, msg{o: second})
@@ -336,9 +336,9 @@ func TestRefusedOrderIsDeadLetteredAndDropped(t *testing.T) {
 	if r.ledger.settled[second.ID] {
 		t.Fatal("the refused order was settled: it would answer 404 and its unit would be lost")
 	}
-	if r.feed.dead[second.ID] == "" || r.ledger.released[second.ID] != 0 || r.ledger.dropped[second.ID] != 1 {
-		t.Fatalf("refused order: dead=%q released=%d dropped=%d; want dead-lettered with a reason, dropped once, never released",
-			r.feed.dead[second.ID], r.ledger.released[second.ID], r.ledger.dropped[second.ID])
+	if r.feed.dead[second.ID] == "" || r.ledger.released[second.ID] != 1 {
+		t.Fatalf("refused order: dead=%q released=%d; want dead-lettered with a reason and released once",
+			r.feed.dead[second.ID], r.ledger.released[second.ID])
 	}
 	if r.book.fates[second.ID].Status != sale.OrderFailed || r.book.stock[1] != 4 {
 		t.Fatalf("refused order fate %+v, stock %d; want failed and one unit taken", r.book.fates[second.ID], r.book.stock[1])

@@ -183,26 +183,23 @@ func (f Fate) Decided() bool { return f.Status != "" }
 
 // Phantom reports whether the order failed because the ledger sold a unit
 // the database does not have: the stock guard refused it
-// (ReasonLedgerRolledBack), or its user already held another live order
-// (ReasonHoldsAnother), which the ledger's one-order-per-user record only
-// lets through when it lost that record. Either way the unit the order took
-// in the ledger is one the ledger should never have had, so it is dropped,
-// never given back (OrderLedger.Drop): given back, it would be sold, and
-// refused, again and again.
+// (ReasonLedgerRolledBack), which happens only when the ledger lost writes.
+// The unit the order took in the ledger is one the ledger should never have
+// had, so it is dropped, never given back (OrderLedger.Drop): given back, it
+// would be sold, and refused, again and again. An order refused because its
+// user already holds another is not one: the ledger may have lost only the
+// buyer's record, and then the unit is real; a surplus it leaves is taken
+// away by the reconciler (reconcile.Service.Trim).
 func (f Fate) Phantom() bool {
-	return f.Status == OrderFailed && (f.Refused || f.Reason == ReasonLedgerRolledBack || f.Reason == ReasonHoldsAnother)
+	return f.Status == OrderFailed && f.Reason == ReasonLedgerRolledBack
 }
 
-// Reasons recorded on failed orders, shown to their buyers as they are.
-const (
-	// ReasonLedgerRolledBack: the ledger accepted the order for a unit the
-	// database had already sold, because the ledger lost writes (a Redis
-	// restart from an older snapshot, a failover to a replica that lagged).
-	ReasonLedgerRolledBack = "ledger_rolled_back"
-	// ReasonHoldsAnother: the order's user already holds another live
-	// order for the item.
-	ReasonHoldsAnother = "the user already holds another order for this item"
-)
+// ReasonLedgerRolledBack is recorded on an order the database refused for
+// stock exhaustion: the ledger accepted it for a unit the database had
+// already sold, because the ledger lost writes (a Redis restart from an
+// older snapshot, a failover to a replica that lagged). Buyers read it as it
+// is.
+const ReasonLedgerRolledBack = "ledger_rolled_back"
 
 // OrderBook is the durable store of every order's fate, and the fence that
 // keeps an order from being both confirmed and given back: an order's row is

@@ -123,7 +123,7 @@ func groupOrders(orders []sale.Order) ([]itemOrders, error) {
 
 // refusedReason is recorded on an order refused by the one-live-order-per-user
 // key; it names the order the user already holds.
-const refusedReason = sale.ReasonHoldsAnother
+const refusedReason = "the user already holds another order for this item"
 
 func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, map[sale.OrderID]sale.Fate, error) {
 	total := 0

@@ -226,6 +226,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.Overrides.caches(m.coord),
 		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: m.Log,
 		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
+		Creates: guard.NewCreates(m.store, m.breakers.db),
 	})
 	var pub OrderPublisher = m.gPublish
 	if wrap := m.Overrides.WrapPublisher; wrap != nil {

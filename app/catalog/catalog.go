@@ -293,6 +293,7 @@ func (s *Service) Update(ctx context.Context, id sale.ItemID, p sale.Patch) (Vie
 		if errors.Is(err, sale.ErrNotFound) || errors.Is(err, sale.ErrInvalid) {
 			return View{}, err
 		}
+		s.afterUnknownUpdate(ctx, id, p)
 		return View{}, unavailable("update item", err)
 	}
 	// The database holds the change now: whatever fails below, the second
@@ -311,6 +312,28 @@ func (s *Service) Update(ctx context.Context, id sale.ItemID, p sale.Patch) (Vie
 	}
 	s.forgetStock(id)
 	return s.Item(ctx, id)
+}
+
+// afterUnknownUpdate runs the steps that follow an update whose commit
+// answered an error: it may have committed with its answer lost, and then
+// a skipped second delete leaves the old price cached for the whole TTL.
+// The second delete is harmless if nothing changed, and the window is set
+// to what the database reads back now, which is the ledger's own window if
+// the update did not commit.
+func (s *Service) afterUnknownUpdate(ctx context.Context, id sale.ItemID, p sale.Patch) {
+	s.invalidateLater(ctx, id)
+	if !p.WindowChanged() {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	it, err := s.d.Store.Item(ctx, id)
+	if err == nil {
+		err = s.d.Ledger.SetWindow(ctx, id, it.StartsAt, it.EndsAt)
+	}
+	if err != nil {
+		// The reconciler moves a window that differs from the database's.
+		s.d.Log.Warn("could not align the sale window after an update with an unknown outcome", "item_id", id, "err", err)
+	}
 }
 
 // MaxRestock bounds one restock.

@@ -621,3 +621,35 @@ func BenchmarkLocalHit(b *testing.B) {
 		})
 	}
 }
+
+// TestIdsAboveTheKnownRangeCostNoLoad: once a list is loaded, made-up ids
+// above every known id are not found without a load, however many; an id
+// named by Invalidate (a create heard over the bus) widens the range; a
+// Flush stops trusting it until the next list.
+func TestIdsAboveTheKnownRangeCostNoLoad(t *testing.T) {
+	t.Parallel()
+	next := newFakeNext(item(1, 1), item(7, 1))
+	r, _ := newReader(next, Options{})
+	ctx := context.Background()
+	if _, err := r.Items(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if _, err := r.Item(ctx, sale.ItemID(1000+i)); !errors.Is(err, sale.ErrNotFound) {
+			t.Fatalf("made-up id %d: %v, want ErrNotFound", 1000+i, err)
+		}
+	}
+	if n := next.itemLoads.Load(); n != 0 {
+		t.Fatalf("1000 made-up ids made %d loads, want 0", n)
+	}
+	next.set(item(8, 1))
+	r.Invalidate(8)
+	if got, err := r.Item(ctx, 8); err != nil || got.ID != 8 {
+		t.Fatalf("an item announced by Invalidate: %v, %v", got.ID, err)
+	}
+	next.set(item(9, 1))
+	r.Flush()
+	if got, err := r.Item(ctx, 9); err != nil || got.ID != 9 {
+		t.Fatalf("after Flush an unannounced item must be loaded: %v, %v", got.ID, err)
+	}
+}

@@ -772,3 +772,7 @@ func (m *Main) Breakers() []*guard.Breaker { return m.breakers.all() }
 
 // Redis exposes the Redis client, for tests.
 func (m *Main) Redis() redis.UniversalClient { return m.rdb }
+
+// CacheRedis exposes the item cache's own Redis client, for tests that
+// count what reaches Redis.
+func (m *Main) CacheRedis() redis.UniversalClient { return m.cacheRdb }

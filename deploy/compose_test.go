@@ -554,3 +554,23 @@ func TestK6LoadService(t *testing.T) {
 		}
 	}
 }
+
+// TestComposePublishesOnLoopbackOnly: every published port is bound to
+// 127.0.0.1. The demo runs with secrets published in the repository (in
+// dev mode), so a port on every interface would make anyone who reaches
+// the machine an admin.
+func TestComposePublishesOnLoopbackOnly(t *testing.T) {
+	p := loadProject(t)
+	n := 0
+	for _, name := range p.ServiceNames() {
+		for _, port := range p.Services[name].Ports {
+			n++
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %s:%s->%d on %q; want 127.0.0.1 only", name, port.HostIP, port.Published, port.Target, port.HostIP)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no published port found; the test reads nothing")
+	}
+}

@@ -80,6 +80,9 @@ go build -o "$tmp/seckill" ./app/cmd/seckill
 export SECKILL_HTTP_ADDR=$addr
 export SECKILL_ADMIN_TOKEN=${SECKILL_ADMIN_TOKEN:-k6-admin-token-0000000001}
 export SECKILL_TOKEN_SECRET=${SECKILL_TOKEN_SECRET:-k6-token-secret-0000000001}
+# The two defaults above are published in this repository, which seckill
+# refuses outside development mode; this local load run is one.
+export SECKILL_DEV=${SECKILL_DEV:-1}
 export SECKILL_SQLITE_PATH=$tmp/seckill.db
 export SECKILL_SEED_DEMO=${SECKILL_SEED_DEMO:-false}
 export SECKILL_LOG_LEVEL=${SECKILL_LOG_LEVEL:-warn}

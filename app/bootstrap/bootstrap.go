@@ -62,6 +62,9 @@ type Main struct {
 	// AdminToken is the admin bearer token in force (generated if the config
 	// had none).
 	AdminToken string
+	// AdminTokenGenerated is true when AdminToken was generated at start,
+	// so the command prints it once in its banner.
+	AdminTokenGenerated bool
 
 	// Hooks lets tests observe or delay internal steps. Production leaves
 	// it zero, which adds nothing to any path.
@@ -165,7 +168,10 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if m.AdminToken = cfg.AdminToken; m.AdminToken == "" && m.Roles.API {
 		m.AdminToken = auth.RandomSecret()
 		logged.generatedAdminToken = true
-		m.Log.Warn("no --admin-token given; generated one for this run", "admin_token", m.AdminToken)
+		m.AdminTokenGenerated = true
+		// Never the value: logs are shipped and kept. The command prints
+		// it once, in its start-up banner (docs/CONFIG.md).
+		m.Log.Warn("no --admin-token given; generated one for this run, shown once in the start-up banner")
 	}
 	secret := cfg.TokenSecret
 	if secret == "" {
@@ -226,6 +232,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.Overrides.caches(m.coord),
 		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: m.Log,
 		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
+		Creates: guard.NewCreates(m.store, m.breakers.db),
 	})
 	var pub OrderPublisher = m.gPublish
 	if wrap := m.Overrides.WrapPublisher; wrap != nil {
@@ -312,6 +319,14 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	// so it can be probed and scraped like the API.
 	if err := m.serveHTTP(secret); err != nil {
 		return err
+	}
+	if m.Roles.API {
+		// One list load teaches the local cache the id range, so a
+		// purchase on a made-up id is refused with no backend call
+		// (localcache.Reader.Item). Best effort: any later list does too.
+		if _, err := m.local.Items(ctx); err != nil {
+			m.Log.Warn("could not load the item list at start; unknown ids reach the backends until it loads", "err", err)
+		}
 	}
 	m.Log.Info("seckill started", "config", logged, "api", m.Roles.API, "worker", m.Roles.Worker, "url", m.URL())
 	return nil
@@ -757,3 +772,7 @@ func (m *Main) Breakers() []*guard.Breaker { return m.breakers.all() }
 
 // Redis exposes the Redis client, for tests.
 func (m *Main) Redis() redis.UniversalClient { return m.rdb }
+
+// CacheRedis exposes the item cache's own Redis client, for tests that
+// count what reaches Redis.
+func (m *Main) CacheRedis() redis.UniversalClient { return m.cacheRdb }

@@ -47,6 +47,14 @@ type Invalidator interface {
 	InvalidateLater(ctx context.Context, id sale.ItemID) error
 }
 
+// creates is the database side of an idempotent create: an item made under
+// a key stays invisible to every reader until it is marked opened.
+type creates interface {
+	CreateItemKeyed(ctx context.Context, it sale.Item, key string) (sale.Item, bool, error)
+	ItemByCreateKey(ctx context.Context, key string) (sale.Item, bool, error)
+	MarkItemOpened(ctx context.Context, id sale.ItemID) error
+}
+
 // Deps are the collaborators of the catalog use cases.
 type Deps struct {
 	Reader    sale.ItemReader // the cache chain
@@ -71,6 +79,9 @@ type Deps struct {
 	// fallback used when the durable delay queue cannot be reached.
 	SecondDelete time.Duration
 	Now          func() time.Time
+	// Creates makes CreateOnce idempotent; nil (fixtures without a
+	// database) leaves only the unkeyed create, with its undo.
+	Creates creates
 }
 
 // Service runs the catalog use cases. It is safe for concurrent use.
@@ -226,10 +237,16 @@ func (s *Service) forgetStock(id sale.ItemID) {
 	s.mu.Unlock()
 }
 
-// Create stores a new sale and opens its stock in the ledger. When Create
-// returns, the stock is live. If the ledger step fails, the item is removed
-// again and ErrUnavailable returned, so no item exists without live stock.
+// Create is CreateOnce with a fresh key: for callers that do not retry
+// (seeding, labs).
 func (s *Service) Create(ctx context.Context, d sale.Draft) (View, error) {
+	return s.CreateOnce(ctx, d, NewRestockKey())
+}
+
+// createUnkeyed stores a new sale and opens its stock in the ledger. If the
+// ledger step fails, the item is removed again and ErrUnavailable returned.
+// It is the create of a catalog without Deps.Creates.
+func (s *Service) createUnkeyed(ctx context.Context, d sale.Draft) (View, error) {
 	it, err := sale.NewItem(d)
 	if err != nil {
 		return View{}, err
@@ -250,7 +267,12 @@ func (s *Service) Create(ctx context.Context, d sale.Draft) (View, error) {
 	// are wrong everywhere now; the second delete covers a list read that
 	// raced the insert, and both run whatever happens (invalidate).
 	s.invalidate(ctx, it.ID)
-	return View{Item: it, StockLeft: it.StockTotal, StockKnown: true, Status: it.StatusAt(s.d.Now(), it.StockTotal)}, nil
+	return s.fresh(it), nil
+}
+
+// fresh is the view of an item just created: all its stock is left.
+func (s *Service) fresh(it sale.Item) View {
+	return View{Item: it, StockLeft: it.StockTotal, StockKnown: true, Status: it.StatusAt(s.d.Now(), it.StockTotal)}
 }
 
 // Update changes an item's data with a delayed double delete: drop cached
@@ -271,6 +293,7 @@ func (s *Service) Update(ctx context.Context, id sale.ItemID, p sale.Patch) (Vie
 		if errors.Is(err, sale.ErrNotFound) || errors.Is(err, sale.ErrInvalid) {
 			return View{}, err
 		}
+		s.afterUnknownUpdate(ctx, id, p)
 		return View{}, unavailable("update item", err)
 	}
 	// The database holds the change now: whatever fails below, the second
@@ -289,6 +312,28 @@ func (s *Service) Update(ctx context.Context, id sale.ItemID, p sale.Patch) (Vie
 	}
 	s.forgetStock(id)
 	return s.Item(ctx, id)
+}
+
+// afterUnknownUpdate runs the steps that follow an update whose commit
+// answered an error: it may have committed with its answer lost, and then
+// a skipped second delete leaves the old price cached for the whole TTL.
+// The second delete is harmless if nothing changed, and the window is set
+// to what the database reads back now, which is the ledger's own window if
+// the update did not commit.
+func (s *Service) afterUnknownUpdate(ctx context.Context, id sale.ItemID, p sale.Patch) {
+	s.invalidateLater(ctx, id)
+	if !p.WindowChanged() {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	it, err := s.d.Store.Item(ctx, id)
+	if err == nil {
+		err = s.d.Ledger.SetWindow(ctx, id, it.StartsAt, it.EndsAt)
+	}
+	if err != nil {
+		// The reconciler moves a window that differs from the database's.
+		s.d.Log.Warn("could not align the sale window after an update with an unknown outcome", "item_id", id, "err", err)
+	}
 }
 
 // MaxRestock bounds one restock.

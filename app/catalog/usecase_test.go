@@ -339,3 +339,35 @@ func TestItemsWithoutTheLedgerShowUnknownStock(t *testing.T) {
 		t.Fatalf("after the ledger is back: %+v %v, want 5 known and active", v, err)
 	}
 }
+
+// lostUpdate commits an UpdateItem and answers an error, as a commit whose
+// reply was lost does.
+type lostUpdate struct{ *memStore }
+
+func (l lostUpdate) UpdateItem(ctx context.Context, id sale.ItemID, fn func(*sale.Item) error) (sale.Item, error) {
+	if _, err := l.memStore.UpdateItem(ctx, id, fn); err != nil {
+		return sale.Item{}, err
+	}
+	return sale.Item{}, errors.New("driver: bad connection")
+}
+
+// TestUpdateWithALostCommitAnswerStillRunsTheSecondDeleteAndTheWindow: the
+// commit happened but answered an error. The second delete and the window
+// move must run anyway; skipping them left the stale price cached for the
+// TTL and the ledger's window behind the database's.
+func TestUpdateWithALostCommitAnswerStillRunsTheSecondDeleteAndTheWindow(t *testing.T) {
+	r := newRig()
+	id := r.create(t)
+	r.svc.d.Store = lostUpdate{r.store}
+	later, windows := r.caches.later, r.ledger.windows
+	end := time.Now().Add(3 * time.Hour)
+	if _, err := r.svc.Update(context.Background(), id, sale.Patch{EndsAt: &end}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Update with a lost commit answer = %v, want ErrUnavailable", err)
+	}
+	if r.caches.later != later+1 {
+		t.Errorf("second deletes scheduled: %d, want %d", r.caches.later, later+1)
+	}
+	if r.ledger.windows != windows+1 {
+		t.Errorf("ledger windows set: %d, want %d", r.ledger.windows, windows+1)
+	}
+}

@@ -132,6 +132,30 @@ type Config struct {
 	ReconcileEvery  time.Duration
 	ReconcileRepair bool
 	RecoveryGrace   time.Duration
+
+	// Dev accepts the admin tokens and token secrets published in this
+	// repository (PublishedSecrets), for a local demo only.
+	Dev bool
+}
+
+// PublishedSecrets are the admin tokens and token secrets that appear in this
+// repository (docker-compose.yml's placeholders, k6/run.sh's defaults): anyone
+// can read them, so an instance started with one is open to anyone who
+// reaches it. Validate refuses them unless Dev is set.
+var PublishedSecrets = []string{
+	"change-me-admin-token-0001",
+	"change-me-token-secret-0001",
+	"k6-admin-token-0000000001",
+	"k6-token-secret-0000000001",
+}
+
+func published(s string) bool {
+	for _, p := range PublishedSecrets {
+		if s == p {
+			return true
+		}
+	}
+	return false
 }
 
 // Register declares every setting on fs with its default and help text. The
@@ -167,9 +191,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AutoMigrate, "auto-migrate", true, "apply database migrations on start")
 	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "create two demo sales on start if the catalog is empty; when not given it is true with the embedded database (no --mysql-dsn) and false otherwise")
 
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /api/v1/admin (secret); empty generates one and logs it")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /api/v1/admin (secret); empty generates one and prints it once, in the start-up banner on stderr")
 	fs.StringVar(&c.TokenSecret, "token-secret", "", "HMAC key for user tokens (secret); all API instances must share it; empty generates one")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 24*time.Hour, "lifetime of a user token")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: accept the admin token and token secret published in the repository (the compose placeholders); never in production")
 
 	fs.Float64Var(&c.ItemRate, "item-rate", 20000, "purchase attempts per second per item per instance sent on to Redis (hot-key shield); an item's purchase_rate overrides it")
 	fs.IntVar(&c.ItemBurst, "item-burst", 2000, "burst allowed above --item-rate")
@@ -309,6 +334,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--admin-token must be at least 16 characters")
 	case c.TokenSecret != "" && len(c.TokenSecret) < 16:
 		return fmt.Errorf("--token-secret must be at least 16 characters")
+	case !c.Dev && published(c.AdminToken):
+		return fmt.Errorf("SECKILL_ADMIN_TOKEN (--admin-token) is a value published in the seckill repository, so anyone may know it: set a secret of your own, leave it empty to generate one, or pass --dev (SECKILL_DEV=1) for a local demo")
+	case !c.Dev && published(c.TokenSecret):
+		return fmt.Errorf("SECKILL_TOKEN_SECRET (--token-secret) is a value published in the seckill repository, so anyone could sign user tokens: set a secret of your own, leave it empty to generate one, or pass --dev (SECKILL_DEV=1) for a local demo")
 	}
 	return nil
 }
@@ -338,6 +367,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Float64("user_rate", c.UserRate),
 		slog.Int("max_inflight", c.MaxInFlight),
 		slog.Int("worker_batch", c.WorkerBatch),
+		slog.Bool("dev", c.Dev),
 	)
 }
 

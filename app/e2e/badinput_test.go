@@ -55,13 +55,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 		// The purchase reads no body, yet the limit is the same on every route.
 		{"purchase 1 MB body", "POST", purchase, tok, huge, 413, "payload_too_large"},
 		{"item page 1 MB body", "GET", fmt.Sprintf("/api/v1/items/%d", item), "", huge, 413, "payload_too_large"},
-		{"create bad json", "POST", "/api/v1/admin/items", adminToken, `[1,2]`, 400, "invalid_json"},
+		// Valid JSON of the wrong shape is a bad request, not broken JSON.
+		{"create array body", "POST", "/api/v1/admin/items", adminToken, `[1,2]`, 400, "invalid_request"},
+		{"create bad json", "POST", "/api/v1/admin/items", adminToken, `{"name":`, 400, "invalid_json"},
 		{"create zero stock", "POST", "/api/v1/admin/items", adminToken,
 			`{"name":"x","price_cents":1,"stock":0,"starts_at":"2026-01-01T00:00:00Z","ends_at":"2027-01-01T00:00:00Z"}`, 400, "invalid_request"},
 		{"create window backwards", "POST", "/api/v1/admin/items", adminToken,
 			`{"name":"x","price_cents":1,"stock":5,"starts_at":"2027-01-01T00:00:00Z","ends_at":"2026-01-01T00:00:00Z"}`, 400, "invalid_request"},
 		{"create bad time", "POST", "/api/v1/admin/items", adminToken,
-			`{"name":"x","price_cents":1,"stock":5,"starts_at":"tomorrow","ends_at":"2026-01-01T00:00:00Z"}`, 400, "invalid_json"},
+			`{"name":"x","price_cents":1,"stock":5,"starts_at":"tomorrow","ends_at":"2026-01-01T00:00:00Z"}`, 400, "invalid_request"},
 		{"restock zero", "POST", fmt.Sprintf("/api/v1/admin/items/%d/restock", item), adminToken, `{"add":0}`, 400, "invalid_request"},
 		{"restock unknown item", "POST", "/api/v1/admin/items/999999/restock", adminToken, `{"add":5}`, 404, "not_found"},
 		{"patch nothing", "PATCH", fmt.Sprintf("/api/v1/admin/items/%d", item), adminToken, `{}`, 400, "invalid_request"},

@@ -104,4 +104,12 @@ func TestStartupLogSaysGeneratedSecrets(t *testing.T) {
 	if strings.Contains(started, m.AdminToken) {
 		t.Errorf("start-up line shows the admin token: %s", started)
 	}
+	// No log line at all shows it: the banner prints it once, and logs
+	// are shipped and kept where a secret must not be.
+	if strings.Contains(logs.String(), m.AdminToken) {
+		t.Errorf("the log shows the generated admin token:\n%s", logs.String())
+	}
+	if !m.AdminTokenGenerated {
+		t.Error("AdminTokenGenerated is false for a generated token")
+	}
 }

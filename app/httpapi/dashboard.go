@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -27,6 +28,14 @@ const dashboardEvery = time.Second
 // second (three queries each), newest start first.
 const dashboardItems = 4
 
+// MaxDashboardStreams caps the dashboard streams one instance serves at
+// once; past it a viewer gets 503 unavailable. The route is public and each
+// stream holds a connection and a goroutine for as long as it stays open.
+const MaxDashboardStreams = 64
+
+// errTooManyStreams refuses a dashboard viewer past MaxDashboardStreams.
+var errTooManyStreams = errors.New("too many dashboard streams")
+
 // dashboardStream serves the dashboard's events. It is public and
 // read-only: every figure is an aggregate (rates, quantiles, stock and
 // order counts), none names a user or an order.
@@ -38,10 +47,15 @@ type dashboardStream struct {
 	// does not cancel request contexts and waits for active connections, so
 	// without it an open dashboard would hold a shutdown until its timeout.
 	shutdowns sync.Map
+	// open counts the streams being served; refuse answers one too many.
+	open   atomic.Int64
+	max    int64
+	refuse func(c *gin.Context)
 }
 
 func newDashboardStream(s *server) gin.HandlerFunc {
-	d := &dashboardStream{log: s.log.Warn}
+	d := &dashboardStream{log: s.log.Warn, max: MaxDashboardStreams,
+		refuse: func(c *gin.Context) { s.writeError(c, errTooManyStreams) }}
 	var stock dashboard.StockFunc
 	if s.Catalog != nil {
 		stock = s.dashboardStock
@@ -106,6 +120,12 @@ func (d *dashboardStream) shutdownOf(r *http.Request) <-chan struct{} {
 // dashboardEvery, until the viewer goes away, the server shuts down or a
 // write fails.
 func (d *dashboardStream) serve(c *gin.Context) {
+	if d.open.Add(1) > d.max {
+		d.open.Add(-1)
+		d.refuse(c)
+		return
+	}
+	defer d.open.Add(-1)
 	ctx := c.Request.Context()
 	stop := d.shutdownOf(c.Request)
 	rc := http.NewResponseController(c.Writer)

@@ -174,3 +174,45 @@ func requestsOn(t *testing.T, m *metrics.Metrics, route string) float64 {
 	}
 	return n
 }
+
+// TestDashboardStreamsAreCapped: past MaxDashboardStreams open streams a
+// viewer gets 503 unavailable at once; when one closes, a new one is let in.
+func TestDashboardStreamsAreCapped(t *testing.T) {
+	t.Parallel()
+	_, srv, _ := dashboardServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first, firstCancel := context.WithCancel(ctx)
+	openStream(t, first, srv.URL)
+	for range MaxDashboardStreams - 1 {
+		openStream(t, ctx, srv.URL)
+	}
+	over := func() *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+dashboardStreamRoute, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := over()
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"unavailable"`) {
+		t.Fatalf("stream %d: status %d %s, want 503 unavailable", MaxDashboardStreams+1, res.StatusCode, body)
+	}
+	firstCancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res := over()
+		code := res.StatusCode
+		_ = res.Body.Close()
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed stream never made room for a new one")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -69,6 +69,7 @@ var errorTable = []errorRow{
 	{sale.ErrAlreadyPaid, http.StatusConflict, "already_paid", "the order is paid and can no longer be cancelled", false},
 	{shield.ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "too many attempts; retry in a moment", true},
 	{shield.ErrOverloaded, http.StatusServiceUnavailable, "unavailable", "the shop is very busy; retry in a moment", true},
+	{errTooManyStreams, http.StatusServiceUnavailable, "unavailable", "too many dashboards are open on this instance; retry in a moment", true},
 	{guard.ErrOpen, http.StatusServiceUnavailable, "unavailable", "a backend is not answering, so its circuit breaker refused the request without trying it; retry in a moment", true},
 	{purchase.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
@@ -172,11 +173,27 @@ func (s *server) writeError(c *gin.Context, err error) string {
 	}
 	body := errorBody{Error: row.code, Message: row.message}
 	if body.Message == "" {
-		body.Message = err.Error()
+		body.Message = ownText(err)
 	}
 	if ap != nil {
 		body.OrderID = string(ap.OrderID)
 	}
 	abortWithError(c, row.status, body)
 	return row.code
+}
+
+// ownText is the message of an error whose row has none: the validation
+// error's own "field: reason", or the HTTP layer's own JSON message, never
+// the whole chain, whose wrapping names Go packages and internals
+// ("mysqlstore: restock item 4: ...").
+func ownText(err error) string {
+	var ve *sale.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Error()
+	}
+	var je jsonErr
+	if errors.As(err, &je) {
+		return je.msg
+	}
+	return "the request is not valid; see /openapi.yaml"
 }

@@ -72,8 +72,8 @@ func toOrderJSON(o sale.Order) orderJSON {
 	return out
 }
 
-// restockJSON is an item after a restock, with the key the restock was
-// recorded under.
+// restockJSON is an item after a restock or a create, with the key the
+// change was recorded under.
 type restockJSON struct {
 	itemJSON
 	IdempotencyKey string `json:"idempotency_key"`
@@ -284,17 +284,24 @@ func (s *server) createItem(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	v, err := s.Catalog.Create(c.Request.Context(), sale.Draft{
+	// Like a restock, a create without a key gets one, so that the answer
+	// (an error included) tells the client which key to retry with.
+	key := c.GetHeader("Idempotency-Key")
+	if key == "" {
+		key = catalog.NewRestockKey()
+	}
+	c.Header("Idempotency-Key", key)
+	v, err := s.Catalog.CreateOnce(c.Request.Context(), sale.Draft{
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents, Stock: req.Stock,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
 		StockBuckets: buckets, Protection: prot,
-	})
+	}, key)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
 	c.Header("Location", "/api/v1/items/"+v.Item.ID.String())
-	c.JSON(http.StatusCreated, toItemJSON(v))
+	c.JSON(http.StatusCreated, restockJSON{itemJSON: toItemJSON(v), IdempotencyKey: key})
 }
 
 func (s *server) patchItem(c *gin.Context) {

@@ -74,7 +74,7 @@ func TestLifecycleRoutesRefuseBadInput(t *testing.T) {
 		{"pay with broken JSON", "POST", "/api/v1/orders/" + good + "/pay", user, `{"payment_ref":`, "application/json", 400, "invalid_json"},
 		{"pay with an unknown field", "POST", "/api/v1/orders/" + good + "/pay", user, `{"amount":5}`, "application/json", 400, "invalid_request"},
 		{"pay with trailing data", "POST", "/api/v1/orders/" + good + "/pay", user, `{} {}`, "application/json", 400, "invalid_json"},
-		{"pay with a ref of the wrong type", "POST", "/api/v1/orders/" + good + "/pay", user, `{"payment_ref":5}`, "application/json", 400, "invalid_json"},
+		{"pay with a ref of the wrong type", "POST", "/api/v1/orders/" + good + "/pay", user, `{"payment_ref":5}`, "application/json", 400, "invalid_request"}, // valid JSON, wrong type: names the field
 		{"pay with a ref too long", "POST", "/api/v1/orders/" + good + "/pay", user, `{"payment_ref":"` + strings.Repeat("a", 129) + `"}`, "application/json", 400, "invalid_request"},
 		{"pay with a ref with a space", "POST", "/api/v1/orders/" + good + "/pay", user, `{"payment_ref":"a b"}`, "application/json", 400, "invalid_request"},
 		{"pay with a non-ASCII ref", "POST", "/api/v1/orders/" + good + "/pay", user, `{"payment_ref":"caf\u00e9"}`, "application/json", 400, "invalid_request"},

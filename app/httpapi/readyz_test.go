@@ -7,7 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"seckill/app/metrics"
 )
@@ -48,5 +52,35 @@ func TestReadyzShowsBreakersWithoutJudgingByThem(t *testing.T) {
 		if body.Breakers["redis-ledger"] != "open" || body.Breakers["database"] != "closed" || len(body.Checks) != 1 {
 			t.Errorf("%s: %s, want the two breakers under breakers and one check", c.name, rec.Body.String())
 		}
+	}
+}
+
+// TestReadyzProbesAtMostOncePerSecond: 500 requests, 50 at a time, cost at
+// most one probe per started second, and a failing probe's detail stays in
+// the log. Before the cache every request pinged every backend.
+func TestReadyzProbesAtMostOncePerSecond(t *testing.T) {
+	t.Parallel()
+	var pings atomic.Int64
+	h := Ops(metrics.New(), []Check{{Name: "redis", Ping: func(context.Context) error {
+		pings.Add(1)
+		return errors.New("redis: dial tcp 10.0.0.1:6379: connection refused")
+	}}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 50; w++ {
+		wg.Go(func() {
+			for range 10 {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+				if rec.Code != 503 || strings.Contains(rec.Body.String(), "dial tcp") || strings.Contains(rec.Body.String(), "redis:") {
+					t.Errorf("status %d body %s: want 503 without the probe's error text", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	limit := int64(time.Since(start)/ReadyProbeEvery) + 1
+	if n := pings.Load(); n > limit || n > 10 {
+		t.Fatalf("500 /readyz made %d probes in %s; want at most %d", n, time.Since(start), limit)
 	}
 }

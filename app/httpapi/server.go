@@ -83,6 +83,8 @@ type Deps struct {
 type server struct {
 	Deps
 	log *slog.Logger
+	// ready is the cached /readyz probe (readyz.go).
+	ready readiness
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -318,7 +320,7 @@ func decodeJSON(c *gin.Context, v any) error {
 		if errors.As(err, &tooBig) {
 			return errBodyTooLarge
 		}
-		return jsonError("the body could not be read: " + err.Error())
+		return jsonError("the body could not be read in full")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -333,7 +335,7 @@ func decodeJSON(c *gin.Context, v any) error {
 			}
 			return &sale.ValidationError{Field: name, Reason: reason}
 		}
-		return jsonError("the body is not valid JSON for this request: " + err.Error())
+		return decodeError(err, raw, v)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return jsonError("the body has data after the JSON object")
@@ -386,37 +388,6 @@ type jsonErr struct{ msg string }
 func (e jsonErr) Error() string        { return e.msg }
 func (e jsonErr) Is(target error) bool { return target == errBadJSON }
 func jsonError(msg string) error       { return jsonErr{msg} }
-
-func (s *server) readyz(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
-	defer cancel()
-	checks, breakers := gin.H{}, gin.H{}
-	ready := true
-	for _, ch := range s.Ready {
-		if ch.Ping == nil {
-			if ch.State != nil {
-				breakers[ch.Name] = ch.State()
-			}
-			continue
-		}
-		if err := ch.Ping(ctx); err != nil {
-			checks[ch.Name] = err.Error()
-			ready = false
-		} else {
-			checks[ch.Name] = "ok"
-		}
-	}
-	body := gin.H{"status": "ok", "checks": checks}
-	if len(breakers) > 0 {
-		body["breakers"] = breakers
-	}
-	if !ready {
-		body["status"] = "unavailable"
-		c.JSON(http.StatusServiceUnavailable, body)
-		return
-	}
-	c.JSON(http.StatusOK, body)
-}
 
 const userKey = "seckill.user"
 

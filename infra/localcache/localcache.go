@@ -91,6 +91,14 @@ type Reader struct {
 	list  atomic.Pointer[listEntry]
 
 	hits, misses, negHits, loads, invalidations, flushes, uncacheable atomic.Uint64
+
+	// maxID is the highest item id seen in a loaded list or named by
+	// Invalidate (every instance hears of a new item that way), and
+	// idRange says a list was loaded since the last Flush. While idRange
+	// holds, an id more than IDSlack above maxID is not found without
+	// asking anyone: made-up ids cost no backend call and no cache entry.
+	maxID   atomic.Int64
+	idRange atomic.Bool
 }
 
 type listEntry struct {
@@ -111,8 +119,15 @@ func New(next sale.ItemReader, opts Options) *Reader {
 
 // Item returns the item from memory, or loads it from the next reader and
 // remembers the answer; ErrNotFound answers are remembered for NegativeTTL.
+// Once Items has loaded a list (and until Flush), an id more than IDSlack
+// above every id seen in a list or an Invalidate is ErrNotFound at once,
+// with no load.
 // A caller whose ctx ends stops waiting, without failing the shared load.
 func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
+	if r.idRange.Load() && int64(id) > r.maxID.Load()+IDSlack {
+		r.negHits.Add(1)
+		return sale.Item{}, sale.ErrNotFound
+	}
 	if it, found, ok := r.lookup(itemKey(id)); ok {
 		if !found {
 			r.negHits.Add(1)
@@ -188,6 +203,11 @@ func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
 		r.mu.RLock()
 		if r.epoch.Load() == epoch {
 			r.list.Store(e)
+			// Only a list no Flush overtook may vouch for the id range.
+			for _, it := range items {
+				r.seen(it.ID)
+			}
+			r.idRange.Store(true)
 		}
 		r.mu.RUnlock()
 		return items, nil
@@ -208,11 +228,30 @@ func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
 // Invalidate returns will not put its result into the cache.
 func (r *Reader) Invalidate(id sale.ItemID) {
 	r.invalidations.Add(1)
+	r.seen(id)
 	r.mu.Lock()
 	r.epoch.Add(1)
 	r.cache.Del(itemKey(id))
 	r.list.Store(nil)
 	r.mu.Unlock()
+}
+
+// IDSlack is how far above the highest known id an id is still looked up.
+// Ids are assigned in increasing order by the database, and an instance
+// hears of an item created on another one over the bus a moment later; a
+// purchase that arrives first must not be told the new item does not exist.
+// Ids further out cannot be an item created since, unless more than IDSlack
+// were created in that moment, and are refused without a load.
+const IDSlack = 100
+
+// seen raises maxID to id.
+func (r *Reader) seen(id sale.ItemID) {
+	for {
+		cur := r.maxID.Load()
+		if int64(id) <= cur || r.maxID.CompareAndSwap(cur, int64(id)) {
+			return
+		}
+	}
 }
 
 // Flush drops every entry, as Invalidate does for one item. The app calls it
@@ -221,6 +260,9 @@ func (r *Reader) Flush() {
 	r.flushes.Add(1)
 	r.mu.Lock()
 	r.epoch.Add(1)
+	// A lost message may have named a new item: trust no id range until
+	// the next list load.
+	r.idRange.Store(false)
 	r.cache.Clear()
 	r.list.Store(nil)
 	r.mu.Unlock()

@@ -621,3 +621,45 @@ func BenchmarkLocalHit(b *testing.B) {
 		})
 	}
 }
+
+// TestIdsAboveTheKnownRangeCostNoLoad: once a list is loaded, made-up ids
+// above every known id are not found without a load, however many; an id
+// named by Invalidate (a create heard over the bus) widens the range; a
+// Flush stops trusting it until the next list.
+func TestIdsAboveTheKnownRangeCostNoLoad(t *testing.T) {
+	t.Parallel()
+	next := newFakeNext(item(1, 1), item(7, 1))
+	r, _ := newReader(next, Options{})
+	ctx := context.Background()
+	if _, err := r.Items(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if _, err := r.Item(ctx, sale.ItemID(1000+i)); !errors.Is(err, sale.ErrNotFound) {
+			t.Fatalf("made-up id %d: %v, want ErrNotFound", 1000+i, err)
+		}
+	}
+	if n := next.itemLoads.Load(); n != 0 {
+		t.Fatalf("1000 made-up ids made %d loads, want 0", n)
+	}
+	// An item created a moment ago on another instance, not yet heard of,
+	// is still found: it is within IDSlack of the known range.
+	next.set(item(8, 1))
+	if got, err := r.Item(ctx, 8); err != nil || got.ID != 8 {
+		t.Fatalf("a new item not yet announced: %v, %v", got.ID, err)
+	}
+	far := sale.ItemID(7 + IDSlack + 50)
+	next.set(item(far, 1))
+	if _, err := r.Item(ctx, far); !errors.Is(err, sale.ErrNotFound) {
+		t.Fatalf("an id far past the range before its announcement: %v, want ErrNotFound", err)
+	}
+	r.Invalidate(far)
+	if got, err := r.Item(ctx, far); err != nil || got.ID != far {
+		t.Fatalf("an item announced by Invalidate: %v, %v", got.ID, err)
+	}
+	next.set(item(far+IDSlack+1, 1))
+	r.Flush()
+	if got, err := r.Item(ctx, far+IDSlack+1); err != nil || got.ID != far+IDSlack+1 {
+		t.Fatalf("after Flush an unannounced item must be loaded: %v, %v", got.ID, err)
+	}
+}

@@ -10,10 +10,12 @@ import (
 	"seckill/domain/sale"
 )
 
-// Item returns the item with id, or an error matching sale.ErrNotFound.
+// Item returns the item with id, or an error matching sale.ErrNotFound. An
+// item whose keyed create has not finished (CreateItemKeyed, not yet
+// MarkItemOpened) is not found, here and in Items.
 func (s *Store) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 	var row itemRow
-	if err := s.db.WithContext(ctx).Where("id = ?", int64(id)).Take(&row).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("id = ? AND opened = ?", int64(id), true).Take(&row).Error; err != nil {
 		return sale.Item{}, translate(ctx, "item "+id.String(), err)
 	}
 	return row.toDomain(), nil
@@ -23,7 +25,7 @@ func (s *Store) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 // an empty, non-nil slice.
 func (s *Store) Items(ctx context.Context) ([]sale.Item, error) {
 	var rows []itemRow
-	if err := s.db.WithContext(ctx).Order("starts_at, id").Find(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("opened = ?", true).Order("starts_at, id").Find(&rows).Error; err != nil {
 		return nil, translate(ctx, "items", err)
 	}
 	items := make([]sale.Item, 0, len(rows))
@@ -206,4 +208,70 @@ func (s *Store) RestockKeys(ctx context.Context, id sale.ItemID) ([]string, erro
 		return nil, translate(ctx, "restock keys of item "+id.String(), err)
 	}
 	return keys, nil
+}
+
+// CreateItemKeyed stores it as a new item under the admin's create key, not
+// yet opened: Item and Items do not see it until MarkItemOpened. A key
+// already used returns the item it made, unchanged, and whether that item
+// is opened; the unique key decides between two concurrent creates with
+// one key. The key must pass sale.ParseRestockKey. Like CreateItem it
+// returns ErrInvalid, storing nothing, for an item that breaks the rules.
+func (s *Store) CreateItemKeyed(ctx context.Context, it sale.Item, key string) (sale.Item, bool, error) {
+	if _, err := sale.ParseRestockKey(key); err != nil {
+		return sale.Item{}, false, err
+	}
+	if err := it.Validate(); err != nil {
+		return sale.Item{}, false, err
+	}
+	if it.StockTotal < 0 || it.StockTotal > sale.MaxStock || it.StockLeft < 0 || it.StockLeft > it.StockTotal {
+		return sale.Item{}, false, &sale.ValidationError{Field: "stock", Reason: fmt.Sprintf("must satisfy 0 <= stock_left <= stock_total <= %d", sale.MaxStock)}
+	}
+	now := s.now()
+	it.ID = 0
+	it.CreatedAt, it.UpdatedAt = now, now
+	it.Version = max(it.Version, 1)
+	row := itemFromDomain(it)
+	row.CreateKey, row.Opened = &key, false
+	var out itemRow
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// Insert-or-skip, then read by key: one statement decides, and the
+		// answer is what the key made, whichever request made it.
+		if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&row).Error; err != nil {
+			return err
+		}
+		return tx.Where("create_key = ?", key).Take(&out).Error
+	})
+	if err != nil {
+		return sale.Item{}, false, translate(ctx, "create item", err)
+	}
+	return out.toDomain(), out.Opened, nil
+}
+
+// ItemByCreateKey returns the item a keyed create made, opened or not, and
+// whether it is opened; ErrNotFound if the key made none. It is how an
+// ambiguous create (a commit whose answer was lost) is read back.
+func (s *Store) ItemByCreateKey(ctx context.Context, key string) (sale.Item, bool, error) {
+	var row itemRow
+	if err := s.db.WithContext(ctx).Where("create_key = ?", key).Take(&row).Error; err != nil {
+		return sale.Item{}, false, translate(ctx, "item by create key", err)
+	}
+	return row.toDomain(), row.Opened, nil
+}
+
+// MarkItemOpened makes a keyed create's item visible to Item and Items,
+// once its stock is live; it returns ErrNotFound for an unknown id and does
+// nothing to an item already opened.
+func (s *Store) MarkItemOpened(ctx context.Context, id sale.ItemID) error {
+	var n int64
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&itemRow{}).Where("id = ?", int64(id)).Update("opened", true).Error; err != nil {
+			return err
+		}
+		// RowsAffected is 0 for an already opened row on MySQL, so count.
+		return tx.Model(&itemRow{}).Where("id = ?", int64(id)).Count(&n).Error
+	})
+	if err == nil && n == 0 {
+		err = sale.ErrNotFound
+	}
+	return translate(ctx, "open item "+id.String(), err)
 }

@@ -160,13 +160,17 @@ func (s *Store) DueForExpiry(ctx context.Context, at time.Time, limit int) ([]sa
 }
 
 // RecentlyReturned returns up to limit orders cancelled or expired at or
-// after since, read through the (status, updated_at) index: the orders whose
-// unit the ledger may still have to take back.
+// after since, newest first, read through the (status, updated_at) index:
+// the orders whose unit the ledger may still have to take back. Newest
+// first because the sweep runs every second: an older return was among the
+// newest in an earlier sweep, while in a mass expiry an oldest-first read
+// would show the same old returns every time and never reach a newer one
+// whose ledger step failed.
 func (s *Store) RecentlyReturned(ctx context.Context, since time.Time, limit int) ([]sale.OrderID, error) {
 	var ids []string
 	err := s.db.WithContext(ctx).Model(&orderRow{}).
 		Where("status IN ? AND updated_at >= ?", []string{string(sale.OrderCancelled), string(sale.OrderExpired)}, dbTime(since)).
-		Order("updated_at").Limit(limit).Pluck("order_id", &ids).Error
+		Order("updated_at DESC, order_id DESC").Limit(limit).Pluck("order_id", &ids).Error
 	if err != nil {
 		return nil, translate(ctx, "recently returned orders", err)
 	}

@@ -218,3 +218,34 @@ func testPayRacesExpiry(t *testing.T, b backend) {
 	}
 	t.Logf("%d paid, %d expired", len(paid), len(expired))
 }
+
+// TestRecentlyReturnedReadsNewestFirst: with more returns in the window
+// than the limit, the newest come back. Oldest first, a mass expiry would
+// hide a newer return whose ledger step failed from every sweep.
+func TestRecentlyReturnedReadsNewestFirst(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			s := b.open(t)
+			ctx := t.Context()
+			it := newItem(t, s, 10)
+			orders := ordersFor(it, "r", 3)
+			confirm(t, s, orders, 3)
+			now := time.Now().UTC().Truncate(time.Millisecond)
+			for i, o := range orders {
+				if _, _, err := s.Cancel(ctx, o.ID, o.UserID, now); err != nil {
+					t.Fatal(err)
+				}
+				// Distinct decision times, oldest first in orders.
+				at := now.Add(time.Duration(i-3) * time.Second)
+				if err := s.DB().Exec("UPDATE orders SET updated_at = ? WHERE order_id = ?", at, string(o.ID)).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.RecentlyReturned(ctx, now.Add(-time.Minute), 2)
+			if err != nil || len(got) != 2 || got[0] != orders[2].ID || got[1] != orders[1].ID {
+				t.Fatalf("RecentlyReturned(limit 2) = %v, %v; want the two newest, %s then %s", got, err, orders[2].ID, orders[1].ID)
+			}
+		})
+	}
+}

@@ -23,6 +23,10 @@ type itemRow struct {
 	Version      int64     `gorm:"column:version"`
 	CreatedAt    time.Time `gorm:"column:created_at"`
 	UpdatedAt    time.Time `gorm:"column:updated_at"`
+	// CreateKey is the admin's Idempotency-Key of the create, nil for an
+	// item made without one; Opened is false until the create finished.
+	CreateKey *string `gorm:"column:create_key"`
+	Opened    bool    `gorm:"column:opened"`
 }
 
 func (itemRow) TableName() string { return "items" }
@@ -93,6 +97,7 @@ func itemFromDomain(it sale.Item) itemRow {
 		Version:      it.Version,
 		CreatedAt:    dbTime(it.CreatedAt),
 		UpdatedAt:    dbTime(it.UpdatedAt),
+		Opened:       true,
 	}
 }
 

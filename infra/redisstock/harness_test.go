@@ -16,7 +16,12 @@ import (
 
 // t0 is the fake "now" every test's sale window starts at. Tests move time by
 // choosing orders' CreatedAt; nothing sleeps.
-var t0 = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+//
+// The reserve script judges the window on Redis TIME, so the default window
+// holds the real clock: it opened half an hour before the tests started
+// and closes half an hour after. Window outcomes are tested by moving the
+// window, not the order's time.
+var t0 = time.Now().UTC().Truncate(time.Millisecond).Add(-30 * time.Minute)
 
 // inWindow is a moment inside the default window [t0, t0+1h).
 var inWindow = t0.Add(time.Minute)
@@ -192,4 +197,25 @@ func ids(os []sale.Order) []sale.OrderID {
 		out[i] = o.ID
 	}
 	return out
+}
+
+// future is it with its window an hour from now: not started on any clock
+// the tests run on.
+func future(it sale.Item) sale.Item {
+	it.StartsAt, it.EndsAt = t0.Add(90*time.Minute), t0.Add(150*time.Minute)
+	return it
+}
+
+// past is it with a window that ended an hour ago.
+func past(it sale.Item) sale.Item {
+	it.StartsAt, it.EndsAt = t0.Add(-90*time.Minute), t0.Add(-30*time.Minute)
+	return it
+}
+
+// setWindow moves a live sale's window.
+func (h *harness) setWindow(t testing.TB, id sale.ItemID, starts, ends time.Time) {
+	t.Helper()
+	if err := h.s.SetWindow(h.ctx, id, starts, ends); err != nil {
+		t.Fatalf("SetWindow(%d): %v", id, err)
+	}
 }

@@ -28,21 +28,39 @@ var scriptCases = []struct {
 		}
 	}},
 	{"reserve before the window is not started", func(t *testing.T, h *harness) {
-		it := h.open(t, item(1, 5))
-		h.expect(t, order(it, "u1", t0.Add(-time.Millisecond)), sale.OutcomeNotStarted)
+		it := h.open(t, future(item(1, 5)))
+		h.expect(t, order(it, "u1", time.Now()), sale.OutcomeNotStarted)
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
 	}},
 	{"reserve after the window is ended", func(t *testing.T, h *harness) {
-		it := h.open(t, item(1, 5))
-		h.expect(t, order(it, "u1", t0.Add(2*time.Hour)), sale.OutcomeEnded)
+		it := h.open(t, past(item(1, 5)))
+		h.expect(t, order(it, "u1", time.Now()), sale.OutcomeEnded)
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
 	}},
-	{"window is half open: exactly at starts is open, exactly at ends is ended", func(t *testing.T, h *harness) {
+	{"the window is judged on the ledger's clock, not the order's", func(t *testing.T, h *harness) {
+		// An API instance whose clock runs an hour ahead stamps its orders
+		// inside a window that, on Redis's clock, opens in half an hour.
+		it := future(item(1, 5))
+		it.StartsAt = time.Now().Add(30 * time.Minute)
+		h.open(t, it)
+		h.expect(t, order(it, "a", it.StartsAt.Add(30*time.Minute)), sale.OutcomeNotStarted)
+		// One whose clock runs behind stamps inside a window that ended.
+		ended := h.open(t, past(item(2, 5)))
+		h.expect(t, order(ended, "b", ended.StartsAt.Add(time.Minute)), sale.OutcomeEnded)
+		// A clock behind the start does not keep a buyer out of a sale
+		// that is open on the ledger's clock.
+		open := h.open(t, item(3, 5))
+		h.expect(t, order(open, "c", open.StartsAt.Add(-time.Hour)), sale.Accepted)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 5})
+	}},
+	{"an accepted order sent again after its window closed is still accepted", func(t *testing.T, h *harness) {
 		it := h.open(t, item(1, 5))
-		h.expect(t, order(it, "a", it.StartsAt), sale.Accepted)
-		h.expect(t, order(it, "b", it.EndsAt.Add(-time.Millisecond)), sale.Accepted)
-		h.expect(t, order(it, "c", it.EndsAt), sale.OutcomeEnded)
-		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 3, Pending: 2})
+		o := order(it, "a", inWindow)
+		h.expect(t, o, sale.Accepted)
+		h.setWindow(t, 1, t0.Add(-2*time.Hour), t0.Add(-time.Hour))
+		h.expect(t, o, sale.Accepted)
+		h.expect(t, order(it, "b", inWindow), sale.OutcomeEnded)
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 5, StockLeft: 4, Pending: 1})
 	}},
 	{"accepted deducts one unit and records a queued order", func(t *testing.T, h *harness) {
 		it := h.open(t, item(1, 3))
@@ -89,8 +107,10 @@ var scriptCases = []struct {
 			t.Fatalf("existing = %s, want %s", r.Existing, a.ID)
 		}
 		// ...and anyone outside the window hears about the window first.
-		h.expect(t, order(it, "a", it.EndsAt), sale.OutcomeEnded)
-		h.expect(t, order(it, "b", t0.Add(-time.Second)), sale.OutcomeNotStarted)
+		h.setWindow(t, 1, t0.Add(-2*time.Hour), t0.Add(-time.Hour))
+		h.expect(t, order(it, "a", inWindow), sale.OutcomeEnded)
+		h.setWindow(t, 1, t0.Add(2*time.Hour), t0.Add(3*time.Hour))
+		h.expect(t, order(it, "b", inWindow), sale.OutcomeNotStarted)
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 1, StockLeft: 0, Pending: 1})
 	}},
 	{"open twice keeps stock and refreshes window and price", func(t *testing.T, h *harness) {
@@ -103,11 +123,12 @@ var scriptCases = []struct {
 		h.open(t, moved)
 		h.wantCounts(t, 1, sale.Counts{StockTotal: 3, StockLeft: 2, Pending: 1})
 		h.expect(t, order(it, "b", inWindow), sale.OutcomeNotStarted)
-		h.expect(t, order(moved, "b", moved.StartsAt), sale.Accepted)
 		price, err := h.rdb.HGet(h.ctx, h.s.item(1).sale(), "price").Int64()
 		if err != nil || price != 2500 {
 			t.Fatalf("price = %d, %v; want 2500", price, err)
 		}
+		h.open(t, it)
+		h.expect(t, order(it, "b", inWindow), sale.Accepted)
 		bad := it
 		bad.EndsAt = bad.StartsAt
 		if err := h.s.Open(h.ctx, bad); !errors.Is(err, sale.ErrInvalid) {
@@ -118,14 +139,14 @@ var scriptCases = []struct {
 		if err := h.s.SetWindow(h.ctx, 1, t0, t0.Add(time.Hour)); !errors.Is(err, sale.ErrNotFound) {
 			t.Fatalf("SetWindow on an unknown item: %v, want ErrNotFound", err)
 		}
-		it := h.open(t, item(1, 2))
-		late := t0.Add(2 * time.Hour)
-		h.expect(t, order(it, "a", late), sale.OutcomeEnded)
+		it := h.open(t, past(item(1, 2)))
+		h.expect(t, order(it, "a", inWindow), sale.OutcomeEnded)
 		if err := h.s.SetWindow(h.ctx, 1, t0, t0.Add(3*time.Hour)); err != nil {
 			t.Fatalf("SetWindow: %v", err)
 		}
-		h.expect(t, order(it, "a", late), sale.Accepted)
-		h.expect(t, order(it, "b", t0.Add(3*time.Hour)), sale.OutcomeEnded)
+		h.expect(t, order(it, "a", inWindow), sale.Accepted)
+		h.setWindow(t, 1, t0.Add(2*time.Hour), t0.Add(3*time.Hour))
+		h.expect(t, order(it, "b", inWindow), sale.OutcomeNotStarted)
 		if err := h.s.SetWindow(h.ctx, 1, t0, t0); !errors.Is(err, sale.ErrInvalid) {
 			t.Fatalf("SetWindow with an empty window: %v, want ErrInvalid", err)
 		}

@@ -44,11 +44,13 @@ func TestTicketMark(t *testing.T) {
 		it := h.open(t, item(2, 5))
 		tk := sale.Ticket{ID: "aaaaaaaaaaaaaaaaaaaaaaaa", ExpiresAt: time.Now().Add(20 * time.Second)}
 
-		early := order(it, "alice", t0.Add(-time.Second))
+		h.setWindow(t, it.ID, time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))
+		early := order(it, "alice", inWindow)
 		early.Ticket = tk
 		if r := h.reserve(t, early); r.Outcome != sale.OutcomeNotStarted {
 			t.Fatalf("early reserve: %+v", r)
 		}
+		h.setWindow(t, it.ID, it.StartsAt, it.EndsAt)
 		o := order(it, "alice", inWindow)
 		o.Ticket = tk
 		if r := h.reserve(t, o); r.Outcome != sale.Accepted {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
@@ -170,6 +172,53 @@ func TestUsageErrorsExit2(t *testing.T) {
 		}
 		if n := strings.Count(out, "USAGE"); n > 1 {
 			t.Errorf("seckill %q: usage printed %d times\n%s", args, n, out)
+		}
+	}
+}
+
+// TestPublishedSecretsAreRefusedAtStart: serve with an admin token or token
+// secret published in the repository exits non-zero within 10 s, naming
+// the variable and --dev; with SECKILL_DEV=1 the same settings pass the
+// check (and go on to fail for the missing backends, a different error).
+func TestPublishedSecretsAreRefusedAtStart(t *testing.T) {
+	for _, c := range []struct{ env, name string }{
+		{"SECKILL_ADMIN_TOKEN=change-me-admin-token-0001", "SECKILL_ADMIN_TOKEN"},
+		{"SECKILL_TOKEN_SECRET=change-me-token-secret-0001", "SECKILL_TOKEN_SECRET"},
+		{"SECKILL_ADMIN_TOKEN=k6-admin-token-0000000001", "SECKILL_ADMIN_TOKEN"},
+	} {
+		for _, dev := range []bool{false, true} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			cmd := exec.CommandContext(ctx, os.Args[0], "serve")
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "SECKILL_") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			// Unreachable backends: nothing may be dialled before the check.
+			cmd.Env = append(cmd.Env, asMainEnv+"=1", c.env, "SECKILL_HTTP_ADDR=127.0.0.1:0",
+				"SECKILL_MYSQL_DSN=root@tcp(127.0.0.1:1)/none", "SECKILL_REDIS_ADDR=127.0.0.1:1", "SECKILL_KAFKA_BROKERS=127.0.0.1:1")
+			if dev {
+				cmd.Env = append(cmd.Env, "SECKILL_DEV=1")
+			}
+			out, err := cmd.CombinedOutput()
+			cancel()
+			if dev {
+				// Past the check it dials the backends, however long that
+				// takes; only the refusal matters here.
+				if strings.Contains(string(out), "published in the seckill repository") {
+					t.Errorf("%s with SECKILL_DEV=1 was still refused:\n%s", c.env, out)
+				}
+				continue
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				t.Fatalf("%s: still running after 10 s:\n%s", c.env, out)
+			}
+			if err == nil {
+				t.Fatalf("%s: exited 0:\n%s", c.env, out)
+			}
+			if !strings.Contains(string(out), c.name) || !strings.Contains(string(out), "--dev") {
+				t.Errorf("%s: output does not name %s and --dev:\n%s", c.env, c.name, out)
+			}
 		}
 	}
 }

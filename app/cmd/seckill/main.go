@@ -159,6 +159,9 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			if banner && roles.API {
 				fmt.Fprint(stdout, m.Banner())
+			} else if roles.API && m.AdminTokenGenerated {
+				// Printed once, never logged (docs/CONFIG.md).
+				fmt.Fprintf(stderr, "\n  Admin token (generated for this run, shown only here): %s\n\n", m.AdminToken)
 			}
 			<-ctx.Done()
 			log.Info("signal received; shutting down gracefully", "timeout", cfg.ShutdownTimeout)

@@ -9,13 +9,15 @@
 -- HINCRBY, two HSET and one ZADD (see docs/BENCHMARKS.md).
 --
 -- KEYS: sale, buyers, pending, outbox[, used-ticket marks...]
--- ARGV: first-look delay ms, then six values per order: now_ms (the order's
--- creation time, for the window), user, order_id, encoded order, the index
--- in KEYS of its used-ticket mark (0 without a ticket), the mark's ttl ms.
+-- ARGV: first-look delay ms, then six values per order: the order's
+-- creation time in ms (unused by the script: the window is judged on Redis
+-- TIME), user, order_id, encoded order, the index in KEYS of its
+-- used-ticket mark (0 without a ticket), the mark's ttl ms.
 --
 -- Reply: four values per order, in order: code, stock, gen, order_id.
 --
--- The checks run in the order the domain promises: window, then the
+-- The checks run in the order the domain promises: window (on the ledger's
+-- clock, Redis TIME, read once per batch), then the
 -- one-order-per-user rule, then stock, so a repeat buyer on a sold-out item
 -- hears that they already hold an order. The pending record gets the
 -- ledger's acceptance time appended, and the outbox entry is due for the
@@ -58,18 +60,30 @@ end
 local stock = tonumber(s[1])
 local starts, ends = tonumber(s[2]), tonumber(s[3])
 local gen = tonumber(s[4]) or 0
-local now_ms
+-- The window is judged on the ledger's clock, as every age is, so an API
+-- instance whose clock runs ahead cannot open the sale early.
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window
+if now_ms < starts then
+  window = $RESERVE_NOT_STARTED
+elseif now_ms >= ends then
+  window = $RESERVE_ENDED
+end
 local taken = 0
 local seen = {}
 local buyers, pending, outbox = {}, {}, {}
 for i = 1, n do
   local a = 6 * i - 4
-  local at, user, id = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2]
+  local user, id = ARGV[a + 1], ARGV[a + 2]
   local code, held = nil, ''
-  if at < starts then
-    code = $RESERVE_NOT_STARTED
-  elseif at >= ends then
-    code = $RESERVE_ENDED
+  if window then
+    code = window
+    -- The same order again, resent after a lost reply, answers as the
+    -- first attempt did even if the window closed in between.
+    if redis.call('HGET', KEYS[2], user) == id then
+      code, held = $RESERVE_ACCEPTED, id
+    end
   else
     local tk = tonumber(ARGV[a + 4])
     if tk > 0 then
@@ -91,11 +105,6 @@ for i = 1, n do
       elseif stock <= 0 then
         code = $RESERVE_SOLD_OUT
       else
-        if not now_ms then
-          -- The ledger's clock, as nowMS reads it, once per batch.
-          local t = redis.call('TIME')
-          now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        end
         stock = stock - 1
         taken = taken + 1
         seen[user] = id

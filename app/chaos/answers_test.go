@@ -84,13 +84,13 @@ func (l *answerLog) snapshot() []answer {
 	return append([]answer(nil), l.all...)
 }
 
-// acceptedIn counts the 202s answered in [from, to] whose order was
-// reserved from bucket (-1: any): the reservations a ledger rollback over
-// that window took back.
+// acceptedIn counts the 202s and 409 already_purchased answered in
+// [from, to] whose order was reserved from bucket (-1: any): the writes the
+// ledger acknowledged then, which a rollback over that window takes back.
 func (l *answerLog) acceptedIn(from, to time.Time, bucket int) int {
 	n := 0
 	for _, a := range l.snapshot() {
-		if a.status == 202 && !a.at.Before(from) && !a.at.After(to) &&
+		if (a.status == 202 || (a.status == 409 && a.code == "already_purchased")) && !a.at.Before(from) && !a.at.After(to) &&
 			(bucket < 0 || sale.OrderID(a.orderID).Bucket() == bucket) {
 			n++
 		}
@@ -105,6 +105,19 @@ type lossWindow struct {
 	from, to time.Time
 	bucket   int
 	how      string
+}
+
+// inLossWindow says whether an answer given at about `at` for order id falls
+// in a window where the fault let the ledger lose writes.
+func (s *stack) inLossWindow(at time.Time, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.losses {
+		if !at.Before(w.from) && !at.After(w.to) && (w.bucket < 0 || sale.OrderID(id).Bucket() == w.bucket) {
+			return true
+		}
+	}
+	return false
 }
 
 // ledgerMayLose tells the audit that the fault may have made the ledger
@@ -184,7 +197,14 @@ func (s *stack) audit(l *load, faultEnd time.Time, v *verdict) auditResult {
 				}
 			}
 		case a.status == 409 && a.code == "already_purchased":
-			if o, ok := orders[a.orderID]; !ok || o.user != a.user {
+			o, ok := orders[a.orderID]
+			switch {
+			case !ok && s.inLossWindow(a.at, a.orderID):
+				// The write that answered it was lost with the ledger's
+				// writes: a broken promise, bounded like a 202 that ends
+				// failed.
+				res.acceptedFailed++
+			case !ok || o.user != a.user:
 				res.wrongHolder++
 			}
 		}

@@ -33,7 +33,13 @@ type verdict struct {
 	// unacknowledged counts confirmed orders whose buyer never learned of
 	// the acceptance; reported, not a failure.
 	unacknowledged int
-	problems       []string
+	// promisesLost counts orders a buyer learned of from a 409
+	// already_purchased inside a window where the fault let the ledger lose
+	// writes, and which never reached the database: the write that
+	// answered them was lost. The answer audit bounds them with the 202s
+	// that end failed; they are not counted as lost.
+	promisesLost int
+	problems     []string
 }
 
 // problem records a broken invariant on the test and on the row.
@@ -107,6 +113,10 @@ func (s *stack) check(l *load, stock int, faultEnd time.Time, allConfirmed bool)
 		case "failed":
 			v.failed++
 		default:
+			if o.recovered && s.inLossWindow(o.at, o.orderID) {
+				v.promisesLost++
+				continue
+			}
 			notFinal[last[i]] = append(notFinal[last[i]], o.orderID)
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"seckill/app/purchase"
 	"seckill/app/reconcile"
 	"seckill/app/shield"
+	"seckill/app/waitroom"
 	"seckill/app/web"
 	"seckill/app/worker"
 	"seckill/domain/sale"
@@ -109,6 +110,8 @@ type Main struct {
 	Fair *fairness.Service
 	// Payments is the simulated payment provider the lifecycle charges.
 	Payments *paysim.Provider
+	// Queue is the waiting rooms of queue items (queue.go).
+	Queue *waitroom.Service
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -258,6 +261,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		deps.SharedUsers = m.userRate
 	}
 	m.Purchase = purchase.New(deps)
+	m.buildQueue(cfg)
 	m.registerMetrics()
 
 	if cfg.SeedDemo {
@@ -480,6 +484,7 @@ func (m *Main) serveHTTP(secret string) error {
 			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
 			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout, AccessLog: cfg.AccessLog,
+			Queue: m.Queue,
 		})
 	}
 	if !cfg.MetricsOnPublicPort {

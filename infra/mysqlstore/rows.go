@@ -23,6 +23,9 @@ type itemRow struct {
 	Version      int64     `gorm:"column:version"`
 	CreatedAt    time.Time `gorm:"column:created_at"`
 	UpdatedAt    time.Time `gorm:"column:updated_at"`
+	// AdmitPerSecond and MaxActive are a queue item's waiting room.
+	AdmitPerSecond int64 `gorm:"column:admit_per_second"`
+	MaxActive      int64 `gorm:"column:max_active"`
 }
 
 func (itemRow) TableName() string { return "items" }
@@ -93,6 +96,9 @@ func itemFromDomain(it sale.Item) itemRow {
 		Version:      it.Version,
 		CreatedAt:    dbTime(it.CreatedAt),
 		UpdatedAt:    dbTime(it.UpdatedAt),
+
+		AdmitPerSecond: it.AdmitPerSecond,
+		MaxActive:      it.MaxActive,
 	}
 }
 
@@ -112,6 +118,9 @@ func (r itemRow) toDomain() sale.Item {
 		Version:      r.Version,
 		CreatedAt:    r.CreatedAt.UTC(),
 		UpdatedAt:    r.UpdatedAt.UTC(),
+
+		AdmitPerSecond: r.AdmitPerSecond,
+		MaxActive:      r.MaxActive,
 	}
 }
 

@@ -25,10 +25,22 @@ var _ waitingRoom = (*waitroom.Service)(nil)
 
 // joinQueue answers 202 with the status: joining is accepted, the
 // admission comes later.
-func (s *server) joinQueue(c *gin.Context) { s.queueStatus(c, http.StatusAccepted, s.Queue.Join) }
+func (s *server) joinQueue(c *gin.Context) {
+	if s.Queue == nil {
+		s.writeError(c, errRouteNotFound)
+		return
+	}
+	s.queueStatus(c, http.StatusAccepted, s.Queue.Join)
+}
 
 // pollQueue answers 200 with the status.
-func (s *server) pollQueue(c *gin.Context) { s.queueStatus(c, http.StatusOK, s.Queue.Poll) }
+func (s *server) pollQueue(c *gin.Context) {
+	if s.Queue == nil {
+		s.writeError(c, errRouteNotFound)
+		return
+	}
+	s.queueStatus(c, http.StatusOK, s.Queue.Poll)
+}
 
 func (s *server) queueStatus(c *gin.Context, status int, call func(context.Context, sale.UserID, sale.ItemID) (waitroom.Status, error)) {
 	id, ok := s.itemID(c)

@@ -78,8 +78,8 @@ type Deps struct {
 	// order id).
 	AccessLog bool
 	Now       func() time.Time
-	// Queue, if set, serves the waiting rooms of queue items at
-	// /api/v1/items/{id}/queue.
+	// Queue serves the waiting rooms of queue items at
+	// /api/v1/items/{id}/queue; without it that route is not found.
 	Queue waitingRoom
 }
 
@@ -127,10 +127,8 @@ func New(d Deps) *gin.Engine {
 	v1.POST("/orders/:order_id/pay", s.requireUser, s.payOrder)
 	v1.POST("/orders/:order_id/cancel", s.requireUser, s.cancelOrder)
 
-	if d.Queue != nil {
-		v1.POST("/items/:id/queue", s.requireUser, s.joinQueue)
-		v1.GET("/items/:id/queue", s.requireUser, s.pollQueue)
-	}
+	v1.POST("/items/:id/queue", s.requireUser, s.joinQueue)
+	v1.GET("/items/:id/queue", s.requireUser, s.pollQueue)
 
 	admin := v1.Group("/admin", s.requireAdmin)
 	admin.POST("/items", s.createItem)

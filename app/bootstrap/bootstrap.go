@@ -43,6 +43,7 @@ import (
 	"seckill/infra/redisbus"
 	"seckill/infra/rediscache"
 	"seckill/infra/redisdelay"
+	"seckill/infra/redisline"
 	"seckill/infra/redisonce"
 	"seckill/infra/redisrate"
 	"seckill/infra/redisstock"
@@ -706,6 +707,7 @@ func RedisKeyPatterns(prefix string, item sale.ItemID, user sale.UserID) []strin
 	out = append(out, redisdelay.KeyPatterns(delayKey(prefix))...)
 	out = append(out, redisrate.KeyPatterns(prefix, user)...)
 	out = append(out, redisonce.KeyPatterns(prefix, "challenge:<challenge id>")...)
+	out = append(out, redisline.KeyPatterns(prefix, item)...)
 	return append(out, EventsChannel(prefix), seedLockKey(prefix))
 }
 

@@ -233,17 +233,17 @@ func (s *Service) current(ctx context.Context, it sale.Item, l *itemLine) (sale.
 	if !at.IsZero() && s.o.Now().Sub(at) < s.o.RefreshEvery {
 		return st, nil
 	}
-	st, err := s.d.Line.Tick(ctx, it.ID, s.config(it))
+	fresh, err := s.d.Line.Tick(ctx, it.ID, s.config(it))
 	if err != nil {
 		if !at.IsZero() {
-			return l.state, nil // a stale copy beats an error; the next poll retries
+			return st, nil // a stale copy beats an error; the next poll retries
 		}
 		return sale.LineState{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	l.mu.Lock()
-	l.state, l.readAt = st, s.o.Now()
+	l.state, l.readAt = fresh, s.o.Now()
 	l.mu.Unlock()
-	return st, nil
+	return fresh, nil
 }
 
 // place returns user's place, read from Redis only when this instance has

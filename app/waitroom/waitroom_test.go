@@ -29,6 +29,7 @@ type fakeLine struct {
 	st            sale.LineState
 	places        map[sale.UserID]sale.LinePlace
 	ticks, lookup int
+	down          bool // Tick fails, as an unreachable Redis would
 }
 
 func (f *fakeLine) Join(_ context.Context, _ sale.ItemID, u sale.UserID, _ sale.LineConfig) (int64, sale.LineState, error) {
@@ -46,6 +47,9 @@ func (f *fakeLine) Tick(context.Context, sale.ItemID, sale.LineConfig) (sale.Lin
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ticks++
+	if f.down {
+		return sale.LineState{}, errors.New("redis down")
+	}
 	return f.st, nil
 }
 
@@ -189,5 +193,31 @@ func TestPreQueuePlaceIsReadAfterTheShuffle(t *testing.T) {
 	f.line.mu.Unlock()
 	if got, _ = f.s.Poll(ctx, "p", 1); got.Position != 3 {
 		t.Fatalf("after the shuffle: %+v, want position 3", got)
+	}
+}
+
+// TestRedisDown: with no copy of the line a poll is ErrUnavailable; with
+// one, a failed refresh answers from the copy.
+func TestRedisDown(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	if _, err := f.s.Join(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	f.line.down = true
+	f2 := newFixture()
+	f2.line.down = true
+	f2.line.places["a"] = sale.LinePlace{Place: 1}
+	if _, err := f2.s.Poll(ctx, "a", 1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("first poll with Redis down: %v, want ErrUnavailable", err)
+	}
+	f.line.down = false
+	if _, err := f.s.Poll(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	f.line.down = true
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if got, err := f.s.Poll(ctx, "a", 1); err != nil || got.State != StateWaiting || got.Position != 1 {
+		t.Fatalf("poll with Redis down and a copy: %+v %v, want the copy's answer", got, err)
 	}
 }

@@ -22,7 +22,7 @@ BUILD_FLAGS ?= -buildvcs=auto
 # out (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME  ?= 20000x
 
-.PHONY: help run build test test-short fuzz chaos lab labs stack bench k6 k6-smoke k6-spike k6-soldout k6-bots up down logs lint screenshot clean
+.PHONY: help run build test test-short fuzz chaos lab labs stack bench k6 k6-smoke k6-spike k6-soldout k6-queue k6-bots up down logs lint screenshot clean
 
 # Bold target names only on a terminal, so a piped `make help` is plain text.
 help: ## list the targets
@@ -105,6 +105,9 @@ k6-spike: $(K6_DEP) ## k6: thousands of users spike one item; fails on oversell 
 
 k6-soldout: $(K6_DEP) ## k6: sustained hammering after the item is sold out
 	K6=$(K6) ./k6/run.sh soldout.js
+
+k6-queue: $(K6_DEP) ## k6: a waiting room (pre-queue, FIFO, single-use admissions); fails on a FIFO break, an admission sold twice or an oversell
+	K6=$(K6) ./k6/run.sh queue.js
 
 # The difficulty bounds are higher than run.sh's spike defaults so the
 # solver bot's cost shows, and low enough for k6's JavaScript SHA-256.

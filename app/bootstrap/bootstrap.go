@@ -31,6 +31,7 @@ import (
 	"seckill/app/purchase"
 	"seckill/app/reconcile"
 	"seckill/app/shield"
+	"seckill/app/waitroom"
 	"seckill/app/web"
 	"seckill/app/worker"
 	"seckill/domain/sale"
@@ -42,6 +43,7 @@ import (
 	"seckill/infra/redisbus"
 	"seckill/infra/rediscache"
 	"seckill/infra/redisdelay"
+	"seckill/infra/redisline"
 	"seckill/infra/redisonce"
 	"seckill/infra/redisrate"
 	"seckill/infra/redisstock"
@@ -112,6 +114,8 @@ type Main struct {
 	Fair *fairness.Service
 	// Payments is the simulated payment provider the lifecycle charges.
 	Payments *paysim.Provider
+	// Queue is the waiting rooms of queue items (queue.go).
+	Queue *waitroom.Service
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -265,6 +269,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		deps.SharedUsers = m.userRate
 	}
 	m.Purchase = purchase.New(deps)
+	m.buildQueue(cfg)
 	m.registerMetrics()
 
 	if cfg.SeedDemo {
@@ -495,6 +500,7 @@ func (m *Main) serveHTTP(secret string) error {
 			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
 			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout, AccessLog: cfg.AccessLog,
+			Queue: m.Queue,
 		})
 	}
 	if !cfg.MetricsOnPublicPort {
@@ -716,6 +722,7 @@ func RedisKeyPatterns(prefix string, item sale.ItemID, user sale.UserID) []strin
 	out = append(out, redisdelay.KeyPatterns(delayKey(prefix))...)
 	out = append(out, redisrate.KeyPatterns(prefix, user)...)
 	out = append(out, redisonce.KeyPatterns(prefix, "challenge:<challenge id>")...)
+	out = append(out, redisline.KeyPatterns(prefix, item)...)
 	return append(out, EventsChannel(prefix), seedLockKey(prefix))
 }
 

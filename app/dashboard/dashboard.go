@@ -44,6 +44,35 @@ type Sample struct {
 	FairRefused float64
 	Latency     Histogram // the purchase route's latency, in seconds
 	Lag         float64   // seckill_worker_lag
+	// Queue is the waiting rooms' gauges (queueMetrics), summed over items.
+	Queue QueueSample
+}
+
+// QueueSample is what the waiting rooms' gauges read at one moment: buyers
+// waiting, and admissions given and used since each line began.
+type QueueSample struct {
+	Waiting, Admitted, Used float64
+}
+
+// The waiting rooms' gauges, which app/bootstrap registers from
+// app/waitroom's copies of the lines.
+var queueMetrics = map[string]func(*QueueSample) *float64{
+	"seckill_queue_waiting":         func(q *QueueSample) *float64 { return &q.Waiting },
+	"seckill_queue_admissions":      func(q *QueueSample) *float64 { return &q.Admitted },
+	"seckill_queue_admissions_used": func(q *QueueSample) *float64 { return &q.Used },
+}
+
+// QueueFrame is the waiting rooms in one dashboard update: buyers waiting,
+// admissions per second, and admissions used so far.
+type QueueFrame struct {
+	Waiting     float64 `json:"waiting"`
+	AdmittedPer float64 `json:"admitted_per_s"`
+	Used        float64 `json:"used"`
+}
+
+// QueueBetween is the waiting rooms' frame for the interval prev to cur.
+func QueueBetween(prev, cur Sample) QueueFrame {
+	return QueueFrame{Waiting: cur.Queue.Waiting, AdmittedPer: Rate(prev.Queue.Admitted, cur.Queue.Admitted, cur.At.Sub(prev.At)), Used: cur.Queue.Used}
 }
 
 // Read extracts a Sample from gathered metric families. Families or series
@@ -81,6 +110,11 @@ func Read(families []*dto.MetricFamily, at time.Time) Sample {
 		case lagMetric:
 			for _, m := range f.GetMetric() {
 				s.Lag = m.GetGauge().GetValue()
+			}
+		}
+		if field, ok := queueMetrics[f.GetName()]; ok {
+			for _, m := range f.GetMetric() {
+				*field(&s.Queue) += m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -208,6 +242,8 @@ type Frame struct {
 	// StockError says why Items is empty when the stock could not be read;
 	// the metric figures are still good.
 	StockError string `json:"stock_error,omitempty"`
+	// Queue is the waiting rooms; nil in the first frame.
+	Queue *QueueFrame `json:"queue,omitempty"`
 }
 
 // Between computes the rates and latency of the interval from prev to cur.
@@ -225,7 +261,7 @@ func Between(prev, cur Sample) (Rates, Latency) {
 			r.RateLimited += x
 		case "unavailable":
 			r.Unavailable += x
-		case "blocked", "ticket_required", "invalid_ticket":
+		case "blocked", "ticket_required", "invalid_ticket", "not_admitted":
 			r.Refused += x
 		default:
 			r.Other += x
@@ -292,6 +328,8 @@ func (s *Sampler) Frame(ctx context.Context) (Frame, error) {
 	if s.have {
 		r, l := Between(s.prev, cur)
 		f.Purchases, f.Latency = &r, &l
+		q := QueueBetween(s.prev, cur)
+		f.Queue = &q
 	}
 	if s.stock != nil {
 		items, err := s.stock(ctx)

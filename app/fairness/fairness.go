@@ -300,9 +300,14 @@ func (s *Service) checkProof(ctx context.Context, user sale.UserID, id sale.Item
 // item needs nothing (a zero Ticket). A protected one needs token: none is
 // sale.ErrTicketRequired; a forged or expired one, or one issued to another
 // user or item, is sale.ErrInvalidTicket. Whether it was used before is for
-// the ledger to decide, atomically with the reservation. A purchase of a
+// the ledger to decide, atomically with the reservation. A queue item needs
+// the admission its waiting room gave (see Admission): without one it is
+// sale.ErrNotAdmitted. A purchase of a
 // pow item with a genuine ticket counts towards the item's pressure.
 func (s *Service) Admit(user sale.UserID, it sale.Item, token string, now time.Time) (sale.Ticket, error) {
+	if it.Protection.NeedsAdmission() {
+		return s.admitQueued(user, it, token, now)
+	}
 	if !it.Protection.NeedsTicket() {
 		return sale.Ticket{}, nil
 	}

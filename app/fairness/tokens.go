@@ -67,12 +67,18 @@ const maxTokenLen = 128
 // checkTicket returns the ticket's id and expiry if it is genuine, for this
 // user and item, and unexpired at now.
 func (m minter) checkTicket(token string, item sale.ItemID, user sale.UserID, now time.Time) (sale.Ticket, bool) {
+	return m.checkKind("t", token, item, user, now)
+}
+
+// checkKind is checkTicket for tickets of the given kind ("t" purchase
+// tickets, "q" admissions).
+func (m minter) checkKind(kind, token string, item sale.ItemID, user sale.UserID, now time.Time) (sale.Ticket, bool) {
 	if len(token) > maxTokenLen {
 		return sale.Ticket{}, false
 	}
 	ms, rest, ok1 := strings.Cut(token, ".")
 	id, sig, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || len(id) != 24 || !m.valid(sig, "t", item.String(), string(user), ms, id) {
+	if !ok1 || !ok2 || len(id) != 24 || !m.valid(sig, kind, item.String(), string(user), ms, id) {
 		return sale.Ticket{}, false
 	}
 	n, err := strconv.ParseInt(ms, 10, 64)

@@ -17,6 +17,7 @@ import (
 	"seckill/app/purchase"
 	"seckill/app/reqid"
 	"seckill/app/shield"
+	"seckill/app/waitroom"
 	"seckill/domain/sale"
 )
 
@@ -58,6 +59,8 @@ var errorTable = []errorRow{
 	{sale.ErrBlocked, http.StatusForbidden, "blocked", "this account may not buy: it is on the blocklist", false},
 	{sale.ErrTicketRequired, http.StatusForbidden, "ticket_required", "this sale needs a purchase ticket: POST /api/v1/items/{id}/ticket, then send {\"ticket\": \"...\"} with the purchase", false},
 	{sale.ErrInvalidTicket, http.StatusForbidden, "invalid_ticket", "the ticket is not valid for you and this item, has expired, or was already used: fetch a fresh one", false},
+	{sale.ErrNotAdmitted, http.StatusForbidden, "not_admitted", "this sale has a waiting room: join the line at POST /api/v1/items/{id}/queue and buy with the admission ticket it gives you", false},
+	{waitroom.ErrNotInLine, http.StatusNotFound, "not_in_line", "you are not in this item's line: join it at POST /api/v1/items/{id}/queue", false},
 	{sale.ErrInvalidChallenge, http.StatusForbidden, "invalid_challenge", "the proof of work was refused: the challenge is not yours, has expired or was used, or the nonce does not reach its difficulty; fetch a fresh challenge", false},
 	{sale.ErrNotStarted, http.StatusForbidden, "not_started", "the sale has not started yet", false},
 	{sale.ErrEnded, http.StatusForbidden, "ended", "the sale has ended", false},
@@ -75,6 +78,7 @@ var errorTable = []errorRow{
 	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{lifecycle.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{fairness.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
+	{waitroom.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 }
 
 // fixedBodies holds the rendered JSON of every row with a fixed message, so

@@ -25,6 +25,9 @@ type itemJSON struct {
 	StockBuckets int             `json:"stock_buckets"`
 	Protection   sale.Protection `json:"protection"`
 	Version      int64           `json:"version"`
+	// The waiting room of a queue item; 0 on other items.
+	AdmitPerSecond int64 `json:"admit_per_second"`
+	MaxActive      int64 `json:"max_active"`
 }
 
 func toItemJSON(v catalog.View) itemJSON {
@@ -37,7 +40,8 @@ func toItemJSON(v catalog.View) itemJSON {
 		PriceCents: v.Item.PriceCents, StockTotal: v.Item.StockTotal, StockLeft: left,
 		StartsAt: v.Item.StartsAt, EndsAt: v.Item.EndsAt, Status: v.Status,
 		PurchaseRate: v.Item.PurchaseRate, StockBuckets: v.Item.Buckets(), Protection: v.Item.Protection.OrNone(),
-		Version: v.Item.Version,
+		Version:        v.Item.Version,
+		AdmitPerSecond: v.Item.AdmitPerSecond, MaxActive: v.Item.MaxActive,
 	}
 }
 
@@ -266,6 +270,9 @@ func (s *server) createItem(c *gin.Context) {
 		// slots; absent means 1, and an explicit 0 is refused.
 		StockBuckets *int   `json:"stock_buckets"`
 		Protection   string `json:"protection"`
+		// The waiting room of a queue item.
+		AdmitPerSecond int64 `json:"admit_per_second"`
+		MaxActive      int64 `json:"max_active"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
@@ -295,6 +302,7 @@ func (s *server) createItem(c *gin.Context) {
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents, Stock: req.Stock,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate,
 		StockBuckets: buckets, Protection: prot,
+		AdmitPerSecond: req.AdmitPerSecond, MaxActive: req.MaxActive,
 	}, key)
 	if err != nil {
 		s.writeError(c, err)
@@ -317,6 +325,9 @@ func (s *server) patchItem(c *gin.Context) {
 		EndsAt       *time.Time `json:"ends_at"`
 		PurchaseRate *int64     `json:"purchase_rate"`
 		Protection   *string    `json:"protection"`
+		// The waiting room of a queue item.
+		AdmitPerSecond *int64 `json:"admit_per_second"`
+		MaxActive      *int64 `json:"max_active"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
@@ -327,7 +338,7 @@ func (s *server) patchItem(c *gin.Context) {
 		// "" is not a choice in a patch: name the protection wanted.
 		p, err := sale.ParseProtection(*req.Protection)
 		if err != nil || *req.Protection == "" {
-			s.writeError(c, &sale.ValidationError{Field: "protection", Reason: "must be none, ticket or pow"})
+			s.writeError(c, &sale.ValidationError{Field: "protection", Reason: sale.ProtectionChoices})
 			return
 		}
 		prot = &p
@@ -335,6 +346,7 @@ func (s *server) patchItem(c *gin.Context) {
 	v, err := s.Catalog.Update(c.Request.Context(), id, sale.Patch{
 		Name: req.Name, Description: req.Description, PriceCents: req.PriceCents,
 		StartsAt: req.StartsAt, EndsAt: req.EndsAt, PurchaseRate: req.PurchaseRate, Protection: prot,
+		AdmitPerSecond: req.AdmitPerSecond, MaxActive: req.MaxActive,
 	})
 	if err != nil {
 		s.writeError(c, err)

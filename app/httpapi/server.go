@@ -78,6 +78,9 @@ type Deps struct {
 	// order id).
 	AccessLog bool
 	Now       func() time.Time
+	// Queue serves the waiting rooms of queue items at
+	// /api/v1/items/{id}/queue; without it that route is not found.
+	Queue waitingRoom
 }
 
 type server struct {
@@ -125,6 +128,9 @@ func New(d Deps) *gin.Engine {
 	v1.GET("/orders/:order_id", s.requireUser, s.getOrder)
 	v1.POST("/orders/:order_id/pay", s.requireUser, s.payOrder)
 	v1.POST("/orders/:order_id/cancel", s.requireUser, s.cancelOrder)
+
+	v1.POST("/items/:id/queue", s.requireUser, s.joinQueue)
+	v1.GET("/items/:id/queue", s.requireUser, s.pollQueue)
 
 	admin := v1.Group("/admin", s.requireAdmin)
 	admin.POST("/items", s.createItem)

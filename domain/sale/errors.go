@@ -55,6 +55,9 @@ var (
 	ErrInvalidChallenge = errors.New("invalid challenge")
 	// ErrBlocked means the user is on the blocklist and may not buy.
 	ErrBlocked = errors.New("user blocked")
+	// ErrNotAdmitted means the item sells through a waiting room and the
+	// purchase carries no valid admission: join the line and wait.
+	ErrNotAdmitted = errors.New("not admitted")
 )
 
 // ValidationError names the field that broke a rule. It matches ErrInvalid.

@@ -43,6 +43,9 @@ const (
 	MaxPriceCents     = 100_000_000_00 // one hundred million in major units
 	MaxStock          = 10_000_000
 	MaxPurchaseRate   = 1_000_000
+	// MaxAdmitPerSecond bounds a waiting room's admission rate; far above
+	// it the line admits faster than any sale needs one.
+	MaxAdmitPerSecond = 100_000
 )
 
 // Item is a product on sale. StockLeft is what the database has recorded as
@@ -72,6 +75,12 @@ type Item struct {
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// AdmitPerSecond is how many buyers the waiting room of a queue item
+	// admits per second, across all instances; 0 for other items.
+	AdmitPerSecond int64
+	// MaxActive bounds the admissions of a queue item that are unexpired
+	// and unused at once; 0 means only the stock bounds them.
+	MaxActive int64
 }
 
 // Draft is what an admin supplies to create an item.
@@ -85,8 +94,11 @@ type Draft struct {
 	PurchaseRate int64
 	// StockBuckets is the item's stock buckets; 0 means 1.
 	StockBuckets int
-	// Protection is "" (none), "none", "ticket" or "pow".
+	// Protection is "" (none), "none", "ticket", "pow" or "queue".
 	Protection Protection
+	// AdmitPerSecond and MaxActive configure a queue item's waiting room.
+	AdmitPerSecond int64
+	MaxActive      int64
 }
 
 // NewItem checks a draft and returns the item it describes, with StockLeft
@@ -105,6 +117,9 @@ func NewItem(d Draft) (Item, error) {
 		StockBuckets: d.StockBuckets,
 		Protection:   d.Protection,
 		Version:      1,
+
+		AdmitPerSecond: d.AdmitPerSecond,
+		MaxActive:      d.MaxActive,
 	}
 	if it.StockBuckets == 0 {
 		it.StockBuckets = 1
@@ -151,6 +166,26 @@ func (it Item) Validate() error {
 	if _, err := ParseProtection(string(it.Protection)); err != nil {
 		return err
 	}
+	return it.validateQueue()
+}
+
+// validateQueue checks the waiting-room fields. A queue item needs a rate,
+// and one stock bucket: its line reads the live stock in the same Redis
+// slot, atomically with each admission, to admit no more buyers than there
+// are units.
+func (it Item) validateQueue() error {
+	switch {
+	case it.AdmitPerSecond < 0 || it.AdmitPerSecond > MaxAdmitPerSecond:
+		return invalid("admit_per_second", "must be between 0 and %d", MaxAdmitPerSecond)
+	case it.MaxActive < 0 || it.MaxActive > MaxStock:
+		return invalid("max_active", "must be between 0 and %d", MaxStock)
+	case it.Protection != ProtectionQueue:
+		return nil
+	case it.AdmitPerSecond == 0:
+		return invalid("admit_per_second", "is required for protection queue (1 to %d)", MaxAdmitPerSecond)
+	case it.Buckets() > 1:
+		return invalid("protection", "queue needs stock_buckets 1: the line counts the stock of one bucket")
+	}
 	return nil
 }
 
@@ -165,12 +200,16 @@ type Patch struct {
 	EndsAt       *time.Time
 	PurchaseRate *int64
 	Protection   *Protection
+	// AdmitPerSecond and MaxActive change a queue item's waiting room.
+	AdmitPerSecond *int64
+	MaxActive      *int64
 }
 
 // Empty reports whether the patch changes nothing.
 func (p Patch) Empty() bool {
 	return p.Name == nil && p.Description == nil && p.PriceCents == nil &&
-		p.StartsAt == nil && p.EndsAt == nil && p.PurchaseRate == nil && p.Protection == nil
+		p.StartsAt == nil && p.EndsAt == nil && p.PurchaseRate == nil && p.Protection == nil &&
+		p.AdmitPerSecond == nil && p.MaxActive == nil
 }
 
 // Apply changes the item by the patch, checks the result and bumps Version.
@@ -200,6 +239,12 @@ func (it *Item) Apply(p Patch) error {
 	}
 	if p.Protection != nil {
 		next.Protection = *p.Protection
+	}
+	if p.AdmitPerSecond != nil {
+		next.AdmitPerSecond = *p.AdmitPerSecond
+	}
+	if p.MaxActive != nil {
+		next.MaxActive = *p.MaxActive
 	}
 	if err := next.Validate(); err != nil {
 		return err

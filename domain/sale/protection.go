@@ -21,18 +21,22 @@ const (
 	// a solved proof-of-work challenge, whose cost rises with the item's
 	// purchase pressure.
 	ProtectionPoW Protection = "pow"
+	// ProtectionQueue puts a waiting room in front of the sale: buyers join
+	// a line and may buy only with the admission (a single-use ticket) the
+	// line gives them in turn, at the item's AdmitPerSecond.
+	ProtectionQueue Protection = "queue"
 )
 
-// ParseProtection accepts "none", "ticket" or "pow"; "" means none. Anything
+// ParseProtection accepts "none", "ticket", "pow" or "queue"; "" means none. Anything
 // else is ErrInvalid naming the field "protection".
 func ParseProtection(s string) (Protection, error) {
 	switch p := Protection(s); p {
 	case "":
 		return ProtectionNone, nil
-	case ProtectionNone, ProtectionTicket, ProtectionPoW:
+	case ProtectionNone, ProtectionTicket, ProtectionPoW, ProtectionQueue:
 		return p, nil
 	}
-	return "", invalid("protection", "must be none, ticket or pow")
+	return "", invalid("protection", ProtectionChoices)
 }
 
 // OrNone is p, or ProtectionNone for the zero value.
@@ -42,6 +46,14 @@ func (p Protection) OrNone() Protection {
 	}
 	return p
 }
+
+// ProtectionChoices is the reason given for a protection that is not one
+// of the choices.
+const ProtectionChoices = "must be none, ticket, pow or queue"
+
+// NeedsAdmission reports whether a purchase under p must carry an admission
+// from the item's waiting room.
+func (p Protection) NeedsAdmission() bool { return p == ProtectionQueue }
 
 // NeedsTicket reports whether a purchase under p must carry a ticket.
 func (p Protection) NeedsTicket() bool { return p == ProtectionTicket || p == ProtectionPoW }

@@ -180,3 +180,36 @@ func TestReservationErr(t *testing.T) {
 		t.Fatalf("already purchased carries id: %v", err)
 	}
 }
+
+// TestQueueProtection: a queue item needs a rate and one stock bucket;
+// other items may leave the rate at 0.
+func TestQueueProtection(t *testing.T) {
+	d := Draft{Name: "Q", Stock: 10, StartsAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), EndsAt: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)}
+	cases := []struct {
+		name         string
+		edit         func(*Draft)
+		invalidField string
+	}{
+		{"none without rate", func(*Draft) {}, ""},
+		{"queue with rate", func(d *Draft) { d.Protection, d.AdmitPerSecond = ProtectionQueue, 200 }, ""},
+		{"queue without rate", func(d *Draft) { d.Protection = ProtectionQueue }, "admit_per_second"},
+		{"queue split", func(d *Draft) { d.Protection, d.AdmitPerSecond, d.StockBuckets = ProtectionQueue, 5, 2 }, "protection"},
+		{"negative max_active", func(d *Draft) { d.MaxActive = -1 }, "max_active"},
+		{"rate too high", func(d *Draft) { d.AdmitPerSecond = MaxAdmitPerSecond + 1 }, "admit_per_second"},
+	}
+	for _, c := range cases {
+		dd := d
+		c.edit(&dd)
+		_, err := NewItem(dd)
+		var ve *ValidationError
+		switch {
+		case c.invalidField == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.invalidField != "" && (!errors.As(err, &ve) || ve.Field != c.invalidField):
+			t.Errorf("%s: %v, want invalid %s", c.name, err, c.invalidField)
+		}
+	}
+	if p, err := ParseProtection("queue"); err != nil || !p.NeedsAdmission() || p.NeedsTicket() {
+		t.Errorf("ParseProtection(queue) = %v %v", p, err)
+	}
+}

@@ -18,7 +18,7 @@ const (
 	headerLen        = 9
 	// codecVersion leads the item body so that a layout change can never be
 	// misread; entries live only in this process, so it is belt and braces.
-	codecVersion byte = 2
+	codecVersion byte = 3
 )
 
 var errCorrupt = errors.New("localcache: corrupt entry")
@@ -45,6 +45,8 @@ func encodeEntry(kind byte, expires int64, it sale.Item) []byte {
 	b = appendTime(b, it.CreatedAt)
 	b = appendTime(b, it.UpdatedAt)
 	b = binary.AppendVarint(b, int64(it.StockBuckets))
+	b = binary.AppendVarint(b, it.AdmitPerSecond)
+	b = binary.AppendVarint(b, it.MaxActive)
 	return b
 }
 
@@ -77,6 +79,9 @@ func decodeItem(b []byte) (sale.Item, error) {
 		CreatedAt:    d.time(),
 		UpdatedAt:    d.time(),
 		StockBuckets: int(d.varint()),
+
+		AdmitPerSecond: d.varint(),
+		MaxActive:      d.varint(),
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return sale.Item{}, errCorrupt

@@ -64,7 +64,7 @@ func (s *Store) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error)
 // id without calling fn, and fn's error unchanged, storing nothing.
 //
 // Only item data is stored: name, description, price, window, purchase
-// rate, protection and Version, as fn left them. ID, stock and CreatedAt stay the store's
+// rate, protection, waiting room and Version, as fn left them. ID, stock and CreatedAt stay the store's
 // whatever fn does to them (stock changes only through Restock and
 // Confirm), and UpdatedAt becomes now. A result that breaks Item.Validate is
 // refused with ErrInvalid.
@@ -103,6 +103,9 @@ func (s *Store) UpdateItem(ctx context.Context, id sale.ItemID, fn func(*sale.It
 			"protection":    nr.Protection,
 			"version":       nr.Version,
 			"updated_at":    nr.UpdatedAt,
+
+			"admit_per_second": nr.AdmitPerSecond,
+			"max_active":       nr.MaxActive,
 		}).Error; err != nil {
 			return err
 		}

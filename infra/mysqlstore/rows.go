@@ -27,6 +27,9 @@ type itemRow struct {
 	// item made without one; Opened is false until the create finished.
 	CreateKey *string `gorm:"column:create_key"`
 	Opened    bool    `gorm:"column:opened"`
+	// AdmitPerSecond and MaxActive are a queue item's waiting room.
+	AdmitPerSecond int64 `gorm:"column:admit_per_second"`
+	MaxActive      int64 `gorm:"column:max_active"`
 }
 
 func (itemRow) TableName() string { return "items" }
@@ -83,21 +86,23 @@ func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 func itemFromDomain(it sale.Item) itemRow {
 	return itemRow{
-		ID:           int64(it.ID),
-		Name:         it.Name,
-		Description:  it.Description,
-		PriceCents:   it.PriceCents,
-		StockTotal:   it.StockTotal,
-		StockLeft:    it.StockLeft,
-		StartsAt:     dbTime(it.StartsAt),
-		EndsAt:       dbTime(it.EndsAt),
-		PurchaseRate: it.PurchaseRate,
-		StockBuckets: it.Buckets(),
-		Protection:   string(it.Protection.OrNone()),
-		Version:      it.Version,
-		CreatedAt:    dbTime(it.CreatedAt),
-		UpdatedAt:    dbTime(it.UpdatedAt),
-		Opened:       true,
+		ID:             int64(it.ID),
+		Name:           it.Name,
+		Description:    it.Description,
+		PriceCents:     it.PriceCents,
+		StockTotal:     it.StockTotal,
+		StockLeft:      it.StockLeft,
+		StartsAt:       dbTime(it.StartsAt),
+		EndsAt:         dbTime(it.EndsAt),
+		PurchaseRate:   it.PurchaseRate,
+		StockBuckets:   it.Buckets(),
+		Protection:     string(it.Protection.OrNone()),
+		Version:        it.Version,
+		CreatedAt:      dbTime(it.CreatedAt),
+		UpdatedAt:      dbTime(it.UpdatedAt),
+		Opened:         true,
+		AdmitPerSecond: it.AdmitPerSecond,
+		MaxActive:      it.MaxActive,
 	}
 }
 
@@ -117,6 +122,9 @@ func (r itemRow) toDomain() sale.Item {
 		Version:      r.Version,
 		CreatedAt:    r.CreatedAt.UTC(),
 		UpdatedAt:    r.UpdatedAt.UTC(),
+
+		AdmitPerSecond: r.AdmitPerSecond,
+		MaxActive:      r.MaxActive,
 	}
 }
 

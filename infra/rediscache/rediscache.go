@@ -374,6 +374,9 @@ type itemRow struct {
 	Version    int64     `json:"v"`
 	CreatedAt  time.Time `json:"c"`
 	UpdatedAt  time.Time `json:"u"`
+	// The waiting room, absent from entries of items without one.
+	AdmitPerSecond int64 `json:"ap,omitempty"`
+	MaxActive      int64 `json:"ma,omitempty"`
 }
 
 func fromDomain(it sale.Item) itemRow {
@@ -383,6 +386,8 @@ func fromDomain(it sale.Item) itemRow {
 		StartsAt: it.StartsAt, EndsAt: it.EndsAt, PurchaseRate: it.PurchaseRate,
 		StockBuckets: it.StockBuckets, Protection: string(it.Protection),
 		Version: it.Version, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
+
+		AdmitPerSecond: it.AdmitPerSecond, MaxActive: it.MaxActive,
 	}
 }
 
@@ -394,5 +399,7 @@ func (row itemRow) toDomain() sale.Item {
 		StockBuckets: max(row.StockBuckets, 1),
 		Protection:   sale.Protection(row.Protection).OrNone(),
 		Version:      row.Version, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+
+		AdmitPerSecond: row.AdmitPerSecond, MaxActive: row.MaxActive,
 	}
 }

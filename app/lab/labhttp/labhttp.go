@@ -228,3 +228,7 @@ func Percentile(as []Attempt, p float64) time.Duration {
 
 // Ms prints a duration in whole milliseconds, for the labs' tables.
 func Ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
+
+// AdminToken is the admin bearer token the client sends on admin calls,
+// for labs that create items the helpers do not cover.
+func (c *Client) AdminToken() string { return c.admin }

@@ -63,6 +63,16 @@
       ],
       fmt: (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(2)) + " ms",
     },
+    // The waiting rooms (queue items); absent from pages without the panel.
+    queue: {
+      el: "chart-queue", now: "now-queue",
+      series: [
+        { label: "waiting", stroke: C.warn, pick: (f) => f.queue && f.queue.waiting },
+        { label: "admitted/s", stroke: C.ok, pick: (f) => f.queue && f.queue.admitted_per_s },
+        { label: "admissions used", stroke: C.info, dash: [2, 3], pick: (f) => f.queue && f.queue.used },
+      ],
+      fmt: (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(1)),
+    },
     lag: {
       el: "chart-lag", now: "now-lag",
       series: [{ label: "lag", stroke: C.accent, pick: (f) => f.lag }],

@@ -536,6 +536,12 @@
     card.busy = true;
     render(card, Date.now());
     let opts = { token: sess.token };
+    // A queue item is bought with its waiting room's admission (queue.js).
+    if (card.item && card.item.protection === "queue" && window.seckillQueue) {
+      const adm = window.seckillQueue.admission(card, sess);
+      if (!adm) { card.busy = false; render(card, Date.now()); return; }
+      opts = { token: sess.token, body: { ticket: adm } };
+    }
     const protectedSale = card.item && (card.item.protection === "ticket" || card.item.protection === "pow");
     if (protectedSale) {
       const t = await ticketFor(card, sess);

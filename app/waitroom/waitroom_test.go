@@ -1,0 +1,223 @@
+package waitroom
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"seckill/domain/sale"
+)
+
+var t0 = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+
+type items map[sale.ItemID]sale.Item
+
+func (m items) Item(_ context.Context, id sale.ItemID) (sale.Item, error) {
+	if it, ok := m[id]; ok {
+		return it, nil
+	}
+	return sale.Item{}, sale.ErrNotFound
+}
+
+func (m items) Items(context.Context) ([]sale.Item, error) { return nil, nil }
+
+// fakeLine is the Redis line as a value the test sets, counting calls.
+type fakeLine struct {
+	mu            sync.Mutex
+	st            sale.LineState
+	places        map[sale.UserID]sale.LinePlace
+	ticks, lookup int
+	down          bool // Tick fails, as an unreachable Redis would
+}
+
+func (f *fakeLine) Join(_ context.Context, _ sale.ItemID, u sale.UserID, _ sale.LineConfig) (int64, sale.LineState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p, ok := f.places[u]; ok {
+		return p.Place, f.st, nil
+	}
+	f.st.Tail++
+	f.places[u] = sale.LinePlace{Place: f.st.Tail}
+	return f.st.Tail, f.st, nil
+}
+
+func (f *fakeLine) Tick(context.Context, sale.ItemID, sale.LineConfig) (sale.LineState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ticks++
+	if f.down {
+		return sale.LineState{}, errors.New("redis down")
+	}
+	return f.st, nil
+}
+
+func (f *fakeLine) Place(_ context.Context, _ sale.ItemID, u sale.UserID) (sale.LinePlace, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookup++
+	p, ok := f.places[u]
+	if !ok {
+		return sale.LinePlace{}, sale.ErrNotFound
+	}
+	return p, nil
+}
+
+type fakeGate struct{ blocked sale.UserID }
+
+func (g fakeGate) Blocked(u sale.UserID) bool { return u == g.blocked }
+func (g fakeGate) Admission(u sale.UserID, id sale.ItemID, exp time.Time) string {
+	return string(u) + "@" + id.String() + "@" + exp.Format(time.RFC3339)
+}
+
+type fixture struct {
+	s    *Service
+	line *fakeLine
+	now  time.Time
+}
+
+func newFixture() *fixture {
+	f := &fixture{line: &fakeLine{places: map[sale.UserID]sale.LinePlace{}, st: sale.LineState{Shuffled: true, Stock: 10}}, now: t0.Add(time.Minute)}
+	its := items{
+		1: {ID: 1, Protection: sale.ProtectionQueue, AdmitPerSecond: 2, StartsAt: t0, EndsAt: t0.Add(time.Hour)},
+		2: {ID: 2, Protection: sale.ProtectionNone, StartsAt: t0, EndsAt: t0.Add(time.Hour)},
+	}
+	f.s = New(Deps{Items: its, Line: f.line, Fair: fakeGate{blocked: "bad"}}, Options{Now: func() time.Time { return f.now }})
+	return f
+}
+
+// TestPollsAreAnsweredFromTheCopy: a thousand polls within one refresh
+// period cost one read of the line and one read per buyer's place; the
+// next period costs one more read of the line.
+func TestPollsAreAnsweredFromTheCopy(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	for _, u := range []sale.UserID{"a", "b", "c"} {
+		if _, err := f.s.Join(ctx, u, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 1000 {
+		u := []sale.UserID{"a", "b", "c"}[i%3]
+		if _, err := f.s.Poll(ctx, u, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.line.ticks != 1 || f.line.lookup != 0 {
+		t.Fatalf("1000 polls in one period: %d line reads, %d place reads; want 1 and 0 (joined here)", f.line.ticks, f.line.lookup)
+	}
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if _, err := f.s.Poll(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if f.line.ticks != 2 {
+		t.Fatalf("the next period read the line %d times in all, want 2", f.line.ticks)
+	}
+}
+
+// TestStatus: waiting with position and ETA, admitted with the ticket,
+// expired, sold out; and the refusals.
+func TestStatus(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	for _, u := range []sale.UserID{"a", "b", "c", "d", "e"} {
+		if _, err := f.s.Join(ctx, u, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exp := f.now.Add(2 * time.Minute)
+	f.line.mu.Lock()
+	f.line.st.Served = 2
+	f.line.places["a"] = sale.LinePlace{Place: 1, AdmittedUntil: exp}
+	f.line.places["b"] = sale.LinePlace{Place: 2, AdmittedUntil: f.now}
+	f.line.mu.Unlock()
+
+	cases := []struct {
+		u    sale.UserID
+		want Status
+	}{
+		{"a", Status{State: StateAdmitted, Ticket: "a@1@" + exp.Format(time.RFC3339), ExpiresAt: exp}},
+		{"b", Status{State: StateExpired}},
+		{"c", Status{State: StateWaiting, Position: 1, ETA: time.Second}},
+		{"e", Status{State: StateWaiting, Position: 3, ETA: 2 * time.Second}},
+	}
+	for _, c := range cases {
+		got, err := f.s.Poll(ctx, c.u, 1)
+		if err != nil || got != c.want {
+			t.Errorf("%s: %+v %v, want %+v", c.u, got, err, c.want)
+		}
+	}
+	f.line.mu.Lock()
+	f.line.st.Stock = 0
+	f.line.mu.Unlock()
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if got, _ := f.s.Poll(ctx, "d", 1); got.State != StateSoldOut {
+		t.Errorf("d after the sell-out: %+v, want sold_out", got)
+	}
+	if got, _ := f.s.Poll(ctx, "a", 1); got.State != StateAdmitted {
+		t.Errorf("an admitted buyer after the sell-out: %+v, want still admitted", got)
+	}
+
+	if _, err := f.s.Join(ctx, "bad", 1); !errors.Is(err, sale.ErrBlocked) {
+		t.Errorf("blocked join: %v", err)
+	}
+	if _, err := f.s.Join(ctx, "a", 2); !errors.Is(err, sale.ErrInvalid) {
+		t.Errorf("join of an item without a line: %v", err)
+	}
+	if _, err := f.s.Poll(ctx, "stranger", 1); !errors.Is(err, ErrNotInLine) {
+		t.Errorf("poll by a stranger: %v", err)
+	}
+	if _, err := f.s.Join(ctx, "a", 9); !errors.Is(err, sale.ErrNotFound) {
+		t.Errorf("join of an unknown item: %v", err)
+	}
+}
+
+// TestPreQueuePlaceIsReadAfterTheShuffle: a buyer who joined before the
+// opening sees the pre-queue's size, and their real place once shuffled.
+func TestPreQueuePlaceIsReadAfterTheShuffle(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	f.now = t0.Add(-10 * time.Second)
+	f.line.st = sale.LineState{Pre: 4}
+	f.line.places["p"] = sale.LinePlace{Place: 0}
+	f.line.Join(ctx, 1, "p", sale.LineConfig{}) // already there: keeps place 0
+	got, err := f.s.Join(ctx, "p", 1)
+	if err != nil || got.State != StateWaiting || got.Position != 4 || got.ETA != 12*time.Second {
+		t.Fatalf("before the opening: %+v %v, want waiting, position 4, eta 10 s + 2 s", got, err)
+	}
+	f.now = t0.Add(time.Second)
+	f.line.mu.Lock()
+	f.line.st = sale.LineState{Shuffled: true, Tail: 4, Pre: 4, Stock: 5}
+	f.line.places["p"] = sale.LinePlace{Place: 3}
+	f.line.mu.Unlock()
+	if got, _ = f.s.Poll(ctx, "p", 1); got.Position != 3 {
+		t.Fatalf("after the shuffle: %+v, want position 3", got)
+	}
+}
+
+// TestRedisDown: with no copy of the line a poll is ErrUnavailable; with
+// one, a failed refresh answers from the copy.
+func TestRedisDown(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	if _, err := f.s.Join(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	f.line.down = true
+	f2 := newFixture()
+	f2.line.down = true
+	f2.line.places["a"] = sale.LinePlace{Place: 1}
+	if _, err := f2.s.Poll(ctx, "a", 1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("first poll with Redis down: %v, want ErrUnavailable", err)
+	}
+	f.line.down = false
+	if _, err := f.s.Poll(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	f.line.down = true
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if got, err := f.s.Poll(ctx, "a", 1); err != nil || got.State != StateWaiting || got.Position != 1 {
+		t.Fatalf("poll with Redis down and a copy: %+v %v, want the copy's answer", got, err)
+	}
+}

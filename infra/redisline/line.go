@@ -1,0 +1,127 @@
+// Package redisline keeps the waiting rooms of queue items in Redis: who is
+// in each line and in which place, the serving counter, and the admissions
+// given. All of an item's line lives under the item's hash tag
+// {item:<id>}, the slot of its stock ledger, because admitting reads the
+// ledger's stock and buyer records atomically with the admission:
+//
+//	<p>:{item:42}:line         hash  shuffled, tail, served, last_ms, pre, admitted, used, expired
+//	<p>:{item:42}:line:queue   zset  user -> place (0: in the pre-queue, not yet shuffled)
+//	<p>:{item:42}:line:active  zset  user -> expiry ms of an admission unexpired and unused
+//	<p>:{item:42}:line:adm     hash  user -> expiry ms of their admission, for everyone admitted
+//
+// Every rule runs in one Lua script, line.lua, whose header states its
+// guarantees; a killed API instance loses nobody's place, since nothing of
+// the line lives in an instance.
+package redisline
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"seckill/domain/sale"
+	"seckill/infra/redisstock"
+)
+
+//go:embed line.lua
+var lineSrc string
+
+var lineScript = redis.NewScript(lineSrc)
+
+// Store is the Redis waiting rooms under one key prefix, the stock
+// ledger's. It is safe for concurrent use.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// New returns the lines kept under prefix (the stock ledger's prefix, whose
+// keys the lines read) on rdb; the caller owns rdb.
+func New(rdb redis.UniversalClient, prefix string) *Store {
+	if prefix == "" {
+		prefix = redisstock.DefaultPrefix
+	}
+	return &Store{rdb: rdb, prefix: prefix}
+}
+
+type lineKeys struct{ line, queue, active, adm, sale, buyers string }
+
+func (s *Store) keys(id sale.ItemID) lineKeys {
+	base := s.prefix + ":{item:" + id.String() + "}:line"
+	sk, bk := redisstock.LineKeys(s.prefix, id)
+	return lineKeys{base, base + ":queue", base + ":active", base + ":adm", sk, bk}
+}
+
+// KeyPatterns lists the keys a Store with this prefix builds for item id,
+// for the docs test.
+func KeyPatterns(prefix string, id sale.ItemID) []string {
+	k := New(nil, prefix).keys(id)
+	return []string{k.line, k.queue, k.active, k.adm}
+}
+
+func (k lineKeys) all() []string { return []string{k.line, k.queue, k.active, k.adm, k.sale, k.buyers} }
+
+// Join puts user in item's line and returns their place (0 in the
+// pre-queue) with the line's state. Joining again returns the first place.
+func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, sale.LineState, error) {
+	return s.run(ctx, id, c, "join", string(user))
+}
+
+// Tick opens the line if its opening has come, retires used and expired
+// admissions, admits the next places at the line's rate, and returns the
+// state.
+func (s *Store) Tick(ctx context.Context, id sale.ItemID, c sale.LineConfig) (sale.LineState, error) {
+	_, st, err := s.run(ctx, id, c, "tick", "")
+	return st, err
+}
+
+func (s *Store) run(ctx context.Context, id sale.ItemID, c sale.LineConfig, op, user string) (int64, sale.LineState, error) {
+	seed := make([]byte, 16)
+	if _, err := rand.Read(seed); err != nil {
+		return 0, sale.LineState{}, fmt.Errorf("redisline: seed: %w", err)
+	}
+	args := []any{op, c.OpensAt.UnixMilli(), max(c.AdmitPerSecond, 1), max(c.MaxActive, 0),
+		c.AdmissionTTL.Milliseconds(), hex.EncodeToString(seed), user}
+	v, err := lineScript.Run(ctx, s.rdb, s.keys(id).all(), args...).Int64Slice()
+	if err != nil {
+		return 0, sale.LineState{}, fmt.Errorf("redisline: %s item %d: %w", op, id, err)
+	}
+	if len(v) != 11 {
+		return 0, sale.LineState{}, fmt.Errorf("redisline: %s item %d: reply of %d values", op, id, len(v))
+	}
+	return v[0], sale.LineState{
+		Shuffled: v[1] == 1, Tail: v[2], Served: v[3], Stock: v[4], Active: v[5],
+		Admitted: v[6], Used: v[7], Expired: v[8], Pre: v[9], Now: time.UnixMilli(v[10]).UTC(),
+	}, nil
+}
+
+// Place returns user's standing in item's line, or sale.ErrNotFound if they
+// never joined it (or the line was lost with a Redis wipe).
+func (s *Store) Place(ctx context.Context, id sale.ItemID, user sale.UserID) (sale.LinePlace, error) {
+	k := s.keys(id)
+	var place *redis.FloatCmd
+	var adm *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		place = p.ZScore(ctx, k.queue, string(user))
+		adm = p.HGet(ctx, k.adm, string(user))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return sale.LinePlace{}, fmt.Errorf("redisline: place item %d: %w", id, err)
+	}
+	if errors.Is(place.Err(), redis.Nil) {
+		return sale.LinePlace{}, sale.ErrNotFound
+	}
+	out := sale.LinePlace{Place: int64(place.Val())}
+	if ms, err := strconv.ParseInt(adm.Val(), 10, 64); err == nil {
+		out.AdmittedUntil = time.UnixMilli(ms).UTC()
+	}
+	return out, nil
+}

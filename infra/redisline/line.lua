@@ -1,0 +1,131 @@
+-- line.lua: one item's waiting room, in the item's own Redis slot.
+--
+-- KEYS[1] line    hash  shuffled, tail, served, last_ms, pre, admitted, used, expired
+-- KEYS[2] queue   zset  user -> place (0: joined before the opening, not yet shuffled)
+-- KEYS[3] active  zset  user -> admission expiry ms, for admissions unexpired and unused
+-- KEYS[4] adm     hash  user -> admission expiry ms, for everyone ever admitted
+-- KEYS[5] sale    hash  the stock ledger's sale (read only: field stock)
+-- KEYS[6] buyers  hash  the stock ledger's one-order-per-user records (read only)
+--
+-- ARGV: op ('join' or 'tick'), opens_ms, admit_per_second, max_active,
+-- admission ttl ms, shuffle seed (32 hex digits from crypto/rand), user
+-- (join only).
+--
+-- Reply: {place, shuffled, tail, served, stock, active, admitted, used,
+-- expired, pre, now_ms}. place is the user's place for join (0 in the
+-- pre-queue) and 0 for tick; stock is -1 when the ledger has no sale.
+--
+-- Guarantees, all on Redis's clock (TIME) so that instances with skewed
+-- clocks agree:
+--   * Joining twice keeps the first place.
+--   * The first call at or after the opening shuffles the pre-queue, once,
+--     with a Fisher-Yates whose draws are SHA1(seed:i), a function keyed by
+--     a fresh 128-bit secret seed: nobody who does not know the seed can
+--     predict or steer the order, and the seed is never stored. Everyone in
+--     the pre-queue gets a place before anyone who joins later; later
+--     joiners get places in join order.
+--   * tick admits the next places in order at admit_per_second, whichever
+--     instance calls it: the serving counter advances by the time elapsed
+--     since it last moved, so two instances polling together admit at the
+--     rate, not twice it. Unused credit is dropped when the line cannot
+--     use it, and at most one second of credit is ever banked.
+--   * Admissions never outnumber the units: unexpired, unused admissions
+--     are at most the ledger's stock (and max_active when set). An
+--     admission is used when its user holds an order (the buyers record);
+--     one that expires unused frees its place for the next in line, and so
+--     does a unit that comes back to the stock (cancel, expiry, failure).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local op = ARGV[1]
+local opens, rate = tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_active, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local seed = ARGV[6]
+
+local function num(field)
+  return tonumber(redis.call('HGET', KEYS[1], field)) or 0
+end
+
+-- shuffle gives the pre-queue its places 1..n in a secret random order.
+local function shuffle()
+  local pre = redis.call('ZRANGEBYSCORE', KEYS[2], 0, 0)
+  for i = #pre, 2, -1 do
+    local r = tonumber(string.sub(redis.sha1hex(seed .. ':' .. i), 1, 13), 16)
+    local j = (r % i) + 1
+    pre[i], pre[j] = pre[j], pre[i]
+  end
+  for i = 1, #pre do
+    redis.call('ZADD', KEYS[2], i, pre[i])
+  end
+  redis.call('HSET', KEYS[1], 'shuffled', 1, 'tail', #pre, 'served', 0, 'last_ms', now)
+end
+
+local shuffled = num('shuffled') == 1
+if not shuffled and now >= opens then
+  shuffle()
+  shuffled = true
+end
+
+local place = 0
+if op == 'join' then
+  local user = ARGV[7]
+  local had = redis.call('ZSCORE', KEYS[2], user)
+  if had then
+    place = tonumber(had)
+  elseif shuffled then
+    place = redis.call('HINCRBY', KEYS[1], 'tail', 1)
+    redis.call('ZADD', KEYS[2], place, user)
+  else
+    redis.call('ZADD', KEYS[2], 0, user)
+    redis.call('HINCRBY', KEYS[1], 'pre', 1)
+  end
+end
+
+local stock = -1
+local s = redis.call('HGET', KEYS[5], 'stock')
+if s then stock = tonumber(s) end
+
+if op == 'tick' and shuffled then
+  -- Sweep: an admission is used once its user holds an order, and lapses
+  -- at its expiry; either way it no longer holds a unit's chance.
+  local act = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+  for i = 1, #act, 2 do
+    local u, exp = act[i], tonumber(act[i + 1])
+    if redis.call('HEXISTS', KEYS[6], u) == 1 then
+      redis.call('ZREM', KEYS[3], u)
+      redis.call('HINCRBY', KEYS[1], 'used', 1)
+    elseif exp <= now then
+      redis.call('ZREM', KEYS[3], u)
+      redis.call('HINCRBY', KEYS[1], 'expired', 1)
+    end
+  end
+  local active = redis.call('ZCARD', KEYS[3])
+  local served, tail = num('served'), num('tail')
+  local last = tonumber(redis.call('HGET', KEYS[1], 'last_ms')) or now
+  if now - last > 1000 then last = now - 1000 end
+  local credit = math.floor((now - last) * rate / 1000)
+  local room = stock - active
+  if max_active > 0 and max_active - active < room then room = max_active - active end
+  local n = math.min(credit, room, tail - served)
+  if n < 0 then n = 0 end
+  if n > 0 then
+    local users = redis.call('ZRANGEBYSCORE', KEYS[2], served + 1, served + n)
+    local exp = now + ttl
+    for _, u in ipairs(users) do
+      redis.call('ZADD', KEYS[3], exp, u)
+      redis.call('HSET', KEYS[4], u, exp)
+    end
+    redis.call('HINCRBY', KEYS[1], 'admitted', n)
+    served = served + n
+  end
+  if n == credit then
+    -- Every credit was spent: keep the remainder of the interval.
+    last = last + n * 1000 / rate
+  else
+    last = now
+  end
+  redis.call('HSET', KEYS[1], 'served', served, 'last_ms', string.format('%.3f', last))
+end
+
+return {place, shuffled and 1 or 0, num('tail'), num('served'), stock,
+  redis.call('ZCARD', KEYS[3]), num('admitted'), num('used'), num('expired'),
+  num('pre'), now}

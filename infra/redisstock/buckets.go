@@ -24,7 +24,9 @@ import (
 //  2. moveIn on the destination: credit the units unless the move id is
 //     already in the destination's moved hash, and record it there, in the
 //     same step.
-//  3. moveClose on the source: drop the journal entry.
+//  3. moveClose on the source: drop the journal entry and, in the same
+//     step, keep what the move took in the source's closed hash, so a step
+//     1 that a client sends again after its reply was lost takes nothing.
 //
 // A process that dies after step 1 or 2 leaves an open entry; replaying it
 // (steps 2 and 3 again) is safe at any time and by anyone, because step 2
@@ -220,7 +222,7 @@ func newMoveID() string {
 // moveOut is step 1: it takes up to max units out of bucket src for dst and
 // journals them. It returns the units taken (0 if src is empty or missing).
 func (s *Store) moveOut(ctx context.Context, ks []itemKeys, moveID string, src, dst int, max int64) (int64, error) {
-	v, err := ints(s.runScript(ctx, moveOutScript, []string{ks[src].sale(), ks[src].moves()}, moveID, dst, max), 2)
+	v, err := ints(s.runScript(ctx, moveOutScript, []string{ks[src].sale(), ks[src].moves(), ks[src].closed()}, moveID, dst, max), 2)
 	if err != nil {
 		return 0, fmt.Errorf("redisstock: move out of bucket %d: %w", src, err)
 	}
@@ -257,7 +259,7 @@ func (s *Store) moveIn(ctx context.Context, ks []itemKeys, e journalEntry) (miss
 // moveClose is step 3.
 func (s *Store) moveClose(ctx context.Context, ks []itemKeys, src int, moveID string) error {
 	k := ks[src]
-	if err := s.runScript(ctx, moveCloseScript, []string{k.sale(), k.moves()}, moveID).Err(); err != nil {
+	if err := s.runScript(ctx, moveCloseScript, []string{k.sale(), k.moves(), k.closed()}, moveID).Err(); err != nil {
 		return fmt.Errorf("redisstock: close move %s of bucket %d: %w", moveID, src, err)
 	}
 	return nil
@@ -273,7 +275,7 @@ func (s *Store) moveAll(ctx context.Context, ks []itemKeys, srcs []int, dst int)
 	entries := make([]journalEntry, len(srcs))
 	for i, src := range srcs {
 		entries[i] = journalEntry{id: newMoveID(), dest: dst}
-		out[i] = scriptCall{script: moveOutScript, keys: []string{ks[src].sale(), ks[src].moves()}, args: []any{entries[i].id, dst, maxMove}}
+		out[i] = scriptCall{script: moveOutScript, keys: []string{ks[src].sale(), ks[src].moves(), ks[src].closed()}, args: []any{entries[i].id, dst, maxMove}}
 	}
 	var moved []int // indexes into srcs of the moves that took units
 	var errs []error
@@ -310,7 +312,7 @@ func (s *Store) moveAll(ctx context.Context, ks []itemKeys, srcs []int, dst int)
 	closes := make([]scriptCall, len(closing))
 	var total int64
 	for j, i := range closing {
-		closes[j] = scriptCall{script: moveCloseScript, keys: []string{ks[srcs[i]].sale(), ks[srcs[i]].moves()}, args: []any{entries[i].id}}
+		closes[j] = scriptCall{script: moveCloseScript, keys: []string{ks[srcs[i]].sale(), ks[srcs[i]].moves(), ks[srcs[i]].closed()}, args: []any{entries[i].id}}
 		total += entries[i].units
 	}
 	for j, cmd := range s.runScripts(ctx, closes) {

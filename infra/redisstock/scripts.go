@@ -409,14 +409,23 @@ return {$RETURN_DONE, n, gen}
 // script again when its reply was lost (go-redis retries a command after a
 // read that failed on the network, and a cluster pipeline re-sends a node's
 // batch), and taking the units twice would overwrite the journal's count
-// and lose the first ones.
+// and lose the first ones. The same holds once the move is closed (another
+// instance's fill, replay or RecoverMoves finished it while the reply was
+// on its way): the closed hash keeps what each closed move took, for as
+// long as the sale, so a late repeat answers that and takes nothing. Without
+// it the repeat took the units again, step 2 answered REPEAT, and they were
+// lost: [1 3 3] became [0 3 5].
 //
-// KEYS: source sale, source moves
+// KEYS: source sale, source moves, source closed
 // ARGV: move id, destination bucket, max units
 const moveOutSrc = `
 local open = redis.call('HGET', KEYS[2], ARGV[1])
 if open then
   return {$MOVE_OUT, tonumber(string.sub(open, string.find(open, '|', 1, true) + 1))}
+end
+local closed = redis.call('HGET', KEYS[3], ARGV[1])
+if closed then
+  return {$MOVE_OUT, tonumber(closed)}
 end
 local stock = tonumber(redis.call('HGET', KEYS[1], 'stock'))
 if not stock then
@@ -453,13 +462,20 @@ return $MOVE_IN
 `
 
 // moveCloseSrc is step 3: it drops the journal entry, after step 2 is known
-// to have happened. A missing sale is not recreated by the counter bump.
+// to have happened, and records the units the move took in the closed hash
+// in the same step, so a repeat of step 1 that arrives later takes nothing
+// (see moveOutSrc). A missing sale is not recreated by the counter bump.
 //
-// KEYS: source sale, source moves
+// KEYS: source sale, source moves, source closed
 // ARGV: move id
 const moveCloseSrc = `
-if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'mseq', 1)
+local open = redis.call('HGET', KEYS[2], ARGV[1])
+if open then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], string.sub(open, string.find(open, '|', 1, true) + 1))
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'mseq', 1)
+  end
 end
 return $MOVE_CLOSED
 `

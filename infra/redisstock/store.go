@@ -15,6 +15,7 @@
 //	<p>:{item:42}:returned  hash  order id -> 1 for each cancelled or expired order whose unit came back
 //	<p>:{item:42}:moves     hash  move id -> "<dest bucket>|<units>": the journal of moves out of this bucket not yet closed
 //	<p>:{item:42}:moved     hash  move id -> units, for each move credited to this bucket (kept with the sale)
+//	<p>:{item:42}:closed    hash  move id -> units, for each move out of this bucket that was closed (kept with the sale)
 //	<p>:{item:42}:ticket:<id> string  id of the order that used the purchase ticket <id> (expires)
 //	<p>:items               set   ids of opened items, for Due
 //
@@ -198,12 +199,12 @@ func (s *Store) Ping(ctx context.Context) error {
 func KeyPatterns(prefix string, id sale.ItemID) []string {
 	s := &Store{prefix: prefix}
 	k := s.item(id)
-	out := []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.moves(), k.moved(), k.repairing(),
+	out := []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.moves(), k.moved(), k.closed(), k.repairing(),
 		usedTicketKey(k.reserve(), "<ticket id>"), s.itemsKey()}
 	// The keys of bucket b > 0, with the bucket and the tag's search index
 	// left symbolic, since they depend on the item and the bucket count.
 	b := s.tagKeys("item:" + id.String() + ":<b>.<j>")
-	return append(out, b.sale(), b.buyers(), b.pending(), b.outbox(), b.restocks(), b.returned(), b.moves(), b.moved(), usedTicketKey(b.reserve(), "<ticket id>"))
+	return append(out, b.sale(), b.buyers(), b.pending(), b.outbox(), b.restocks(), b.returned(), b.moves(), b.moved(), b.closed(), usedTicketKey(b.reserve(), "<ticket id>"))
 }
 
 // itemKeys names the keys of one item's stock bucket; they share one hash
@@ -252,6 +253,7 @@ func (k itemKeys) repairing() string    { return k.base + "repairing" }
 func (k itemKeys) returned() string     { return k.base + "returned" }
 func (k itemKeys) moves() string        { return k.base + "moves" }
 func (k itemKeys) moved() string        { return k.base + "moved" }
+func (k itemKeys) closed() string       { return k.base + "closed" }
 func (s *Store) itemsKey() string       { return s.prefix + ":items" }
 func (k itemKeys) reserve() []string    { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
 func (k itemKeys) settleKeys() []string { return []string{k.pending(), k.outbox()} }

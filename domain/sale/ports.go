@@ -116,7 +116,9 @@ type OrderLedger interface {
 	Lookup(ctx context.Context, id OrderID) (Order, error)
 	// Due takes up to limit pending orders whose next look is due, oldest
 	// due first, and postpones each by the ledger's lease, so that relays on
-	// several instances do not all take the same order.
+	// several instances do not all take the same order. It may return
+	// orders and an error together: the orders it could read, and what it
+	// could not (a part of the ledger that does not answer).
 	Due(ctx context.Context, limit int) ([]DueOrder, error)
 	// MarkPublished records that the orders reached the order queue: they
 	// are next due for a look only after the ledger's republish age.

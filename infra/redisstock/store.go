@@ -44,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -109,6 +110,9 @@ type Store struct {
 	keys    sync.Map // bucketsKey -> []itemKeys
 	rkeys   sync.Map // reserveKeysKey -> []string
 	fills   singleflight.Group
+	// lastItems is the items index as Due last read it ([]string), used
+	// when the index's master does not answer.
+	lastItems atomic.Value
 
 	// afterPeek runs in Repair of a split item between the check of the
 	// other buckets and the script on bucket 0. It is nil in production;
@@ -265,13 +269,83 @@ type scriptCall struct {
 	args   []any
 }
 
-// runScripts sends the calls as one pipeline of EVALSHA and returns one Cmd
-// per call, in order; each Cmd carries its own error.
+// runScripts sends the calls as pipelines of EVALSHA and returns one Cmd
+// per call, in order; each Cmd carries its own error. On a Redis Cluster
+// the calls are split by the master that serves their first key and each
+// master's share goes out as a pipeline of its own, concurrently: a master
+// that hangs then fails only its own calls. (One cluster pipeline over
+// several masters waits for the slowest, retries its calls, and when ctx
+// ends during a retry it overwrites every call's result, those the healthy
+// masters had answered too, with ctx's error.)
 func (s *Store) runScripts(ctx context.Context, calls []scriptCall) []*redis.Cmd {
 	cmds := make([]*redis.Cmd, len(calls))
 	if len(calls) == 0 {
 		return cmds
 	}
+	groups := s.byNode(ctx, len(calls), func(i int) string { return calls[i].keys[0] })
+	if len(groups) <= 1 {
+		s.runPipeline(ctx, calls, cmds)
+		return cmds
+	}
+	var wg sync.WaitGroup
+	for _, idx := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			part := make([]scriptCall, len(idx))
+			for j, i := range idx {
+				part[j] = calls[i]
+			}
+			out := make([]*redis.Cmd, len(idx))
+			s.runPipeline(ctx, part, out)
+			for j, i := range idx {
+				cmds[i] = out[j]
+			}
+		}()
+	}
+	wg.Wait()
+	return cmds
+}
+
+// byNode groups the indexes [0, n) by the master serving key(i), in
+// first-seen order; on a single Redis (or when the slot map cannot tell)
+// everything is one group.
+func (s *Store) byNode(ctx context.Context, n int, key func(i int) string) [][]int {
+	if _, ok := s.rdb.(*redis.ClusterClient); !ok || n <= 1 {
+		return nil
+	}
+	at := map[string]int{}
+	var groups [][]int
+	for i := range n {
+		node := s.NodeOfKey(ctx, key(i))
+		g, ok := at[node]
+		if !ok {
+			g = len(groups)
+			at[node] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// NodeOfKey names the Redis Cluster master that serves key, by this
+// client's slot map (no round trip), or "" on a single Redis or when the
+// map has no master for it.
+func (s *Store) NodeOfKey(ctx context.Context, key string) string {
+	c, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return ""
+	}
+	m, err := c.MasterForKey(ctx, key)
+	if err != nil {
+		return ""
+	}
+	return m.Options().Addr
+}
+
+// runPipeline sends calls as one pipeline, filling cmds.
+func (s *Store) runPipeline(ctx context.Context, calls []scriptCall, cmds []*redis.Cmd) {
 	pipe := s.rdb.Pipeline()
 	for i, c := range calls {
 		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
@@ -290,14 +364,13 @@ func (s *Store) runScripts(ctx context.Context, calls []scriptCall) []*redis.Cmd
 		}
 	}
 	if len(retry) == 0 {
-		return cmds
+		return
 	}
 	pipe = s.rdb.Pipeline()
 	for _, i := range retry {
 		cmds[i] = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
 	}
 	_, _ = pipe.Exec(ctx)
-	return cmds
 }
 
 // runScript runs one script, with the same NOSCRIPT fallback.

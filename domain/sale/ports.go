@@ -36,6 +36,10 @@ type Reservation struct {
 	Gen int64
 	// StockLeft is the live stock after the attempt.
 	StockLeft int64
+	// Placed, with Accepted, is the id the order was accepted under when
+	// the ledger placed it in another stock bucket than its id named (that
+	// bucket's Redis master was failing); "" when it kept its id.
+	Placed OrderID
 }
 
 // Err returns nil for Accepted and the matching sentinel otherwise.

@@ -120,6 +120,49 @@ func (s *Store) orderKeys(ctx context.Context, id sale.OrderID) (itemKeys, error
 	return ks[b], nil
 }
 
+// OrderNode names the Redis Cluster master that serves the bucket an order
+// id names, by the client's slot map; "" on a single Redis, or when the
+// item's bucket count cannot be read.
+func (s *Store) OrderNode(ctx context.Context, id sale.OrderID) string {
+	k, err := s.orderKeys(ctx, id)
+	if err != nil {
+		return ""
+	}
+	return s.NodeOfKey(ctx, k.sale())
+}
+
+// BucketNodes names the Redis Cluster master of each of the item's stock
+// buckets, in bucket order ("" on a single Redis).
+func (s *Store) BucketNodes(ctx context.Context, id sale.ItemID) ([]string, error) {
+	ks, err := s.keysOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ks))
+	for b, k := range ks {
+		out[b] = s.NodeOfKey(ctx, k.sale())
+	}
+	return out, nil
+}
+
+// downBuckets marks the buckets whose master Options.NodeDown reports
+// failing; nil when none is.
+func (s *Store) downBuckets(ctx context.Context, ks []itemKeys) []bool {
+	if s.nodeDown == nil || len(ks) == 1 {
+		return nil
+	}
+	var down []bool
+	for b, k := range ks {
+		if node := s.NodeOfKey(ctx, k.sale()); node != "" && s.nodeDown(node) {
+			if down == nil {
+				down = make([]bool, len(ks))
+			}
+			down[b] = true
+		}
+	}
+	return down
+}
+
 // readBucket is the bucketScript call for one bucket.
 func readBucket(k itemKeys, mode int, overdueMS int64, scanLimit int) scriptCall {
 	return scriptCall{script: bucketScript, keys: []string{k.sale(), k.pending(), k.moves()}, args: []any{mode, overdueMS, scanLimit}}
@@ -413,9 +456,28 @@ func (s *Store) fill(ctx context.Context, id sale.ItemID, ks []itemKeys, home in
 	// caller went away; the client's timeouts bound it.
 	ctx = context.WithoutCancel(ctx)
 	v, err, _ := s.fills.Do(key, func() (any, error) {
-		first, err := s.peek(ctx, id, ks, 0)
+		// The buckets on a failing master are left out: waiting for it
+		// would hold every buyer of this home bucket, and the units there
+		// are not lost, only out of reach until it answers.
+		down := s.downBuckets(ctx, ks)
+		up := ks
+		if down != nil {
+			if down[home] {
+				return fillResult{}, nil
+			}
+			up = make([]itemKeys, 0, len(ks))
+			for b, k := range ks {
+				if !down[b] {
+					up = append(up, k)
+				}
+			}
+		}
+		first, err := s.peek(ctx, id, up, 0)
 		if err != nil {
 			return fillResult{}, err
+		}
+		if down != nil {
+			return s.fillFrom(ctx, ks, home, down, first)
 		}
 		if n, err := s.replay(ctx, ks, first); n > 0 || err != nil {
 			return fillResult{}, err
@@ -451,6 +513,31 @@ func (s *Store) fill(ctx context.Context, id sale.ItemID, ks []itemKeys, home in
 		return fillResult{}, err
 	}
 	return v.(fillResult), nil
+}
+
+// fillFrom is fill while some buckets' master is failing: states are the
+// other buckets, in order. It moves units home from those only, and never
+// finds the item sold out, since the skipped buckets may hold stock.
+func (s *Store) fillFrom(ctx context.Context, ks []itemKeys, home int, down []bool, states []bucketState) (fillResult, error) {
+	var srcs, idx []int // bucket numbers of states, and the sources among them
+	for b := range ks {
+		if !down[b] {
+			idx = append(idx, b)
+		}
+	}
+	for i, st := range states {
+		if b := idx[i]; b != home && st.stock > 0 {
+			srcs = append(srcs, b)
+		}
+		if idx[i] == home && st.stock > 0 {
+			return fillResult{}, nil
+		}
+	}
+	if len(srcs) == 0 {
+		return fillResult{}, nil
+	}
+	_, err := s.moveAll(ctx, ks, srcs, home)
+	return fillResult{}, err
 }
 
 // itemGen returns a split item's generation: the sum of its buckets'. Each

@@ -91,6 +91,12 @@ type Options struct {
 	// lost it), default 30s. It is also the age past which Counts calls a
 	// pending order overdue.
 	RepublishAfter time.Duration
+	// NodeDown, if set, reports whether the Redis Cluster master at an
+	// address is known to be failing (its circuit breaker is open). A
+	// buyer's refill of an empty bucket then neither reads nor takes units
+	// from the buckets on it, instead of waiting for it to answer; it never
+	// calls the item sold out while a bucket is skipped.
+	NodeDown func(node string) bool
 }
 
 // Store is the Redis stock and order ledger. It is safe for concurrent use.
@@ -120,7 +126,13 @@ type Store struct {
 	// exactly in that gap (repair_gap_test.go).
 	afterPeek func()
 
-	reqs      chan *reserveReq
+	reqs chan *reserveReq // the lane of a single Redis
+	// lanes holds a Redis Cluster master's queue (node address -> chan
+	// *reserveReq); see lane. closing, under lanesMu, stops new lanes.
+	lanes     sync.Map
+	lanesMu   sync.Mutex
+	closing   bool
+	nodeDown  func(node string) bool
 	quit      chan struct{}
 	closeOnce sync.Once
 	flushers  sync.WaitGroup
@@ -163,6 +175,7 @@ func newStore(rdb redis.UniversalClient, opts Options) *Store {
 		firstLook:   opts.FirstLook,
 		republish:   opts.RepublishAfter,
 		overdueScan: overdueScanLimit,
+		nodeDown:    opts.NodeDown,
 		// Unbuffered on purpose: a request is handed straight to a flusher,
 		// so none can be stranded in a buffer when Close stops them, and the
 		// callers blocked on the send are exactly what a flusher drains.
@@ -175,7 +188,7 @@ func newStore(rdb redis.UniversalClient, opts Options) *Store {
 func (s *Store) start(n int) {
 	s.flushers.Add(n)
 	for range n {
-		go s.flush()
+		go s.flush(s.reqs)
 	}
 }
 
@@ -184,6 +197,9 @@ func (s *Store) start(n int) {
 // keep working until the caller closes it. Close is idempotent.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
+		s.lanesMu.Lock()
+		s.closing = true
+		s.lanesMu.Unlock()
 		close(s.quit)
 		s.flushers.Wait()
 	})

@@ -75,8 +75,17 @@ func (l *Ledger) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error
 }
 
 // BuyerOrder is next.BuyerOrder within the call timeout.
+//
+// On a Redis Cluster it passes the breaker of the master that holds the
+// user's home bucket, where the record lives.
 func (l *Ledger) BuyerOrder(ctx context.Context, item sale.ItemID, user sale.UserID) (sale.OrderID, error) {
-	return detach(l.b, ctx, func(ctx context.Context) (sale.OrderID, error) { return l.next.BuyerOrder(ctx, item, user) })
+	b := l.b
+	if l.nodes != nil {
+		if nodes, err := l.router.BucketNodes(ctx, item); err == nil && len(nodes) > 0 {
+			b = l.nodes.For(nodes[sale.HomeBucket(user, len(nodes))])
+		}
+	}
+	return detach(b, ctx, func(ctx context.Context) (sale.OrderID, error) { return l.next.BuyerOrder(ctx, item, user) })
 }
 
 // StockLeft is next.StockLeft within the call timeout.

@@ -471,11 +471,9 @@ func (m *Main) openBackends(ctx context.Context) error {
 	if err := kafkaevents.EnsureTopics(pctx, cfg.Brokers(), topics...); err != nil {
 		return fmt.Errorf("kafka topics at %s: %w", cfg.KafkaBrokers, err)
 	}
-	m.ledger = redisstock.New(m.rdb, redisstock.Options{
-		Prefix: cfg.RedisPrefix, FirstLook: cfg.RelayAfter, RepublishAfter: cfg.RepublishAfter,
-	})
+	m.ledger = redisstock.New(m.rdb, ledgerOptions(*cfg, m.breakers))
 	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
-	m.gLedger = guard.NewLedger(m.ledger, m.breakers.ledger)
+	m.gLedger = ledgerGuard(m.ledger, m.breakers)
 	m.gStore = guard.NewStore(m.store, m.breakers.db)
 	m.gPublish = guard.NewPublisher(m.publisher, m.breakers.kafka)
 	return nil
@@ -490,6 +488,9 @@ func (m *Main) serveHTTP(secret string) error {
 	}
 	for _, b := range m.breakers.all() {
 		checks = append(checks, httpapi.Check{Name: b.Name(), State: b.State})
+	}
+	if n := m.breakers.ledgerNodes; n != nil {
+		checks = append(checks, httpapi.Check{Name: n.Name(), State: n.State})
 	}
 	var h http.Handler
 	if !m.Roles.API {

@@ -14,9 +14,16 @@ func (m *Main) registerMetrics() {
 	r.Info("seckill_build_info", "The running build: version, commit and Go toolchain (always 1).",
 		map[string]string{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion})
 	r.GaugeFunc("seckill_blocklist_size", "Users on this instance's copy of the fair-sale blocklist.", func() float64 { return float64(m.Fair.BlockedCount()) })
-	// One series per backend role, told apart by the backend label.
+	// One series per backend role, told apart by the backend label; on a
+	// Redis Cluster the ledger's per-master breakers add one set, summed.
+	var views []breakerView
 	for _, b := range m.breakers.all() {
-		b := b
+		views = append(views, b)
+	}
+	if m.breakers.ledgerNodes != nil {
+		views = append(views, m.breakers.ledgerNodes)
+	}
+	for _, b := range views {
 		labels := prometheus.Labels{"backend": b.Name()}
 		r.Registry.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "seckill_breaker_state", ConstLabels: labels,
@@ -93,6 +100,13 @@ func (m *Main) workerStat(pick func(confirmed, dup, dead uint64) uint64) float64
 	return float64(pick(s.Confirmed, s.Duplicates, s.DeadLettered))
 }
 
-func breakerStat(b *guard.Breaker, pick func(guard.Stats) uint64) func() float64 {
+// breakerView is what the metrics read of a breaker or of a set of them.
+type breakerView interface {
+	Name() string
+	StateValue() float64
+	Stats() guard.Stats
+}
+
+func breakerStat(b breakerView, pick func(guard.Stats) uint64) func() float64 {
 	return func() float64 { return float64(pick(b.Stats())) }
 }

@@ -2,7 +2,9 @@
 // backend role (the Redis stock ledger, the Redis item cache, the database,
 // Kafka produce), as decorators around the ports the use cases already
 // use. The adapters do not know about it and the use cases keep their
-// interfaces; only app/bootstrap builds guards.
+// interfaces; only app/bootstrap builds guards. On a Redis Cluster the
+// ledger's purchases and order lookups pass one breaker per master
+// (NodeBreakers), so a hung master refuses only its own buckets' calls.
 //
 // What it guarantees:
 //   - while a breaker is open, every call through it fails within

@@ -162,12 +162,12 @@ func TestRedisHealthSeesARoundTripWaitingTooLong(t *testing.T) {
 	h := NewRedisHealth()
 	h.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	_ = h.observe(func() error { advance(time.Second); return nil }) // slow, but answered
+	_ = h.observe("", func() error { advance(time.Second); return nil }) // slow, but answered
 	if h.Slow(100 * time.Millisecond) {
 		t.Fatal("nothing in flight, yet slow")
 	}
 	answered, release := make(chan struct{}), make(chan struct{})
-	go func() { _ = h.observe(func() error { close(answered); <-release; return nil }) }()
+	go func() { _ = h.observe("b:1", func() error { close(answered); <-release; return nil }) }()
 	<-answered
 	advance(50 * time.Millisecond)
 	if h.Slow(100 * time.Millisecond) {
@@ -176,6 +176,10 @@ func TestRedisHealthSeesARoundTripWaitingTooLong(t *testing.T) {
 	advance(100 * time.Millisecond)
 	if !h.Slow(100 * time.Millisecond) {
 		t.Fatal("a round trip 150ms old: not slow at 100ms")
+	}
+	// On a cluster only the node that keeps the round trip waiting is slow.
+	if !h.Node("b:1").Slow(100*time.Millisecond) || h.Node("a:1").Slow(100*time.Millisecond) {
+		t.Fatal("a round trip to b:1 150ms old: want b:1 slow and a:1 not")
 	}
 	close(release)
 }

@@ -24,13 +24,26 @@ type LedgerBackend interface {
 // (worker, relay, reconciler, lifecycle) keep the bare ledger: they retry
 // on their own schedule and must not be refused by a breaker that
 // purchases opened.
+//
+// On a Redis Cluster (NewClusterLedger) purchases and order lookups pass
+// the breaker of the master that holds their stock bucket instead, and b
+// guards the calls that span buckets (stock reads, counts, admin writes).
 type Ledger struct {
-	next LedgerBackend
-	b    *Breaker
+	next   LedgerBackend
+	b      *Breaker
+	nodes  *NodeBreakers
+	router Router
 }
 
 // NewLedger returns next guarded by b.
 func NewLedger(next LedgerBackend, b *Breaker) *Ledger { return &Ledger{next: next, b: b} }
+
+// NewClusterLedger returns next guarded by b, with purchases and order
+// lookups guarded per master by nodes, routed by router (usually next
+// itself).
+func NewClusterLedger(next LedgerBackend, b *Breaker, nodes *NodeBreakers, router Router) *Ledger {
+	return &Ledger{next: next, b: b, nodes: nodes, router: router}
+}
 
 // Reserve is next.Reserve, answered within the call timeout. A Reserve the
 // guard stopped waiting for may still complete in Redis (the redisstock
@@ -40,18 +53,39 @@ func NewLedger(next LedgerBackend, b *Breaker) *Ledger { return &Ledger{next: ne
 // --relay-after and the worker confirms it, exactly as for an order whose
 // instance died before publishing. The buyer saw 503; a retry answers
 // already_purchased with the order's id.
+//
+// On a Redis Cluster it goes through the breaker of the order's master,
+// and an order refused there may be placed in another bucket (see
+// reserveByNode); a refusal by an open breaker always means nothing was
+// sent, an overrun that the call may still complete.
 func (l *Ledger) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
+	if l.nodes != nil {
+		return l.reserveByNode(ctx, o)
+	}
 	return detach(l.b, ctx, func(ctx context.Context) (sale.Reservation, error) { return l.next.Reserve(ctx, o) })
 }
 
 // Lookup is next.Lookup within the call timeout.
 func (l *Ledger) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error) {
-	return detach(l.b, ctx, func(ctx context.Context) (sale.Order, error) { return l.next.Lookup(ctx, id) })
+	b := l.b
+	if l.nodes != nil {
+		b = l.nodes.For(l.router.OrderNode(ctx, id))
+	}
+	return detach(b, ctx, func(ctx context.Context) (sale.Order, error) { return l.next.Lookup(ctx, id) })
 }
 
 // BuyerOrder is next.BuyerOrder within the call timeout.
+//
+// On a Redis Cluster it passes the breaker of the master that holds the
+// user's home bucket, where the record lives.
 func (l *Ledger) BuyerOrder(ctx context.Context, item sale.ItemID, user sale.UserID) (sale.OrderID, error) {
-	return detach(l.b, ctx, func(ctx context.Context) (sale.OrderID, error) { return l.next.BuyerOrder(ctx, item, user) })
+	b := l.b
+	if l.nodes != nil {
+		if nodes, err := l.router.BucketNodes(ctx, item); err == nil && len(nodes) > 0 {
+			b = l.nodes.For(nodes[sale.HomeBucket(user, len(nodes))])
+		}
+	}
+	return detach(b, ctx, func(ctx context.Context) (sale.OrderID, error) { return l.next.BuyerOrder(ctx, item, user) })
 }
 
 // StockLeft is next.StockLeft within the call timeout.

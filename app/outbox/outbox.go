@@ -18,6 +18,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -259,11 +260,21 @@ func (r *Relay) Run(ctx context.Context) {
 
 // Once makes one pass: have the database decide what is too old, publish
 // the rest again.
+//
+// Due may return orders together with an error (a bucket whose master is
+// down, a record that does not decode): the orders it could read are
+// handled all the same, and its error is returned with the pass's own, so
+// one failing bucket does not hold back the others' orders.
 func (r *Relay) Once(ctx context.Context) error {
 	due, err := r.ledger.Due(ctx, r.opts.Batch)
-	if err != nil || len(due) == 0 {
+	if len(due) == 0 {
 		return err
 	}
+	return errors.Join(err, r.handle(ctx, due))
+}
+
+// handle decides the due orders that are too old and publishes the rest.
+func (r *Relay) handle(ctx context.Context, due []sale.DueOrder) error {
 	var resend, old []sale.Order
 	for _, d := range due {
 		if d.Age >= r.opts.GiveUp {

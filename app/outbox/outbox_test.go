@@ -39,6 +39,9 @@ type fakeOutbox struct {
 	published map[sale.OrderID]bool
 	settled   map[sale.OrderID]bool
 	released  map[sale.OrderID]int
+	// dueErr is what Due reports beside the orders it returns: a part of
+	// the ledger it could not read.
+	dueErr error
 }
 
 func newOutbox() *fakeOutbox {
@@ -61,7 +64,7 @@ func (f *fakeOutbox) Due(_ context.Context, limit int) ([]sale.DueOrder, error) 
 			out = append(out, sale.DueOrder{Order: o, Age: f.age[id]})
 		}
 	}
-	return out, nil
+	return out, f.dueErr
 }
 
 func (f *fakeOutbox) MarkPublished(_ context.Context, ids ...sale.OrderID) error {
@@ -184,6 +187,27 @@ func TestRelayPublishesDueAndLetsTheDatabaseDecideOld(t *testing.T) {
 	}
 	if s := r.Stats(); s.Relayed != 1 || s.Expired != 1 || s.Settled != 1 {
 		t.Fatalf("stats = %+v", s)
+	}
+}
+
+// TestRelayPublishesWhatDueCouldRead: when Due returns orders and an error
+// (one bucket's master is down), the relay publishes the orders it got and
+// reports the error; before, it returned the error and published nothing,
+// so one dead master held back every other master's orders.
+func TestRelayPublishesWhatDueCouldRead(t *testing.T) {
+	t.Parallel()
+	o := orderAt("a", time.Now())
+	box := newOutbox()
+	box.add(o, 10*time.Second)
+	dead := errors.New("due orders of item 1: i/o timeout")
+	box.dueErr = dead
+	pub := &fakePub{}
+	r := NewRelay(box, &fakeBook{fates: map[sale.OrderID]sale.Fate{}}, pub, quiet, RelayOptions{GiveUp: 10 * time.Minute}, nil)
+	if err := r.Once(context.Background()); !errors.Is(err, dead) {
+		t.Fatalf("Once = %v, want Due's error reported", err)
+	}
+	if len(pub.got) != 1 || pub.got[0].ID != o.ID || !box.published[o.ID] {
+		t.Fatalf("published %v, want the order Due could read, marked published", pub.got)
 	}
 }
 

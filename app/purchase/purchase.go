@@ -209,6 +209,11 @@ func (s *Service) BuyWithTicket(ctx context.Context, user sale.UserID, item sale
 	}
 	switch res.Outcome {
 	case sale.Accepted:
+		if res.Placed != "" {
+			// Placed in another stock bucket: its home bucket's master
+			// is failing (see guard.Ledger).
+			o.ID = res.Placed
+		}
 		s.d.Queue.Enqueue(o)
 		return o, nil
 	case sale.OutcomeSoldOut:

@@ -36,6 +36,10 @@ type Reservation struct {
 	Gen int64
 	// StockLeft is the live stock after the attempt.
 	StockLeft int64
+	// Placed, with Accepted, is the id the order was accepted under when
+	// the ledger placed it in another stock bucket than its id named (that
+	// bucket's Redis master was failing); "" when it kept its id.
+	Placed OrderID
 }
 
 // Err returns nil for Accepted and the matching sentinel otherwise.
@@ -116,7 +120,9 @@ type OrderLedger interface {
 	Lookup(ctx context.Context, id OrderID) (Order, error)
 	// Due takes up to limit pending orders whose next look is due, oldest
 	// due first, and postpones each by the ledger's lease, so that relays on
-	// several instances do not all take the same order.
+	// several instances do not all take the same order. It may return
+	// orders and an error together: the orders it could read, and what it
+	// could not (a part of the ledger that does not answer).
 	Due(ctx context.Context, limit int) ([]DueOrder, error)
 	// MarkPublished records that the orders reached the order queue: they
 	// are next due for a look only after the ledger's republish age.

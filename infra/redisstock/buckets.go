@@ -24,7 +24,9 @@ import (
 //  2. moveIn on the destination: credit the units unless the move id is
 //     already in the destination's moved hash, and record it there, in the
 //     same step.
-//  3. moveClose on the source: drop the journal entry.
+//  3. moveClose on the source: drop the journal entry and, in the same
+//     step, keep what the move took in the source's closed hash, so a step
+//     1 that a client sends again after its reply was lost takes nothing.
 //
 // A process that dies after step 1 or 2 leaves an open entry; replaying it
 // (steps 2 and 3 again) is safe at any time and by anyone, because step 2
@@ -116,6 +118,49 @@ func (s *Store) orderKeys(ctx context.Context, id sale.OrderID) (itemKeys, error
 		return itemKeys{}, fmt.Errorf("redisstock: order %s names bucket %d of an item with %d: %w", id, b, len(ks), sale.ErrInvalid)
 	}
 	return ks[b], nil
+}
+
+// OrderNode names the Redis Cluster master that serves the bucket an order
+// id names, by the client's slot map; "" on a single Redis, or when the
+// item's bucket count cannot be read.
+func (s *Store) OrderNode(ctx context.Context, id sale.OrderID) string {
+	k, err := s.orderKeys(ctx, id)
+	if err != nil {
+		return ""
+	}
+	return s.NodeOfKey(ctx, k.sale())
+}
+
+// BucketNodes names the Redis Cluster master of each of the item's stock
+// buckets, in bucket order ("" on a single Redis).
+func (s *Store) BucketNodes(ctx context.Context, id sale.ItemID) ([]string, error) {
+	ks, err := s.keysOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ks))
+	for b, k := range ks {
+		out[b] = s.NodeOfKey(ctx, k.sale())
+	}
+	return out, nil
+}
+
+// downBuckets marks the buckets whose master Options.NodeDown reports
+// failing; nil when none is.
+func (s *Store) downBuckets(ctx context.Context, ks []itemKeys) []bool {
+	if s.nodeDown == nil || len(ks) == 1 {
+		return nil
+	}
+	var down []bool
+	for b, k := range ks {
+		if node := s.NodeOfKey(ctx, k.sale()); node != "" && s.nodeDown(node) {
+			if down == nil {
+				down = make([]bool, len(ks))
+			}
+			down[b] = true
+		}
+	}
+	return down
 }
 
 // readBucket is the bucketScript call for one bucket.
@@ -220,7 +265,7 @@ func newMoveID() string {
 // moveOut is step 1: it takes up to max units out of bucket src for dst and
 // journals them. It returns the units taken (0 if src is empty or missing).
 func (s *Store) moveOut(ctx context.Context, ks []itemKeys, moveID string, src, dst int, max int64) (int64, error) {
-	v, err := ints(s.runScript(ctx, moveOutScript, []string{ks[src].sale(), ks[src].moves()}, moveID, dst, max), 2)
+	v, err := ints(s.runScript(ctx, moveOutScript, []string{ks[src].sale(), ks[src].moves(), ks[src].closed()}, moveID, dst, max), 2)
 	if err != nil {
 		return 0, fmt.Errorf("redisstock: move out of bucket %d: %w", src, err)
 	}
@@ -257,7 +302,7 @@ func (s *Store) moveIn(ctx context.Context, ks []itemKeys, e journalEntry) (miss
 // moveClose is step 3.
 func (s *Store) moveClose(ctx context.Context, ks []itemKeys, src int, moveID string) error {
 	k := ks[src]
-	if err := s.runScript(ctx, moveCloseScript, []string{k.sale(), k.moves()}, moveID).Err(); err != nil {
+	if err := s.runScript(ctx, moveCloseScript, []string{k.sale(), k.moves(), k.closed()}, moveID).Err(); err != nil {
 		return fmt.Errorf("redisstock: close move %s of bucket %d: %w", moveID, src, err)
 	}
 	return nil
@@ -273,7 +318,7 @@ func (s *Store) moveAll(ctx context.Context, ks []itemKeys, srcs []int, dst int)
 	entries := make([]journalEntry, len(srcs))
 	for i, src := range srcs {
 		entries[i] = journalEntry{id: newMoveID(), dest: dst}
-		out[i] = scriptCall{script: moveOutScript, keys: []string{ks[src].sale(), ks[src].moves()}, args: []any{entries[i].id, dst, maxMove}}
+		out[i] = scriptCall{script: moveOutScript, keys: []string{ks[src].sale(), ks[src].moves(), ks[src].closed()}, args: []any{entries[i].id, dst, maxMove}}
 	}
 	var moved []int // indexes into srcs of the moves that took units
 	var errs []error
@@ -310,7 +355,7 @@ func (s *Store) moveAll(ctx context.Context, ks []itemKeys, srcs []int, dst int)
 	closes := make([]scriptCall, len(closing))
 	var total int64
 	for j, i := range closing {
-		closes[j] = scriptCall{script: moveCloseScript, keys: []string{ks[srcs[i]].sale(), ks[srcs[i]].moves()}, args: []any{entries[i].id}}
+		closes[j] = scriptCall{script: moveCloseScript, keys: []string{ks[srcs[i]].sale(), ks[srcs[i]].moves(), ks[srcs[i]].closed()}, args: []any{entries[i].id}}
 		total += entries[i].units
 	}
 	for j, cmd := range s.runScripts(ctx, closes) {
@@ -411,9 +456,28 @@ func (s *Store) fill(ctx context.Context, id sale.ItemID, ks []itemKeys, home in
 	// caller went away; the client's timeouts bound it.
 	ctx = context.WithoutCancel(ctx)
 	v, err, _ := s.fills.Do(key, func() (any, error) {
-		first, err := s.peek(ctx, id, ks, 0)
+		// The buckets on a failing master are left out: waiting for it
+		// would hold every buyer of this home bucket, and the units there
+		// are not lost, only out of reach until it answers.
+		down := s.downBuckets(ctx, ks)
+		up := ks
+		if down != nil {
+			if down[home] {
+				return fillResult{}, nil
+			}
+			up = make([]itemKeys, 0, len(ks))
+			for b, k := range ks {
+				if !down[b] {
+					up = append(up, k)
+				}
+			}
+		}
+		first, err := s.peek(ctx, id, up, 0)
 		if err != nil {
 			return fillResult{}, err
+		}
+		if down != nil {
+			return s.fillFrom(ctx, ks, home, down, first)
 		}
 		if n, err := s.replay(ctx, ks, first); n > 0 || err != nil {
 			return fillResult{}, err
@@ -449,6 +513,31 @@ func (s *Store) fill(ctx context.Context, id sale.ItemID, ks []itemKeys, home in
 		return fillResult{}, err
 	}
 	return v.(fillResult), nil
+}
+
+// fillFrom is fill while some buckets' master is failing: states are the
+// other buckets, in order. It moves units home from those only, and never
+// finds the item sold out, since the skipped buckets may hold stock.
+func (s *Store) fillFrom(ctx context.Context, ks []itemKeys, home int, down []bool, states []bucketState) (fillResult, error) {
+	var srcs, idx []int // bucket numbers of states, and the sources among them
+	for b := range ks {
+		if !down[b] {
+			idx = append(idx, b)
+		}
+	}
+	for i, st := range states {
+		if b := idx[i]; b != home && st.stock > 0 {
+			srcs = append(srcs, b)
+		}
+		if idx[i] == home && st.stock > 0 {
+			return fillResult{}, nil
+		}
+	}
+	if len(srcs) == 0 {
+		return fillResult{}, nil
+	}
+	_, err := s.moveAll(ctx, ks, srcs, home)
+	return fillResult{}, err
 }
 
 // itemGen returns a split item's generation: the sum of its buckets'. Each

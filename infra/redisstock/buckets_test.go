@@ -288,6 +288,48 @@ func TestMoveIsJournaledAndReplaysOnce(t *testing.T) {
 	})
 }
 
+// TestMoveOutResentAfterCloseTakesNothing is the review's sequence: a
+// mover's moveOut reply is lost, another instance (here RecoverMoves, as a
+// fill's replay would) finishes and closes the move, and then the client
+// sends the same moveOut again. The repeat must take nothing and answer
+// what the first one took; before the closed record it took half of what
+// was left ([1 3 3] became [0 3 5]) and the unit vanished.
+func TestMoveOutResentAfterCloseTakesNothing(t *testing.T) {
+	eachBackend(t, Options{}, func(t *testing.T, h *harness) {
+		h.open(t, splitItem(1, 9, 3))
+		ks := h.s.bucketKeys(1, 3)
+		units, err := h.s.moveOut(h.ctx, ks, "lost", 0, 2, maxMove)
+		if err != nil || units != 2 {
+			t.Fatalf("moveOut = %d, %v; want 2", units, err)
+		}
+		// The reply is lost; another instance finishes the move.
+		other := New(h.rdb, Options{Prefix: h.prefix})
+		defer other.Close()
+		if n, err := other.RecoverMoves(h.ctx); err != nil || n != 1 {
+			t.Fatalf("RecoverMoves = %d, %v; want the one open move finished", n, err)
+		}
+		if got := h.rawStock(t, 1, 3); fmt.Sprint(got) != "[1 3 5]" {
+			t.Fatalf("stock after the recovery = %v, want [1 3 5]", got)
+		}
+		// go-redis sends the script again.
+		again, err := h.s.moveOut(h.ctx, ks, "lost", 0, 2, maxMove)
+		if err != nil || again != units {
+			t.Fatalf("moveOut resent after the close = %d, %v; want %d, what the first took", again, err, units)
+		}
+		// The mover carries on with steps 2 and 3, as moveAll would.
+		if err := h.s.finishMove(h.ctx, ks, 0, journalEntry{id: "lost", dest: 2, units: again}); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.rawStock(t, 1, 3); fmt.Sprint(got) != "[1 3 5]" {
+			t.Fatalf("stock after the resent moveOut = %v, want [1 3 5] (nothing taken twice)", got)
+		}
+		if open := h.openMoves(t, 1, 3); open != 0 {
+			t.Fatalf("%d moves left open", open)
+		}
+		h.wantCounts(t, 1, sale.Counts{StockTotal: 9, StockLeft: 9})
+	})
+}
+
 // The child half of TestMoveKilledMidway: it runs the first steps of a move
 // in its own process, says so, and waits to be killed.
 func TestMoveChild(t *testing.T) {

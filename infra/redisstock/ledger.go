@@ -251,13 +251,25 @@ func (s *Store) BuyerOrder(ctx context.Context, item sale.ItemID, user sale.User
 // relays on other instances skip them meanwhile. Each comes with its age
 // since acceptance, also by the ledger's clock. Orders whose record predates
 // the acceptance stamp are aged from their creation time.
+//
+// A bucket whose script fails (its master is down or stalled) and a record
+// that does not decode are skipped: Due returns every order it could read
+// together with the errors, joined. One dead master or one corrupt record
+// used to fail the whole call, and the relay then published nothing, on
+// any master, until that node came back. If the items index itself cannot
+// be read (its master is the one down), the last index read is used.
 func (s *Store) Due(ctx context.Context, limit int) ([]sale.DueOrder, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
+	var errs []error
 	members, err := s.rdb.SMembers(ctx, s.itemsKey()).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redisstock: due: %w", err)
+		errs = append(errs, fmt.Errorf("redisstock: due: items index: %w", err))
+		last, _ := s.lastItems.Load().([]string)
+		members = last
+	} else {
+		s.lastItems.Store(members)
 	}
 	var items []sale.ItemID
 	var calls []scriptCall
@@ -268,7 +280,8 @@ func (s *Store) Due(ctx context.Context, limit int) ([]sale.DueOrder, error) {
 		}
 		ks, err := s.keysOf(ctx, id)
 		if err != nil {
-			return nil, fmt.Errorf("redisstock: due: %w", err)
+			errs = append(errs, fmt.Errorf("redisstock: due: %w", err))
+			continue
 		}
 		for _, k := range ks {
 			items = append(items, id)
@@ -278,32 +291,47 @@ func (s *Store) Due(ctx context.Context, limit int) ([]sale.DueOrder, error) {
 	}
 	var out []sale.DueOrder
 	for i, cmd := range s.runScripts(ctx, calls) {
-		vals, err := cmd.Slice()
+		due, err := decodeDue(cmd)
+		out = append(out, due...)
 		if err != nil {
-			return nil, fmt.Errorf("redisstock: due orders of item %d: %w", items[i], err)
-		}
-		if len(vals) == 0 || len(vals)%2 != 1 {
-			return nil, fmt.Errorf("redisstock: due orders of item %d: reply of %d values", items[i], len(vals))
-		}
-		nowMS, ok := vals[0].(int64)
-		if !ok {
-			return nil, fmt.Errorf("redisstock: due orders of item %d: clock is %T", items[i], vals[0])
-		}
-		now := time.UnixMilli(nowMS)
-		for j := 1; j+1 < len(vals); j += 2 {
-			id, _ := vals[j].(string)
-			rec, _ := vals[j+1].(string)
-			o, accepted, err := decodeRecord(sale.OrderID(id), rec)
-			if err != nil {
-				return nil, err
-			}
-			if accepted.IsZero() {
-				accepted = o.CreatedAt
-			}
-			out = append(out, sale.DueOrder{Order: o, Age: now.Sub(accepted)})
+			errs = append(errs, fmt.Errorf("redisstock: due orders of item %d: %w", items[i], err))
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+// decodeDue reads one bucket's dueScript reply: the ledger's clock, then
+// order id and record pairs. A record that does not decode is skipped and
+// reported; the others are returned.
+func decodeDue(cmd *redis.Cmd) ([]sale.DueOrder, error) {
+	vals, err := cmd.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(vals) == 0 || len(vals)%2 != 1 {
+		return nil, fmt.Errorf("reply of %d values", len(vals))
+	}
+	nowMS, ok := vals[0].(int64)
+	if !ok {
+		return nil, fmt.Errorf("clock is %T", vals[0])
+	}
+	now := time.UnixMilli(nowMS)
+	var out []sale.DueOrder
+	var errs []error
+	for j := 1; j+1 < len(vals); j += 2 {
+		id, _ := vals[j].(string)
+		rec, _ := vals[j+1].(string)
+		o, accepted, err := decodeRecord(sale.OrderID(id), rec)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if accepted.IsZero() {
+			accepted = o.CreatedAt
+		}
+		out = append(out, sale.DueOrder{Order: o, Age: now.Sub(accepted)})
+	}
+	return out, errors.Join(errs...)
 }
 
 // MarkPublished records that the orders reached the order queue: each is

@@ -83,10 +83,37 @@ func (s *Store) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, er
 	return s.reserveSplit(ctx, o, req, res)
 }
 
-// send hands req to a flusher and waits for its answer.
+// ReserveIn is Reserve in exactly the bucket o's id names, without
+// bringing units there from the other buckets when it is empty (the answer
+// is then sold out for that bucket only). It is for a buyer whose home
+// bucket's master is failing: the caller places the order in another
+// bucket (an id made with sale.NewBucketOrderID) and moves on to the next
+// one if this one is empty, so nothing waits on the failing master. The
+// user's one-order record is written in that bucket, not in their home
+// bucket, which cannot be read: the database's one-live-order-per-user
+// key is then the fence against a second order placed at home later.
+func (s *Store) ReserveIn(ctx context.Context, o sale.Order) (sale.Reservation, error) {
+	if err := o.Check(); err != nil {
+		return sale.Reservation{}, fmt.Errorf("redisstock: reserve: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return sale.Reservation{}, err
+	}
+	ks, err := s.keysOf(ctx, o.ItemID)
+	if err != nil {
+		return sale.Reservation{}, err
+	}
+	if o.ID.Bucket() >= len(ks) {
+		return sale.Reservation{}, fmt.Errorf("redisstock: reserve %s: bucket %d of an item with %d: %w", o.ID, o.ID.Bucket(), len(ks), sale.ErrInvalid)
+	}
+	return s.send(ctx, s.newReserveReq(ctx, o, ks))
+}
+
+// send hands req to a flusher of its master's lane and waits for its
+// answer.
 func (s *Store) send(ctx context.Context, req *reserveReq) (sale.Reservation, error) {
 	select {
-	case s.reqs <- req:
+	case s.lane(ctx, req.keys[0]) <- req:
 	case <-ctx.Done():
 		return sale.Reservation{}, ctx.Err()
 	case <-s.quit:
@@ -217,17 +244,48 @@ func usedTicketKey(reserveKeys []string, ticketID string) string {
 	return strings.TrimSuffix(reserveKeys[1], "buyers") + "ticket:" + ticketID
 }
 
-// flush is one flusher: it waits for a first request, takes whatever other
-// requests are already waiting (never waiting for more, so an idle store adds
-// no delay), and sends them as one pipeline.
-func (s *Store) flush() {
+// lane returns the queue of the flushers that serve the master of key,
+// starting them the first time. On a single Redis every request shares
+// s.reqs. On a Redis Cluster each master has flushers of its own, so a
+// master that hangs holds up only the pipelines sent to it: with shared
+// flushers, each soon held a batch with a call for that master and every
+// purchase waited for it.
+func (s *Store) lane(ctx context.Context, key string) chan *reserveReq {
+	node := s.NodeOfKey(ctx, key)
+	if node == "" {
+		return s.reqs
+	}
+	if ch, ok := s.lanes.Load(node); ok {
+		return ch.(chan *reserveReq)
+	}
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	if ch, ok := s.lanes.Load(node); ok {
+		return ch.(chan *reserveReq)
+	}
+	if s.closing {
+		return s.reqs // send sees quit closed
+	}
+	ch := make(chan *reserveReq)
+	s.lanes.Store(node, ch)
+	s.flushers.Add(s.pipelines)
+	for range s.pipelines {
+		go s.flush(ch)
+	}
+	return ch
+}
+
+// flush is one flusher on the queue reqs: it waits for a first request,
+// takes whatever other requests are already waiting (never waiting for
+// more, so an idle store adds no delay), and sends them as one pipeline.
+func (s *Store) flush(reqs chan *reserveReq) {
 	defer s.flushers.Done()
 	batch := make([]*reserveReq, 0, s.maxBatch)
 	calls := make([]scriptCall, 0, s.maxBatch)
 	for {
 		batch = batch[:0]
 		select {
-		case r := <-s.reqs:
+		case r := <-reqs:
 			batch = append(batch, r)
 		case <-s.quit:
 			return
@@ -235,7 +293,7 @@ func (s *Store) flush() {
 	drain:
 		for len(batch) < s.maxBatch {
 			select {
-			case r := <-s.reqs:
+			case r := <-reqs:
 				batch = append(batch, r)
 			default:
 				break drain

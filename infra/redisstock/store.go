@@ -15,6 +15,7 @@
 //	<p>:{item:42}:returned  hash  order id -> 1 for each cancelled or expired order whose unit came back
 //	<p>:{item:42}:moves     hash  move id -> "<dest bucket>|<units>": the journal of moves out of this bucket not yet closed
 //	<p>:{item:42}:moved     hash  move id -> units, for each move credited to this bucket (kept with the sale)
+//	<p>:{item:42}:closed    hash  move id -> units, for each move out of this bucket that was closed (kept with the sale)
 //	<p>:{item:42}:ticket:<id> string  id of the order that used the purchase ticket <id> (expires)
 //	<p>:items               set   ids of opened items, for Due
 //
@@ -43,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -89,6 +91,12 @@ type Options struct {
 	// lost it), default 30s. It is also the age past which Counts calls a
 	// pending order overdue.
 	RepublishAfter time.Duration
+	// NodeDown, if set, reports whether the Redis Cluster master at an
+	// address is known to be failing (its circuit breaker is open). A
+	// buyer's refill of an empty bucket then neither reads nor takes units
+	// from the buckets on it, instead of waiting for it to answer; it never
+	// calls the item sold out while a bucket is skipped.
+	NodeDown func(node string) bool
 }
 
 // Store is the Redis stock and order ledger. It is safe for concurrent use.
@@ -108,6 +116,9 @@ type Store struct {
 	keys    sync.Map // bucketsKey -> []itemKeys
 	rkeys   sync.Map // reserveKeysKey -> []string
 	fills   singleflight.Group
+	// lastItems is the items index as Due last read it ([]string), used
+	// when the index's master does not answer.
+	lastItems atomic.Value
 
 	// afterPeek runs in Repair of a split item between the check of the
 	// other buckets and the script on bucket 0. It is nil in production;
@@ -115,7 +126,13 @@ type Store struct {
 	// exactly in that gap (repair_gap_test.go).
 	afterPeek func()
 
-	reqs      chan *reserveReq
+	reqs chan *reserveReq // the lane of a single Redis
+	// lanes holds a Redis Cluster master's queue (node address -> chan
+	// *reserveReq); see lane. closing, under lanesMu, stops new lanes.
+	lanes     sync.Map
+	lanesMu   sync.Mutex
+	closing   bool
+	nodeDown  func(node string) bool
 	quit      chan struct{}
 	closeOnce sync.Once
 	flushers  sync.WaitGroup
@@ -158,6 +175,7 @@ func newStore(rdb redis.UniversalClient, opts Options) *Store {
 		firstLook:   opts.FirstLook,
 		republish:   opts.RepublishAfter,
 		overdueScan: overdueScanLimit,
+		nodeDown:    opts.NodeDown,
 		// Unbuffered on purpose: a request is handed straight to a flusher,
 		// so none can be stranded in a buffer when Close stops them, and the
 		// callers blocked on the send are exactly what a flusher drains.
@@ -170,7 +188,7 @@ func newStore(rdb redis.UniversalClient, opts Options) *Store {
 func (s *Store) start(n int) {
 	s.flushers.Add(n)
 	for range n {
-		go s.flush()
+		go s.flush(s.reqs)
 	}
 }
 
@@ -179,6 +197,9 @@ func (s *Store) start(n int) {
 // keep working until the caller closes it. Close is idempotent.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
+		s.lanesMu.Lock()
+		s.closing = true
+		s.lanesMu.Unlock()
 		close(s.quit)
 		s.flushers.Wait()
 	})
@@ -198,12 +219,12 @@ func (s *Store) Ping(ctx context.Context) error {
 func KeyPatterns(prefix string, id sale.ItemID) []string {
 	s := &Store{prefix: prefix}
 	k := s.item(id)
-	out := []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.moves(), k.moved(), k.repairing(),
+	out := []string{k.sale(), k.buyers(), k.pending(), k.outbox(), k.restocks(), k.returned(), k.moves(), k.moved(), k.closed(), k.repairing(),
 		usedTicketKey(k.reserve(), "<ticket id>"), s.itemsKey()}
 	// The keys of bucket b > 0, with the bucket and the tag's search index
 	// left symbolic, since they depend on the item and the bucket count.
 	b := s.tagKeys("item:" + id.String() + ":<b>.<j>")
-	return append(out, b.sale(), b.buyers(), b.pending(), b.outbox(), b.restocks(), b.returned(), b.moves(), b.moved(), usedTicketKey(b.reserve(), "<ticket id>"))
+	return append(out, b.sale(), b.buyers(), b.pending(), b.outbox(), b.restocks(), b.returned(), b.moves(), b.moved(), b.closed(), usedTicketKey(b.reserve(), "<ticket id>"))
 }
 
 // itemKeys names the keys of one item's stock bucket; they share one hash
@@ -252,6 +273,7 @@ func (k itemKeys) repairing() string    { return k.base + "repairing" }
 func (k itemKeys) returned() string     { return k.base + "returned" }
 func (k itemKeys) moves() string        { return k.base + "moves" }
 func (k itemKeys) moved() string        { return k.base + "moved" }
+func (k itemKeys) closed() string       { return k.base + "closed" }
 func (s *Store) itemsKey() string       { return s.prefix + ":items" }
 func (k itemKeys) reserve() []string    { return []string{k.sale(), k.buyers(), k.pending(), k.outbox()} }
 func (k itemKeys) settleKeys() []string { return []string{k.pending(), k.outbox()} }
@@ -263,13 +285,83 @@ type scriptCall struct {
 	args   []any
 }
 
-// runScripts sends the calls as one pipeline of EVALSHA and returns one Cmd
-// per call, in order; each Cmd carries its own error.
+// runScripts sends the calls as pipelines of EVALSHA and returns one Cmd
+// per call, in order; each Cmd carries its own error. On a Redis Cluster
+// the calls are split by the master that serves their first key and each
+// master's share goes out as a pipeline of its own, concurrently: a master
+// that hangs then fails only its own calls. (One cluster pipeline over
+// several masters waits for the slowest, retries its calls, and when ctx
+// ends during a retry it overwrites every call's result, those the healthy
+// masters had answered too, with ctx's error.)
 func (s *Store) runScripts(ctx context.Context, calls []scriptCall) []*redis.Cmd {
 	cmds := make([]*redis.Cmd, len(calls))
 	if len(calls) == 0 {
 		return cmds
 	}
+	groups := s.byNode(ctx, len(calls), func(i int) string { return calls[i].keys[0] })
+	if len(groups) <= 1 {
+		s.runPipeline(ctx, calls, cmds)
+		return cmds
+	}
+	var wg sync.WaitGroup
+	for _, idx := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			part := make([]scriptCall, len(idx))
+			for j, i := range idx {
+				part[j] = calls[i]
+			}
+			out := make([]*redis.Cmd, len(idx))
+			s.runPipeline(ctx, part, out)
+			for j, i := range idx {
+				cmds[i] = out[j]
+			}
+		}()
+	}
+	wg.Wait()
+	return cmds
+}
+
+// byNode groups the indexes [0, n) by the master serving key(i), in
+// first-seen order; on a single Redis (or when the slot map cannot tell)
+// everything is one group.
+func (s *Store) byNode(ctx context.Context, n int, key func(i int) string) [][]int {
+	if _, ok := s.rdb.(*redis.ClusterClient); !ok || n <= 1 {
+		return nil
+	}
+	at := map[string]int{}
+	var groups [][]int
+	for i := range n {
+		node := s.NodeOfKey(ctx, key(i))
+		g, ok := at[node]
+		if !ok {
+			g = len(groups)
+			at[node] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// NodeOfKey names the Redis Cluster master that serves key, by this
+// client's slot map (no round trip), or "" on a single Redis or when the
+// map has no master for it.
+func (s *Store) NodeOfKey(ctx context.Context, key string) string {
+	c, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return ""
+	}
+	m, err := c.MasterForKey(ctx, key)
+	if err != nil {
+		return ""
+	}
+	return m.Options().Addr
+}
+
+// runPipeline sends calls as one pipeline, filling cmds.
+func (s *Store) runPipeline(ctx context.Context, calls []scriptCall, cmds []*redis.Cmd) {
 	pipe := s.rdb.Pipeline()
 	for i, c := range calls {
 		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
@@ -288,14 +380,13 @@ func (s *Store) runScripts(ctx context.Context, calls []scriptCall) []*redis.Cmd
 		}
 	}
 	if len(retry) == 0 {
-		return cmds
+		return
 	}
 	pipe = s.rdb.Pipeline()
 	for _, i := range retry {
 		cmds[i] = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
 	}
 	_, _ = pipe.Exec(ctx)
-	return cmds
 }
 
 // runScript runs one script, with the same NOSCRIPT fallback.

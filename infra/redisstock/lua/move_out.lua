@@ -10,9 +10,14 @@
 -- script again when its reply was lost (go-redis retries a command after a
 -- read that failed on the network, and a cluster pipeline re-sends a node's
 -- batch), and taking the units twice would overwrite the journal's count
--- and lose the first ones.
+-- and lose the first ones. The same holds once the move is closed (another
+-- instance's fill, replay or RecoverMoves finished it while the reply was
+-- on its way): the closed hash keeps what each closed move took, for as
+-- long as the sale, so a late repeat answers that and takes nothing. Without
+-- it the repeat took the units again, step 2 answered REPEAT, and they were
+-- lost: [1 3 3] became [0 3 5].
 --
--- KEYS: source sale, source moves
+-- KEYS: source sale, source moves, source closed
 -- ARGV: move id, destination bucket, max units
 --
 -- Capitalised words after a dollar sign are reply codes, replaced at load
@@ -20,6 +25,10 @@
 local open = redis.call('HGET', KEYS[2], ARGV[1])
 if open then
   return {$MOVE_OUT, tonumber(string.sub(open, string.find(open, '|', 1, true) + 1))}
+end
+local closed = redis.call('HGET', KEYS[3], ARGV[1])
+if closed then
+  return {$MOVE_OUT, tonumber(closed)}
 end
 local stock = tonumber(redis.call('HGET', KEYS[1], 'stock'))
 if not stock then

@@ -27,8 +27,10 @@ export const RUNNER_API = (__ENV.RUNNER_API || 'http://127.0.0.1:6565').replace(
 export { intEnv };
 
 // Statuses a purchase may legitimately answer during a sale: accepted,
-// sold out / already purchased, rate limited, overloaded, outside the window.
-export const PURCHASE_STATUSES = [202, 409, 429, 503, 403];
+// sold out / already purchased, rate limited, overloaded, outside the window,
+// and 504 outcome_unknown (the reservation was sent and no answer came back:
+// the next step is the orders route, see myOrders).
+export const PURCHASE_STATUSES = [202, 409, 429, 503, 403, 504];
 
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 
@@ -159,6 +161,54 @@ export function order(token, orderId) {
   return { order: res.status === 200 ? json(res) : null, res };
 }
 
+// myOrders returns the caller's orders for itemId (GET
+// /api/v1/items/{id}/orders, newest first, the queued one included), or
+// null with the response when the shop could not answer. It is the next
+// step after 504 outcome_unknown.
+export function myOrders(token, itemId) {
+  const res = http.get(`${BASE_URL}/api/v1/items/${itemId}/orders`, {
+    headers: { Authorization: `Bearer ${token}` },
+    tags: { name: 'orders' },
+    responseCallback: http.expectedStatuses(200, 503),
+  });
+  const b = res.status === 200 ? json(res) : null;
+  return { orders: b && Array.isArray(b.orders) ? b.orders : null, res };
+}
+
+// LIVE_STATUSES are the statuses of an order that holds its unit.
+export const LIVE_STATUSES = ['queued', 'confirmed', 'paid'];
+
+// resolveUnknown follows a 504 outcome_unknown as the API documents: it
+// asks the orders route until the order the 504 named (orderId) shows up
+// ('found' while it holds its unit, 'failed' if it ended failed), or until
+// waitSec has passed with the shop answering and no such order ('none': a
+// sent reservation lands, or is given up, within go-redis's read timeout
+// and retries, 2 s x 4). 'unresolved': the shop never answered.
+export function resolveUnknown(token, itemId, orderId, waitSec = 10) {
+  const until = Date.now() + waitSec * 1000;
+  let answered = false;
+  for (;;) {
+    const { orders } = myOrders(token, itemId);
+    if (orders) {
+      answered = true;
+      const o = orders.find((x) => x.order_id === orderId);
+      if (o && LIVE_STATUSES.includes(o.status)) return 'found';
+      if (o) return 'failed';
+    }
+    if (Date.now() >= until) return answered ? 'none' : 'unresolved';
+    sleep(0.5);
+  }
+}
+
+// metric reads one counter or gauge from the server's Prometheus /metrics
+// (no labels), or null if it is not there.
+export function serverMetric(name) {
+  const res = http.get(`${BASE_URL}/metrics`, { tags: { name: 'metrics' }, responseCallback: http.expectedStatuses(200) });
+  if (res.status !== 200) return null;
+  const m = String(res.body).match(new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm'));
+  return m ? Number(m[1]) : null;
+}
+
 // pay pays for the caller's confirmed order with the simulated provider.
 export function pay(token, orderId, ref) {
   return http.post(`${BASE_URL}/api/v1/orders/${orderId}/pay`, JSON.stringify({ payment_ref: ref }), {
@@ -255,6 +305,20 @@ function counterValue(metric) {
   const b = json(res);
   const sample = b && b.data && b.data.attributes && b.data.attributes.sample;
   return sample && typeof sample.count === 'number' ? sample.count : null;
+}
+
+// trendValue reads one statistic ("med", "p(95)", ...) of a Trend or of a
+// submetric that a threshold defines (e.g. "http_req_duration{name:login}"),
+// in ms, from k6's REST API; null if it is not there.
+export function trendValue(metric, stat) {
+  const res = http.get(`${RUNNER_API}/v1/metrics/${encodeURIComponent(metric)}`, {
+    tags: { name: 'k6_rest_api' },
+    responseCallback: http.expectedStatuses(200, 404),
+    timeout: '5s',
+  });
+  const b = res.status === 200 ? json(res) : null;
+  const sample = b && b.data && b.data.attributes && b.data.attributes.sample;
+  return sample && typeof sample[stat] === 'number' ? sample[stat] : null;
 }
 
 // finalCount returns the final value of a Counter, read from k6's own REST

@@ -26,8 +26,36 @@ K6=${K6:-k6}
 command -v "$K6" >/dev/null 2>&1 || { echo "run.sh: k6 not found at '$K6' (make k6 installs it into bin/)" >&2; exit 2; }
 rest_addr=${K6_REST_ADDR:-127.0.0.1:6565}
 
+# k6's own log (console.warn of the scripts, k6's warnings) is kept beside
+# the terminal, so a failing run can count its distinct causes.
+k6_log=$(mktemp "${TMPDIR:-/tmp}/seckill-k6-log.XXXXXX")
 run_k6() {
-  "$K6" run --address "$rest_addr" "$@" "k6/$script"
+  local s
+  # A pipeline, not a process substitution, so tee has written everything
+  # before the causes are counted; fd 3 keeps k6's stdout on the terminal.
+  { "$K6" run --address "$rest_addr" "$@" "k6/$script" 2>&1 1>&3 | tee "$k6_log" >&2; s=${PIPESTATUS[0]}; } 3>&1
+  return "$s"
+}
+
+# causes prints the distinct lines of a log with their counts, most
+# frequent first: the time, request and order ids, ports and numbers are
+# blanked, so 40 copies of one refusal read as one line with "40".
+causes() {
+  sed -E -e 's/time="?[^" ]*"? ?//; s/(request_id|order_id|user|trace_id)=[^ ]*/\1=…/g' \
+    -e 's/[0-9]+-[0-9a-f]{28}/…/g; s/\[ *[0-9]+\]//; s/:[0-9]{2,5}\b/:…/g; s/[0-9]+(\.[0-9]+)?(ms|s|µs)?/N/g' "$1" |
+    sort | uniq -c | sort -rn | head -n "${2:-15}"
+}
+
+# report_causes, on failure, lists what went wrong by distinct cause.
+report_causes() {
+  if [ -s "$k6_log" ] && grep -qE 'level=(warning|error)' "$k6_log"; then
+    echo "run.sh: k6 warnings and errors, by distinct cause (count, line):" >&2
+    grep -E 'level=(warning|error)' "$k6_log" | causes /dev/stdin >&2
+  fi
+  if [ -n "${1:-}" ] && [ -s "$1" ]; then
+    echo "run.sh: server log warnings and errors, by distinct cause (count, line; whole log: $1):" >&2
+    grep -E 'level=(WARN|ERROR)' "$1" | causes /dev/stdin >&2 || true
+  fi
 }
 
 if [ -n "${BASE_URL:-}" ]; then
@@ -35,7 +63,10 @@ if [ -n "${BASE_URL:-}" ]; then
   export BASE_URL ADMIN_TOKEN RUNNER_API="http://$rest_addr"
   set +e
   run_k6 "$@"
-  exit $?
+  status=$?
+  [ "$status" -eq 0 ] || report_causes
+  rm -f "$k6_log"
+  exit "$status"
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/seckill-k6.XXXXXX")
@@ -60,12 +91,12 @@ stop_server() {
     fi
     wait "$server_pid" 2>/dev/null || true
   fi
-  if [ "$status" -ne 0 ] && [ -s "$tmp/server.log" ]; then
-    echo "run.sh: last lines of the server log ($tmp/server.log):" >&2
-    tail -n 40 "$tmp/server.log" >&2
-  elif [ "$status" -eq 0 ]; then
+  if [ "$status" -ne 0 ]; then
+    report_causes "$tmp/server.log"
+  else
     rm -rf "$tmp"
   fi
+  rm -f "$k6_log"
   exit "$status"
 }
 trap stop_server EXIT

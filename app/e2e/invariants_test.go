@@ -72,8 +72,9 @@ func loginAll(t *testing.T, in *instance, prefix string, n int) ([]string, map[s
 
 // checkSettledSale asserts every invariant of a finished sale: confirmed
 // orders never exceed stock, every 202 ended confirmed (or failed with its
-// unit back), no user has two orders, and the units add up in Redis, the
-// queue and the database.
+// unit back), and so did every 504 outcome_unknown whose order exists, no
+// user has two orders, and the units add up in Redis, the queue and the
+// database.
 func checkSettledSale(t *testing.T, in *instance, item int64, stock int, attempts []attempt) (confirmed, failed int) {
 	t.Helper()
 	st := in.waitSettled(item, 60*time.Second)
@@ -85,6 +86,18 @@ func checkSettledSale(t *testing.T, in *instance, item int64, stock int, attempt
 				t.Errorf("user %s got two 202s: %s and %s", a.user, prev.orderID, a.orderID)
 			}
 			accepted[a.user] = a
+		case 504:
+			// outcome_unknown: sent, unanswered. The order it names is this
+			// buyer's if it exists now that the sale has settled, and is
+			// then held to everything a 202's order is.
+			if r := in.do("GET", "/api/v1/orders/"+a.orderID, a.token, nil); a.code == "outcome_unknown" && r.Status == 200 {
+				if prev, dup := accepted[a.user]; dup {
+					t.Errorf("user %s holds two orders: %s and %s", a.user, prev.orderID, a.orderID)
+				}
+				accepted[a.user] = a
+			} else if r.Status != 404 {
+				t.Errorf("the order %s named by a 504 (%q): %d %s", a.orderID, a.code, r.Status, r.Raw)
+			}
 		case 409, 429, 503:
 		default:
 			t.Errorf("unexpected purchase answer %d %q for %s", a.status, a.code, a.user)

@@ -88,6 +88,11 @@ func buyUntilDecided(t *testing.T, in *instance, item int64, users []string, tok
 				case r.Status == http.StatusNotFound:
 					t.Errorf("purchase of an existing item answered 404: %s", r.Raw)
 					return
+				case r.Status == http.StatusGatewayTimeout:
+					// outcome_unknown: a retry is safe; the one-order
+					// rule answers it if the first went through.
+					time.Sleep(100 * time.Millisecond)
+					continue
 				case r.Status == http.StatusServiceUnavailable || r.Status == http.StatusTooManyRequests:
 					if r.Status == http.StatusServiceUnavailable {
 						if r.Header.Get("Retry-After") == "" {

@@ -2,6 +2,8 @@ package guard
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"seckill/domain/sale"
@@ -46,24 +48,59 @@ func NewClusterLedger(next LedgerBackend, b *Breaker, nodes *NodeBreakers, route
 }
 
 // Reserve is next.Reserve, answered within the call timeout. A Reserve the
-// guard stopped waiting for may still complete in Redis (the redisstock
-// store sends a queued call and keeps its result even when ctx ends). That
-// is safe: a reservation that completes records its order as pending in the
-// item's outbox in the same script, so the relay publishes it after
+// guard stopped waiting for (the call timeout with Redis slow, or the
+// caller's ctx ending) may still complete in Redis: the redisstock store
+// sends a queued call and keeps its result even when ctx ends. So that
+// error matches sale.ErrOutcomeUnknown, never a plain refusal: the buyer
+// is told to look for the order (504 outcome_unknown), not that nothing
+// was taken. A reservation that completes records its order as pending in
+// the item's outbox in the same script, so the relay publishes it after
 // --relay-after and the worker confirms it, exactly as for an order whose
-// instance died before publishing. The buyer saw 503; a retry answers
-// already_purchased with the order's id.
+// instance died before publishing; a retry answers already_purchased with
+// the order's id. Errors the backend itself returned pass unchanged (the
+// store marks its own unanswered calls), and a breaker refusal (ErrOpen)
+// was never sent.
 //
 // On a Redis Cluster it goes through the breaker of the order's master,
 // and an order refused there may be placed in another bucket (see
-// reserveByNode); a refusal by an open breaker always means nothing was
-// sent, an overrun that the call may still complete.
+// reserveByNode).
 func (l *Ledger) Reserve(ctx context.Context, o sale.Order) (sale.Reservation, error) {
 	if l.nodes != nil {
 		return l.reserveByNode(ctx, o)
 	}
-	return detach(l.b, ctx, func(ctx context.Context) (sale.Reservation, error) { return l.next.Reserve(ctx, o) })
+	return reserveGuarded(l.b, ctx, func(ctx context.Context) (sale.Reservation, error) { return l.next.Reserve(ctx, o) })
 }
+
+// reserveGuarded runs one reserve call under b within the call timeout.
+// An error detach made up when it stopped waiting (the call may still
+// complete in Redis) matches sale.ErrOutcomeUnknown; a refusal by an open
+// breaker (nothing sent) and the backend's own errors pass unchanged.
+func reserveGuarded(b *Breaker, ctx context.Context, call func(context.Context) (sale.Reservation, error)) (sale.Reservation, error) {
+	r, err := detach(b, ctx, func(ctx context.Context) (sale.Reservation, error) {
+		r, err := call(ctx)
+		if err != nil {
+			err = backendError{err}
+		}
+		return r, err
+	})
+	var be backendError
+	switch {
+	case err == nil, errors.Is(err, ErrOpen):
+		return r, err
+	case errors.As(err, &be):
+		return r, be.err
+	}
+	return r, fmt.Errorf("%w: %w", sale.ErrOutcomeUnknown, err)
+}
+
+// backendError marks an error Reserve's backend returned, as opposed to one
+// detach made up when it stopped waiting. It is unwrapped before Reserve
+// returns; the breaker sees it wrapped, which Failure and the exclusion of
+// context.Canceled look through.
+type backendError struct{ err error }
+
+func (e backendError) Error() string { return e.err.Error() }
+func (e backendError) Unwrap() error { return e.err }
 
 // Lookup is next.Lookup within the call timeout.
 func (l *Ledger) Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error) {

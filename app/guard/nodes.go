@@ -116,7 +116,7 @@ type Router interface {
 // the failing master's bucket may hold stock.
 func (l *Ledger) reserveByNode(ctx context.Context, o sale.Order) (sale.Reservation, error) {
 	node := l.router.OrderNode(ctx, o.ID)
-	res, err := detach(l.nodes.For(node), ctx, func(ctx context.Context) (sale.Reservation, error) { return l.next.Reserve(ctx, o) })
+	res, err := reserveGuarded(l.nodes.For(node), ctx, func(ctx context.Context) (sale.Reservation, error) { return l.next.Reserve(ctx, o) })
 	if !errors.Is(err, ErrOpen) {
 		return res, err
 	}
@@ -132,7 +132,7 @@ func (l *Ledger) reserveByNode(ctx context.Context, o sale.Order) (sale.Reservat
 		}
 		moved := o
 		moved.ID = sale.NewBucketOrderID(o.ItemID, b, o.CreatedAt)
-		r, rerr := detach(l.nodes.For(nodes[b]), ctx, func(ctx context.Context) (sale.Reservation, error) { return l.router.ReserveIn(ctx, moved) })
+		r, rerr := reserveGuarded(l.nodes.For(nodes[b]), ctx, func(ctx context.Context) (sale.Reservation, error) { return l.router.ReserveIn(ctx, moved) })
 		if rerr != nil {
 			// A refusal sent nothing: the next bucket may still serve.
 			// Any other error may have reserved: it is the answer.

@@ -70,6 +70,9 @@ var errorTable = []errorRow{
 	{sale.ErrOrderPending, http.StatusConflict, "order_pending", "the order is still being confirmed; retry in a moment", true},
 	{sale.ErrOrderFailed, http.StatusConflict, "order_failed", "the order failed; there is nothing to pay for or cancel", false},
 	{sale.ErrAlreadyPaid, http.StatusConflict, "already_paid", "the order is paid and can no longer be cancelled", false},
+	// Before the 503 rows: a reservation sent and unanswered is not a
+	// refusal, whatever else its error chain says.
+	{sale.ErrOutcomeUnknown, http.StatusGatewayTimeout, "outcome_unknown", outcomeUnknownMessage, false},
 	{shield.ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "too many attempts; retry in a moment", true},
 	{shield.ErrOverloaded, http.StatusServiceUnavailable, "unavailable", "the shop is very busy; retry in a moment", true},
 	{errTooManyStreams, http.StatusServiceUnavailable, "unavailable", "too many dashboards are open on this instance; retry in a moment", true},
@@ -80,6 +83,10 @@ var errorTable = []errorRow{
 	{fairness.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{waitroom.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 }
+
+// outcomeUnknownMessage is the next step after a 504 outcome_unknown: the
+// body's orders_url. A retry is safe too: the one-order rule answers it.
+const outcomeUnknownMessage = "the reservation was sent but no answer came back, so it may or may not have been taken: look for the order at orders_url (a retry is safe: if you hold it, it answers 409 already_purchased with its id)"
 
 // fixedBodies holds the rendered JSON of every row with a fixed message, so
 // the answers that dominate a spike (sold_out, rate_limited) cost no
@@ -122,6 +129,8 @@ type errorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
 	OrderID string `json:"order_id,omitempty"`
+	// OrdersURL is where to look next, with outcome_unknown.
+	OrdersURL string `json:"orders_url,omitempty"`
 }
 
 // encodeError renders an error body without HTML escaping, so a message
@@ -170,7 +179,8 @@ func (s *server) writeError(c *gin.Context, err error) string {
 		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "request_id", c.GetHeader(reqid.Header), "err", err)
 	}
 	var ap *sale.AlreadyPurchasedError
-	if fixed, ok := fixedBodies[row]; ok && !errors.As(err, &ap) {
+	var ou *sale.OutcomeUnknownError
+	if fixed, ok := fixedBodies[row]; ok && !errors.As(err, &ap) && !errors.As(err, &ou) {
 		c.Data(row.status, jsonContentType, fixed)
 		c.Abort()
 		return row.code
@@ -181,6 +191,10 @@ func (s *server) writeError(c *gin.Context, err error) string {
 	}
 	if ap != nil {
 		body.OrderID = string(ap.OrderID)
+	}
+	if ou != nil {
+		body.OrderID = string(ou.OrderID)
+		body.OrdersURL = "/api/v1/items/" + strconv.FormatInt(int64(ou.ItemID), 10) + "/orders"
 	}
 	abortWithError(c, row.status, body)
 	return row.code

@@ -168,7 +168,8 @@ func (s *Service) find(ctx context.Context, user sale.UserID, id sale.OrderID) (
 // ErrPaymentWindowClosed once it expired or was cancelled (or the deadline
 // passed), ErrOrderPending while it is queued and ErrOrderFailed for a
 // failed order; in each of those cases nothing changes and nothing stays
-// charged.
+// charged. A charge whose order ended paid by it is never refunded: when
+// the update's answer is lost, Pay settles it first (settlePay).
 func (s *Service) Pay(ctx context.Context, user sale.UserID, id sale.OrderID, ref string) (sale.Order, error) {
 	o, err := s.find(ctx, user, id)
 	if err != nil {
@@ -190,8 +191,12 @@ func (s *Service) Pay(ctx context.Context, user sale.UserID, id sale.OrderID, re
 	}
 	got, applied, err := s.d.Book.Pay(ctx, id, user, charged, at)
 	if err != nil {
-		s.refund(o, charged)
-		return sale.Order{}, unavailable("record payment", err)
+		// The update may have committed and only its answer been lost (a
+		// request deadline, a dropped connection): settle it before
+		// deciding whether this charge bought anything.
+		if got, applied, err = s.settlePay(ctx, o, charged, at, err); err != nil {
+			return sale.Order{}, err
+		}
 	}
 	if !applied {
 		// Another payment, a cancel or the expiry got there first: this
@@ -201,6 +206,40 @@ func (s *Service) Pay(ctx context.Context, user sale.UserID, id sale.OrderID, re
 	}
 	s.paid.Add(1)
 	return got, nil
+}
+
+// payReadTimeout bounds settlePay, which runs on a context of its own.
+const payReadTimeout = 5 * time.Second
+
+// settlePay finds out what a payment update whose answer was lost (failed
+// with err) did, on a context that is not the request's, which may be what
+// ended. It reads the order back; an order still confirmed gets the same
+// conditional update once more, because the first may still be in flight
+// (a database runs a statement it has received even when the client has
+// gone), and of the two only one can move it from confirmed, with the same
+// charge. It returns the order and whether the payment applied as Book.Pay
+// does, or, when the outcome stays unknown, an error and no refund: a
+// refund is only ever made for an order known not to be paid by this
+// charge.
+func (s *Service) settlePay(ctx context.Context, o sale.Order, charged string, at time.Time, err error) (sale.Order, bool, error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), payReadTimeout)
+	defer cancel()
+	got, rerr := s.d.Book.Order(dctx, o.ID)
+	if rerr == nil && got.Status != sale.OrderConfirmed {
+		// Paid with this charge's reference: the lost answer was a
+		// success. Anything else was decided without this charge.
+		return got, got.Status == sale.OrderPaid && got.PaymentRef == charged, nil
+	}
+	applied := false
+	if rerr == nil {
+		got, applied, rerr = s.d.Book.Pay(dctx, o.ID, o.UserID, charged, at)
+	}
+	if rerr != nil {
+		s.d.Log.Error("a payment's outcome is unknown: its charge is kept, not refunded; reconcile it with the provider",
+			"order_id", o.ID, "payment_ref", charged, "err", err, "read_err", rerr)
+		return sale.Order{}, false, unavailable("record payment", err)
+	}
+	return got, applied, nil
 }
 
 // refund gives back a charge whose payment the database did not record.

@@ -131,7 +131,9 @@ func New(d Deps) *Service {
 // Buy tries to buy one unit of item for user. It returns the queued order, or
 // one of: shield.ErrOverloaded, shield.ErrRateLimited, sale.ErrNotFound,
 // sale.ErrNotStarted, sale.ErrEnded, sale.ErrSoldOut, a
-// *sale.AlreadyPurchasedError, or ErrUnavailable. A returned order is
+// *sale.AlreadyPurchasedError, ErrUnavailable (nothing was reserved), or a
+// *sale.OutcomeUnknownError (the reservation was sent and no answer came:
+// the order it names may exist; OrdersFor finds it). A returned order is
 // already recorded in the ledger's outbox, so it is never lost.
 func (s *Service) Buy(ctx context.Context, user sale.UserID, item sale.ItemID) (sale.Order, error) {
 	return s.BuyWithTicket(ctx, user, item, "")
@@ -202,6 +204,11 @@ func (s *Service) BuyWithTicket(ctx context.Context, user sale.UserID, item sale
 	o.Ticket = tk
 	s.ledgerCalls.Add(1)
 	res, err := s.d.Ledger.Reserve(ctx, o)
+	if errors.Is(err, sale.ErrOutcomeUnknown) {
+		// Sent and unanswered: the unit may be this buyer's. Name the
+		// order so they can look for it; never call it a refusal.
+		return sale.Order{}, &sale.OutcomeUnknownError{OrderID: o.ID, ItemID: item, Err: err}
+	}
 	if err != nil {
 		// err stays in the chain so the HTTP layer can tell a refusal by a
 		// circuit breaker from a backend that failed.

@@ -89,3 +89,35 @@ func (e *AlreadyPurchasedError) Error() string {
 
 // Is makes errors.Is(err, ErrAlreadyPurchased) true.
 func (e *AlreadyPurchasedError) Is(target error) bool { return target == ErrAlreadyPurchased }
+
+// ErrOutcomeUnknown means a reservation was sent to the stock ledger and no
+// answer came back (a deadline, a read timeout, a connection reset after
+// the call was written): it may have been applied or not, and may still be
+// applied a moment later. It is never a refusal: a caller must not tell the
+// buyer that nothing was taken. Errors that match it on the purchase path
+// are *OutcomeUnknownError, which names the order that was tried.
+var ErrOutcomeUnknown = errors.New("outcome unknown: the reservation was sent and no answer came back")
+
+// OutcomeUnknownError carries the order a purchase tried when its outcome
+// is unknown, so the buyer can look for it. It matches ErrOutcomeUnknown.
+type OutcomeUnknownError struct {
+	OrderID OrderID
+	ItemID  ItemID
+	// Err is the backend's error, for the log.
+	Err error
+}
+
+// Error names the order and the backend's error.
+func (e *OutcomeUnknownError) Error() string {
+	msg := "outcome of order " + string(e.OrderID) + " unknown"
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrOutcomeUnknown) true.
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// Unwrap returns the backend's error.
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }

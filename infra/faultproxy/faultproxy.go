@@ -14,6 +14,10 @@
 //     sees a reset) and new ones are reset as soon as they are accepted.
 //   - Bandwidth: each direction of each connection forwards at most the
 //     given bytes per second.
+//   - LoseReplies: what clients send is forwarded, and nothing the
+//     upstream answers reaches them: a server that applies a command and
+//     whose reply is lost. Connections that lost bytes are reset when the
+//     fault ends, as with BlackHole.
 //
 // Switching to None restores normal forwarding at once.
 package faultproxy
@@ -36,6 +40,7 @@ const (
 	BlackHole
 	Reset
 	Bandwidth
+	LoseReplies
 )
 
 // String names the kind for logs and reports.
@@ -49,6 +54,8 @@ func (k Kind) String() string {
 		return "reset"
 	case Bandwidth:
 		return "bandwidth"
+	case LoseReplies:
+		return "lose replies"
 	}
 	return "none"
 }
@@ -90,7 +97,7 @@ type pair struct {
 	client, server net.Conn
 	once           sync.Once
 	mu             sync.Mutex
-	tainted        bool // bytes were dropped by a black hole
+	tainted        bool // bytes were dropped by a black hole or a lost reply
 }
 
 // Start listens on listen (e.g. "127.0.0.1:0") and forwards to upstream.
@@ -128,7 +135,7 @@ func (p *Proxy) Set(f Fault) {
 			drop = append(drop, c)
 			continue
 		}
-		if prev.Kind == BlackHole && f.Kind != BlackHole {
+		if (prev.Kind == BlackHole || prev.Kind == LoseReplies) && f.Kind != prev.Kind {
 			c.mu.Lock()
 			if c.tainted {
 				drop = append(drop, c)
@@ -227,6 +234,13 @@ func (p *Proxy) forward(c *pair, dst net.Conn, b []byte) error {
 		c.tainted = true
 		c.mu.Unlock()
 		return nil
+	case LoseReplies:
+		if dst == c.client {
+			c.mu.Lock()
+			c.tainted = true
+			c.mu.Unlock()
+			return nil
+		}
 	case Reset:
 		return errors.New("reset")
 	case Latency:

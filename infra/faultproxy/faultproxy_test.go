@@ -175,3 +175,57 @@ func TestBandwidthLimitsThroughput(t *testing.T) {
 		t.Errorf("after Clear 8 KiB took %v", d)
 	}
 }
+
+// TestLoseRepliesForwardsButAnswersNothing: the upstream receives what the
+// client sends (a server that applies the command), the client hears
+// nothing back, and the connection is reset when the fault ends.
+func TestLoseRepliesForwardsButAnswersNothing(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	got := make(chan byte, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 1)
+				for {
+					if _, err := c.Read(b); err != nil {
+						return
+					}
+					got <- b[0]
+					_, _ = c.Write(b)
+				}
+			}()
+		}
+	}()
+	p, err := Start("127.0.0.1:0", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	c := dial(t, p)
+	p.Set(Fault{Kind: LoseReplies})
+	var ne net.Error
+	if err := roundTrip(c, []byte("q"), 300*time.Millisecond); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("with replies lost: %v, want a read timeout", err)
+	}
+	if b := <-got; b != 'q' {
+		t.Fatalf("upstream received %q, want q", b)
+	}
+	p.Clear()
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a connection that lost a reply still carries data")
+	}
+	if err := roundTrip(dial(t, p), []byte("r"), time.Second); err != nil {
+		t.Fatalf("after Clear: %v", err)
+	}
+}

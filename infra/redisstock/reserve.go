@@ -2,11 +2,14 @@ package redisstock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"seckill/domain/sale"
 )
@@ -342,7 +345,7 @@ func (s *Store) sendBatch(batch []*reserveReq, calls []scriptCall) []scriptCall 
 		for j, r := range g {
 			var res reserveResult
 			if err != nil {
-				res.err = fmt.Errorf("redisstock: reserve: %w", err)
+				res.err = fmt.Errorf("redisstock: reserve: %w", unanswered(err))
 			} else if res.r, res.err = decodeReserve(vals[4*j : 4*j+4]); res.err != nil {
 				res.err = fmt.Errorf("redisstock: reserve: %w", res.err)
 			}
@@ -353,6 +356,24 @@ func (s *Store) sendBatch(batch []*reserveReq, calls []scriptCall) []scriptCall 
 	clear(batch)
 	clear(calls)
 	return calls[:0]
+}
+
+// unanswered classifies the error of a reserve call that was handed to the
+// client: it matches sale.ErrOutcomeUnknown unless Redis itself answered
+// with an error reply (NOSCRIPT, LOADING, READONLY, TRYAGAIN, a script
+// error), which it sends instead of running the script. Anything else (a
+// read or write timeout, a reset or EOF, and also a dial error or a pool
+// timeout) may follow a send: go-redis re-sends a pipeline whose reply was
+// lost (EOF, timeout) up to MaxRetries times, so the error it returns is
+// only the last attempt's, and an earlier attempt may have been applied.
+// The re-send itself is safe: the script is idempotent per order id (see
+// Reserve).
+func unanswered(err error) error {
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", sale.ErrOutcomeUnknown, err)
 }
 
 // decodeReserve maps one order's {code, stock, gen, order_id} in the

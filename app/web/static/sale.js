@@ -220,6 +220,7 @@
         orderId: $(".order-id", li),
         orderStatus: $(".order-status", li),
         deadline: $(".order-deadline", li),
+        reason: $(".order-reason", li),
         orderActions: $(".order-actions", li),
         pay: $(".pay", li),
         cancel: $(".cancel", li),
@@ -362,6 +363,11 @@
       setText(r.orderStatus, card.order.status === "checking" ? "checking…" : card.order.status);
       r.orderStatus.dataset.status = card.order.status;
     }
+    // A failed order says why, from the order's reason, for as long as it
+    // is shown (the message line below is reused by later answers).
+    const failed = !!card.order && card.order.status === "failed";
+    setHidden(r.reason, !failed);
+    if (failed) setText(r.reason, failedText(card.order.reason));
     const awaiting = !!card.order && card.order.status === "confirmed" && card.order.payBy > 0;
     setHidden(r.orderActions, !awaiting);
     setHidden(r.deadline, !awaiting);
@@ -558,6 +564,7 @@
       opts = { token: sess.token, body: { ticket: t.ticket } };
     }
     setMessage(card, "Placing your order…", "info");
+    const sentAt = Date.now();
     const r = await api("POST", "/api/v1/items/" + encodeURIComponent(card.id) + "/purchase", opts);
     card.busy = false;
     // Only an answer from before the ledger (429, 503, a network failure
@@ -574,15 +581,22 @@
       refreshSoon();
     } else {
       handleBuyError(card, r);
-      // An answer lost on the way back may hide an accepted order, and
-      // once the sale sells out a retry hears sold_out before the shop
-      // checks whether this buyer already holds one: ask.
-      if ((r.code === "network" || r.code === "sold_out") && !card.order) {
-        const found = await findMyOrder(card, sess);
-        if (found === "none" && r.code === "network") {
-          setMessage(card, r.message + " Your order was not placed; try again.", "error");
-        } else if (found === "unknown" && r.code === "network") {
-          setMessage(card, r.message + " We could not tell whether your order was placed: press Buy again, and the shop will say if you already have one.", "error");
+      // An answer lost on the way back (a network error), or one the shop
+      // itself did not get (504 outcome_unknown: the reservation was sent
+      // and no answer came back), may hide an order: follow the documented
+      // next step and ask the orders route, a few times, since a sent
+      // reservation may land a moment later. Once the sale sells out a
+      // retry hears sold_out before the shop checks whether this buyer
+      // already holds one: ask then too.
+      const unknown = r.code === "network" || r.status === 504;
+      if ((unknown || r.code === "sold_out") && !card.order) {
+        const tried = { id: (r.body && r.body.order_id) || "", since: sentAt };
+        const found = await findMyOrder(card, sess, tried, unknown ? 4 : 1);
+        const lead = r.code === "network" ? r.message + " " : "";
+        if (found === "none" && unknown) {
+          setMessage(card, lead + "No order was placed for you. Press Buy to try again.", "error");
+        } else if (found === "unknown" && unknown) {
+          setMessage(card, lead + "We could not tell whether your order was placed: press Buy again, and the shop will say if you already have one.", "error");
         }
       }
     }
@@ -591,17 +605,38 @@
 
   // findMyOrder asks the shop for the user's orders for the card's item
   // (GET /api/v1/items/{id}/orders) and shows the live one (queued,
-  // confirmed or paid) if there is one. It answers "found", "none", or
+  // confirmed or paid) if there is one, or else the failed order this
+  // attempt made (tried.id, or any failed since tried.since), with its
+  // reason. It asks up to tries times, a little longer apart each time,
+  // while it finds nothing. It answers "found", "failed", "none", or
   // "unknown" when the shop could not be asked.
-  async function findMyOrder(card, sess) {
-    const r = await api("GET", "/api/v1/items/" + encodeURIComponent(card.id) + "/orders", { token: sess.token });
-    if (session !== sess) return "unknown";
-    if (!r.ok || !r.body || !Array.isArray(r.body.orders)) return "unknown";
-    const live = r.body.orders.find((o) => ["queued", "confirmed", "paid"].includes(o.status));
-    if (!live) return "none";
-    showOrder(card, live.order_id, live.status, live.reason || "");
-    setMessage(card, "You already hold an order for this item.", "info");
-    return "found";
+  async function findMyOrder(card, sess, tried, tries) {
+    tried = tried || { id: "", since: 0 };
+    let result = "unknown";
+    for (let i = 0; i < (tries || 1); i++) {
+      if (i > 0) await sleep(500 * 2 ** (i - 1));
+      if (session !== sess) return "unknown";
+      const r = await api("GET", "/api/v1/items/" + encodeURIComponent(card.id) + "/orders", { token: sess.token });
+      if (session !== sess) return "unknown";
+      if (!r.ok || !r.body || !Array.isArray(r.body.orders)) {
+        result = "unknown";
+        continue;
+      }
+      const live = r.body.orders.find((o) => ["queued", "confirmed", "paid"].includes(o.status));
+      if (live) {
+        showOrder(card, live.order_id, live.status, live.reason || "");
+        setMessage(card, "You already hold an order for this item.", "info");
+        return "found";
+      }
+      const failed = r.body.orders.find((o) => o.status === "failed" &&
+        (o.order_id === tried.id || (!tried.id && Date.parse(o.created_at) >= tried.since - 5000)));
+      if (failed) {
+        showOrder(card, failed.order_id, "failed", failed.reason || "");
+        return "failed";
+      }
+      result = "none";
+    }
+    return result;
   }
 
   function handleBuyError(card, r) {
@@ -655,6 +690,10 @@
       case "network":
         setMessage(card, r.message + " Checking whether your order went through…", "warn");
         break;
+      case "outcome_unknown":
+      case "http_504":
+        setMessage(card, "The shop sent your order on but did not hear back in time. Checking whether it went through…", "warn");
+        break;
       default:
         setMessage(card, r.message || "Something went wrong. Try again.", "error");
     }
@@ -671,8 +710,15 @@
     render(card, Date.now());
   }
 
+  // REASONS words the failure codes the shop gives (orders' reason) for
+  // buyers; a reason that is not a code is already a sentence.
+  const REASONS = {
+    ledger_rolled_back: "the shop's stock records lost your reservation (a failover), so no unit was kept for you. Nothing was charged",
+  };
+
   function failedText(reason) {
-    return "Order failed" + (reason ? ": " + reason : ".");
+    const text = REASONS[reason] || reason;
+    return "Order failed" + (text ? ": " + text + "." : ".");
   }
 
   // track polls the order until it is confirmed or decided (paid,

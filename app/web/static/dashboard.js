@@ -9,6 +9,7 @@
   const MIN_SPAN = 30; // seconds the time axis shows at least
   const EMPTY_SPAN = 60; // seconds the time axis shows before any frame
   const RETRY_MS = [500, 1000, 2000]; // waits before reconnecting, then the last again
+  const RESTART_GAP_MS = 10000; // a longer silence means a new instance
   const STREAM = "/api/v1/dashboard/stream";
 
   const css = getComputedStyle(document.documentElement);
@@ -168,12 +169,12 @@
   // The stream: one EventSource at a time, opened again by hand after an
   // error. A browser's own retry gives up for good on some failures (the
   // instance gone between two lab runs, a proxy's error page), so the page
-  // does not rely on it. The first frame after a reconnection starts the
-  // charts afresh: it may come from a new instance (the next lab run),
-  // whose counters began again at zero.
+  // does not rely on it. A frame that comes more than RESTART_GAP after the
+  // last one starts the charts afresh: it is from a new instance (the next
+  // lab run), not the same one after a blip.
   let es = null;
   let failures = 0;
-  let fresh = false;
+  let lastT = 0;
 
   function clearCharts() {
     for (const c of Object.values(charts)) {
@@ -191,10 +192,8 @@
       } catch (e) {
         return; // a broken frame is skipped; the next one comes in a second
       }
-      if (fresh) {
-        fresh = false;
-        clearCharts();
-      }
+      if (lastT && frame.t - lastT > RESTART_GAP_MS) clearCharts();
+      lastT = frame.t;
       failures = 0;
       onFrame(frame);
     };
@@ -204,7 +203,6 @@
     };
     es.onerror = () => {
       es.close();
-      fresh = true;
       const wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
       failures++;
       conn.className = "banner banner-warn";

@@ -9,7 +9,6 @@
   const MIN_SPAN = 30; // seconds the time axis shows at least
   const EMPTY_SPAN = 60; // seconds the time axis shows before any frame
   const RETRY_MS = [500, 1000, 2000]; // waits before reconnecting, then the last again
-  const RESTART_GAP_MS = 10000; // a longer silence means a new instance
   const STREAM = "/api/v1/dashboard/stream";
 
   const css = getComputedStyle(document.documentElement);
@@ -169,19 +168,10 @@
   // The stream: one EventSource at a time, opened again by hand after an
   // error. A browser's own retry gives up for good on some failures (the
   // instance gone between two lab runs, a proxy's error page), so the page
-  // does not rely on it. A frame that comes more than RESTART_GAP after the
-  // last one starts the charts afresh: it is from a new instance (the next
-  // lab run), not the same one after a blip.
+  // does not rely on it. The charts keep what they have: the next lab
+  // run's frames follow the last one's after a gap on the time axis.
   let es = null;
   let failures = 0;
-  let lastT = 0;
-
-  function clearCharts() {
-    for (const c of Object.values(charts)) {
-      c.data.forEach((a) => { a.length = 0; });
-      c.plot.setData(c.data);
-    }
-  }
 
   function connect() {
     es = new EventSource(STREAM);
@@ -192,8 +182,6 @@
       } catch (e) {
         return; // a broken frame is skipped; the next one comes in a second
       }
-      if (lastT && frame.t - lastT > RESTART_GAP_MS) clearCharts();
-      lastT = frame.t;
       failures = 0;
       onFrame(frame);
     };

@@ -500,7 +500,8 @@ func (b *browserTab) fullScreenshot() []byte {
 	if err != nil {
 		b.t.Fatalf("screenshot: %v", err)
 	}
-	return buf
+	// app/web's TestPicturesAreNewerThanThePages reads the capture time.
+	return stampCaptureTime(buf, time.Now())
 }
 
 // pageText is the visible text of the page, for failure messages.

@@ -178,19 +178,10 @@
   // The stream: one EventSource at a time, opened again by hand after an
   // error. A browser's own retry gives up for good on some failures (the
   // instance gone between two lab runs, a proxy's error page), so the page
-  // does not rely on it. The first frame after a reconnection starts the
-  // charts afresh: it may come from a new instance (the next lab run),
-  // whose counters began again at zero.
+  // does not rely on it. The charts keep what they have: the next lab
+  // run's frames follow the last one's after a gap on the time axis.
   let es = null;
   let failures = 0;
-  let fresh = false;
-
-  function clearCharts() {
-    for (const c of Object.values(charts)) {
-      c.data.forEach((a) => { a.length = 0; });
-      c.plot.setData(c.data);
-    }
-  }
 
   function connect() {
     es = new EventSource(STREAM);
@@ -201,10 +192,6 @@
       } catch (e) {
         return; // a broken frame is skipped; the next one comes in a second
       }
-      if (fresh) {
-        fresh = false;
-        clearCharts();
-      }
       failures = 0;
       onFrame(frame);
     };
@@ -214,7 +201,6 @@
     };
     es.onerror = () => {
       es.close();
-      fresh = true;
       const wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
       failures++;
       conn.className = "banner banner-warn";

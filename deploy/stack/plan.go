@@ -47,6 +47,9 @@ type Plan struct {
 	NginxConf      string   // host path of the file the lb service mounts as nginx.conf
 	PrometheusConf string   // host path of the file the prometheus service mounts
 	PrometheusArgs []string // the prometheus service's flags other than --config.file
+	// PrometheusFiles maps the prometheus service's bind-mount targets to
+	// their host paths (the rule files prometheus.yml names).
+	PrometheusFiles map[string]string
 }
 
 // Compose service names the plan reads; nothing else in the file is run
@@ -120,6 +123,7 @@ func NewPlan(p *types.Project) (Plan, error) {
 	if plan.PrometheusConf, err = mounted(p, svcPrometheus, promConf); err != nil {
 		return Plan{}, err
 	}
+	plan.PrometheusFiles = bindMounts(p, svcPrometheus)
 	for _, a := range p.Services[svcPrometheus].Command {
 		switch {
 		case a == "--config.file="+promConf:

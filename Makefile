@@ -29,7 +29,7 @@ BUILD_FLAGS ?= -buildvcs=auto
 # out (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME  ?= 20000x
 
-.PHONY: help run build test test-short fuzz chaos lab labs stack bench k6 k6-smoke k6-spike k6-soldout k6-bots up down logs lint screenshot clean
+.PHONY: jaeger help run build test test-short fuzz chaos lab labs stack bench k6 k6-smoke k6-spike k6-soldout k6-bots up down logs lint screenshot clean
 
 # Bold target names only on a terminal, so a piped `make help` is plain text.
 help: ## list the targets
@@ -123,6 +123,17 @@ down: ## docker compose: stop and remove the stack
 
 logs: ## docker compose: follow the logs
 	docker compose logs -f --tail=100
+
+# Jaeger v2 (module v1.75.0 = release 2.12.0, the compose image's), built
+# as a Go tool the way make stack uses Debian's nginx and Prometheus.
+JAEGER_BIN := $(BIN)/jaeger
+JAEGER_VER := v1.75.0
+
+$(JAEGER_BIN):
+	@echo "installing jaeger $(JAEGER_VER) into bin/ (builds from source, several minutes the first time)"
+	GOBIN=$(BIN) $(GO) install github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VER)
+
+jaeger: $(JAEGER_BIN) ## install the Jaeger trace viewer into bin/ (run it: bin/jaeger; UI :16686, OTLP/HTTP :4318)
 
 $(GOLANGCI_BIN):
 	@echo "installing golangci-lint $(GOLANGCI_VER) into bin/ (builds from source, a few minutes the first time)"

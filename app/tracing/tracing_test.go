@@ -43,6 +43,7 @@ func TestSamplingAndLogs(t *testing.T) {
 	restore()
 
 	restore = Install(NewProvider(Config{Sample: 1, Service: "t"}, sdktrace.WithSyncer(exp)))
+	defer restore()
 	ctx, span = Start(context.Background(), "purchase")
 	tp := Carry(ctx)
 	if !strings.Contains(tp, span.SpanContext().TraceID().String()) {

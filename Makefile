@@ -13,6 +13,13 @@ endif
 # The k6-* targets build k6 only when they are going to use bin/k6.
 K6_DEP    := $(if $(filter $(K6_BIN),$(K6)),$(K6_BIN))
 K6_VER    := v1.8.1
+# golangci-lint on PATH wins; only without one is it built into bin/.
+GOLANGCI_BIN := $(BIN)/golangci-lint
+GOLANGCI_VER := v2.15.0
+ifndef GOLANGCI
+GOLANGCI := $(or $(shell command -v golangci-lint 2>/dev/null),$(GOLANGCI_BIN))
+endif
+GOLANGCI_DEP := $(if $(filter $(GOLANGCI_BIN),$(GOLANGCI)),$(GOLANGCI_BIN))
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 # -buildvcs=auto stamps the commit into the binary (seckill version, the
 # seckill_build_info metric) whenever git can tell it, whatever GOFLAGS says.
@@ -22,7 +29,7 @@ BUILD_FLAGS ?= -buildvcs=auto
 # out (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME  ?= 20000x
 
-.PHONY: help run build test test-short fuzz chaos lab labs stack bench k6 k6-smoke k6-spike k6-soldout k6-queue k6-bots up down logs lint screenshot clean
+.PHONY: jaeger help run build test test-short fuzz chaos lab labs stack bench k6 k6-smoke k6-spike k6-soldout k6-queue k6-bots up down logs lint screenshot clean
 
 # Bold target names only on a terminal, so a piped `make help` is plain text.
 help: ## list the targets
@@ -123,9 +130,25 @@ down: ## docker compose: stop and remove the stack
 logs: ## docker compose: follow the logs
 	docker compose logs -f --tail=100
 
-lint: ## go vet and gofmt
+# Jaeger v2 (module v1.75.0 = release 2.12.0, the compose image's), built
+# as a Go tool the way make stack uses Debian's nginx and Prometheus.
+JAEGER_BIN := $(BIN)/jaeger
+JAEGER_VER := v1.75.0
+
+$(JAEGER_BIN):
+	@echo "installing jaeger $(JAEGER_VER) into bin/ (builds from source, several minutes the first time)"
+	GOBIN=$(BIN) $(GO) install github.com/jaegertracing/jaeger/cmd/jaeger@$(JAEGER_VER)
+
+jaeger: $(JAEGER_BIN) ## install the Jaeger trace viewer into bin/ (run it: bin/jaeger; UI :16686, OTLP/HTTP :4318)
+
+$(GOLANGCI_BIN):
+	@echo "installing golangci-lint $(GOLANGCI_VER) into bin/ (builds from source, a few minutes the first time)"
+	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
+
+lint: $(GOLANGCI_DEP) ## go vet, gofmt and golangci-lint (.golangci.yml; built into bin/ if missing)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GOLANGCI) run ./...
 
 screenshot: ## regenerate docs/screenshot.png and docs/dashboard.png (during a spike) in headless Chromium
 	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png SECKILL_SCREENSHOT_DASHBOARD=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run TestBrowser ./app/e2e/

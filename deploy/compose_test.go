@@ -72,7 +72,7 @@ func env(s types.ServiceConfig, key string) (string, bool) {
 
 func TestComposeServicesExist(t *testing.T) {
 	p := loadProject(t)
-	want := []string{"mysql", "redis", "kafka", "migrate", "api", "lb", "worker", "prometheus", "grafana", "k6"}
+	want := []string{"mysql", "redis", "kafka", "migrate", "api", "lb", "worker", "prometheus", "grafana", "jaeger", "k6"}
 	for _, name := range want {
 		service(t, p, name)
 	}
@@ -81,7 +81,7 @@ func TestComposeServicesExist(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("services = %v, want exactly %v (update this test and the README together)", got, want)
 	}
-	for name, profile := range map[string]string{"prometheus": "observability", "grafana": "observability", "k6": "load"} {
+	for name, profile := range map[string]string{"prometheus": "observability", "grafana": "observability", "jaeger": "observability", "k6": "load"} {
 		if s := service(t, p, name); !slices.Equal(s.Profiles, []string{profile}) {
 			t.Errorf("%s profiles = %v, want [%s]", name, s.Profiles, profile)
 		}

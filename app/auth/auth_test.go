@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -41,12 +42,12 @@ func TestSigner(t *testing.T) {
 		"too long":       strings.Repeat("a", 600) + "." + sig,
 	}
 	for name, tok := range cases {
-		if _, err := s.Verify(tok); err != ErrUnauthorized {
+		if _, err := s.Verify(tok); !errors.Is(err, ErrUnauthorized) {
 			t.Errorf("%s: Verify = %v, want ErrUnauthorized", name, err)
 		}
 	}
 	later := NewSigner("0123456789abcdef", time.Hour, func() time.Time { return now.Add(time.Hour) })
-	if _, err := later.Verify(tok); err != ErrUnauthorized {
+	if _, err := later.Verify(tok); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("expired token: Verify = %v, want ErrUnauthorized", err)
 	}
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ func FuzzVerify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tok string) {
 		u, err := s.Verify(tok)
 		if err != nil {
-			if err != ErrUnauthorized || u != "" {
+			if !errors.Is(err, ErrUnauthorized) || u != "" {
 				t.Fatalf("Verify(%q) = %q, %v; want \"\", ErrUnauthorized", tok, u, err)
 			}
 			return

@@ -141,7 +141,7 @@ func (c *Coordinator) RunTask(ctx context.Context, task string) error {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id <= 0 {
 		c.d.Log.Warn("malformed delayed task dropped", "task", task)
-		return nil
+		return nil //nolint:nilerr // dropped, not retried: a malformed task fails the same way forever
 	}
 	return c.Invalidate(ctx, sale.ItemID(id))
 }

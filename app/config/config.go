@@ -136,6 +136,11 @@ type Config struct {
 	// Dev accepts the admin tokens and token secrets published in this
 	// repository (PublishedSecrets), for a local demo only.
 	Dev bool
+
+	// Tracing (app/tracing)
+	Tracing       string
+	TraceSample   float64
+	TraceEndpoint string
 }
 
 // PublishedSecrets are the admin tokens and token secrets that appear in this
@@ -232,6 +237,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", 10*time.Second, "how often every item's Redis ledger is compared with the database")
 	fs.BoolVar(&c.ReconcileRepair, "reconcile-repair", true, "let the periodic reconciliation repair drift it has seen twice in a row (a lost ledger is always rebuilt)")
 	fs.DurationVar(&c.RecoveryGrace, "recovery-grace", 2*time.Second, "wait after a lost ledger is noticed before the rebuild marks the order queue, so orders accepted just before the loss reach it")
+
+	fs.StringVar(&c.Tracing, "tracing", "off", "OpenTelemetry tracing: off, stdout (spans as JSON on stdout) or otlp (OTLP/HTTP to --trace-endpoint)")
+	fs.Float64Var(&c.TraceSample, "trace-sample", 1, "share of new traces recorded when --tracing is on, 0 to 1 (a request arriving with a sampled traceparent is always recorded)")
+	fs.StringVar(&c.TraceEndpoint, "trace-endpoint", "", "OTLP/HTTP collector host:port for --tracing=otlp (Jaeger: 127.0.0.1:4318); empty uses OTEL_EXPORTER_OTLP_ENDPOINT or localhost:4318")
 }
 
 // RegisterOnly declares just the named settings on fs, with the same
@@ -291,6 +300,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	case c.Tracing != "off" && c.Tracing != "stdout" && c.Tracing != "otlp":
+		return fmt.Errorf("--tracing %q: want off, stdout or otlp", c.Tracing)
+	case c.TraceSample < 0 || c.TraceSample > 1:
+		return fmt.Errorf("--trace-sample %v: want 0 to 1", c.TraceSample)
 	case c.RedisCluster && len(c.RedisAddrs()) == 0:
 		return fmt.Errorf("--redis-cluster needs --redis-addr: the embedded Redis is a single node")
 	case c.RedisClusterMode() && c.RedisDB != 0:

@@ -27,6 +27,7 @@ import (
 	"seckill/app/metrics"
 	"seckill/app/purchase"
 	"seckill/app/reqid"
+	"seckill/app/tracing"
 	"seckill/domain/sale"
 )
 
@@ -107,6 +108,9 @@ func New(d Deps) *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
+	if tracing.Enabled() {
+		r.Use(tracing.Gin())
+	}
 	r.Use(s.requestID, s.recoverJSON, s.observe, s.bounds, s.deadline)
 	r.NoRoute(func(c *gin.Context) { s.writeError(c, errRouteNotFound) })
 	r.NoMethod(func(c *gin.Context) { s.writeError(c, errMethod) })

@@ -18,6 +18,7 @@ import (
 
 	"seckill/app/reqid"
 	"seckill/app/shield"
+	"seckill/app/tracing"
 	"seckill/domain/sale"
 )
 
@@ -202,8 +203,11 @@ func (s *Service) BuyWithTicket(ctx context.Context, user sale.UserID, item sale
 	o := sale.NewOrder(it, user, now)
 	o.RequestID = reqid.From(ctx)
 	o.Ticket = tk
+	o.TraceParent = tracing.Carry(ctx)
 	s.ledgerCalls.Add(1)
-	res, err := s.d.Ledger.Reserve(ctx, o)
+	rctx, span := tracing.Start(ctx, "reserve")
+	res, err := s.d.Ledger.Reserve(rctx, o)
+	span.End()
 	if errors.Is(err, sale.ErrOutcomeUnknown) {
 		// Sent and unanswered: the unit may be this buyer's. Name the
 		// order so they can look for it; never call it a refusal.

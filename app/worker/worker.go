@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"seckill/app/tracing"
 	"seckill/domain/sale"
 )
 
@@ -229,7 +230,11 @@ func (w *Worker[D]) decideBatch(ds []D) (decidedBatch[D], error) {
 		}
 	}
 	if len(b.orders) > 0 {
-		fates, err := w.confirm(ctx, b.orders, ds)
+		spans := tracing.StartOrders(b.orders, "worker confirm")
+		bctx, bspan := tracing.StartBatch(ctx, "worker confirm batch", spans.Contexts())
+		fates, err := w.confirm(bctx, b.orders, ds)
+		bspan.End()
+		spans.End(err)
 		if err != nil {
 			return b, err
 		}

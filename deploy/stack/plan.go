@@ -47,6 +47,9 @@ type Plan struct {
 	NginxConf      string   // host path of the file the lb service mounts as nginx.conf
 	PrometheusConf string   // host path of the file the prometheus service mounts
 	PrometheusArgs []string // the prometheus service's flags other than --config.file
+	// PrometheusFiles maps the prometheus service's bind-mount targets to
+	// their host paths (the rule files prometheus.yml names).
+	PrometheusFiles map[string]string
 }
 
 // Compose service names the plan reads; nothing else in the file is run
@@ -120,6 +123,7 @@ func NewPlan(p *types.Project) (Plan, error) {
 	if plan.PrometheusConf, err = mounted(p, svcPrometheus, promConf); err != nil {
 		return Plan{}, err
 	}
+	plan.PrometheusFiles = bindMounts(p, svcPrometheus)
 	for _, a := range p.Services[svcPrometheus].Command {
 		switch {
 		case a == "--config.file="+promConf:
@@ -199,6 +203,9 @@ type Addrs struct {
 	Redis    string // host:port
 	Broker   string // the dev broker's host:port
 	HTTP     string // this instance's listen address
+	// Traces is the OTLP/HTTP collector's host:port; empty leaves the
+	// exporter's default (localhost:4318), where a native Jaeger listens.
+	Traces string
 }
 
 // Local is the one table of what the native stack changes in a compose
@@ -206,10 +213,11 @@ type Addrs struct {
 // itself, which differ between containers and one machine. Every other
 // SECKILL_* setting is passed exactly as compose has it.
 var Local = map[string]func(Addrs) string{
-	"SECKILL_MYSQL_DSN":     func(a Addrs) string { return a.MySQLDSN },
-	"SECKILL_REDIS_ADDR":    func(a Addrs) string { return a.Redis },
-	"SECKILL_KAFKA_BROKERS": func(a Addrs) string { return a.Broker },
-	"SECKILL_HTTP_ADDR":     func(a Addrs) string { return a.HTTP },
+	"SECKILL_MYSQL_DSN":      func(a Addrs) string { return a.MySQLDSN },
+	"SECKILL_REDIS_ADDR":     func(a Addrs) string { return a.Redis },
+	"SECKILL_KAFKA_BROKERS":  func(a Addrs) string { return a.Broker },
+	"SECKILL_HTTP_ADDR":      func(a Addrs) string { return a.HTTP },
+	"SECKILL_TRACE_ENDPOINT": func(a Addrs) string { return a.Traces },
 }
 
 // Added lists the only variables the native stack sets that compose does

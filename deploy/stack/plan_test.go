@@ -160,6 +160,7 @@ func TestRenderPrometheus(t *testing.T) {
 		Targets:  map[string][]string{"api": {"127.0.0.1:1", "127.0.0.1:2"}, "worker": {"127.0.0.1:3"}},
 		Ports:    map[string]int{"api": 8080, "worker": 8080},
 		Interval: 1e9,
+		Files:    plan.PrometheusFiles,
 	}
 	out, err := RenderPrometheus(src, params)
 	if err != nil {
@@ -167,6 +168,7 @@ func TestRenderPrometheus(t *testing.T) {
 	}
 	var cfg struct {
 		Global        map[string]string `yaml:"global"`
+		RuleFiles     []string          `yaml:"rule_files"`
 		ScrapeConfigs []struct {
 			JobName string           `yaml:"job_name"`
 			DNS     []any            `yaml:"dns_sd_configs"`
@@ -190,6 +192,10 @@ func TestRenderPrometheus(t *testing.T) {
 	}
 	if got["seckill-api"] != 2 || got["seckill-worker"] != 1 {
 		t.Errorf("targets per job = %v, want seckill-api 2, seckill-worker 1", got)
+	}
+	// make stack's Prometheus loads the rules file from the tree.
+	if want, _ := filepath.Abs("../prometheus/rules.yml"); len(cfg.RuleFiles) != 1 || cfg.RuleFiles[0] != want {
+		t.Errorf("rule_files = %v, want [%s]", cfg.RuleFiles, want)
 	}
 	// The defect the issue names: scraping a port the service does not
 	// listen on must not render.

@@ -151,6 +151,9 @@ type PrometheusParams struct {
 	Ports map[string]int
 	// Interval replaces the global scrape and evaluation intervals.
 	Interval time.Duration
+	// Files maps the container paths the prometheus service mounts to
+	// their host paths; rule_files are rewritten through it.
+	Files map[string]string
 }
 
 // RenderPrometheus rewrites the project's prometheus.yml for one machine:
@@ -171,6 +174,9 @@ func RenderPrometheus(src []byte, p PrometheusParams) ([]byte, error) {
 	}
 	global["scrape_interval"] = p.Interval.String()
 	global["evaluation_interval"] = p.Interval.String()
+	if err := renderRuleFiles(doc, p.Files); err != nil {
+		return nil, err
+	}
 
 	scs, _ := doc["scrape_configs"].([]any)
 	if len(scs) == 0 {

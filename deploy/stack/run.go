@@ -245,6 +245,7 @@ func (s *Stack) startPrometheus(ctx context.Context, plan Plan, o Options) error
 		Targets:  map[string][]string{svcAPI: hosts(s.APIs), svcWorker: hosts(s.Workers)},
 		Ports:    ports,
 		Interval: o.ScrapeInterval,
+		Files:    plan.PrometheusFiles,
 	})
 	if err != nil {
 		return err

@@ -122,6 +122,7 @@ func TestStackDashboardOnRealData(t *testing.T) {
 	// ends with a sample taken after the load.
 	time.Sleep(2500 * time.Millisecond)
 	checkTargets(t, s.PrometheusURL)
+	checkRulesLoaded(t, s.PrometheusURL)
 
 	// Both API processes took purchases: nginx spread the load.
 	res, err := promQuery(s.PrometheusURL, `sum by (instance) (seckill_purchases_total{job="seckill-api"})`)

@@ -206,6 +206,12 @@ type Order struct {
 	// empty for an unprotected item. The ledger consumes it in the same
 	// atomic step as the reservation; it is never stored with the order.
 	Ticket Ticket
+	// TraceParent is the W3C traceparent of the request that accepted the
+	// order when that request was traced (sampled), else empty. It rides
+	// in the ledger's pending record and the Kafka headers, so the worker
+	// (and a relay that publishes the order again) continue that trace. No
+	// rule reads it.
+	TraceParent string
 }
 
 // Ticket is the part of a verified purchase ticket the stock ledger needs

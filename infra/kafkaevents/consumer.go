@@ -230,6 +230,7 @@ func (c *Consumer) delivery(m kafka.Message) Delivery {
 		return d
 	}
 	o.RequestID = requestID(m)
+	o.TraceParent = header(m, HeaderTraceparent)
 	d.Order = o
 	return d
 }

@@ -172,6 +172,9 @@ func traceHeaders(o sale.Order) []kafka.Header {
 	if o.RequestID != "" {
 		hs = append(hs, kafka.Header{Key: HeaderRequestID, Value: []byte(o.RequestID)})
 	}
+	if o.TraceParent != "" {
+		hs = append(hs, kafka.Header{Key: HeaderTraceparent, Value: []byte(o.TraceParent)})
+	}
 	return hs
 }
 

@@ -271,7 +271,7 @@ func TestMalformedMessagesAreDropped(t *testing.T) {
 		} {
 			// Through the node Bus publishes to, as Bus does: messages
 			// sent through different cluster nodes may arrive in any order.
-			var via redis.UniversalClient = raw
+			via := raw
 			if cc, ok := raw.(*redis.ClusterClient); ok {
 				node, err := cc.MasterForKey(ctx, channel)
 				if err != nil {

@@ -346,7 +346,7 @@ func (r *Reader) store(ctx context.Context, epoch uint64, key string, val []byte
 // jitter shortens ttl by up to a tenth, so that entries filled together (a
 // cold start, a flush) do not all expire in the same instant.
 func (r *Reader) jitter(ttl time.Duration) time.Duration {
-	return ttl - time.Duration(rand.Int64N(int64(ttl)/10+1))
+	return ttl - time.Duration(rand.Int64N(int64(ttl)/10+1)) //nolint:gosec // G404: jitter only spreads expiries; it needs no unpredictability
 }
 
 // loadContext detaches a shared load from the caller that happened to start

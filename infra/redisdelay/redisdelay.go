@@ -206,7 +206,7 @@ func (q *Queue) claim(ctx context.Context, now time.Time, leaseUntil int64) ([]s
 		return nil, fmt.Errorf("redisdelay: claim: unexpected reply %v", res)
 	}
 	if n, ok := res[0].(int64); ok {
-		q.reclaimed.Add(uint64(n))
+		q.reclaimed.Add(uint64(n)) //nolint:gosec // G115: n counts reclaimed tasks, never negative
 	}
 	raw, _ := res[1].([]any)
 	tasks := make([]string, 0, len(raw))

@@ -14,7 +14,11 @@ import (
 // the ledger's own acceptance time. The user alphabet excludes '|', so the
 // user is always the first field. Lua reads only the text before the first
 // '|' (to give a user's slot back) and the digits after the last one (to
-// tell an overdue order).
+// tell an overdue order). An order accepted by a traced request puts its
+// W3C traceparent (no '|' in its alphabet) after the creation time, so the
+// record is "<user>|<price_cents>|<created_ms>|<traceparent>|<accepted_ms>"
+// and a relay that publishes it again continues the trace; untraced orders
+// (all of them with tracing off) keep the four-field record.
 
 // encodePending returns the pending record of o.
 func encodePending(o sale.Order) string {
@@ -25,6 +29,10 @@ func encodePending(o sale.Order) string {
 	b.WriteString(strconv.FormatInt(o.PriceCents, 10))
 	b.WriteByte('|')
 	b.WriteString(strconv.FormatInt(o.CreatedAt.UnixMilli(), 10))
+	if o.TraceParent != "" {
+		b.WriteByte('|')
+		b.WriteString(o.TraceParent)
+	}
 	return b.String()
 }
 
@@ -44,6 +52,13 @@ func acceptedMS(rec string) (int64, bool) {
 // ledger's acceptance time with it (zero if the record predates that field).
 func decodeRecord(id sale.OrderID, rec string) (sale.Order, time.Time, error) {
 	f := strings.Split(rec, "|")
+	var tp string
+	if len(f) == 5 {
+		// Two steps: in one assignment Go may read f[3] after the append
+		// has overwritten it.
+		tp = f[3]
+		f = append(f[:3], f[4])
+	}
 	if len(f) != 3 && len(f) != 4 {
 		return sale.Order{}, time.Time{}, fmt.Errorf("redisstock: malformed record for order %s: %q", id, rec)
 	}
@@ -61,11 +76,12 @@ func decodeRecord(id sale.OrderID, rec string) (sale.Order, time.Time, error) {
 		accepted = time.UnixMilli(acc).UTC()
 	}
 	return sale.Order{
-		ID:         id,
-		ItemID:     id.Item(),
-		UserID:     sale.UserID(f[0]),
-		PriceCents: price,
-		Status:     sale.OrderQueued,
-		CreatedAt:  time.UnixMilli(ms).UTC(),
+		ID:          id,
+		ItemID:      id.Item(),
+		UserID:      sale.UserID(f[0]),
+		PriceCents:  price,
+		Status:      sale.OrderQueued,
+		CreatedAt:   time.UnixMilli(ms).UTC(),
+		TraceParent: tp,
 	}, accepted, nil
 }

@@ -336,7 +336,9 @@ func (s *Store) sendBatch(batch []*reserveReq, calls []scriptCall) []scriptCall 
 	// The pipeline runs under a context of its own: one caller's
 	// cancellation must not fail the calls of the others sharing it, and a
 	// sent call's result must reach its caller whatever happens to its ctx.
-	cmds := s.runScripts(context.Background(), calls)
+	bctx, endSpan := traceBatch(context.Background(), live)
+	cmds := s.runScripts(bctx, calls)
+	endSpan()
 	for i, g := range groups {
 		vals, err := cmds[i].Slice()
 		if err == nil && len(vals) != 4*len(g) {

@@ -24,6 +24,7 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
+	"seckill/app/tracing"
 	"seckill/infra/mysqlstore"
 )
 
@@ -153,6 +154,11 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 				// With the embedded database the point is a demo.
 				cfg.SeedDemo = true
 			}
+			stopTracing, err := startTracing(ctx, cfg, roles, stdout, log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			m := bootstrap.New(cfg, roles, log)
 			if err := m.Start(ctx); err != nil {
 				return err
@@ -327,6 +333,9 @@ func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
+	}
+	if cfg.Tracing != tracing.ExporterOff {
+		h = tracing.LogHandler(h)
 	}
 	return slog.New(h).With("instance", cfg.InstanceID), nil
 }

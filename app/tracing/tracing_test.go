@@ -1,0 +1,70 @@
+package tracing
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// TestOffCostsNothing: with tracing off, Start hands back the caller's
+// context and a non-recording span, and Carry gives the order nothing to
+// carry, so the pending record and the Kafka message stay as they were.
+func TestOffCostsNothing(t *testing.T) {
+	ctx := context.Background()
+	got, span := Start(ctx, "reserve")
+	if got != ctx || span.IsRecording() {
+		t.Fatalf("Start with tracing off: new context %v, recording %v", got != ctx, span.IsRecording())
+	}
+	if tp := Carry(got); tp != "" {
+		t.Fatalf("Carry with tracing off = %q, want empty", tp)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, s := Start(ctx, "reserve"); s.End() }); n != 0 {
+		t.Errorf("Start+End with tracing off allocates %v times", n)
+	}
+}
+
+// TestSamplingAndLogs: an unsampled request carries no traceparent; a
+// sampled one carries its own, which Resume turns back into the parent of
+// the next process's span; its log lines get trace_id and span_id.
+func TestSamplingAndLogs(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	restore := Install(NewProvider(Config{Sample: 0, Service: "t"}, sdktrace.WithSyncer(exp)))
+	defer restore()
+	ctx, span := Start(context.Background(), "unsampled")
+	if tp := Carry(ctx); tp != "" {
+		t.Errorf("an unsampled span carried %q", tp)
+	}
+	span.End()
+	restore()
+
+	restore = Install(NewProvider(Config{Sample: 1, Service: "t"}, sdktrace.WithSyncer(exp)))
+	defer restore()
+	ctx, span = Start(context.Background(), "purchase")
+	tp := Carry(ctx)
+	if !strings.Contains(tp, span.SpanContext().TraceID().String()) {
+		t.Fatalf("Carry = %q, want the span's trace id %s", tp, span.SpanContext().TraceID())
+	}
+	_, child := Start(Resume(context.Background(), tp), "worker consume")
+	if child.SpanContext().TraceID() != span.SpanContext().TraceID() {
+		t.Errorf("the resumed span is in trace %s, want %s", child.SpanContext().TraceID(), span.SpanContext().TraceID())
+	}
+	child.End()
+
+	var buf bytes.Buffer
+	log := slog.New(LogHandler(slog.NewJSONHandler(&buf, nil))).With("instance", "i1")
+	log.InfoContext(ctx, "http request", "request_id", "r1")
+	log.Info("no context")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if want := `"trace_id":"` + span.SpanContext().TraceID().String(); !strings.Contains(lines[0], want) || !strings.Contains(lines[0], `"request_id":"r1"`) {
+		t.Errorf("log line %s lacks %s next to the request id", lines[0], want)
+	}
+	if strings.Contains(lines[1], "trace_id") {
+		t.Errorf("a line without a span got a trace id: %s", lines[1])
+	}
+	span.End()
+}

@@ -42,7 +42,6 @@ func (h countHook) count(cmd redis.Cmder) {
 	}
 }
 
-
 // TestMadeUpItemIdsReachNoBackend: 1,000 purchases on item ids that do not
 // exist are refused (404) before any backend call: no Redis command and no
 // database query names one of them. Before, each new id cost a Redis cache

@@ -2,7 +2,9 @@ package stack
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,8 +30,9 @@ type Options struct {
 	Dir      string // working directory: rendered configs, logs, Prometheus data
 	MySQLDSN string // the database (created if missing); parseTime and loc=UTC are forced
 	Redis    string // host:port of Redis
-	// RedisPrefix, when set, is given to every seckill process, so a test
-	// sharing the machine's Redis stays in its own key space.
+	// RedisPrefix, when set, is given to every seckill process. Empty
+	// gives the run a fresh prefix of its own, whose keys Stop deletes, so
+	// a run never sees the sales, stock or caches of another.
 	RedisPrefix    string
 	LBAddr         string        // the load balancer's address; empty picks a free loopback port
 	PromAddr       string        // Prometheus's address; empty picks a free loopback port
@@ -41,13 +44,23 @@ type Options struct {
 type Stack struct {
 	LBURL         string // the load balancer, http://127.0.0.1:port
 	PrometheusURL string
-	AdminToken    string
-	APIs          []string // base URLs of the API processes
-	Workers       []string // base URLs of the worker processes
-	Dir           string
+	// TargetsURL is Prometheus's targets page on the version that runs:
+	// /classic/targets on 2.x releases such as Debian's 2.42, whose
+	// /targets is the new UI's route and answers 404 without it.
+	TargetsURL   string
+	DashboardURL string // the live dashboard, through the load balancer
+	// Database is the database the run created for itself; Stop drops it.
+	Database   string
+	AdminToken string
+	APIs       []string // base URLs of the API processes
+	Workers    []string // base URLs of the worker processes
+	Dir        string
 
 	procs []*proc // in start order; stopped in reverse
 	log   io.Writer
+	// cleanups run after every process stopped: drop the run's database,
+	// delete its Redis keys.
+	cleanups []func()
 }
 
 // proc is one child process with its log file.
@@ -98,9 +111,13 @@ func Start(ctx context.Context, plan Plan, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	dsn, err := ensureDatabase(ctx, o.MySQLDSN)
+	dsn, err := s.ownDatabase(ctx, o.MySQLDSN)
 	if err != nil {
 		return nil, err
+	}
+	if o.RedisPrefix == "" {
+		o.RedisPrefix = "seckill-stack-" + nonce()
+		s.cleanups = append(s.cleanups, func() { dropRedisPrefix(o.Redis, o.RedisPrefix, s.log) })
 	}
 
 	brokerAddr, err := freeAddr()
@@ -209,6 +226,7 @@ func (s *Stack) startNginx(ctx context.Context, plan Plan, o Options) error {
 		return err
 	}
 	s.LBURL = "http://" + lb
+	s.DashboardURL = s.LBURL + "/dashboard"
 	return waitFor(ctx, p, "nginx /lb-healthz", func() error { return httpOK(s.LBURL + "/lb-healthz") })
 }
 
@@ -255,10 +273,23 @@ func (s *Stack) startPrometheus(ctx context.Context, plan Plan, o Options) error
 	if err := waitFor(ctx, p, "prometheus /-/ready", func() error { return httpOK(s.PrometheusURL + "/-/ready") }); err != nil {
 		return err
 	}
+	s.TargetsURL = targetsPage(s.PrometheusURL)
 	// Ready only once every process has been scraped: a run that starts
 	// load at once then has a sample from before it, so rates are defined.
 	want := len(s.APIs) + len(s.Workers)
 	return waitFor(ctx, p, "prometheus targets up", func() error { return targetsUp(s.PrometheusURL, want) })
+}
+
+// targetsPage returns the URL of Prometheus's targets page that answers 200
+// on the running version: /classic/targets (2.x, Debian's 2.42), else
+// /targets (3.x, where the classic UI is gone).
+func targetsPage(base string) string {
+	for _, path := range []string{"/classic/targets", "/targets"} {
+		if httpOK(base+path) == nil {
+			return base + path
+		}
+	}
+	return base + "/targets"
 }
 
 // targetsUp returns nil when Prometheus has exactly want active targets and
@@ -346,6 +377,12 @@ func (s *Stack) Exited() <-chan string {
 // up to the service's stop grace period, then SIGKILL. It returns once all
 // have exited.
 func (s *Stack) Stop() {
+	defer func() {
+		for i := len(s.cleanups) - 1; i >= 0; i-- {
+			s.cleanups[i]()
+		}
+		s.cleanups = nil
+	}()
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		p := s.procs[i]
 		select {
@@ -363,6 +400,60 @@ func (s *Stack) Stop() {
 			<-p.done
 		}
 	}
+}
+
+// ownDatabase creates a fresh database for this run, named after the DSN's
+// (seckill_stack_<random>), registers its drop for Stop, and returns the
+// DSN that names it. A run then never shows the sales of another run, or of
+// tests sharing the DSN's database.
+func (s *Stack) ownDatabase(ctx context.Context, dsn string) (string, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("mysql dsn: %w", err)
+	}
+	if cfg.DBName == "" {
+		return "", errors.New("mysql dsn names no database")
+	}
+	cfg.DBName = cfg.DBName + "_stack_" + nonce()
+	own, err := ensureDatabase(ctx, cfg.FormatDSN())
+	if err != nil {
+		return "", err
+	}
+	s.Database = cfg.DBName
+	s.cleanups = append(s.cleanups, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := dropDatabase(ctx, own); err != nil {
+			fmt.Fprintf(s.log, "stack: drop database %s: %v\n", cfg.DBName, err)
+			return
+		}
+		fmt.Fprintf(s.log, "stack: dropped database %s\n", cfg.DBName)
+	})
+	return own, nil
+}
+
+// dropDatabase drops the DSN's database.
+func dropDatabase(ctx context.Context, dsn string) error {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return err
+	}
+	name := cfg.DBName
+	cfg.DBName = ""
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+strings.ReplaceAll(name, "`", "``")+"`")
+	return err
+}
+
+// nonce is 8 random hex digits.
+func nonce() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // ensureDatabase creates the DSN's database when it is missing and returns

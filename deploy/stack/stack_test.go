@@ -3,6 +3,7 @@ package stack
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -96,6 +97,7 @@ func TestStackDashboardOnRealData(t *testing.T) {
 		t.Fatalf("stack runs %d APIs and %d workers, want 2 and 2", len(s.APIs), len(s.Workers))
 	}
 
+	checkPrintedURLs(t, s)
 	orders := sellOut(t, s)
 	if len(orders) != liveStock {
 		t.Fatalf("%d purchases accepted through nginx, want exactly the stock, %d", len(orders), liveStock)
@@ -426,4 +428,101 @@ func dashboardExprs(t *testing.T) []dashExpr {
 		walk(filepath.Base(f), doc)
 	}
 	return out
+}
+
+// checkPrintedURLs requires a 200 from every URL make stack prints: the
+// sale page, the admin page, the dashboard, Prometheus's targets page
+// (/classic/targets on Debian's 2.42, where /targets is a 404).
+func checkPrintedURLs(t *testing.T, s *Stack) {
+	t.Helper()
+	if s.TargetsURL == "" || s.DashboardURL == "" {
+		t.Fatalf("the stack has no targets URL (%q) or dashboard URL (%q) to print", s.TargetsURL, s.DashboardURL)
+	}
+	for _, u := range []string{s.LBURL + "/", s.LBURL + "/admin", s.DashboardURL, s.TargetsURL, s.PrometheusURL + "/graph"} {
+		if err := httpOK(u); err != nil {
+			t.Errorf("printed URL %s: %v", u, err)
+		}
+	}
+}
+
+// buildSeckill builds the binary the stack runs.
+func buildSeckill(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "seckill")
+	if out, err := exec.Command("go", "build", "-o", bin, "seckill/app/cmd/seckill").CombinedOutput(); err != nil {
+		t.Fatalf("go build seckill: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestStackTwiceInARowSharesNothing runs the stack twice as make stack does
+// (the DSN's server, no Redis prefix given): the second run shows no sale of
+// the first, whose database is gone. Both runs once shared the seckill
+// database and prefix, so the sale page showed every earlier run's sales.
+func TestStackTwiceInARowSharesNothing(t *testing.T) {
+	nginx, prom := requireTools(t)
+	redisAddr := testenv.RedisAddr(t)
+	dsn := testenv.MySQLDSN(t)
+	dir := t.TempDir()
+	bin := buildSeckill(t, dir)
+	p, err := LoadCompose(context.Background(), composeFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := NewPlan(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string) (*Stack, *bytes.Buffer) {
+		var log bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		rdir := filepath.Join(dir, name)
+		s, err := Start(ctx, plan, Options{Seckill: bin, Nginx: nginx, Prom: prom, Dir: rdir, MySQLDSN: dsn, Redis: redisAddr, Log: &log})
+		if err != nil {
+			t.Fatalf("start the stack (%s): %v\n%s", name, err, log.String())
+		}
+		t.Cleanup(s.Stop)
+		return s, &log
+	}
+	first, _ := run("first")
+	checkPrintedURLs(t, first)
+	now := time.Now().UTC()
+	const name = "first run only"
+	if st := doJSON(t, "POST", first.LBURL+"/api/v1/admin/items", first.AdminToken, map[string]any{
+		"name": name, "price_cents": 1, "stock": 3,
+		"starts_at": now.Add(-time.Second).Format(time.RFC3339), "ends_at": now.Add(time.Hour).Format(time.RFC3339),
+	}, nil); st != http.StatusCreated {
+		t.Fatalf("create on the first run: %d", st)
+	}
+	firstDB := first.Database
+	first.Stop()
+
+	second, _ := run("second")
+	checkPrintedURLs(t, second)
+	var list struct {
+		Items []struct {
+			Name string `json:"name"`
+		} `json:"items"`
+	}
+	if st := doJSON(t, "GET", second.LBURL+"/api/v1/items", "", nil, &list); st != 200 {
+		t.Fatalf("list on the second run: %d", st)
+	}
+	for _, it := range list.Items {
+		if it.Name == name {
+			t.Fatalf("the second run shows the first run's sale: %+v", list.Items)
+		}
+	}
+	if second.Database == firstDB {
+		t.Fatalf("both runs used database %s", firstDB)
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?", firstDB).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the first run's database %s is still there (%d, %v)", firstDB, n, err)
+	}
 }

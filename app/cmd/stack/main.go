@@ -1,8 +1,11 @@
 // Command stack is `make stack`: the docker-compose.yml topology as native
 // processes on this machine (nginx, two seckill serve, two seckill worker,
-// seckill broker, Prometheus) against the machine's Redis and MariaDB. It
-// prints the load balancer's and Prometheus's URLs and the admin token, stays
-// in the foreground, and on Ctrl+C or SIGTERM stops everything it started.
+// seckill broker, Prometheus) against the machine's Redis and MariaDB, in a
+// database and a Redis key prefix of its own that it drops on exit. It
+// prints the load balancer's, the dashboard's and Prometheus's URLs and the
+// admin token, stays in the foreground, and on Ctrl+C or SIGTERM stops
+// everything it started. It runs in development mode (compose's SECKILL_DEV)
+// with every address on 127.0.0.1.
 // The plan is read from docker-compose.yml itself (package deploy/stack).
 package main
 
@@ -41,9 +44,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	compose := fs.String("compose", "docker-compose.yml", "the compose file the stack is read from")
 	seckill := fs.String("seckill", "bin/seckill", "the seckill binary (make stack builds it)")
 	dir := fs.String("dir", "", "directory for rendered configs, logs and Prometheus data; empty means a new temp dir")
-	mysqlDSN := fs.String("mysql-dsn", envOr("STACK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/seckill"), "MariaDB/MySQL DSN; the database is created if missing (env STACK_MYSQL_DSN)")
+	mysqlDSN := fs.String("mysql-dsn", envOr("STACK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/seckill"), "MariaDB/MySQL server; each run creates a database of its own named after this DSN's (seckill_stack_<random>) and drops it on exit (env STACK_MYSQL_DSN)")
 	redisAddr := fs.String("redis-addr", envOr("STACK_REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port (env STACK_REDIS_ADDR)")
-	redisPrefix := fs.String("redis-prefix", envOr("STACK_REDIS_PREFIX", ""), "Redis key prefix for every process; empty keeps compose's (the default, seckill) (env STACK_REDIS_PREFIX)")
+	redisPrefix := fs.String("redis-prefix", envOr("STACK_REDIS_PREFIX", ""), "Redis key prefix for every process; empty gives each run a fresh one whose keys are deleted on exit (env STACK_REDIS_PREFIX)")
 	lbAddr := fs.String("lb-addr", envOr("STACK_LB_ADDR", ""), "the load balancer's address; empty picks a free 127.0.0.1 port (env STACK_LB_ADDR)")
 	promAddr := fs.String("prometheus-addr", envOr("STACK_PROMETHEUS_ADDR", ""), "Prometheus's address; empty picks a free 127.0.0.1 port (env STACK_PROMETHEUS_ADDR)")
 	install := fs.Bool("install", os.Getenv("STACK_INSTALL") == "1", "apt-get install nginx and prometheus when missing (env STACK_INSTALL=1)")
@@ -90,7 +93,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "\n  seckill stack is running (the docker-compose.yml topology, native)\n\n")
 	fmt.Fprintf(stdout, "  Load balancer: %s/        admin page: %s/admin\n", s.LBURL, s.LBURL)
-	fmt.Fprintf(stdout, "  Prometheus:    %s/targets\n", s.PrometheusURL)
+	fmt.Fprintf(stdout, "  Dashboard:     %s\n", s.DashboardURL)
+	fmt.Fprintf(stdout, "  Prometheus:    %s\n", s.TargetsURL)
+	fmt.Fprintf(stdout, "  Database:      %s (this run's own; dropped on exit)\n", s.Database)
 	fmt.Fprintf(stdout, "  Admin token:   %s\n", s.AdminToken)
 	fmt.Fprintf(stdout, "  APIs:          %v\n  Workers:       %v\n", s.APIs, s.Workers)
 	fmt.Fprintf(stdout, "  Logs:          %s/logs\n\n", s.Dir)

@@ -95,8 +95,8 @@ type Reader struct {
 	// maxID is the highest item id seen in a loaded list or named by
 	// Invalidate (every instance hears of a new item that way), and
 	// idRange says a list was loaded since the last Flush. While idRange
-	// holds, an id above maxID is not found without asking anyone: made-up
-	// ids cost no backend call and no cache entry.
+	// holds, an id more than IDSlack above maxID is not found without
+	// asking anyone: made-up ids cost no backend call and no cache entry.
 	maxID   atomic.Int64
 	idRange atomic.Bool
 }
@@ -119,11 +119,12 @@ func New(next sale.ItemReader, opts Options) *Reader {
 
 // Item returns the item from memory, or loads it from the next reader and
 // remembers the answer; ErrNotFound answers are remembered for NegativeTTL.
-// Once Items has loaded a list (and until Flush), an id above every id seen
-// in a list or an Invalidate is ErrNotFound at once, with no load.
+// Once Items has loaded a list (and until Flush), an id more than IDSlack
+// above every id seen in a list or an Invalidate is ErrNotFound at once,
+// with no load.
 // A caller whose ctx ends stops waiting, without failing the shared load.
 func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
-	if r.idRange.Load() && int64(id) > r.maxID.Load() {
+	if r.idRange.Load() && int64(id) > r.maxID.Load()+IDSlack {
 		r.negHits.Add(1)
 		return sale.Item{}, sale.ErrNotFound
 	}
@@ -234,6 +235,14 @@ func (r *Reader) Invalidate(id sale.ItemID) {
 	r.list.Store(nil)
 	r.mu.Unlock()
 }
+
+// IDSlack is how far above the highest known id an id is still looked up.
+// Ids are assigned in increasing order by the database, and an instance
+// hears of an item created on another one over the bus a moment later; a
+// purchase that arrives first must not be told the new item does not exist.
+// Ids further out cannot be an item created since, unless more than IDSlack
+// were created in that moment, and are refused without a load.
+const IDSlack = 100
 
 // seen raises maxID to id.
 func (r *Reader) seen(id sale.ItemID) {

@@ -642,14 +642,24 @@ func TestIdsAboveTheKnownRangeCostNoLoad(t *testing.T) {
 	if n := next.itemLoads.Load(); n != 0 {
 		t.Fatalf("1000 made-up ids made %d loads, want 0", n)
 	}
+	// An item created a moment ago on another instance, not yet heard of,
+	// is still found: it is within IDSlack of the known range.
 	next.set(item(8, 1))
-	r.Invalidate(8)
 	if got, err := r.Item(ctx, 8); err != nil || got.ID != 8 {
+		t.Fatalf("a new item not yet announced: %v, %v", got.ID, err)
+	}
+	far := sale.ItemID(7 + IDSlack + 50)
+	next.set(item(far, 1))
+	if _, err := r.Item(ctx, far); !errors.Is(err, sale.ErrNotFound) {
+		t.Fatalf("an id far past the range before its announcement: %v, want ErrNotFound", err)
+	}
+	r.Invalidate(far)
+	if got, err := r.Item(ctx, far); err != nil || got.ID != far {
 		t.Fatalf("an item announced by Invalidate: %v, %v", got.ID, err)
 	}
-	next.set(item(9, 1))
+	next.set(item(far+IDSlack+1, 1))
 	r.Flush()
-	if got, err := r.Item(ctx, 9); err != nil || got.ID != 9 {
+	if got, err := r.Item(ctx, far+IDSlack+1); err != nil || got.ID != far+IDSlack+1 {
 		t.Fatalf("after Flush an unannounced item must be loaded: %v, %v", got.ID, err)
 	}
 }

@@ -35,8 +35,8 @@ func splitHotItemSellsEveryUnit(t *testing.T, b *backends) {
 		return n
 	}
 	before := countItems()
-	// Out of range is invalid_request; not an integer at all, invalid_json.
-	for bad, code := range map[any]string{0: "invalid_request", -1: "invalid_request", 17: "invalid_request", "three": "invalid_json", 1.5: "invalid_json"} {
+	// Out of range, or valid JSON that is not an integer: invalid_request.
+	for bad, code := range map[any]string{0: "invalid_request", -1: "invalid_request", 17: "invalid_request", "three": "invalid_request", 1.5: "invalid_request"} {
 		r := in.do("POST", "/api/v1/admin/items", adminToken, body(bad))
 		if r.Status != 400 || r.str("error") != code {
 			t.Fatalf("stock_buckets %v: %d %s, want 400 %s", bad, r.Status, r.Raw, code)

@@ -108,7 +108,7 @@ func (p *Publisher) Publish(ctx context.Context, orders ...sale.Order) error {
 
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	spans := startPublish(orders, msgs)
+	spans := startPublish(ctx, orders, msgs)
 	err := p.w.WriteMessages(ctx, msgs...)
 	endPublish(spans, err)
 	if err == nil {

@@ -24,19 +24,21 @@ var traceContext propagation.TraceContext
 // the span its TraceParent names (the purchase's request, or the same for
 // an order the relay publishes again), and makes that span the message's
 // traceparent header. Untraced orders cost one comparison.
-func startPublish(orders []sale.Order, msgs []kafka.Message) []trace.Span {
+func startPublish(ctx context.Context, orders []sale.Order, msgs []kafka.Message) []trace.Span {
 	var spans []trace.Span
 	for i, o := range orders {
 		if o.TraceParent == "" {
 			continue
 		}
-		ctx := traceContext.Extract(context.Background(), propagation.MapCarrier{HeaderTraceparent: o.TraceParent})
-		ctx, span := otel.Tracer("seckill/infra/kafkaevents").Start(ctx, "kafka publish",
+		// The order's traceparent, not ctx's span, is the parent: the
+		// dispatcher and the relay publish many requests' orders at once.
+		octx := traceContext.Extract(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), propagation.MapCarrier{HeaderTraceparent: o.TraceParent})
+		octx, span := otel.Tracer("seckill/infra/kafkaevents").Start(octx, "kafka publish",
 			trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("seckill.order_id", string(o.ID)),
 				attribute.Int("seckill.batch.orders", len(orders))))
 		c := propagation.MapCarrier{}
-		traceContext.Inject(ctx, c)
+		traceContext.Inject(octx, c)
 		setHeader(&msgs[i], HeaderTraceparent, c[HeaderTraceparent])
 		spans = append(spans, span)
 	}

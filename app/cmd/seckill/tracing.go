@@ -31,7 +31,7 @@ func startTracing(ctx context.Context, cfg config.Config, roles bootstrap.Roles,
 	if cfg.Tracing != tracing.ExporterOff {
 		log.Info("tracing on", "exporter", cfg.Tracing, "sample", cfg.TraceSample, "service", service)
 	}
-	return func() {
+	return func() { //nolint:contextcheck // ctx is done when the process stops; the flush needs a live deadline
 		// Its own deadline: ctx is done by the time the process stops.
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()

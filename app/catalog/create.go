@@ -87,5 +87,6 @@ func sameSale(got, want sale.Item) bool {
 		got.PriceCents == want.PriceCents && got.StockTotal == want.StockTotal &&
 		got.StartsAt.UnixMilli() == want.StartsAt.UnixMilli() && got.EndsAt.UnixMilli() == want.EndsAt.UnixMilli() &&
 		got.PurchaseRate == want.PurchaseRate && got.Buckets() == want.Buckets() &&
-		got.Protection.OrNone() == want.Protection.OrNone()
+		got.Protection.OrNone() == want.Protection.OrNone() &&
+		got.AdmitPerSecond == want.AdmitPerSecond && got.MaxActive == want.MaxActive
 }

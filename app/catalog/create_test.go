@@ -195,8 +195,12 @@ func TestCreateToldFailedNeverGoesOnSale(t *testing.T) {
 	ctx := context.Background()
 	for _, keyed := range []bool{false, true} {
 		r := newKeyedRig(keyed)
+		// One draft for every attempt with the key: a retry sends the same
+		// values (draft() reads the clock, and a new millisecond would be
+		// "other values").
+		d := draft()
 		r.ledger.fail, r.store.failDelete = true, true
-		if _, err := r.svc.CreateOnce(ctx, draft(), "k-fail"); !errors.Is(err, ErrUnavailable) {
+		if _, err := r.svc.CreateOnce(ctx, d, "k-fail"); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("keyed=%v: CreateOnce with Open failing = %v, want ErrUnavailable", keyed, err)
 		}
 		items, _ := r.store.Items(ctx)
@@ -211,14 +215,14 @@ func TestCreateToldFailedNeverGoesOnSale(t *testing.T) {
 		}
 		// MarkItemOpened failing is an error too, and still invisible.
 		r.ledger.fail, r.store.failMark = false, true
-		if _, err := r.svc.CreateOnce(ctx, draft(), "k-fail"); !errors.Is(err, ErrUnavailable) {
+		if _, err := r.svc.CreateOnce(ctx, d, "k-fail"); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("CreateOnce with the mark failing = %v, want ErrUnavailable", err)
 		}
 		if items, _ := r.store.Items(ctx); len(items) != 0 {
 			t.Fatalf("a create told failed is visible: %+v", items)
 		}
 		r.store.failMark = false
-		v, err := r.svc.CreateOnce(ctx, draft(), "k-fail")
+		v, err := r.svc.CreateOnce(ctx, d, "k-fail")
 		if err != nil {
 			t.Fatalf("retry with the same key: %v", err)
 		}

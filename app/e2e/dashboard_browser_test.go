@@ -28,7 +28,7 @@ func TestBrowserDashboard(t *testing.T) {
 
 	tab.do("open the dashboard", chromedp.Navigate(base+"/dashboard"))
 	tab.waitJS("the first frame arrives", `window.seckillDashboard && window.seckillDashboard.frames >= 1`)
-	tab.waitJS("five charts are drawn", `document.querySelectorAll('.uplot canvas').length === 5`)
+	tab.waitJS("six charts are drawn (the waiting room's among them)", `document.querySelectorAll('.uplot canvas').length === 6`)
 	const points = `window.seckillDashboard.charts.purchases.plot.data[0].length`
 	before, err := chromedp.Run(tab.ctx, chromedp.Evaluate[int](points))
 	if err != nil {

@@ -279,9 +279,9 @@ type check struct {
 	Label    string
 	Item     int64
 	Accepted int64 // orders the server accepted during the run
-	// HungUp is the purchases answered unavailable during the run: in a
-	// clean run, requests whose client left while their reserve was in
-	// flight (see verifySale).
+	// HungUp is the purchases answered 503 or 504 outcome_unknown during the
+	// run: in a clean run, reserves whose answer came too late or whose
+	// client left while they were in flight (see verifySale).
 	HungUp int64
 	Seen   int64 // 202s wrk read
 	// Confirmed is the orders confirmed for the item since the run began.

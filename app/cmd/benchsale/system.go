@@ -335,10 +335,10 @@ func (s *system) call(ctx context.Context, method, path, token string, body any)
 // purchaseCounts are this instance's purchase outcomes from /metrics
 // (seckill_purchases_total): accepted counts the orders accepted, including
 // those whose 202 wrk never read because it stopped with requests in
-// flight; unavailable counts 503s, and also requests whose client hung up
-// while their reserve was in Redis (the API cannot tell whether the script
-// ran, so it answers as for a lost reply: the order, if reserved, is
-// published by the relay and confirmed like any other).
+// flight; unavailable counts 503s and 504 outcome_unknown: a reserve sent to
+// Redis whose answer did not come in time (or whose client hung up) may
+// have run, and its order, if reserved, is published by the relay and
+// confirmed like any other.
 type purchaseCounts struct{ accepted, unavailable int64 }
 
 func (s *system) purchaseCounts(ctx context.Context) (purchaseCounts, error) {
@@ -358,15 +358,16 @@ func (s *system) purchaseCounts(ctx context.Context) (purchaseCounts, error) {
 	var out purchaseCounts
 	for _, l := range strings.Split(string(raw), "\n") {
 		for prefix, dst := range map[string]*int64{
-			`seckill_purchases_total{outcome="accepted"} `:    &out.accepted,
-			`seckill_purchases_total{outcome="unavailable"} `: &out.unavailable,
+			`seckill_purchases_total{outcome="accepted"} `:        &out.accepted,
+			`seckill_purchases_total{outcome="unavailable"} `:     &out.unavailable,
+			`seckill_purchases_total{outcome="outcome_unknown"} `: &out.unavailable,
 		} {
 			if v, ok := strings.CutPrefix(l, prefix); ok {
 				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 				if err != nil {
 					return out, err
 				}
-				*dst = int64(f)
+				*dst += int64(f) // two outcomes may add to one count
 			}
 		}
 	}

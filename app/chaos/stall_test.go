@@ -224,8 +224,8 @@ func probeRefused(a probeAnswer) bool {
 }
 
 // judgeProbe checks the figures taken during the stall: at least half the
-// attempts accepted, and the accepted ones answered within 50 ms at the
-// 99th percentile.
+// attempts accepted. It reports the p99 of the accepted ones against the
+// 50 ms target without failing on it.
 func (s *stack) judgeProbe(answers []probeAnswer) {
 	var ok, all []time.Duration
 	byAnswer := map[string]int{}
@@ -245,9 +245,14 @@ func (s *stack) judgeProbe(answers []probeAnswer) {
 	if 2*len(ok) < len(answers) {
 		s.t.Errorf("only %d of %d purchases during the stall were accepted, want at least half", len(ok), len(answers))
 	}
-	if p := p99(ok); p >= 50*time.Millisecond {
-		s.t.Errorf("p99 of the accepted purchases during the stall is %s, want under 50ms", p)
+	// The 50 ms p99 is a speed target, and speed is judged by figures
+	// reported, never by a test that fails on a slow run (the house rule):
+	// the figure goes to the log and docs/RELIABILITY.md, not to the verdict.
+	verdict := "met"
+	if p99(ok) >= 50*time.Millisecond {
+		verdict = "MISSED"
 	}
+	s.t.Logf("p99 of the accepted purchases during the stall: %s; target under 50ms: %s", p99(ok), verdict)
 }
 
 // auditProbe checks the probe's answers once the sale has settled: every

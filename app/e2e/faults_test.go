@@ -366,11 +366,12 @@ func runFault(t *testing.T, spec faultSpec) {
 	}
 	if spec.fastRefusals {
 		// The target is p99 < 50ms (docs/RELIABILITY.md has the measured
-		// figures). The assertion allows twice that, for a loaded 2-core CI
-		// machine, and still fails without the breaker: then every purchase
-		// waits out the 150ms call timeout (or, without the timeout, the
-		// client's 2s read timeout).
-		if res.p99 >= 100*time.Millisecond {
+		// figures). This is not a speed test: the bound sits just under the
+		// 150ms call timeout, which every purchase would wait out without
+		// the breaker (or, without the timeout, the client's 2s read
+		// timeout), so it fails only when the breaker does not refuse. A
+		// loaded 2-core CI machine measured 103ms with the breaker working.
+		if res.p99 >= 140*time.Millisecond {
 			t.Errorf("p99 of purchases during the fault = %v, want fast refusals (target < 50ms)", res.p99)
 		}
 	} else if res.accepted == 0 {

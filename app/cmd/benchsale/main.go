@@ -441,9 +441,17 @@ func (b *bench) createItems(ctx context.Context) error {
 
 func (b *bench) scenarios() map[string]scenario {
 	buy := func(id int64) string { return fmt.Sprintf("/api/v1/items/%d/purchase", id) }
+	// Embedded, the ledger is miniredis in this process, on CPUs the run
+	// saturates: a reserve may outlast the call timeout and answer 504
+	// outcome_unknown, a true answer whose order the books count (see
+	// HungUp). Against a real Redis it is an error worth a look.
+	accepted := []string{"202"}
+	if b.o.embedded {
+		accepted = append(accepted, "504:outcome_unknown")
+	}
 	return map[string]scenario{
 		"a": {Key: "a", Title: "GET /healthz (baseline)", Method: "GET", Path: "/healthz", Expect: []string{"200"}},
-		"b": {Key: "b", Title: "purchase, distinct users", Method: "POST", Path: buy(b.itemB), Expect: []string{"202"}, Target: 0.5},
+		"b": {Key: "b", Title: "purchase, distinct users", Method: "POST", Path: buy(b.itemB), Expect: accepted, Target: 0.5},
 		"c": {Key: "c", Title: "purchase, sold out", Method: "POST", Path: buy(b.itemC), Expect: []string{"409:sold_out"}, Target: 0.85},
 		"d": {Key: "d", Title: "purchase, over purchase_rate 100", Method: "POST", Path: buy(b.itemD), Expect: []string{"429:rate_limited", "202"}, Target: 0.85},
 		"e": {Key: "e", Title: "GET /api/v1/items/{b} (cached)", Method: "GET", Path: fmt.Sprintf("/api/v1/items/%d", b.itemB), Expect: []string{"200"}, Target: 0.8},
@@ -451,7 +459,7 @@ func (b *bench) scenarios() map[string]scenario {
 		// consume, its database inserts, settle) left for after the run, the
 		// share of a purchase that stays on the API's machine when workers
 		// and the database have their own.
-		"g": {Key: "g", Title: "purchase, worker stopped (API tier)", Method: "POST", Path: buy(b.itemG), Expect: []string{"202"}},
+		"g": {Key: "g", Title: "purchase, worker stopped (API tier)", Method: "POST", Path: buy(b.itemG), Expect: accepted},
 	}
 }
 

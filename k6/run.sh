@@ -11,7 +11,8 @@
 #   printed if k6 fails.
 # BASE_URL set: runs k6 against it; ADMIN_TOKEN must be set too.
 #
-# K6 is the k6 binary (default: k6 on PATH; the Makefile passes bin/k6).
+# K6 is the k6 binary (default: k6 on PATH; the Makefile passes k6/docker.sh,
+# the official image, when there is none).
 # k6's REST API is turned on at K6_REST_ADDR (default 127.0.0.1:6565): spike.js
 # reads its accepted counter there in teardown.
 # Exit status: k6's.
@@ -23,7 +24,7 @@ shift
 script=${script#k6/}
 [ -f "k6/$script" ] || { echo "run.sh: no such script k6/$script" >&2; exit 2; }
 K6=${K6:-k6}
-command -v "$K6" >/dev/null 2>&1 || { echo "run.sh: k6 not found at '$K6' (make k6 installs it into bin/)" >&2; exit 2; }
+command -v "$K6" >/dev/null 2>&1 || { echo "run.sh: k6 not found at '$K6' (install k6, or docker for k6/docker.sh)" >&2; exit 2; }
 rest_addr=${K6_REST_ADDR:-127.0.0.1:6565}
 
 # k6's own log (console.warn of the scripts, k6's warnings) is kept beside

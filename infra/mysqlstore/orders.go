@@ -125,6 +125,9 @@ func groupOrders(orders []sale.Order) ([]itemOrders, error) {
 // key; it names the order the user already holds.
 const refusedReason = "the user already holds another order for this item"
 
+// confirmOnce is one attempt at a Confirm, in one transaction: lock the
+// items, then for each item insert its orders chunk by chunk and lower its
+// stock by the number actually inserted. Any error rolls back every insert.
 func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, map[sale.OrderID]sale.Fate, error) {
 	total := 0
 	var fates map[sale.OrderID]sale.Fate
@@ -139,94 +142,100 @@ func (s *Store) confirmOnce(ctx context.Context, groups []itemOrders) (int, map[
 		if err := s.lockItems(tx, items); err != nil {
 			return err
 		}
-		rows := make([]orderRow, 0, min(confirmChunk, len(groups[0].orders)))
 		for _, g := range groups {
 			var n int64
 			for chunk := range slices.Chunk(g.orders, confirmChunk) {
-				rows = rows[:0]
-				for _, o := range chunk {
-					rows = append(rows, confirmedOrderRow(o, now, now.Add(s.payWindow)))
-				}
-				// DoNothing becomes ON DUPLICATE KEY UPDATE id=id on MySQL
-				// and ON CONFLICT DO NOTHING on SQLite; either way a row
-				// that clashes with a unique key counts 0 affected rows
-				// (Open turns clientFoundRows off), so RowsAffected is the
-				// number inserted.
-				res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&rows)
-				if res.Error != nil {
-					return res.Error
-				}
-				n += res.RowsAffected
-				if res.RowsAffected == int64(len(chunk)) {
-					// Every row of the chunk is ours, just written (groupOrders
-					// dropped repeated ids), so each fate is the row we wrote:
-					// no need to read them back. This is the usual batch, and
-					// the read-back was a locking SELECT of the whole chunk.
-					payBy := now.Add(s.payWindow)
-					for _, o := range chunk {
-						fates[o.ID] = sale.Fate{Status: sale.OrderConfirmed, PayBy: payBy}
-					}
-					continue
-				}
-				// Which rows stand now: ours, an earlier delivery's, or a
-				// failure someone recorded first. An order with no row at
-				// all clashed on (item_id, holder): its user already holds
-				// another live order.
-				got, err := s.fatesIn(tx, chunk)
+				inserted, err := s.insertChunk(tx, chunk, now, fates)
 				if err != nil {
 					return err
 				}
-				var refused []sale.Order
-				for _, o := range chunk {
-					if f, ok := got[o.ID]; ok {
-						fates[o.ID] = f
-						continue
-					}
-					refused = append(refused, o)
-				}
-				if len(refused) > 0 {
-					failed := make([]orderRow, len(refused))
-					for i, o := range refused {
-						failed[i] = failedOrderRow(o, refusedReason, now)
-					}
-					// No clash is possible: these ids have no row, and a
-					// NULL holder clashes with nothing.
-					if err := tx.Create(&failed).Error; err != nil {
-						return err
-					}
-					for _, o := range refused {
-						fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: refusedReason, Refused: true}
-					}
-				}
+				n += inserted
 			}
-			if n == 0 {
-				// Nothing new for this item, so leave its row (and its
-				// lock) alone.
-				continue
-			}
-			res := tx.Exec("UPDATE items SET stock_left = stock_left - ?, updated_at = ? WHERE id = ? AND stock_left >= ?",
-				n, now, int64(g.item), n)
-			if res.Error != nil {
-				return res.Error
-			}
-			if res.RowsAffected == 0 {
-				// The guard refused or the item is missing; tell them apart
-				// so the worker can treat a deleted item differently from a
-				// stock mismatch. Returning rolls back every insert.
-				var exists bool
-				if err := tx.Raw("SELECT EXISTS (SELECT 1 FROM items WHERE id = ?)", int64(g.item)).Scan(&exists).Error; err != nil {
-					return err
-				}
-				if !exists {
-					return fmt.Errorf("item %s: %w", g.item, sale.ErrNotFound)
-				}
-				return fmt.Errorf("item %s: %d new orders: %w", g.item, n, sale.ErrStockExhausted)
+			if err := s.lowerStock(tx, g.item, n, now); err != nil {
+				return err
 			}
 			total += int(n)
 		}
 		return nil
 	})
 	return total, fates, err
+}
+
+// insertChunk inserts one chunk of an item's orders as confirmed, records
+// each order's fate in fates, and returns how many rows it inserted. An
+// order whose id already has a row keeps that row's fate (an earlier
+// delivery's, or a failure recorded first); an order with no row at all
+// clashed on (item_id, holder), so its user already holds another live
+// order, and it is recorded failed.
+func (s *Store) insertChunk(tx *gorm.DB, chunk []sale.Order, now time.Time, fates map[sale.OrderID]sale.Fate) (int64, error) {
+	payBy := now.Add(s.payWindow)
+	rows := make([]orderRow, 0, len(chunk))
+	for _, o := range chunk {
+		rows = append(rows, confirmedOrderRow(o, now, payBy))
+	}
+	// DoNothing becomes ON DUPLICATE KEY UPDATE id=id on MySQL and ON
+	// CONFLICT DO NOTHING on SQLite; either way a row that clashes with a
+	// unique key counts 0 affected rows (Open turns clientFoundRows off), so
+	// RowsAffected is the number inserted.
+	res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&rows)
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	if res.RowsAffected == int64(len(chunk)) {
+		// Every row is ours, just written (groupOrders dropped repeated
+		// ids): the usual batch needs no locking read-back.
+		for _, o := range chunk {
+			fates[o.ID] = sale.Fate{Status: sale.OrderConfirmed, PayBy: payBy}
+		}
+		return res.RowsAffected, nil
+	}
+	got, err := s.fatesIn(tx, chunk)
+	if err != nil {
+		return 0, err
+	}
+	var refused []orderRow
+	for _, o := range chunk {
+		if f, ok := got[o.ID]; ok {
+			fates[o.ID] = f
+			continue
+		}
+		refused = append(refused, failedOrderRow(o, refusedReason, now))
+		fates[o.ID] = sale.Fate{Status: sale.OrderFailed, Reason: refusedReason, Refused: true}
+	}
+	// No clash is possible: these ids have no row, and a NULL holder
+	// clashes with nothing.
+	if len(refused) > 0 {
+		if err := tx.Create(&refused).Error; err != nil {
+			return 0, err
+		}
+	}
+	return res.RowsAffected, nil
+}
+
+// lowerStock takes n units off the item's database stock, refusing to go
+// below zero. n == 0 leaves the row (and its lock) alone. A refusal is
+// ErrStockExhausted and a missing item ErrNotFound, told apart so the worker
+// can treat a deleted item differently from a stock mismatch.
+func (s *Store) lowerStock(tx *gorm.DB, item sale.ItemID, n int64, now time.Time) error {
+	if n == 0 {
+		return nil
+	}
+	res := tx.Exec("UPDATE items SET stock_left = stock_left - ?, updated_at = ? WHERE id = ? AND stock_left >= ?",
+		n, now, int64(item), n)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected > 0 {
+		return nil
+	}
+	var exists bool
+	if err := tx.Raw("SELECT EXISTS (SELECT 1 FROM items WHERE id = ?)", int64(item)).Scan(&exists).Error; err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("item %s: %w", item, sale.ErrNotFound)
+	}
+	return fmt.Errorf("item %s: %d new orders: %w", item, n, sale.ErrStockExhausted)
 }
 
 // lockItems takes the item rows' locks in ascending id order before any

@@ -35,6 +35,23 @@ var errLabsBroken = errors.New("some labs could not run")
 // labCommand runs the workshop labs: `seckill lab list` and
 // `seckill lab run NAME|all`.
 func labCommand(stdout, stderr io.Writer) *ffcli.Command {
+	return &ffcli.Command{
+		Name: "lab", ShortUsage: "seckill lab <list|run> ...",
+		ShortHelp: "workshop labs: each switches one protection off and measures the difference",
+		LongHelp: "Each lab runs the same workload twice: once with the naive component a newcomer would\n" +
+			"write (package app/lab/naive, wrong on purpose), once with the production one, and\n" +
+			"prints both side by side. docs/WORKSHOP.md is the instructor's agenda; docs/labs/ has a\n" +
+			"guide per lab.",
+		FlagSet:     flag.NewFlagSet("seckill lab", flag.ContinueOnError),
+		Subcommands: []*ffcli.Command{labListCommand(stdout, stderr), labRunCommand(stdout, stderr)},
+		Exec: func(context.Context, []string) error {
+			return usageErrorf("lab needs a subcommand: list or run; see seckill lab --help")
+		},
+	}
+}
+
+// labListCommand is `seckill lab list`: one lab per line.
+func labListCommand(stdout, stderr io.Writer) *ffcli.Command {
 	list := &ffcli.Command{
 		Name: "list", ShortUsage: "seckill lab list",
 		ShortHelp: "list the labs, one per line: name, then what it shows",
@@ -51,7 +68,11 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 		},
 	}
 	list.FlagSet.SetOutput(stderr)
+	return list
+}
 
+// labRunCommand is `seckill lab run NAME|all`.
+func labRunCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var (
 		cfg     config.Config
 		scale   float64
@@ -65,7 +86,7 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.Float64Var(&scale, "scale", 1, "multiply each lab's workload (1 is the workshop's size; labs keep a floor)")
 	fs.BoolVar(&verbose, "verbose", false, "print the lab systems' own logs (warnings and errors) to stderr")
 	fs.DurationVar(&linger, "linger", 0, "keep each run's system and dashboard up this long after its figures (make lab uses 30s)")
-	run := &ffcli.Command{
+	return &ffcli.Command{
 		Name: "run", ShortUsage: "seckill lab run [flags] NAME|all",
 		ShortHelp: "run one lab (or all): the workload without the protection, then with it, side by side",
 		LongHelp: "Starts the system (embedded backends unless --mysql-dsn, --redis-addr or --kafka-brokers\n" +
@@ -75,25 +96,16 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 			"  lab NAME: METRIC unprotected=X protected=Y\n\n" +
 			"It prints the dashboard's URL first: open it and watch; with --linger each run stays up that\n" +
 			"long after its figures, and the page reconnects when the next run starts. Without\n" +
-			"--http-addr the labs listen on 127.0.0.1:8080, or on a free port when that is taken (by\n" +
+			"--http-addr the labs listen on " + labHTTPAddr + ", or on a free port when that is taken (by\n" +
 			"make run, say). The exit status is 1 if a lab's figures do not point the way its guide\n" +
 			"(docs/labs/) predicts, or if a lab could not run; the latter prints its cause.\n\n" +
 			"Every flag can also be set by an environment variable: --redis-addr is SECKILL_REDIS_ADDR.",
 		FlagSet: fs,
 		Options: []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)},
 		Exec: func(ctx context.Context, rest []string) error {
-			if len(rest) != 1 {
-				return usageErrorf("lab run takes one lab name or all; run 'seckill lab list'")
-			}
-			var labs []lab.Lab
-			if rest[0] == "all" {
-				labs = lab.All()
-			} else {
-				l, ok := lab.Find(rest[0])
-				if !ok {
-					return usageErrorf("no lab %q; run 'seckill lab list'", rest[0])
-				}
-				labs = []lab.Lab{l}
+			labs, err := pickLabs(rest)
+			if err != nil {
+				return err
 			}
 			if scale <= 0 {
 				return usageErrorf("--scale must be above 0, got %v", scale)
@@ -115,19 +127,21 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 			return runLabs(ctx, env, labs, stdout)
 		},
 	}
-	return &ffcli.Command{
-		Name: "lab", ShortUsage: "seckill lab <list|run> ...",
-		ShortHelp: "workshop labs: each switches one protection off and measures the difference",
-		LongHelp: "Each lab runs the same workload twice: once with the naive component a newcomer would\n" +
-			"write (package app/lab/naive, wrong on purpose), once with the production one, and\n" +
-			"prints both side by side. docs/WORKSHOP.md is the instructor's agenda; docs/labs/ has a\n" +
-			"guide per lab.",
-		FlagSet:     flag.NewFlagSet("seckill lab", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{list, run},
-		Exec: func(context.Context, []string) error {
-			return usageErrorf("lab needs a subcommand: list or run; see seckill lab --help")
-		},
+}
+
+// pickLabs reads lab run's one argument: a lab's name, or all.
+func pickLabs(rest []string) ([]lab.Lab, error) {
+	if len(rest) != 1 {
+		return nil, usageErrorf("lab run takes one lab name or all; run 'seckill lab list'")
 	}
+	if rest[0] == "all" {
+		return lab.All(), nil
+	}
+	l, ok := lab.Find(rest[0])
+	if !ok {
+		return nil, usageErrorf("no lab %q; run 'seckill lab list'", rest[0])
+	}
+	return []lab.Lab{l}, nil
 }
 
 // flagSet reports whether the flag name was given, on the command line or

@@ -104,79 +104,88 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
+// envNote ends every configured command's help.
+var envNote = "\n\nEvery flag can also be set by an environment variable: --mysql-dsn is " +
+	config.EnvName("mysql-dsn") + ", and so on. A flag on the command line wins."
+
+// runConfigured is what a configured command runs, given its settings and
+// whether a flag was given (on the command line or by environment).
+type runConfigured func(ctx context.Context, cfg config.Config, given func(string) bool) error
+
+// configCommand is a subcommand whose flags are the config's settings; only
+// lists the settings it reads (nil: all of them).
+func configCommand(stderr io.Writer, name, short, long string, only []string, exec runConfigured) *ffcli.Command {
+	var cfg config.Config
+	fs := flag.NewFlagSet("seckill "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if only == nil {
+		cfg.Register(fs)
+	} else {
+		cfg.RegisterOnly(fs, only...)
+	}
+	return &ffcli.Command{
+		Name: name, ShortUsage: "seckill " + name + " [flags]", ShortHelp: short,
+		LongHelp: long + envNote,
+		FlagSet:  fs,
+		Options:  []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)},
+		Exec: func(ctx context.Context, rest []string) error {
+			if len(rest) > 0 {
+				return usageErrorf("unexpected arguments %q; see seckill %s --help", rest, name)
+			}
+			// ff sets flags from env vars with fs.Set too, so Visit sees
+			// both ways of giving a flag.
+			given := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+			return exec(ctx, cfg, func(n string) bool { return given[n] })
+		},
+	}
+}
+
+// serve runs an instance with the given roles until ctx ends, then shuts it
+// down within --shutdown-timeout; banner prints the demo's banner.
+func serve(roles bootstrap.Roles, banner bool, stdout, stderr io.Writer) runConfigured {
+	return func(ctx context.Context, cfg config.Config, given func(string) bool) error {
+		log, err := newLogger(cfg, stderr)
+		if err != nil {
+			return err
+		}
+		if roles != (bootstrap.Roles{API: true, Worker: true}) && cfg.Embedded() {
+			// An embedded backend lives inside one process, so a separate
+			// API or worker could never meet its partner there.
+			return usageErrorf("serve and worker need real backends: set --mysql-dsn, --redis-addr and --kafka-brokers " +
+				"(SECKILL_MYSQL_DSN, SECKILL_REDIS_ADDR, SECKILL_KAFKA_BROKERS), or run 'seckill all' for the embedded demo")
+		}
+		if cfg.MySQLDSN == "" && !given("seed-demo") {
+			// With the embedded database the point is a demo.
+			cfg.SeedDemo = true
+		}
+		stopTracing, err := startTracing(ctx, cfg, roles, stdout, log)
+		if err != nil {
+			return err
+		}
+		defer stopTracing()
+		m := bootstrap.New(cfg, roles, log)
+		if err := m.Start(ctx); err != nil {
+			return err
+		}
+		if banner && roles.API {
+			fmt.Fprint(stdout, m.Banner())
+		} else if roles.API && m.AdminTokenGenerated {
+			// Printed once, never logged (docs/CONFIG.md).
+			fmt.Fprintf(stderr, "\n  Admin token (generated for this run, shown only here): %s\n\n", m.AdminToken)
+		}
+		<-ctx.Done()
+		log.Info("signal received; shutting down gracefully", "timeout", cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		return m.Shutdown(sctx)
+	}
+}
+
 // newRoot builds the command tree: every subcommand with its own flag set,
 // and the one usage format (usage) on every command, including ones that
 // do not set it themselves.
 func newRoot(stdout, stderr io.Writer) *ffcli.Command {
-	envNote := "\n\nEvery flag can also be set by an environment variable: --mysql-dsn is " +
-		config.EnvName("mysql-dsn") + ", and so on. A flag on the command line wins."
-	// only lists the settings a subcommand reads; nil means all of them.
-	newCmd := func(name, short, long string, only []string, exec func(context.Context, config.Config, func(string) bool) error) *ffcli.Command {
-		var cfg config.Config
-		fs := flag.NewFlagSet("seckill "+name, flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		if only == nil {
-			cfg.Register(fs)
-		} else {
-			cfg.RegisterOnly(fs, only...)
-		}
-		return &ffcli.Command{
-			Name: name, ShortUsage: "seckill " + name + " [flags]", ShortHelp: short,
-			LongHelp: long + envNote,
-			FlagSet:  fs,
-			Options:  []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)},
-			Exec: func(ctx context.Context, rest []string) error {
-				if len(rest) > 0 {
-					return usageErrorf("unexpected arguments %q; see seckill %s --help", rest, name)
-				}
-				// ff sets flags from env vars with fs.Set too, so Visit
-				// sees both ways of giving a flag.
-				given := map[string]bool{}
-				fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-				return exec(ctx, cfg, func(n string) bool { return given[n] })
-			},
-		}
-	}
-
-	serve := func(roles bootstrap.Roles, banner bool) func(context.Context, config.Config, func(string) bool) error {
-		return func(ctx context.Context, cfg config.Config, given func(string) bool) error {
-			log, err := newLogger(cfg, stderr)
-			if err != nil {
-				return err
-			}
-			if roles != (bootstrap.Roles{API: true, Worker: true}) && cfg.Embedded() {
-				// An embedded backend lives inside one process, so a
-				// separate API or worker could never meet its partner there.
-				return usageErrorf("serve and worker need real backends: set --mysql-dsn, --redis-addr and --kafka-brokers " +
-					"(SECKILL_MYSQL_DSN, SECKILL_REDIS_ADDR, SECKILL_KAFKA_BROKERS), or run 'seckill all' for the embedded demo")
-			}
-			if cfg.MySQLDSN == "" && !given("seed-demo") {
-				// With the embedded database the point is a demo.
-				cfg.SeedDemo = true
-			}
-			stopTracing, err := startTracing(ctx, cfg, roles, stdout, log)
-			if err != nil {
-				return err
-			}
-			defer stopTracing()
-			m := bootstrap.New(cfg, roles, log)
-			if err := m.Start(ctx); err != nil {
-				return err
-			}
-			if banner && roles.API {
-				fmt.Fprint(stdout, m.Banner())
-			} else if roles.API && m.AdminTokenGenerated {
-				// Printed once, never logged (docs/CONFIG.md).
-				fmt.Fprintf(stderr, "\n  Admin token (generated for this run, shown only here): %s\n\n", m.AdminToken)
-			}
-			<-ctx.Done()
-			log.Info("signal received; shutting down gracefully", "timeout", cfg.ShutdownTimeout)
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			defer cancel()
-			return m.Shutdown(sctx)
-		}
-	}
-
 	root := &ffcli.Command{
 		Name:       "seckill",
 		ShortUsage: "seckill <subcommand> [flags]",
@@ -186,20 +195,20 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 			"Run 'seckill help <subcommand>' or 'seckill <subcommand> --help' for its flags.",
 		FlagSet: flag.NewFlagSet("seckill", flag.ContinueOnError),
 		Subcommands: []*ffcli.Command{
-			newCmd("all", "run the API and the order worker in one process",
+			configCommand(stderr, "all", "run the API and the order worker in one process",
 				"Runs the HTTP API, the outbox relay and the order worker in one process. With no\n"+
 					"--mysql-dsn, --redis-addr or --kafka-brokers it starts embedded stand-ins for the missing ones; with\n"+
 					"the embedded database it also seeds two demo sales (--seed-demo overrides) and prints how to buy.",
-				nil, serve(bootstrap.Roles{API: true, Worker: true}, true)),
-			newCmd("serve", "run the HTTP API (and the outbox relay)",
+				nil, serve(bootstrap.Roles{API: true, Worker: true}, true, stdout, stderr)),
+			configCommand(stderr, "serve", "run the HTTP API (and the outbox relay)",
 				"Runs the HTTP API, the outbox dispatcher and relay. Run several behind a load balancer;\n"+
 					"they must share --token-secret and --admin-token.",
-				nil, serve(bootstrap.Roles{API: true}, false)),
-			newCmd("worker", "run the order worker (Kafka consumer group)",
+				nil, serve(bootstrap.Roles{API: true}, false, stdout, stderr)),
+			configCommand(stderr, "worker", "run the order worker (Kafka consumer group)",
 				"Consumes accepted orders from Kafka in batches and confirms them in the database.\n"+
 					"Run several; Kafka's consumer group spreads the partitions among them.",
-				nil, serve(bootstrap.Roles{Worker: true}, false)),
-			newCmd("migrate", "apply database migrations and exit",
+				nil, serve(bootstrap.Roles{Worker: true}, false, stdout, stderr)),
+			configCommand(stderr, "migrate", "apply database migrations and exit",
 				"Applies the embedded SQL migrations (goose) to --mysql-dsn, or to the SQLite file when it is empty.",
 				[]string{"mysql-dsn", "sqlite-path", "log-level", "log-format"}, migrate(stderr)),
 			reconcileCommand(stdout, stderr),
@@ -209,32 +218,36 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 		},
 	}
 	root.FlagSet.SetOutput(stderr)
-	root.Exec = func(_ context.Context, args []string) error {
-		if len(args) == 0 {
-			// A subcommand is required: show what there is, as a usage error.
-			fmt.Fprintln(stderr, usage(root))
-			return &usageError{err: errors.New("no subcommand"), shown: true}
-		}
-		if args[0] != "help" {
-			return usageErrorf("unknown subcommand %q; run 'seckill help'", args[0])
-		}
-		switch len(args) {
-		case 1:
-			fmt.Fprintln(stderr, usage(root))
-			return errHelpShown
-		case 2:
-			for _, sub := range root.Subcommands {
-				if sub.Name == args[1] {
-					fmt.Fprintln(stderr, usage(sub))
-					return errHelpShown
-				}
-			}
-			return usageErrorf("unknown subcommand %q; run 'seckill help'", args[1])
-		}
-		return usageErrorf("help takes at most one subcommand; run 'seckill help'")
-	}
+	root.Exec = func(_ context.Context, args []string) error { return rootExec(root, args, stderr) }
 	setUsage(root)
 	return root
+}
+
+// rootExec answers "seckill", "seckill help" and "seckill help NAME"; any
+// other word is an unknown subcommand.
+func rootExec(root *ffcli.Command, args []string, stderr io.Writer) error {
+	if len(args) == 0 {
+		// A subcommand is required: show what there is, as a usage error.
+		fmt.Fprintln(stderr, usage(root))
+		return &usageError{err: errors.New("no subcommand"), shown: true}
+	}
+	if args[0] != "help" {
+		return usageErrorf("unknown subcommand %q; run 'seckill help'", args[0])
+	}
+	switch len(args) {
+	case 1:
+		fmt.Fprintln(stderr, usage(root))
+		return errHelpShown
+	case 2:
+		for _, sub := range root.Subcommands {
+			if sub.Name == args[1] {
+				fmt.Fprintln(stderr, usage(sub))
+				return errHelpShown
+			}
+		}
+		return usageErrorf("unknown subcommand %q; run 'seckill help'", args[1])
+	}
+	return usageErrorf("help takes at most one subcommand; run 'seckill help'")
 }
 
 // setUsage gives c and every command below it the house usage format,

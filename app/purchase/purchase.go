@@ -153,57 +153,73 @@ func (s *Service) BuyWithTicket(ctx context.Context, user sale.UserID, item sale
 	}
 	defer release()
 
+	now := s.d.Now()
+	it, tk, err := s.admit(ctx, user, item, ticket, now)
+	if err != nil {
+		return sale.Order{}, err
+	}
+	o := sale.NewOrder(it, user, now)
+	o.RequestID = reqid.From(ctx)
+	o.Ticket = tk
+	o.TraceParent = tracing.Carry(ctx)
+	return s.reserve(ctx, o, now)
+}
+
+// admit runs the checks before the ledger, in the order the package
+// comment gives, and returns the item and the checked ticket.
+func (s *Service) admit(ctx context.Context, user sale.UserID, item sale.ItemID, ticket string, now time.Time) (sale.Item, sale.Ticket, error) {
 	// A blocked user hears "blocked" whatever state the sale is in, and
 	// costs nothing but a map lookup.
 	if s.d.Fair != nil && s.d.Fair.Blocked(user) {
-		return sale.Order{}, sale.ErrBlocked
+		return sale.Item{}, sale.Ticket{}, sale.ErrBlocked
 	}
-	now := s.d.Now()
 	// The sold-out flag needs nothing but the item id, so it answers the
 	// largest class of doomed requests before any other work, and a repeat
 	// attempt on a sold-out item hears "sold out", not "slow down".
 	if s.d.Shield.SoldOut(item, now) {
-		return sale.Order{}, sale.ErrSoldOut
+		return sale.Item{}, sale.Ticket{}, sale.ErrSoldOut
 	}
 	it, err := s.d.Items.Item(ctx, item)
 	if err != nil {
 		if errors.Is(err, sale.ErrNotFound) {
-			return sale.Order{}, err
+			return sale.Item{}, sale.Ticket{}, err
 		}
-		return sale.Order{}, fmt.Errorf("%w: item lookup: %v", ErrUnavailable, err)
+		return sale.Item{}, sale.Ticket{}, fmt.Errorf("%w: item lookup: %v", ErrUnavailable, err)
 	}
 	// The cached window answers early and late requests locally; the
 	// ledger script checks the window again atomically, so a window that
 	// changed a moment ago cannot sell outside its bounds.
 	if err := it.CheckWindow(now); err != nil {
-		return sale.Order{}, err
+		return sale.Item{}, sale.Ticket{}, err
 	}
 	// The ticket is checked before any budget is spent, so a bot that
 	// skips it uses up neither the item's tokens nor its own.
 	var tk sale.Ticket
 	if s.d.Fair != nil {
 		if tk, err = s.d.Fair.Admit(user, it, ticket, now); err != nil {
-			return sale.Order{}, err
+			return sale.Item{}, sale.Ticket{}, err
 		}
 	}
 	// Beyond the hot key's rate the request is doomed whoever sends it:
 	// refuse it before the user's bucket is even looked up.
 	if s.d.Shield.ItemExhausted(item, float64(it.PurchaseRate), now) {
-		return sale.Order{}, shield.ErrRateLimited
+		return sale.Item{}, sale.Ticket{}, shield.ErrRateLimited
 	}
 	// The user's bucket comes before the item's tokens are spent, so one
 	// user's retry loop cannot use up the item's budget.
 	if err := s.allowUser(ctx, user, now); err != nil {
-		return sale.Order{}, err
+		return sale.Item{}, sale.Ticket{}, err
 	}
 	if err := s.d.Shield.AllowItem(item, float64(it.PurchaseRate), now); err != nil {
-		return sale.Order{}, err
+		return sale.Item{}, sale.Ticket{}, err
 	}
+	return it, tk, nil
+}
 
-	o := sale.NewOrder(it, user, now)
-	o.RequestID = reqid.From(ctx)
-	o.Ticket = tk
-	o.TraceParent = tracing.Carry(ctx)
+// reserve takes o's unit in the ledger and hands an accepted order to the
+// queue; every other outcome is an error that says what the buyer holds.
+func (s *Service) reserve(ctx context.Context, o sale.Order, now time.Time) (sale.Order, error) {
+	item := o.ItemID
 	s.ledgerCalls.Add(1)
 	rctx, span := tracing.Start(ctx, "reserve")
 	res, err := s.d.Ledger.Reserve(rctx, o)

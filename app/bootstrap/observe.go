@@ -24,18 +24,31 @@ func (m *Main) registerMetrics() {
 		views = append(views, m.breakers.ledgerNodes)
 	}
 	for _, b := range views {
-		labels := prometheus.Labels{"backend": b.Name()}
-		r.Registry.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "seckill_breaker_state", ConstLabels: labels,
-				Help: "Circuit breaker state per backend role: 0 closed, 1 half-open, 2 open."}, b.StateValue),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_rejected_total", ConstLabels: labels,
-				Help: "Calls a circuit breaker refused without reaching its backend."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Rejected })),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_failures_total", ConstLabels: labels,
-				Help: "Backend calls that failed or overran their call timeout (domain answers such as sold out are not failures)."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Failures })),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_opened_total", ConstLabels: labels,
-				Help: "Times a circuit breaker opened."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Opened })),
-		)
+		m.registerBreaker(b)
 	}
+	m.registerEdgeMetrics()
+	m.registerFlowMetrics()
+}
+
+// registerBreaker exports one backend role's breaker.
+func (m *Main) registerBreaker(b breakerView) {
+	labels := prometheus.Labels{"backend": b.Name()}
+	m.metrics.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "seckill_breaker_state", ConstLabels: labels,
+			Help: "Circuit breaker state per backend role: 0 closed, 1 half-open, 2 open."}, b.StateValue),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_rejected_total", ConstLabels: labels,
+			Help: "Calls a circuit breaker refused without reaching its backend."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Rejected })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_failures_total", ConstLabels: labels,
+			Help: "Backend calls that failed or overran their call timeout (domain answers such as sold out are not failures)."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Failures })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_opened_total", ConstLabels: labels,
+			Help: "Times a circuit breaker opened."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Opened })),
+	)
+}
+
+// registerEdgeMetrics exports what the API answers before the ledger: the
+// shield, the user limiter, the caches and the instance bus.
+func (m *Main) registerEdgeMetrics() {
+	r := m.metrics
 	r.CounterFunc("seckill_shield_rejected_item_total", "Purchases refused by the per-item (hot key) limiter.", func() float64 { return float64(m.shield.Stats().RejectedItem) })
 	r.CounterFunc("seckill_shield_rejected_user_total", "Purchases refused by the per-user limiter.", func() float64 { return float64(m.shield.Stats().RejectedUser) })
 	r.CounterFunc("seckill_shield_rejected_inflight_total", "Purchases refused because the in-flight bound was reached.", func() float64 { return float64(m.shield.Stats().RejectedInFlight) })
@@ -58,7 +71,12 @@ func (m *Main) registerMetrics() {
 	r.CounterFunc("seckill_cache_db_loads_total", "Item reads that reached the database.", func() float64 { return float64(m.shared.Stats().Loads) })
 	r.CounterFunc("seckill_invalidations_sent_total", "Broadcasts sent on the instance bus.", func() float64 { return float64(m.bus.Stats().Sent) })
 	r.CounterFunc("seckill_invalidations_received_total", "Broadcasts received from the instance bus.", func() float64 { return float64(m.bus.Stats().Received) })
+}
 
+// registerFlowMetrics exports the order's way after the ledger: Kafka, the
+// outbox, the reconciler, the lifecycle and the worker.
+func (m *Main) registerFlowMetrics() {
+	r := m.metrics
 	r.CounterFunc("seckill_kafka_published_total", "Orders acknowledged by Kafka.", func() float64 { return float64(m.publisher.Published()) })
 	r.CounterFunc("seckill_kafka_produce_errors_total", "Orders whose produce call failed (they stay in the outbox).", func() float64 { return float64(m.publisher.Failed()) })
 	r.CounterFunc("seckill_outbox_relayed_total", "Orders re-published by the outbox relay.", func() float64 { return float64(m.relay.Stats().Relayed) })

@@ -1,12 +1,14 @@
 // Package purchase is the buy use case: the path a purchase takes from an
 // authenticated user to an accepted order, and the order status lookup.
 //
-// The order of checks is deliberate: everything that can be answered in
-// this process (in-flight bound, sold-out flag, cached item window, an empty
-// item bucket, the user's bucket, the item's token) is answered before the
-// one Redis round trip, because
-// during a spike nearly every request is doomed and the ones that can still
-// win must not queue behind them.
+// The order of checks is deliberate, and this list is its source (the table
+// in docs/PURCHASE-PATH.md mirrors it): the in-flight bound, the blocklist,
+// the sold-out flag, the cached item and its window, a protected item's
+// ticket or admission, an empty item bucket, the user's bucket, the item's
+// token; then the one Redis round trip. Everything answerable in this
+// process comes first, cheapest and broadest first, because during a spike
+// nearly every request is doomed and the ones that can still win must not
+// queue behind them.
 package purchase
 
 import (

@@ -16,17 +16,15 @@ package localcache
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coocood/freecache"
-	"golang.org/x/sync/singleflight"
 
 	"seckill/domain/sale"
+	"seckill/infra/internal/flight"
 )
 
 var _ sale.ItemReader = (*Reader)(nil)
@@ -76,11 +74,11 @@ type Stats struct {
 // Reader is a sale.ItemReader that serves from process memory and falls back
 // to the reader it decorates. It is safe for concurrent use.
 type Reader struct {
-	next  sale.ItemReader
-	opts  Options
-	cache *freecache.Cache
-	sf    singleflight.Group
-	now   func() time.Time
+	next    sale.ItemReader
+	opts    Options
+	cache   *freecache.Cache
+	flights flight.Loads
+	now     func() time.Time
 
 	// mu orders fills against invalidations: a fill checks epoch and writes
 	// under the read lock, Invalidate and Flush bump epoch and delete under
@@ -138,42 +136,29 @@ func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 	}
 	r.misses.Add(1)
 
-	// The epoch is part of the flight key: a caller arriving after an
-	// invalidation must not join a load that began before it.
 	epoch := r.epoch.Load()
-	flight := "i" + id.String() + "@" + strconv.FormatUint(epoch, 10)
-	ch := r.sf.DoChan(flight, func() (any, error) {
+	return r.flights.Item(ctx, id, epoch, func() (sale.Item, error) {
 		// Its own key, so the caller's stays on the stack on the hit path.
 		key := itemKey(id)
-		// A flight that finished between our lookup and DoChan has filled the
-		// entry already; looking again keeps it to one load per fill.
+		// A flight that finished between our lookup and this one has filled
+		// the entry already; looking again keeps it to one load per fill.
 		if it, found, ok := r.lookup(key); ok {
 			if !found {
 				return sale.Item{}, sale.ErrNotFound
 			}
 			return it, nil
 		}
-		lctx, cancel := r.loadContext(ctx)
+		lctx, cancel := flight.Detach(ctx, r.opts.LoadTimeout)
 		defer cancel()
 		r.loads.Add(1)
 		it, err := r.next.Item(lctx, id)
-		switch {
-		case err == nil:
-			r.fill(epoch, key, encodeEntry(kindItem, r.expiry(r.opts.TTL), it), r.opts.TTL)
-		case errors.Is(err, sale.ErrNotFound):
-			r.fill(epoch, key, encodeEntry(kindMissing, r.expiry(r.opts.NegativeTTL), sale.Item{}), r.opts.NegativeTTL)
-		}
+		flight.Remember(it, err,
+			func(it sale.Item) { r.fill(epoch, key, encodeEntry(kindItem, r.expiry(r.opts.TTL), it), r.opts.TTL) },
+			func() {
+				r.fill(epoch, key, encodeEntry(kindMissing, r.expiry(r.opts.NegativeTTL), sale.Item{}), r.opts.NegativeTTL)
+			})
 		return it, err
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return sale.Item{}, res.Err
-		}
-		return res.Val.(sale.Item), nil
-	case <-ctx.Done():
-		return sale.Item{}, ctx.Err()
-	}
 }
 
 // Items returns every item from memory, or loads the list from the next
@@ -186,11 +171,11 @@ func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
 	r.misses.Add(1)
 
 	epoch := r.epoch.Load()
-	ch := r.sf.DoChan("list@"+strconv.FormatUint(epoch, 10), func() (any, error) {
+	return r.flights.List(ctx, epoch, func() ([]sale.Item, error) {
 		if e := r.list.Load(); e != nil && r.now().UnixNano() < e.expires {
 			return e.items, nil
 		}
-		lctx, cancel := r.loadContext(ctx)
+		lctx, cancel := flight.Detach(ctx, r.opts.LoadTimeout)
 		defer cancel()
 		r.loads.Add(1)
 		items, err := r.next.Items(lctx)
@@ -212,16 +197,6 @@ func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
 		r.mu.RUnlock()
 		return items, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		// Callers sharing a flight must not share a backing array.
-		return slices.Clone(res.Val.([]sale.Item)), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // Invalidate drops the item and the cached list. A load that began before
@@ -332,9 +307,3 @@ func itemKey(id sale.ItemID) []byte {
 }
 
 func (r *Reader) expiry(ttl time.Duration) int64 { return r.now().Add(ttl).UnixNano() }
-
-// loadContext detaches a shared load from the caller that happened to start
-// it: that caller hanging up must not fail everyone else waiting on it.
-func (r *Reader) loadContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), r.opts.LoadTimeout)
-}

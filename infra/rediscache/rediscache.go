@@ -18,15 +18,14 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/singleflight"
 
 	"seckill/domain/sale"
+	"seckill/infra/internal/flight"
 )
 
 var _ sale.ItemReader = (*Reader)(nil)
@@ -74,10 +73,10 @@ type Stats struct {
 // Reader is a sale.ItemReader that serves from Redis and falls back to the
 // reader it decorates. It is safe for concurrent use.
 type Reader struct {
-	rdb  redis.UniversalClient
-	next sale.ItemReader
-	opts Options
-	sf   singleflight.Group
+	rdb     redis.UniversalClient
+	next    sale.ItemReader
+	opts    Options
+	flights flight.Loads
 
 	// epoch counts this process's invalidations. A store checks it and
 	// writes under mu's read lock; Invalidate bumps it under the write lock
@@ -146,16 +145,14 @@ func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 	r.misses.Add(1)
 	redisUp := got != failed
 
-	// The epoch is part of the flight key so that a caller arriving after
-	// an invalidation does not join a load that began before it.
 	epoch := r.epoch.Load()
-	ch := r.sf.DoChan("i"+id.String()+"@"+strconv.FormatUint(epoch, 10), func() (any, error) {
-		lctx, cancel := r.loadContext(ctx)
+	return r.flights.Item(ctx, id, epoch, func() (sale.Item, error) {
+		lctx, cancel := flight.Detach(ctx, r.opts.LoadTimeout)
 		defer cancel()
 		if redisUp {
-			// A flight that finished between our GET and DoChan has filled
-			// the key already; one more GET, by the leader only, keeps it
-			// to one load per fill.
+			// A flight that finished between our GET and this one has
+			// filled the key already; one more GET, by the leader only,
+			// keeps it to one load per fill.
 			switch it, got := r.getItem(lctx, key); got {
 			case present:
 				return it, nil
@@ -168,26 +165,14 @@ func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 		// Skip the write when the read just failed: Redis is likely down,
 		// and waiting for a second failure only slows the page.
 		if redisUp {
-			switch {
-			case err == nil:
+			flight.Remember(it, err, func(it sale.Item) {
 				if b, merr := json.Marshal(fromDomain(it)); merr == nil {
 					r.store(lctx, epoch, key, b, r.jitter(r.opts.TTL))
 				}
-			case errors.Is(err, sale.ErrNotFound):
-				r.store(lctx, epoch, key, []byte(notFound), r.opts.NegativeTTL)
-			}
+			}, func() { r.store(lctx, epoch, key, []byte(notFound), r.opts.NegativeTTL) })
 		}
 		return it, err
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return sale.Item{}, res.Err
-		}
-		return res.Val.(sale.Item), nil
-	case <-ctx.Done():
-		return sale.Item{}, ctx.Err()
-	}
 }
 
 // Items returns the list from Redis, or loads it from the next reader and
@@ -209,8 +194,8 @@ func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
 	redisUp := got != failed
 
 	epoch := r.epoch.Load()
-	ch := r.sf.DoChan("list@"+strconv.FormatUint(epoch, 10), func() (any, error) {
-		lctx, cancel := r.loadContext(ctx)
+	return r.flights.List(ctx, epoch, func() ([]sale.Item, error) {
+		lctx, cancel := flight.Detach(ctx, r.opts.LoadTimeout)
 		defer cancel()
 		if redisUp {
 			if items, got := r.getList(lctx, key); got == present {
@@ -234,16 +219,6 @@ func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
 		}
 		return items, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		// Callers sharing a flight must not share a backing array.
-		return slices.Clone(res.Val.([]sale.Item)), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 func (r *Reader) getItem(ctx context.Context, key string) (sale.Item, outcome) {
@@ -347,12 +322,6 @@ func (r *Reader) store(ctx context.Context, epoch uint64, key string, val []byte
 // cold start, a flush) do not all expire in the same instant.
 func (r *Reader) jitter(ttl time.Duration) time.Duration {
 	return ttl - time.Duration(rand.Int64N(int64(ttl)/10+1)) //nolint:gosec // G404: jitter only spreads expiries; it needs no unpredictability
-}
-
-// loadContext detaches a shared load from the caller that happened to start
-// it: that caller hanging up must not fail everyone else waiting on it.
-func (r *Reader) loadContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), r.opts.LoadTimeout)
 }
 
 // itemRow is the JSON stored in Redis. Short names keep entries small; the

@@ -387,3 +387,29 @@ func TestDocsFencesClose(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryFlagIsInConfigDocs: docs/CONFIG.md is the flag reference, so
+// every flag of every subcommand appears there as `--name`; the docs check
+// above only goes the other way (a flag the docs name must exist).
+func TestEveryFlagIsInConfigDocs(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "CONFIG.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	var walk func(c *ffcli.Command)
+	walk = func(c *ffcli.Command) {
+		if c.FlagSet != nil {
+			c.FlagSet.VisitAll(func(f *flag.Flag) {
+				if !strings.Contains(text, "--"+f.Name) {
+					t.Errorf("seckill %s --%s is missing from docs/CONFIG.md", c.Name, f.Name)
+				}
+			})
+		}
+		for _, s := range c.Subcommands {
+			walk(s)
+		}
+	}
+	walk(newRoot(io.Discard, io.Discard))
+}

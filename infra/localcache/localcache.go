@@ -6,9 +6,13 @@
 // garbage collector's books); the list of items lives in a single slot of its
 // own, because freecache refuses entries larger than 1/1024 of its size and a
 // list of long descriptions would not fit. Both expire after TTL, the backstop
-// for an invalidation message that never arrived. Not-found answers are cached
-// for NegativeTTL so that requests for random ids cannot hammer the layer
-// below. Concurrent misses for one key share a single load.
+// for an invalidation message that never arrived. An entry read in its last
+// RefreshBefore is reloaded in the background while the old copy is served,
+// so a hot entry never expires and its readers never wait for a load (the
+// layer below may be slow: a hung Redis Cluster master holding the item's
+// key costs its call timeout). Not-found answers are cached for NegativeTTL
+// so that requests for random ids cannot hammer the layer below. Concurrent
+// misses for one key share a single load.
 //
 // Live stock is not item data and never passes through here.
 package localcache
@@ -22,6 +26,7 @@ import (
 	"time"
 
 	"github.com/coocood/freecache"
+	"golang.org/x/sync/singleflight"
 
 	"seckill/domain/sale"
 	"seckill/infra/internal/flight"
@@ -38,6 +43,11 @@ type Options struct {
 	// TTL bounds how long an entry is served without being reloaded; default
 	// 5s. It is the backstop when an invalidation message is lost.
 	TTL time.Duration
+	// RefreshBefore is how long before its expiry an item or list entry
+	// that is read gets reloaded in the background; default (and whenever
+	// it is not below TTL) TTL/5. Not-found entries are never reloaded
+	// ahead: made-up ids must cost no load.
+	RefreshBefore time.Duration
 	// NegativeTTL is how long a not-found answer is remembered; default 1s.
 	NegativeTTL time.Duration
 	// LoadTimeout bounds one shared load from the next layer; default 3s.
@@ -57,6 +67,9 @@ func (o Options) withDefaults() Options {
 	if o.LoadTimeout <= 0 {
 		o.LoadTimeout = 3 * time.Second
 	}
+	if o.RefreshBefore <= 0 || o.RefreshBefore >= o.TTL {
+		o.RefreshBefore = o.TTL / 5
+	}
 	return o
 }
 
@@ -66,6 +79,7 @@ type Stats struct {
 	Misses        uint64 // callers that found nothing usable in memory
 	NegativeHits  uint64 // answered ErrNotFound from memory
 	Loads         uint64 // calls made to the next reader
+	Refreshes     uint64 // of the Loads, those made ahead of an entry's expiry
 	Invalidations uint64 // calls to Invalidate
 	Flushes       uint64 // calls to Flush
 	Uncacheable   uint64 // loaded items too large for the cache
@@ -88,7 +102,13 @@ type Reader struct {
 	epoch atomic.Uint64
 	list  atomic.Pointer[listEntry]
 
-	hits, misses, negHits, loads, invalidations, flushes, uncacheable atomic.Uint64
+	hits, misses, negHits, loads, refreshes, invalidations, flushes, uncacheable atomic.Uint64
+
+	// refreshing holds the item ids (and listRefreshing the list) whose
+	// reload ahead of expiry is under way, so that the hits meanwhile do
+	// not each join it.
+	refreshing     sync.Map
+	listRefreshing atomic.Bool
 
 	// maxID is the highest item id seen in a loaded list or named by
 	// Invalidate (every instance hears of a new item that way), and
@@ -117,6 +137,8 @@ func New(next sale.ItemReader, opts Options) *Reader {
 
 // Item returns the item from memory, or loads it from the next reader and
 // remembers the answer; ErrNotFound answers are remembered for NegativeTTL.
+// An item read in its last RefreshBefore is returned at once and reloaded
+// in the background, so only a caller that finds nothing live waits.
 // Once Items has loaded a list (and until Flush), an id more than IDSlack
 // above every id seen in a list or an Invalidate is ErrNotFound at once,
 // with no load.
@@ -126,23 +148,46 @@ func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 		r.negHits.Add(1)
 		return sale.Item{}, sale.ErrNotFound
 	}
-	if it, found, ok := r.lookup(itemKey(id)); ok {
+	if it, found, ok, due := r.lookup(itemKey(id)); ok {
 		if !found {
 			r.negHits.Add(1)
 			return sale.Item{}, sale.ErrNotFound
 		}
 		r.hits.Add(1)
+		if due {
+			r.refreshItem(ctx, id)
+		}
 		return it, nil
 	}
 	r.misses.Add(1)
+	return flight.WaitItem(ctx, r.loadItem(ctx, id, false))
+}
 
+// refreshItem reloads id in the background, unless that is under way.
+func (r *Reader) refreshItem(ctx context.Context, id sale.ItemID) {
+	if _, busy := r.refreshing.LoadOrStore(id, struct{}{}); busy {
+		return
+	}
+	ch := r.loadItem(ctx, id, true)
+	go func() {
+		<-ch
+		r.refreshing.Delete(id)
+	}()
+}
+
+// loadItem starts the shared load of id, or joins the one under way, and
+// returns where its answer will be; ahead says a hit due for a refresh
+// asked for it. The load runs on a context of its own (flight.Detach).
+func (r *Reader) loadItem(ctx context.Context, id sale.ItemID, ahead bool) <-chan singleflight.Result {
+	// The epoch is part of the flight key: a caller arriving after an
+	// invalidation must not join a load that began before it.
 	epoch := r.epoch.Load()
-	return r.flights.Item(ctx, id, epoch, func() (sale.Item, error) {
+	return r.flights.StartItem(id, epoch, func() (sale.Item, error) {
 		// Its own key, so the caller's stays on the stack on the hit path.
 		key := itemKey(id)
-		// A flight that finished between our lookup and this one has filled
-		// the entry already; looking again keeps it to one load per fill.
-		if it, found, ok := r.lookup(key); ok {
+		// A flight that finished between our lookup and DoChan has filled the
+		// entry already; looking again keeps it to one load per fill.
+		if it, found, ok, due := r.lookup(key); ok && !due {
 			if !found {
 				return sale.Item{}, sale.ErrNotFound
 			}
@@ -151,6 +196,9 @@ func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 		lctx, cancel := flight.Detach(ctx, r.opts.LoadTimeout)
 		defer cancel()
 		r.loads.Add(1)
+		if ahead {
+			r.refreshes.Add(1)
+		}
 		it, err := r.next.Item(lctx, id)
 		flight.Remember(it, err,
 			func(it sale.Item) { r.fill(epoch, key, encodeEntry(kindItem, r.expiry(r.opts.TTL), it), r.opts.TTL) },
@@ -162,22 +210,41 @@ func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 }
 
 // Items returns every item from memory, or loads the list from the next
-// reader and remembers it for TTL. The caller owns the returned slice.
+// reader and remembers it for TTL; like Item, it reloads a list read in its
+// last RefreshBefore in the background. The caller owns the returned slice.
 func (r *Reader) Items(ctx context.Context) ([]sale.Item, error) {
-	if e := r.list.Load(); e != nil && r.now().UnixNano() < e.expires {
-		r.hits.Add(1)
-		return slices.Clone(e.items), nil
+	if e := r.list.Load(); e != nil {
+		if now := r.now().UnixNano(); now < e.expires {
+			r.hits.Add(1)
+			if r.due(now, e.expires) && r.listRefreshing.CompareAndSwap(false, true) {
+				ch := r.loadList(ctx, true)
+				go func() {
+					<-ch
+					r.listRefreshing.Store(false)
+				}()
+			}
+			return slices.Clone(e.items), nil
+		}
 	}
 	r.misses.Add(1)
+	return flight.WaitList(ctx, r.loadList(ctx, false))
+}
 
+// loadList is loadItem for the list.
+func (r *Reader) loadList(ctx context.Context, ahead bool) <-chan singleflight.Result {
 	epoch := r.epoch.Load()
-	return r.flights.List(ctx, epoch, func() ([]sale.Item, error) {
-		if e := r.list.Load(); e != nil && r.now().UnixNano() < e.expires {
-			return e.items, nil
+	return r.flights.StartList(epoch, func() ([]sale.Item, error) {
+		if e := r.list.Load(); e != nil {
+			if now := r.now().UnixNano(); now < e.expires && !r.due(now, e.expires) {
+				return e.items, nil
+			}
 		}
 		lctx, cancel := flight.Detach(ctx, r.opts.LoadTimeout)
 		defer cancel()
 		r.loads.Add(1)
+		if ahead {
+			r.refreshes.Add(1)
+		}
 		items, err := r.next.Items(lctx)
 		if err != nil {
 			return nil, err
@@ -251,15 +318,17 @@ func (r *Reader) Stats() Stats {
 		Misses:        r.misses.Load(),
 		NegativeHits:  r.negHits.Load(),
 		Loads:         r.loads.Load(),
+		Refreshes:     r.refreshes.Load(),
 		Invalidations: r.invalidations.Load(),
 		Flushes:       r.flushes.Load(),
 		Uncacheable:   r.uncacheable.Load(),
 	}
 }
 
-// lookup reports ok when memory holds a live answer for key, and found when
-// that answer is an item rather than a remembered not-found.
-func (r *Reader) lookup(key []byte) (it sale.Item, found, ok bool) {
+// lookup reports ok when memory holds a live answer for key, found when
+// that answer is an item rather than a remembered not-found, and due when
+// that item is in its last RefreshBefore.
+func (r *Reader) lookup(key []byte) (it sale.Item, found, ok, due bool) {
 	now := r.now().UnixNano()
 	err := r.cache.GetFn(key, func(b []byte) error {
 		kind, expires, body, err := decodeHeader(b)
@@ -276,13 +345,19 @@ func (r *Reader) lookup(key []byte) (it sale.Item, found, ok bool) {
 		if err != nil {
 			return nil
 		}
-		found, ok = true, true
+		found, ok, due = true, true, r.due(now, expires)
 		return nil
 	})
 	if err != nil {
-		return sale.Item{}, false, false
+		return sale.Item{}, false, false, false
 	}
-	return it, found, ok
+	return it, found, ok, due
+}
+
+// due reports whether an entry expiring at expires (unix nanoseconds) is,
+// at now, in its last RefreshBefore.
+func (r *Reader) due(now, expires int64) bool {
+	return now >= expires-int64(r.opts.RefreshBefore)
 }
 
 // fill stores an entry unless an invalidation happened since epoch was read.

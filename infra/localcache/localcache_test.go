@@ -320,6 +320,105 @@ func TestTTLIsTheBackstop(t *testing.T) {
 	}
 }
 
+// TestHotEntryIsReloadedBeforeItExpires is the cause of the
+// redis-cluster-node-stall chaos scenario's missed p99: every TTL, each
+// instance's entry for the item on sale expired, and the purchases that
+// arrived during its reload waited for it: a GET to the Redis Cluster master
+// holding the item's cache key, which when that master hung lasted the
+// cache's call timeout (150 ms). A hit in the entry's last RefreshBefore
+// must be served from memory and start the reload, so that a reader after
+// the old expiry, with no time at all to wait, still gets the item.
+func TestHotEntryIsReloadedBeforeItExpires(t *testing.T) {
+	t.Parallel()
+	next := newFakeNext(item(5, 1))
+	r, clk := newReader(next, Options{TTL: 5 * time.Second, RefreshBefore: time.Second})
+	ctx := context.Background()
+	if _, err := r.Item(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Items(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The next layer hangs, as a stopped master does.
+	next.set(item(5, 2))
+	next.gate = make(chan struct{})
+	next.entered = make(chan struct{}, 2)
+	clk.Advance(4500 * time.Millisecond)
+	if got, err := r.Item(ctx, 5); err != nil || got.Version != 1 {
+		t.Fatalf("hit in the refresh window: version %d, %v; want the cached 1 at once", got.Version, err)
+	}
+	if list, err := r.Items(ctx); err != nil || list[0].Version != 1 {
+		t.Fatalf("list hit in the refresh window: %v, %v; want the cached version 1 at once", list, err)
+	}
+	for range 2 {
+		select {
+		case <-next.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no reload began ahead of the expiry (item loads %d, list loads %d)", next.itemLoads.Load(), next.listLoads.Load())
+		}
+	}
+	// More hits meanwhile do not start more loads.
+	for range 3 {
+		_, _ = r.Item(ctx, 5)
+		_, _ = r.Items(ctx)
+	}
+	close(next.gate)
+	waitRefreshed(t, r)
+
+	// Past the old expiry, a caller whose ctx is already done gets the
+	// reloaded copy: nothing had to be waited for.
+	clk.Advance(time.Second)
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	got, err := r.Item(done, 5)
+	if err != nil || got.Version != 2 {
+		t.Fatalf("after the old expiry: version %d, %v; want the reloaded 2 from memory", got.Version, err)
+	}
+	list, err := r.Items(done)
+	if err != nil || list[0].Version != 2 {
+		t.Fatalf("list after the old expiry: %v, %v; want the reloaded version 2 from memory", list, err)
+	}
+	if st := r.Stats(); st.Loads != 4 || st.Refreshes != 2 || next.itemLoads.Load() != 2 || next.listLoads.Load() != 2 {
+		t.Fatalf("stats %+v, next loads %d/%d; want 4 loads, 2 of them refreshes", st, next.itemLoads.Load(), next.listLoads.Load())
+	}
+}
+
+// waitRefreshed waits until the reloads ahead of expiry have stored their
+// results, checked through a lookup that never loads.
+func waitRefreshed(t *testing.T, r *Reader) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		it, _, ok, due := r.lookup(itemKey(5))
+		e := r.list.Load()
+		if ok && !due && it.Version == 2 && e != nil && e.items[0].Version == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reloads never stored their results")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestNotFoundIsNotReloadedAhead keeps made-up ids free: a remembered
+// not-found is never reloaded before it expires, however often it is read.
+func TestNotFoundIsNotReloadedAhead(t *testing.T) {
+	t.Parallel()
+	next := newFakeNext()
+	r, clk := newReader(next, Options{NegativeTTL: time.Second})
+	for range 2 {
+		if _, err := r.Item(context.Background(), 404); !errors.Is(err, sale.ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+		clk.Advance(900 * time.Millisecond)
+	}
+	if n := next.itemLoads.Load(); n != 1 {
+		t.Fatalf("loads = %d, want 1", n)
+	}
+}
+
 func TestInvalidateDropsItemAndList(t *testing.T) {
 	t.Parallel()
 	next := newFakeNext(item(1, 1), item(2, 1))

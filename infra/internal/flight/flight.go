@@ -25,7 +25,18 @@ type Loads struct{ sf singleflight.Group }
 // a load that began before it. A caller whose ctx ends stops waiting
 // without failing the load the others share.
 func (l *Loads) Item(ctx context.Context, id sale.ItemID, epoch uint64, load func() (sale.Item, error)) (sale.Item, error) {
-	ch := l.sf.DoChan("i"+id.String()+"@"+strconv.FormatUint(epoch, 10), func() (any, error) { return load() })
+	return WaitItem(ctx, l.StartItem(id, epoch, load))
+}
+
+// StartItem starts the load Item would wait for, or joins the one under
+// way, and returns where its answer will arrive: a cache that reloads an
+// entry ahead of its expiry starts one without waiting.
+func (l *Loads) StartItem(id sale.ItemID, epoch uint64, load func() (sale.Item, error)) <-chan singleflight.Result {
+	return l.sf.DoChan("i"+id.String()+"@"+strconv.FormatUint(epoch, 10), func() (any, error) { return load() })
+}
+
+// WaitItem waits for a load StartItem began, or for ctx to end.
+func WaitItem(ctx context.Context, ch <-chan singleflight.Result) (sale.Item, error) {
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -40,7 +51,16 @@ func (l *Loads) Item(ctx context.Context, id sale.ItemID, epoch uint64, load fun
 // List is Item for the item list. Each caller gets its own copy: callers
 // sharing a flight must not share a backing array.
 func (l *Loads) List(ctx context.Context, epoch uint64, load func() ([]sale.Item, error)) ([]sale.Item, error) {
-	ch := l.sf.DoChan("list@"+strconv.FormatUint(epoch, 10), func() (any, error) { return load() })
+	return WaitList(ctx, l.StartList(epoch, load))
+}
+
+// StartList is StartItem for the item list.
+func (l *Loads) StartList(epoch uint64, load func() ([]sale.Item, error)) <-chan singleflight.Result {
+	return l.sf.DoChan("list@"+strconv.FormatUint(epoch, 10), func() (any, error) { return load() })
+}
+
+// WaitList is WaitItem for the list, with a copy of its own for the caller.
+func WaitList(ctx context.Context, ch <-chan singleflight.Result) ([]sale.Item, error) {
 	select {
 	case res := <-ch:
 		if res.Err != nil {

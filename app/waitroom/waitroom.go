@@ -241,6 +241,13 @@ func (s *Service) current(ctx context.Context, it sale.Item, l *itemLine) (sale.
 		return sale.LineState{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	l.mu.Lock()
+	if !at.IsZero() && fresh.Born != st.Born {
+		// The line was lost (a Redis wipe) and begun again: the places
+		// this instance remembers are gone, so each buyer's next poll
+		// reads theirs again and hears not_in_line (join again) at once,
+		// not a position in a line that no longer exists.
+		l.places.Clear()
+	}
 	l.state, l.readAt = fresh, s.o.Now()
 	l.mu.Unlock()
 	return fresh, nil

@@ -221,3 +221,32 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("poll with Redis down and a copy: %+v %v, want the copy's answer", got, err)
 	}
 }
+
+// TestLostLineForgetsPlaces: when the line comes back with a new Born mark
+// (it was lost in a Redis wipe and begun again), a buyer this instance
+// remembers hears not_in_line at their next poll, not their old position.
+func TestLostLineForgetsPlaces(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	f.line.st.Born = 1
+	if _, err := f.s.Join(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := f.s.Poll(ctx, "a", 1); err != nil || st.State != StateWaiting {
+		t.Fatalf("before the loss: %+v %v, want waiting", st, err)
+	}
+	f.line.mu.Lock()
+	f.line.places = map[sale.UserID]sale.LinePlace{}
+	f.line.st = sale.LineState{Shuffled: true, Stock: 10, Born: 2}
+	f.line.mu.Unlock()
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if st, err := f.s.Poll(ctx, "a", 1); !errors.Is(err, ErrNotInLine) {
+		t.Fatalf("after the loss: %+v %v, want ErrNotInLine", st, err)
+	}
+	if _, err := f.s.Join(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := f.s.Poll(ctx, "a", 1); err != nil || st.State != StateWaiting || st.Position != 1 {
+		t.Fatalf("joined again: %+v %v, want waiting at 1", st, err)
+	}
+}

@@ -4,7 +4,7 @@
 // {item:<id>}, the slot of its stock ledger, because admitting reads the
 // ledger's stock and buyer records atomically with the admission:
 //
-//	<p>:{item:42}:line         hash  shuffled, tail, served, last_ms, pre, admitted, used, expired
+//	<p>:{item:42}:line         hash  born, shuffled, tail, served, last_ms, pre, admitted, used, expired
 //	<p>:{item:42}:line:queue   zset  user -> place (0: in the pre-queue, not yet shuffled)
 //	<p>:{item:42}:line:active  zset  user -> expiry ms of an admission unexpired and unused
 //	<p>:{item:42}:line:adm     hash  user -> expiry ms of their admission, for everyone admitted
@@ -199,12 +199,12 @@ func decode(id sale.ItemID, op string, v []int64, err error) (int64, sale.LineSt
 	if err != nil {
 		return 0, sale.LineState{}, fmt.Errorf("redisline: %s item %d: %w", op, id, err)
 	}
-	if len(v) != 11 {
+	if len(v) != 12 {
 		return 0, sale.LineState{}, fmt.Errorf("redisline: %s item %d: reply of %d values", op, id, len(v))
 	}
 	return v[0], sale.LineState{
 		Shuffled: v[1] == 1, Tail: v[2], Served: v[3], Stock: v[4], Active: v[5],
-		Admitted: v[6], Used: v[7], Expired: v[8], Pre: v[9], Now: time.UnixMilli(v[10]).UTC(),
+		Admitted: v[6], Used: v[7], Expired: v[8], Pre: v[9], Now: time.UnixMilli(v[10]).UTC(), Born: v[11],
 	}, nil
 }
 

@@ -131,7 +131,10 @@ func queueWaitAndBuy(ctx context.Context, base string, item int64, token string,
 			switch st.State {
 			case "admitted":
 				tk, _ := json.Marshal(map[string]string{"ticket": st.Ticket})
-				if c, _ := queueCall(base, "POST", item, "purchase", token, string(tk)); c == http.StatusAccepted {
+				// A 409 already_purchased answers a retry whose first try
+				// went through unanswered (a client timeout on a busy box).
+				c, body := queueCall(base, "POST", item, "purchase", token, string(tk))
+				if c == http.StatusAccepted || (c == http.StatusConflict && strings.Contains(string(body), `"already_purchased"`)) {
 					bought.Add(1)
 					return
 				}

@@ -69,6 +69,7 @@ type queuer struct {
 	lastWaitSent time.Time // when the last poll that answered waiting was sent
 	odd          []string  // answers the contract does not allow
 	notInLine    int
+	rejoinedAt   time.Time // when they joined the line again (wipe test)
 }
 
 func (q *queuer) note(format string, args ...any) {
@@ -84,6 +85,13 @@ type queueRun struct {
 	users  []*queuer
 	killed atomic.Bool
 	twice  atomic.Value // string: the answer to a ticket's second use
+	// wiped: the line may be lost (TestQueueRedisWipe): a buyer told
+	// not_in_line joins again, and an admission may meet a sold-out
+	// ledger (admissions given before the wipe still buy).
+	wiped bool
+	// foundAfterLoss counts buyers who learned of their order from the
+	// orders list after a purchase's answer was lost.
+	foundAfterLoss atomic.Int64
 }
 
 // api returns the instance q talks to now, moving q away from a dead one.
@@ -142,6 +150,16 @@ func (r *queueRun) wait(ctx context.Context, q *queuer) {
 			q.mu.Lock()
 			q.notInLine++
 			q.mu.Unlock()
+			if r.wiped {
+				if err := r.join(ctx, q); err != nil {
+					q.note("join again: %v", err)
+					return
+				}
+				q.mu.Lock()
+				q.rejoinedAt = time.Now()
+				q.mu.Unlock()
+				continue
+			}
 			time.Sleep(500 * time.Millisecond)
 			continue
 		}
@@ -175,16 +193,32 @@ func (r *queueRun) wait(ctx context.Context, q *queuer) {
 }
 
 // buy purchases with q's admission ticket, retrying on 429/5xx and broken
-// connections (a retry of a taken reservation answers already_purchased).
+// connections. A retry after an answer that never came may meet the
+// admission already used by the attempt that went through (403
+// invalid_ticket: a ticket is single-use, whoever presents it); then the
+// buyer looks for their order, as the answer contract says
+// (GET /api/v1/items/{id}/orders).
 func (r *queueRun) buy(ctx context.Context, q *queuer) {
-	for try := 0; try < 40 && ctx.Err() == nil; try++ {
+	lost := false
+	for try := 0; try < 100 && ctx.Err() == nil; try++ {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		res, err := call(rctx, "POST", r.url(r.api(q), "purchase"), q.token, map[string]string{"ticket": q.ticket})
 		cancel()
 		switch {
 		case err != nil || res.status == 429 || res.status >= 500:
+			lost = lost || err != nil || res.status >= 500
 			time.Sleep(150 * time.Millisecond)
 			continue
+		case lost && res.status == 403 && res.str("error") == "invalid_ticket":
+			if id := r.heldOrder(ctx, q); id != "" {
+				q.mu.Lock()
+				q.orderID, q.boughtAt = id, time.Now()
+				q.mu.Unlock()
+				r.foundAfterLoss.Add(1)
+				return
+			}
+			q.note("purchase after a lost answer: 403 invalid_ticket and no order")
+			return
 		case res.status == 202 || (res.status == 409 && res.str("error") == "already_purchased"):
 			q.mu.Lock()
 			q.orderID, q.boughtAt = res.str("order_id"), time.Now()
@@ -195,12 +229,34 @@ func (r *queueRun) buy(ctx context.Context, q *queuer) {
 				r.twice.Store(fmt.Sprintf("%d %s (err %v)", again.status, again.str("error"), err))
 			}
 			return
+		case r.wiped && res.status == 409 && res.str("error") == "sold_out":
+			q.mu.Lock()
+			q.soldOutAt = time.Now()
+			q.mu.Unlock()
+			return
 		default:
 			q.note("purchase with an admission: %d %s", res.status, res.raw)
 			return
 		}
 	}
 	q.note("purchase: no final answer")
+}
+
+// heldOrder returns the id of q's order for the item, or "".
+func (r *queueRun) heldOrder(ctx context.Context, q *queuer) string {
+	res, err := call(ctx, "GET", r.url(r.api(q), "orders"), q.token, nil)
+	if err != nil || res.status != 200 {
+		return ""
+	}
+	orders, _ := res.body["orders"].([]any)
+	for _, o := range orders {
+		if m, ok := o.(map[string]any); ok {
+			if id, _ := m["order_id"].(string); id != "" {
+				return id
+			}
+		}
+	}
+	return ""
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -223,7 +279,7 @@ func TestQueueAcceptance(t *testing.T) {
 	stranger := logged[len(logged)-1] // never joins
 
 	opens := time.Now().Add(queueLead).Truncate(time.Second).Add(time.Second)
-	r := &queueRun{s: s, item: s.createQueueSale(opens)}
+	r := &queueRun{s: s, item: s.createQueueSale(opens, queueStock)}
 	for i, b := range logged[:queueEarly+queueLate] {
 		r.users = append(r.users, &queuer{buyer: b, seq: i, early: i < queueEarly, home: i % 2, firstPosAway: -1})
 	}
@@ -237,7 +293,7 @@ func TestQueueAcceptance(t *testing.T) {
 		go func() { defer pollers.Done(); r.wait(ctx, q) }()
 	}
 
-	r.joinEarly(ctx, opens)
+	r.joinEarly(ctx, opens, r.users[:queueEarly])
 	for _, q := range r.users[:queueEarly] {
 		start(q)
 	}
@@ -266,12 +322,12 @@ func TestQueueAcceptance(t *testing.T) {
 
 // createQueueSale creates a queue item of queueStock units, admitting
 // queueRate a second, opening at opens.
-func (s *stack) createQueueSale(opens time.Time) int64 {
+func (s *stack) createQueueSale(opens time.Time, stock int) int64 {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	body := map[string]any{
-		"name": "queue acceptance", "description": "waiting room", "price_cents": 1999, "stock": queueStock,
+		"name": "queue acceptance", "description": "waiting room", "price_cents": 1999, "stock": stock,
 		"starts_at": opens.UTC().Format(time.RFC3339), "ends_at": opens.Add(time.Hour).UTC().Format(time.RFC3339),
 		"protection": "queue", "admit_per_second": queueRate,
 	}
@@ -285,12 +341,12 @@ func (s *stack) createQueueSale(opens time.Time) int64 {
 
 // joinEarly joins the early buyers, 32 at a time, and fails if any join
 // ends after the opening (the machine was too slow for queueLead).
-func (r *queueRun) joinEarly(ctx context.Context, opens time.Time) {
+func (r *queueRun) joinEarly(ctx context.Context, opens time.Time, early []*queuer) {
 	t := r.s.t
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	var failed atomic.Value
-	for _, q := range r.users[:queueEarly] {
+	for _, q := range early {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -306,9 +362,9 @@ func (r *queueRun) joinEarly(ctx context.Context, opens time.Time) {
 		t.Fatal(err)
 	}
 	if left := time.Until(opens); left < 200*time.Millisecond {
-		t.Fatalf("the %d early joins ended %s before the opening, not 200 ms; raise queueLead", queueEarly, left)
+		t.Fatalf("the %d early joins ended %s before the opening, not 200 ms; raise queueLead", len(early), left)
 	}
-	t.Logf("%d early joins done %s before the opening", queueEarly, time.Until(opens).Round(time.Millisecond))
+	t.Logf("%d early joins done %s before the opening", len(early), time.Until(opens).Round(time.Millisecond))
 }
 
 // expectRefused buys as q with ticket and fails unless the answer is 403
@@ -502,6 +558,9 @@ func (r *queueRun) checkOutcome(line lineRead, killAt <-chan time.Time) {
 		t.Errorf("a ticket used a second time: %q, want a refusal", twice)
 	} else {
 		t.Logf("a ticket used a second time: %s", twice)
+	}
+	if n := r.foundAfterLoss.Load(); n > 0 {
+		t.Logf("%d buyers lost a purchase's answer (api-2's SIGKILL), heard 403 invalid_ticket on the retry, and found their order in GET /api/v1/items/{id}/orders", n)
 	}
 	r.reportSoldOut(sellout)
 	r.checkMoved(killAt)
@@ -709,4 +768,95 @@ func (r *queueRun) pollOnce(ctx context.Context, rest []*queuer, admitted map[*q
 		}
 	}
 	return admitted
+}
+
+// TestQueueRedisWipe: the waiting room's recovery from a Redis wipe on real
+// processes. 1,000 buyers join a queue item of 500 units (200 admissions a
+// second) before it opens; once 200 are admitted the private redis-server
+// is flushed (FLUSHALL: the line, the ledger, everything). Every buyer still
+// waiting must hear not_in_line and join the new line (the docs' cost of a
+// wipe: the line's order), the ledger is rebuilt from the database, and the
+// sale must end with exactly 500 confirmed orders, nobody holding two, and
+// every buyer either holding a unit or told sold_out.
+func TestQueueRedisWipe(t *testing.T) {
+	const buyers, stock, wipeAt = 1000, 500, 200
+	requireChaos(t)
+	requireCommand(t, "redis-server")
+	s := newStack(t, "queue-wipe", true)
+	s.startRedis(false)
+	s.startBroker()
+	s.seckill("all", "api-1")
+	logged := s.loginAll(buyers)
+	opens := time.Now().Add(queueLead).Truncate(time.Second).Add(time.Second)
+	r := &queueRun{s: s, item: s.createQueueSale(opens, stock), wiped: true}
+	for i, b := range logged {
+		r.users = append(r.users, &queuer{buyer: b, seq: i, early: true, firstPosAway: -1})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), queueMaxRun)
+	defer cancel()
+	r.joinEarly(ctx, opens, r.users)
+	var pollers sync.WaitGroup
+	for _, q := range r.users {
+		pollers.Add(1)
+		go func() { defer pollers.Done(); r.wait(ctx, q) }()
+	}
+	wiped := r.wipeWhenServed(ctx, wipeAt)
+	pollers.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("the line did not drain within %s", queueMaxRun)
+	}
+	at, ok := <-wiped
+	if !ok {
+		t.Fatalf("the line never served %d places: no wipe", wipeAt)
+	}
+	var held, soldOut, rejoined int
+	var lastRejoin time.Duration
+	for _, q := range r.users {
+		for _, o := range q.odd {
+			t.Errorf("%s: %s", q.user, o)
+		}
+		switch {
+		case q.orderID != "":
+			held++
+		case !q.soldOutAt.IsZero():
+			soldOut++
+		default:
+			t.Errorf("%s neither holds a unit nor was told sold_out", q.user)
+		}
+		if !q.rejoinedAt.IsZero() {
+			rejoined++
+			lastRejoin = max(lastRejoin, q.rejoinedAt.Sub(at))
+		}
+	}
+	if rejoined == 0 {
+		t.Errorf("nobody had to join again after the wipe")
+	}
+	t.Logf("wipe at %s: %d buyers joined the new line (the last %s after the wipe); %d hold a unit by their answers, %d were told sold_out",
+		at.Format("15:04:05.000"), rejoined, lastRejoin.Round(time.Millisecond), held, soldOut)
+	r.waitConfirmed(stock, 90*time.Second)
+}
+
+// wipeWhenServed flushes the private redis-server once the line has served
+// n places and returns a channel that yields the moment it did.
+func (r *queueRun) wipeWhenServed(ctx context.Context, n int64) <-chan time.Time {
+	out := make(chan time.Time, 1)
+	line, _, _ := r.lineKeys()
+	go func() {
+		defer close(out)
+		rdb := redis.NewClient(&redis.Options{Addr: r.s.redisAddr})
+		defer rdb.Close()
+		for ctx.Err() == nil {
+			if served, _ := rdb.HGet(ctx, line, "served").Int64(); served >= n {
+				// The private server only (startRedis), never the shared one.
+				if err := rdb.FlushAll(ctx).Err(); err != nil {
+					r.s.t.Errorf("FLUSHALL on the private redis-server: %v", err)
+					return
+				}
+				out <- time.Now()
+				return
+			}
+			sleep(ctx, 50*time.Millisecond)
+		}
+	}()
+	return out
 }

@@ -13,7 +13,7 @@ import (
 func (m *Main) buildQueue(cfg config.Config) {
 	m.Queue = waitroom.New(waitroom.Deps{
 		Items: m.local, Line: redisline.New(m.rdb, cfg.RedisPrefix), Fair: m.Fair,
-	}, waitroom.Options{})
+	}, waitroom.Options{RefreshEvery: cfg.QueueRefresh, AdmissionTTL: cfg.QueueAdmissionTTL})
 	m.registerQueueMetrics()
 }
 

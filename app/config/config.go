@@ -100,13 +100,16 @@ type Config struct {
 	SoldOutTTL  time.Duration
 
 	// Fair sales (app/fairness, docs/FAIRNESS.md)
-	TicketTTL        time.Duration
-	TicketLead       time.Duration
-	ChallengeTTL     time.Duration
-	PowMinDifficulty int
-	PowMaxDifficulty int
-	PowWindow        time.Duration
-	BlocklistRefresh time.Duration
+	TicketTTL    time.Duration
+	TicketLead   time.Duration
+	ChallengeTTL time.Duration
+	// The waiting rooms of queue items (docs/QUEUE.md)
+	QueueAdmissionTTL time.Duration
+	QueueRefresh      time.Duration
+	PowMinDifficulty  int
+	PowMaxDifficulty  int
+	PowWindow         time.Duration
+	BlocklistRefresh  time.Duration
 
 	// Read path
 	LocalCacheMB      int
@@ -211,6 +214,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", 30*time.Second, "lifetime of a purchase ticket for a protected item (at most 60s)")
 	fs.DurationVar(&c.TicketLead, "ticket-lead", 30*time.Second, "how long before a protected sale opens its tickets and challenges are issued")
+	fs.DurationVar(&c.QueueAdmissionTTL, "queue-admission-ttl", 2*time.Minute, "how long an admission from a queue item's waiting room lasts; unused, it lapses and its unit's chance goes to the next in line")
+	fs.DurationVar(&c.QueueRefresh, "queue-refresh", 250*time.Millisecond, "how old an instance's copy of a waiting room may be before a poll reads it from Redis again (and so advances the admissions); waiters see a sell-out within about this")
 	fs.DurationVar(&c.ChallengeTTL, "challenge-ttl", 60*time.Second, "how long a client has to solve a proof-of-work challenge")
 	fs.IntVar(&c.PowMinDifficulty, "pow-min-difficulty", 16, "base proof-of-work difficulty, in leading zero bits of SHA-256 (2^n hashes expected): asked while an item's pressure is at most its purchase rate")
 	fs.IntVar(&c.PowMaxDifficulty, "pow-max-difficulty", 20, "highest proof-of-work difficulty; one bit is added per doubling of an item's pressure beyond its purchase rate")
@@ -335,6 +340,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--reconcile-every must be positive and --recovery-grace not negative")
 	case c.PaymentWindow < time.Second:
 		return fmt.Errorf("--payment-window must be at least 1s")
+	case c.QueueAdmissionTTL < time.Second || c.QueueRefresh < 10*time.Millisecond || c.QueueRefresh > 2*time.Second:
+		return fmt.Errorf("--queue-admission-ttl (%s) must be at least 1s and --queue-refresh (%s) between 10ms and 2s", c.QueueAdmissionTTL, c.QueueRefresh)
 	case c.TicketTTL < time.Second || c.TicketTTL > time.Minute:
 		return fmt.Errorf("--ticket-ttl (%s) must be between 1s and 1m", c.TicketTTL)
 	case c.TicketLead < 0 || c.ChallengeTTL < time.Second || c.PowWindow < time.Second || c.BlocklistRefresh < time.Second:

@@ -88,6 +88,9 @@ var errorTable = []errorRow{
 // body's orders_url. A retry is safe too: the one-order rule answers it.
 const outcomeUnknownMessage = "the reservation was sent but no answer came back, so it may or may not have been taken: look for the order at orders_url (a retry is safe: if you hold it, it answers 409 already_purchased with its id)"
 
+// retryAfterOne is the Retry-After value of every retryable refusal.
+var retryAfterOne = []string{"1"}
+
 // fixedBodies holds the rendered JSON of every row with a fixed message, so
 // the answers that dominate a spike (sold_out, rate_limited) cost no
 // encoding per request.
@@ -173,7 +176,9 @@ func (s *server) writeError(c *gin.Context, err error) string {
 		return internalBody.Error
 	}
 	if row.retry {
-		c.Header("Retry-After", "1")
+		// Stored under its canonical key directly: Header.Set would
+		// canonicalise it again on every 429 of an over-limit spike.
+		c.Writer.Header()["Retry-After"] = retryAfterOne
 	}
 	if row.status >= 500 {
 		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "request_id", c.GetHeader(reqid.Header), "err", err)

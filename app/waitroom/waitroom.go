@@ -111,6 +111,10 @@ type itemLine struct {
 	state   sale.LineState
 	readAt  time.Time // local clock; zero: never read
 	places  sync.Map  // sale.UserID -> sale.LinePlace
+	// item is the queue item as last read, at itemAt (local clock), so
+	// that polls within a refresh period skip the item cache's decode too.
+	item   sale.Item
+	itemAt time.Time
 }
 
 // New returns the service.
@@ -192,11 +196,10 @@ func (s *Service) Join(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 // ErrNotInLine if they never joined, sale.ErrNotFound, ErrInvalid,
 // or ErrUnavailable.
 func (s *Service) Poll(ctx context.Context, user sale.UserID, id sale.ItemID) (Status, error) {
-	it, err := s.item(ctx, id)
+	it, l, err := s.pollItem(ctx, id)
 	if err != nil {
 		return Status{}, err
 	}
-	l := s.line(id)
 	st, err := s.current(ctx, it, l)
 	if err != nil {
 		return Status{}, err
@@ -206,6 +209,32 @@ func (s *Service) Poll(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 		return Status{}, err
 	}
 	return s.status(it, user, p, st), nil
+}
+
+// pollItem returns the queue item and this instance's copy of its line. The
+// item is read again (from the item cache) at most every RefreshEvery per
+// line, like the line itself: an admin's change reaches polls that much
+// later. A line is made only for an item that is a queue item, so polls of
+// unknown ids leave nothing behind.
+func (s *Service) pollItem(ctx context.Context, id sale.ItemID) (sale.Item, *itemLine, error) {
+	if v, ok := s.lines.Load(id); ok {
+		l := v.(*itemLine)
+		l.mu.RLock()
+		it, at := l.item, l.itemAt
+		l.mu.RUnlock()
+		if !at.IsZero() && s.o.Now().Sub(at) < s.o.RefreshEvery {
+			return it, l, nil
+		}
+	}
+	it, err := s.item(ctx, id)
+	if err != nil {
+		return sale.Item{}, nil, err
+	}
+	l := s.line(id)
+	l.mu.Lock()
+	l.item, l.itemAt = it, s.o.Now()
+	l.mu.Unlock()
+	return it, l, nil
 }
 
 // current returns the copy of the line, read again (one reader at a time;
@@ -241,6 +270,13 @@ func (s *Service) current(ctx context.Context, it sale.Item, l *itemLine) (sale.
 		return sale.LineState{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	l.mu.Lock()
+	if !at.IsZero() && fresh.Born != st.Born {
+		// The line was lost (a Redis wipe) and begun again: the places
+		// this instance remembers are gone, so each buyer's next poll
+		// reads theirs again and hears not_in_line (join again) at once,
+		// not a position in a line that no longer exists.
+		l.places.Clear()
+	}
 	l.state, l.readAt = fresh, s.o.Now()
 	l.mu.Unlock()
 	return fresh, nil

@@ -221,3 +221,86 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("poll with Redis down and a copy: %+v %v, want the copy's answer", got, err)
 	}
 }
+
+// TestLostLineForgetsPlaces: when the line comes back with a new Born mark
+// (it was lost in a Redis wipe and begun again), a buyer this instance
+// remembers hears not_in_line at their next poll, not their old position.
+func TestLostLineForgetsPlaces(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	f.line.st.Born = 1
+	if _, err := f.s.Join(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := f.s.Poll(ctx, "a", 1); err != nil || st.State != StateWaiting {
+		t.Fatalf("before the loss: %+v %v, want waiting", st, err)
+	}
+	f.line.mu.Lock()
+	f.line.places = map[sale.UserID]sale.LinePlace{}
+	f.line.st = sale.LineState{Shuffled: true, Stock: 10, Born: 2}
+	f.line.mu.Unlock()
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if st, err := f.s.Poll(ctx, "a", 1); !errors.Is(err, ErrNotInLine) {
+		t.Fatalf("after the loss: %+v %v, want ErrNotInLine", st, err)
+	}
+	if _, err := f.s.Join(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := f.s.Poll(ctx, "a", 1); err != nil || st.State != StateWaiting || st.Position != 1 {
+		t.Fatalf("joined again: %+v %v, want waiting at 1", st, err)
+	}
+}
+
+// countingItems counts item reads.
+type countingItems struct {
+	items
+	mu    sync.Mutex
+	reads int
+}
+
+func (c *countingItems) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.items.Item(ctx, id)
+}
+
+// TestPollsReadTheItemOncePerPeriod: polls within one refresh period read
+// the item once, the next period once more; polls of an item that is not a
+// queue item read it every time and keep no line for it.
+func TestPollsReadTheItemOncePerPeriod(t *testing.T) {
+	f := newFixture()
+	its := &countingItems{items: items{
+		1: {ID: 1, Protection: sale.ProtectionQueue, AdmitPerSecond: 2, StartsAt: t0, EndsAt: t0.Add(time.Hour)},
+		2: {ID: 2, Protection: sale.ProtectionNone, StartsAt: t0, EndsAt: t0.Add(time.Hour)},
+	}}
+	f.s = New(Deps{Items: its, Line: f.line, Fair: fakeGate{}}, Options{Now: func() time.Time { return f.now }})
+	ctx := context.Background()
+	if _, err := f.s.Join(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	before := its.reads
+	for range 100 {
+		if _, err := f.s.Poll(ctx, "a", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := its.reads - before; got != 1 {
+		t.Fatalf("100 polls in one period read the item %d times, want 1", got)
+	}
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if _, err := f.s.Poll(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := its.reads - before; got != 2 {
+		t.Fatalf("the next period: %d item reads in all, want 2", got)
+	}
+	for range 3 {
+		if _, err := f.s.Poll(ctx, "a", 2); err == nil {
+			t.Fatal("a poll of an item without a waiting room was answered")
+		}
+	}
+	if _, ok := f.s.lines.Load(sale.ItemID(2)); ok {
+		t.Fatal("a poll of an item without a waiting room left a line behind")
+	}
+}

@@ -36,6 +36,10 @@ type LineState struct {
 	Pre int64
 	// Now is the line's clock (Redis's) at the reading.
 	Now time.Time
+	// Born identifies this incarnation of the line (when it was created,
+	// in Redis µs): a different Born means the line was lost and begun
+	// again, and every place read before is gone.
+	Born int64
 }
 
 // Waiting is how many buyers wait behind the admitted ones.

@@ -4,7 +4,7 @@
 // {item:<id>}, the slot of its stock ledger, because admitting reads the
 // ledger's stock and buyer records atomically with the admission:
 //
-//	<p>:{item:42}:line         hash  shuffled, tail, served, last_ms, pre, admitted, used, expired
+//	<p>:{item:42}:line         hash  born, shuffled, tail, served, last_ms, pre, admitted, used, expired
 //	<p>:{item:42}:line:queue   zset  user -> place (0: in the pre-queue, not yet shuffled)
 //	<p>:{item:42}:line:active  zset  user -> expiry ms of an admission unexpired and unused
 //	<p>:{item:42}:line:adm     hash  user -> expiry ms of their admission, for everyone admitted
@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,6 +41,7 @@ var lineScript = redis.NewScript(lineSrc)
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	joins  joinBatch
 }
 
 // New returns the lines kept under prefix (the stock ledger's prefix, whose
@@ -70,8 +72,99 @@ func (k lineKeys) all() []string { return []string{k.line, k.queue, k.active, k.
 
 // Join puts user in item's line and returns their place (0 in the
 // pre-queue) with the line's state. Joining again returns the first place.
+//
+// Joins that arrive together share one round trip: the first caller sends
+// every join pending at that moment in one pipeline (one script call each,
+// so each stays atomic), and callers arriving meanwhile wait for the next
+// pipeline. A join then costs the API a fraction of a round trip's
+// syscalls, which were most of its cost one by one.
 func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, sale.LineState, error) {
-	return s.run(ctx, id, c, "join", string(user))
+	call := &joinCall{id: id, user: user, c: c, done: make(chan struct{})}
+	s.joins.mu.Lock()
+	s.joins.pending = append(s.joins.pending, call)
+	lead := !s.joins.busy
+	s.joins.busy = true
+	s.joins.mu.Unlock()
+	if lead {
+		// Other callers' joins ride on this send: it must not end with
+		// this caller's request.
+		s.flushJoins(context.WithoutCancel(ctx))
+	}
+	select {
+	case <-call.done:
+		return call.place, call.st, call.err
+	case <-ctx.Done():
+		return 0, sale.LineState{}, fmt.Errorf("redisline: join item %d: %w", id, ctx.Err())
+	}
+}
+
+// joinBatch is the joins waiting for a pipeline, and whether one is being
+// sent.
+type joinBatch struct {
+	mu      sync.Mutex
+	pending []*joinCall
+	busy    bool
+}
+
+// joinCall is one Join waiting for its answer (done closed).
+type joinCall struct {
+	id    sale.ItemID
+	user  sale.UserID
+	c     sale.LineConfig
+	place int64
+	st    sale.LineState
+	err   error
+	done  chan struct{}
+}
+
+// flushJoins sends the pending joins in one pipeline; joins that arrived
+// during the send go in the next, sent by a goroutine of its own so that
+// this caller's answer does not wait for it.
+func (s *Store) flushJoins(ctx context.Context) {
+	s.joins.mu.Lock()
+	batch := s.joins.pending
+	s.joins.pending = nil
+	s.joins.mu.Unlock()
+	s.sendJoins(ctx, batch)
+	s.joins.mu.Lock()
+	more := len(s.joins.pending) > 0
+	if !more {
+		s.joins.busy = false
+	}
+	s.joins.mu.Unlock()
+	if more {
+		go s.flushJoins(ctx)
+	}
+}
+
+// sendJoins runs batch's join scripts in one pipeline and answers each
+// call. A script Redis does not have cached yet (NOSCRIPT) is run again
+// alone, which loads it.
+func (s *Store) sendJoins(ctx context.Context, batch []*joinCall) {
+	cmds := make([]*redis.Cmd, len(batch))
+	args := make([][]any, len(batch))
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range batch {
+			a, err := scriptArgs(c.c, "join", string(c.user))
+			if err != nil {
+				c.err = err
+				continue
+			}
+			args[i] = a
+			cmds[i] = lineScript.EvalSha(ctx, p, s.keys(c.id).all(), a...)
+		}
+		return nil
+	})
+	for i, c := range batch {
+		if cmds[i] != nil {
+			v, err := cmds[i].Int64Slice()
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				v, err = lineScript.Run(ctx, s.rdb, s.keys(c.id).all(), args[i]...).Int64Slice()
+			}
+			c.place, c.st, c.err = decode(c.id, "join", v, err)
+		}
+		close(c.done)
+	}
 }
 
 // Tick opens the line if its opening has come, retires used and expired
@@ -83,22 +176,35 @@ func (s *Store) Tick(ctx context.Context, id sale.ItemID, c sale.LineConfig) (sa
 }
 
 func (s *Store) run(ctx context.Context, id sale.ItemID, c sale.LineConfig, op, user string) (int64, sale.LineState, error) {
+	args, err := scriptArgs(c, op, user)
+	if err != nil {
+		return 0, sale.LineState{}, err
+	}
+	v, err := lineScript.Run(ctx, s.rdb, s.keys(id).all(), args...).Int64Slice()
+	return decode(id, op, v, err)
+}
+
+// scriptArgs is line.lua's ARGV for op, with a fresh secret shuffle seed.
+func scriptArgs(c sale.LineConfig, op, user string) ([]any, error) {
 	seed := make([]byte, 16)
 	if _, err := rand.Read(seed); err != nil {
-		return 0, sale.LineState{}, fmt.Errorf("redisline: seed: %w", err)
+		return nil, fmt.Errorf("redisline: seed: %w", err)
 	}
-	args := []any{op, c.OpensAt.UnixMilli(), max(c.AdmitPerSecond, 1), max(c.MaxActive, 0),
-		c.AdmissionTTL.Milliseconds(), hex.EncodeToString(seed), user}
-	v, err := lineScript.Run(ctx, s.rdb, s.keys(id).all(), args...).Int64Slice()
+	return []any{op, c.OpensAt.UnixMilli(), max(c.AdmitPerSecond, 1), max(c.MaxActive, 0),
+		c.AdmissionTTL.Milliseconds(), hex.EncodeToString(seed), user}, nil
+}
+
+// decode reads line.lua's reply.
+func decode(id sale.ItemID, op string, v []int64, err error) (int64, sale.LineState, error) {
 	if err != nil {
 		return 0, sale.LineState{}, fmt.Errorf("redisline: %s item %d: %w", op, id, err)
 	}
-	if len(v) != 11 {
+	if len(v) != 12 {
 		return 0, sale.LineState{}, fmt.Errorf("redisline: %s item %d: reply of %d values", op, id, len(v))
 	}
 	return v[0], sale.LineState{
 		Shuffled: v[1] == 1, Tail: v[2], Served: v[3], Stock: v[4], Active: v[5],
-		Admitted: v[6], Used: v[7], Expired: v[8], Pre: v[9], Now: time.UnixMilli(v[10]).UTC(),
+		Admitted: v[6], Used: v[7], Expired: v[8], Pre: v[9], Now: time.UnixMilli(v[10]).UTC(), Born: v[11],
 	}, nil
 }
 

@@ -1,6 +1,6 @@
 -- line.lua: one item's waiting room, in the item's own Redis slot.
 --
--- KEYS[1] line    hash  shuffled, tail, served, last_ms, pre, admitted, used, expired
+-- KEYS[1] line    hash  born, shuffled, tail, served, last_ms, pre, admitted, used, expired
 -- KEYS[2] queue   zset  user -> place (0: joined before the opening, not yet shuffled)
 -- KEYS[3] active  zset  user -> admission expiry ms, for admissions unexpired and unused
 -- KEYS[4] adm     hash  user -> admission expiry ms, for everyone ever admitted
@@ -12,8 +12,11 @@
 -- (join only).
 --
 -- Reply: {place, shuffled, tail, served, stock, active, admitted, used,
--- expired, pre, now_ms}. place is the user's place for join (0 in the
--- pre-queue) and 0 for tick; stock is -1 when the ledger has no sale.
+-- expired, pre, now_ms, born_us}. place is the user's place for join (0 in
+-- the pre-queue) and 0 for tick; stock is -1 when the ledger has no sale;
+-- born_us is when this line's hash was created: it changes only when the
+-- line was lost (a Redis wipe) and begun again, which tells an instance
+-- that the places it remembers are gone.
 --
 -- Guarantees, all on Redis's clock (TIME) so that instances with skewed
 -- clocks agree:
@@ -44,6 +47,10 @@ local seed = ARGV[6]
 local function num(field)
   return tonumber(redis.call('HGET', KEYS[1], field)) or 0
 end
+
+-- In microseconds: a line lost and begun again within the same
+-- millisecond still gets a new mark.
+redis.call('HSETNX', KEYS[1], 'born', tonumber(t[1]) * 1000000 + tonumber(t[2]))
 
 -- shuffle gives the pre-queue its places 1..n in a secret random order.
 local function shuffle()
@@ -128,4 +135,4 @@ end
 
 return {place, shuffled and 1 or 0, num('tail'), num('served'), stock,
   redis.call('ZCARD', KEYS[3]), num('admitted'), num('used'), num('expired'),
-  num('pre'), now}
+  num('pre'), now, num('born')}

@@ -299,3 +299,38 @@ func TestAdmissionRateIsShared(t *testing.T) {
 		t.Fatalf("after 10 s idle the line admitted %d at once, want at most a second's worth (10)", st.Served-20)
 	}
 }
+
+// TestLostLineIsBornAgain: a line keeps its Born mark across calls; once
+// its keys are lost (a Redis wipe) the next call begins a line with a new
+// mark, and the old places are gone (not found).
+func TestLostLineIsBornAgain(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		c := after(10)
+		h.join(t, user(1), c)
+		a, err := h.s.Tick(h.ctx, item, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := h.s.Tick(h.ctx, item, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Born == 0 || a.Born != b.Born {
+			t.Fatalf("Born %d then %d, want one non-zero mark while the line lives", a.Born, b.Born)
+		}
+		if err := h.rdb.Del(h.ctx, KeyPatterns(h.prefix, item)...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		h.advance(time.Millisecond)
+		fresh, err := h.s.Tick(h.ctx, item, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fresh.Born == a.Born {
+			t.Fatalf("the line lost its keys but kept its Born mark %d", a.Born)
+		}
+		if _, err := h.s.Place(h.ctx, item, user(1)); !errors.Is(err, sale.ErrNotFound) {
+			t.Fatalf("a place in the lost line: %v, want sale.ErrNotFound", err)
+		}
+	})
+}

@@ -3,9 +3,10 @@
 -- token of this thread's slice, and every response's status (plus the JSON
 -- error code for non-2xx) is counted.
 --
--- Arguments after "--": method path tokens_file record_len per_thread
+-- Arguments after "--": method path tokens_file record_len per_thread [limit]
 -- The tokens file holds fixed-width lines, so thread k reads its disjoint
--- slice [k*per_thread, (k+1)*per_thread) with one seek.
+-- slice [k*per_thread, (k+1)*per_thread) with one seek. A limit > 0 cycles
+-- over the slice's first limit tokens only (users who joined a line).
 
 local threads = {}
 local next_id = 0
@@ -19,6 +20,11 @@ end
 function init(args)
    local method, path, file = args[1], args[2], args[3]
    local reclen, per = tonumber(args[4]), tonumber(args[5])
+   local take = per
+   local limit = tonumber(args[6] or "0") or 0
+   if limit > 0 and limit < per then
+      take = limit
+   end
    local host = wrk.headers["Host"] or (wrk.host .. ":" .. wrk.port)
    pre = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nAuthorization: Bearer "
    post = "\r\n\r\n"
@@ -31,7 +37,7 @@ function init(args)
    -- send requests that are counted but fall before wrk's clock starts.
    local f = assert(io.open(file, "rb"))
    f:seek("set", id * per * reclen)
-   data = f:read(per * reclen) or ""
+   data = f:read(take * reclen) or ""
    f:close()
    rec = reclen
    toklen = reclen - 1

@@ -13,6 +13,8 @@
 //	(c) POST /api/v1/items/{c}/purchase       the item is sold out
 //	(d) POST /api/v1/items/{d}/purchase       purchase_rate 100: mostly 429
 //	(e) GET /api/v1/items/{b}                 the cached read path
+//	(h) POST /api/v1/items/{q}/queue          join a waiting room, distinct users
+//	(i) GET  /api/v1/items/{q}/queue          poll it, as users who joined
 //
 // It then looks for the connection count at which (b) runs at about 80% of
 // its maximum rate and reports the p99 latency there. After every run that
@@ -106,7 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.StringVar(&o.mysqlDSN, "mysql-dsn", envOr(envMySQL, "root@tcp(127.0.0.1:3306)/test"), "DSN of a MariaDB/MySQL account that may CREATE and DROP a database; $"+envMySQL+" sets the default")
 	fs.BoolVar(&o.embedded, "embedded", false, "use miniredis and SQLite in-process instead of real Redis/MariaDB: for machines without them; the numbers are NOT comparable")
 	fs.IntVar(&o.users, "users", 0, "distinct users (tokens) to mint; 0 means 60000 × duration in seconds, i.e. a 40k/s purchase rate with 1.5× headroom, so (b) never repeats a user")
-	fs.StringVar(&o.scenarios, "scenarios", "abcdefg", "scenarios to run, a subset of abcdefg; ratios need a")
+	fs.StringVar(&o.scenarios, "scenarios", "abcdefghi", "scenarios to run, a subset of abcdefghi; ratios need a")
 	fs.IntVar(&o.drainOrders, "drain-orders", 100000, "(f): accepted orders to queue while the worker is stopped, then time the worker confirming")
 	fs.IntVar(&o.probes, "p99-probes", 6, "at most this many extra (b) runs with fewer connections to find ~80% of the max purchase rate; 0 skips p99@80%")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded GET /healthz load before the first scenario; 0 skips it")
@@ -130,6 +132,9 @@ in a child process, then runs wrk with the same threads/connections/duration for
   (c) POST /api/v1/items/{c}/purchase   sold out (409)                    target ≥ 0.85 × (a)
   (d) POST /api/v1/items/{d}/purchase   purchase_rate 100 (mostly 429)    target ≥ 0.85 × (a)
   (e) GET  /api/v1/items/{b}            cached read                       target ≥ 0.80 × (a)
+  (h) POST /api/v1/items/{q}/queue      join a waiting room, distinct users target ≥ 0.40 × (a)
+  (i) GET  /api/v1/items/{q}/queue      poll it, as users who joined      target ≥ 0.80 × (a)
+      while a second instance polls too: the admission rate (200/s set)  target ±10 %
   (g) POST /api/v1/items/{g}/purchase   as (b), with the worker stopped   no target: what a purchase
       during the run and its orders confirmed after it: the API tier's share of a purchase
 and p99 of (b) at ~80% of its max rate (target ≤ 20 ms), found by lowering
@@ -159,12 +164,12 @@ Flags:
 		return o, fs, fmt.Errorf("-duration must be at least 1s")
 	case o.threads < 1 || o.connections < o.threads:
 		return o, fs, fmt.Errorf("-threads must be at least 1 and -connections at least -threads")
-	case strings.Trim(o.scenarios, "abcdefg") != "" || o.scenarios == "":
-		return o, fs, fmt.Errorf("-scenarios %q: want a subset of abcdefg", o.scenarios)
+	case strings.Trim(o.scenarios, "abcdefghi") != "" || o.scenarios == "":
+		return o, fs, fmt.Errorf("-scenarios %q: want a subset of abcdefghi", o.scenarios)
 	case o.drainOrders < 1:
 		return o, fs, fmt.Errorf("-drain-orders must be at least 1")
-	case len(o.profile) != 1 || !strings.Contains("abcdeg", o.profile):
-		return o, fs, fmt.Errorf("-profile %q: want one of a, b, c, d, e, g", o.profile)
+	case len(o.profile) != 1 || !strings.Contains("abcdeghi", o.profile):
+		return o, fs, fmt.Errorf("-profile %q: want one of a, b, c, d, e, g, h, i", o.profile)
 	case o.users < 0 || o.probes < 0:
 		return o, fs, fmt.Errorf("-users and -p99-probes must not be negative")
 	}
@@ -257,6 +262,8 @@ type bench struct {
 
 	itemB, itemC, itemD int64
 	itemG               int64 // (g)'s own sale, so its orders are told apart from (b)'s
+	itemQ               int64 // the waiting room of (h) and (i)
+	admissions          *admissionRate
 
 	results  map[string]result
 	a2       *result
@@ -361,7 +368,7 @@ func (b *bench) runAll(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, k := range "abcdeg" {
+	for _, k := range "abcdeghi" {
 		key := string(k)
 		if !strings.Contains(o.scenarios, key) {
 			continue
@@ -416,6 +423,9 @@ func (b *bench) createItems(ctx context.Context) error {
 	if b.itemG, err = b.sys.createSale(ctx, "bench (g) large stock, worker stopped", 5_000_000, 0); err != nil {
 		return err
 	}
+	if err := b.createQueueItem(ctx); err != nil {
+		return err
+	}
 	// Sell (c) out through the API: one buyer wins, the next is told sold_out.
 	signer := newSigner(b.sys.cfg)
 	path := fmt.Sprintf("/api/v1/items/%d/purchase", b.itemC)
@@ -460,6 +470,8 @@ func (b *bench) scenarios() map[string]scenario {
 		// share of a purchase that stays on the API's machine when workers
 		// and the database have their own.
 		"g": {Key: "g", Title: "purchase, worker stopped (API tier)", Method: "POST", Path: buy(b.itemG), Expect: accepted},
+		"h": {Key: "h", Title: "join a waiting room, distinct users", Method: "POST", Path: fmt.Sprintf("/api/v1/items/%d/queue", b.itemQ), Expect: []string{"202"}, Target: 0.4},
+		"i": {Key: "i", Title: "poll a waiting room", Method: "GET", Path: fmt.Sprintf("/api/v1/items/%d/queue", b.itemQ), Expect: []string{"200"}, Target: 0.8, Limit: pollUsers},
 	}
 }
 
@@ -512,7 +524,18 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 			return result{}, fmt.Errorf("(g): stop the worker: %w", err)
 		}
 	}
+	var admissions <-chan admissionRate
+	if sc.Key == "i" {
+		if err := b.joinPollUsers(ctx); err != nil {
+			return result{}, fmt.Errorf("(i): join the users who poll: %w", err)
+		}
+		admissions = b.watchAdmissions(ctx, o.duration)
+	}
 	r, err := b.wrk.run(ctx, sc, o.connections, o.threads, o.duration)
+	if admissions != nil {
+		a := <-admissions
+		b.admissions = &a
+	}
 	if sc.Key == "g" {
 		if werr := b.sys.startWorker(ctx); werr != nil && err == nil {
 			err = fmt.Errorf("(g): restart the worker: %w", werr)

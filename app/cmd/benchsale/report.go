@@ -55,6 +55,7 @@ func (b *bench) report() {
 	w := b.out
 	b.reportHeader(w)
 	b.reportRatios(w)
+	b.reportQueue(w)
 	b.reportProbes(w)
 	b.reportPipeline(w)
 	b.reportSales(w)
@@ -107,7 +108,7 @@ func (b *bench) reportRatios(w io.Writer) {
 			row("(a) GET /healthz, baseline", a, "1.00", "", "")
 		}
 	}
-	for _, k := range []string{"b", "c", "d", "e", "g"} {
+	for _, k := range []string{"b", "c", "d", "e", "g", "h", "i"} {
 		r, ok := b.results[k]
 		if !ok {
 			continue
@@ -199,7 +200,7 @@ func (b *bench) reportCPU(w io.Writer) {
 	if a, ok := b.results["a"]; ok {
 		cpuRow("(a) first", a)
 	}
-	for _, k := range []string{"b", "c", "d", "e", "g"} {
+	for _, k := range []string{"b", "c", "d", "e", "g", "h", "i"} {
 		if r, ok := b.results[k]; ok {
 			cpuRow("("+k+")", r)
 		}

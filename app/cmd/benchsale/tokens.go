@@ -55,7 +55,7 @@ func mintTokens(dir, secret string, ttl time.Duration, n int, userPrefix string)
 	if err := os.WriteFile(path, buf, 0o600); err != nil {
 		return tokenFile{}, err
 	}
-	return tokenFile{Path: path, RecLen: rec, Count: n}, nil
+	return tokenFile{Path: path, RecLen: rec, Count: n, User: user}, nil
 }
 
 // newSigner returns a function that issues a token for a user id, signed

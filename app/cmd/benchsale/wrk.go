@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"seckill/domain/sale"
 )
 
 // luaScript is the wrk script every scenario runs.
@@ -31,6 +33,9 @@ type scenario struct {
 	Expect []string
 	// Target is the minimum ratio to the baseline; 0 for the baseline.
 	Target float64
+	// Limit, when > 0, makes each wrk thread cycle over the first Limit
+	// tokens of its slice only: (i) polls as users who joined the line.
+	Limit int
 }
 
 // wrkErrors are wrk's own socket-level error counters.
@@ -100,6 +105,8 @@ type tokenFile struct {
 	Path   string
 	RecLen int // bytes per line, newline included
 	Count  int
+	// User names the user of token i (its line number).
+	User func(i int) sale.UserID
 }
 
 // wrkRunner runs wrk against one base URL.
@@ -130,7 +137,7 @@ func (w *wrkRunner) run(ctx context.Context, sc scenario, conns, threads int, d 
 		"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", secs),
 		"--timeout", fmt.Sprintf("%ds", max(1, int(w.timeout/time.Second))),
 		"-s", w.script, w.url + sc.Path,
-		"--", sc.Method, sc.Path, w.tokens.Path, strconv.Itoa(w.tokens.RecLen), strconv.Itoa(per),
+		"--", sc.Method, sc.Path, w.tokens.Path, strconv.Itoa(w.tokens.RecLen), strconv.Itoa(per), strconv.Itoa(sc.Limit),
 	}
 	cmd := exec.CommandContext(ctx, "wrk", args...)
 	var out, errb bytes.Buffer

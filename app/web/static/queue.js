@@ -71,7 +71,12 @@
 
   async function poll(card, q) {
     if (q.state === "admitted" || q.state === "expired" || q.state === "ended") return;
-    const r = await api("GET", "/api/v1/items/" + encodeURIComponent(card.id) + "/queue", { token: q.token });
+    const path = "/api/v1/items/" + encodeURIComponent(card.id) + "/queue";
+    let r = await api("GET", path, { token: q.token });
+    if (r.code === "not_in_line") {
+      // The line was lost (a Redis wipe): take a place in the new one.
+      r = await api("POST", path, { token: q.token });
+    }
     if (r.ok && r.body) apply(card, q, r.body);
   }
 

@@ -21,7 +21,8 @@ const (
 	// buckets while the ledger looked; nothing was reserved (ErrStockMoving).
 	OutcomeStockMoving
 	// OutcomeTicketUsed means the order's ticket was already consumed by
-	// an earlier reservation; the stock was not looked at.
+	// an earlier reservation and its user holds no order; the stock was
+	// not looked at. A user who holds one hears OutcomeAlreadyPurchased.
 	OutcomeTicketUsed
 )
 

@@ -27,8 +27,10 @@
 --
 -- The ticket block (the tk lines, for app/fairness) consumes
 -- the order's single-use purchase ticket in the same atomic step
--- as the reservation, so a replayed ticket never reaches the one-per-user
--- rule or the stock, whatever the number of connections it comes on.
+-- as the reservation, so a replayed ticket never reaches the stock,
+-- whatever the number of connections it comes on. A replay by a user who
+-- holds an order hears already purchased, naming it: a buyer whose 202 was
+-- lost and who tries again learns the truth, not that the ticket is bad.
 --
 -- KEYS[tk] is the ticket's used mark, in the same hash tag as the buyers key
 -- (usedTicketKey); it holds the id of the order that consumed the ticket and
@@ -89,7 +91,16 @@ for i = 1, n do
     if tk > 0 then
       local used = redis.call('GET', KEYS[tk])
       if used and used ~= id then
-        code = $RESERVE_TICKET_USED
+        -- A ticket is its user's (app/fairness checked the signature), so a
+        -- used one comes back from that user: if they hold an order, say
+        -- so and name it (their first answer may have been lost); only a
+        -- user who holds nothing hears that the ticket is spent.
+        local h = seen[user] or redis.call('HGET', KEYS[2], user)
+        if h then
+          code, held = $RESERVE_ALREADY, h
+        else
+          code = $RESERVE_TICKET_USED
+        end
       else
         redis.call('SET', KEYS[tk], id, 'PX', ARGV[a + 5])
       end

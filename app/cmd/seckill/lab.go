@@ -75,7 +75,7 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 			"  lab NAME: METRIC unprotected=X protected=Y\n\n" +
 			"It prints the dashboard's URL first: open it and watch; with --linger each run stays up that\n" +
 			"long after its figures, and the page reconnects when the next run starts. Without\n" +
-			"--http-addr the labs listen on 127.0.0.1:8080, or on a free port when that is taken (by\n" +
+			"--http-addr the labs listen on 127.0.0.1:8070, or on a free port when that is taken (by\n" +
 			"make run, say). The exit status is 1 if a lab's figures do not point the way its guide\n" +
 			"(docs/labs/) predicts, or if a lab could not run; the latter prints its cause.\n\n" +
 			"Every flag can also be set by an environment variable: --redis-addr is SECKILL_REDIS_ADDR.",
@@ -145,14 +145,15 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // did not point the predicted way.
 func runLabs(ctx context.Context, env *lab.Env, labs []lab.Lab, out io.Writer) error {
 	start := time.Now()
+	// Listening before printing: the URL answers the moment it is read,
+	// with the page, which then picks up each run as it starts.
 	addr, err := env.Addr()
 	if err != nil {
 		fmt.Fprintf(out, "FAIL the labs cannot start: %v\n", err)
 		return fmt.Errorf("%w: %v", errLabsBroken, err)
 	}
-	if !strings.HasSuffix(addr, ":0") {
-		fmt.Fprintf(out, "dashboard: http://%s/dashboard (open it now; it follows each run)\n\n", addr)
-	}
+	defer env.Close()
+	fmt.Fprintf(out, "dashboard: http://%s/dashboard (open it now; it follows each run)\n\n", addr)
 	var notHeld, broken, lines []string
 	for i, l := range labs {
 		if i > 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -47,5 +48,40 @@ func TestLabThatCannotStartSaysWhy(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "could not run") || !strings.Contains(out.String(), "the embedded broker did not start") {
 		t.Errorf("output does not give the cause:\n%s", out.String())
+	}
+}
+
+// TestLabsPrintAnAnsweringURLFirst: the first line runLabs prints is the
+// dashboard's URL, and it answers 200 before the first lab's system starts
+// (here the lab's run itself fetches it, before any system exists).
+func TestLabsPrintAnAnsweringURLFirst(t *testing.T) {
+	base := config.Default()
+	base.HTTPAddr = "127.0.0.1:0"
+	var out bytes.Buffer
+	var first string
+	var code int
+	peek := lab.Lab{Number: 95, Name: "peek", Summary: "s", Metric: "m",
+		Run: func(_ context.Context, _ *lab.Env, m lab.Mode) (lab.Result, error) {
+			if m == lab.Unprotected {
+				first, _, _ = strings.Cut(out.String(), "\n")
+				url, _, _ := strings.Cut(strings.TrimPrefix(first, "dashboard: "), " ")
+				res, err := http.Get(url)
+				if err != nil {
+					return lab.Result{}, err
+				}
+				_ = res.Body.Close()
+				code = res.StatusCode
+				return lab.Result{Metric: 1}, nil
+			}
+			return lab.Result{Metric: 0}, nil
+		}}
+	if err := runLabs(context.Background(), &lab.Env{Base: base, Out: &out}, []lab.Lab{peek}, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.HasPrefix(first, "dashboard: http://127.0.0.1:") || !strings.Contains(first, "/dashboard ") {
+		t.Fatalf("first line %q, want the dashboard's URL", first)
+	}
+	if code != http.StatusOK {
+		t.Errorf("the printed URL answered %d before any system started, want 200", code)
 	}
 }

@@ -105,6 +105,15 @@
     return [Math.min(min, max - MIN_SPAN), max];
   }
 
+  // yRange starts at 0, or below it for a stock the naive ledger of lab
+  // oversell drove negative, with some room above the highest value.
+  function yRange(name, min, max) {
+    const floor = name === "latency" ? 1 : 5;
+    const lo = Number.isFinite(min) ? Math.min(0, min * 1.1) : 0;
+    const hi = Number.isFinite(max) ? Math.max(max * 1.1, floor) : floor;
+    return [lo, hi];
+  }
+
   function build(name, c) {
     const el = document.getElementById(c.el);
     c.data = [[]].concat(c.series.map(() => []));
@@ -116,9 +125,12 @@
       cursor: { drag: { x: false, y: false } },
       // At least MIN_SPAN seconds wide and scrolling, so a new page does not
       // stretch its first seconds across the whole width.
-      scales: { x: { time: true, range: xRange }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, name === "latency" ? 1 : 5)] } },
+      scales: { x: { time: true, range: xRange }, y: { range: (u, min, max) => yRange(name, min, max) } },
       axes: [axis, Object.assign({ size: 56 }, axis)],
-      series: [{}].concat(c.series.map((s) => ({ label: s.label, stroke: s.stroke, dash: s.dash, width: 2, points: { show: false } }))),
+      // uPlot's own rule for points: drawn only where the samples are
+      // sparse, so a short lab run's few seconds (and a lone latency
+      // sample between gaps) show, and two busy minutes stay lines.
+      series: [{}].concat(c.series.map((s) => ({ label: s.label, stroke: s.stroke, dash: s.dash, width: 2, points: { size: 5, fill: s.stroke } }))),
     }, c.data, el);
     new ResizeObserver(() => {
       const w = Math.max(el.clientWidth, 280);

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"seckill/app/config"
+	"seckill/app/lab"
+)
+
+// TestBrowserLingeringLab opens the dashboard only after the oversell
+// lab's unprotected run has printed its figures, while the run lingers,
+// and checks that the page draws that run anyway: the accepted purchases
+// and the Redis stock below zero reach it through the stream's history,
+// since nothing is bought any more while the run lingers. With
+// SECKILL_SCREENSHOT_LAB set to a path it saves a screenshot of the page
+// there (docs/labs/dashboard-lingering.png is one).
+func TestBrowserLingeringLab(t *testing.T) {
+	chromium := browserChromiumPath(t)
+	l, ok := lab.Find("oversell")
+	if !ok {
+		t.Fatal("lab oversell is not registered")
+	}
+	base := config.Default()
+	base.HTTPAddr = "127.0.0.1:0"
+	pr, pw := io.Pipe()
+	env := &lab.Env{Base: base, Out: pw, Scale: 1, Linger: time.Hour}
+	defer env.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	finished := make(chan error, 1)
+	go func() {
+		_, err := lab.RunOne(ctx, env, l, pw)
+		_ = pw.Close()
+		finished <- err
+	}()
+	lingering := regexp.MustCompile(`stays up for 1h0m0s: (http://\S+/dashboard)`)
+	sc := bufio.NewScanner(pr)
+	var url string
+	for url == "" && sc.Scan() {
+		t.Log(sc.Text())
+		if m := lingering.FindStringSubmatch(sc.Text()); m != nil {
+			url = m[1]
+		}
+	}
+	if url == "" {
+		t.Fatalf("the run never said it lingers: %v", <-finished)
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+
+	tab := browserOpen(t, chromium, 1400, 1100)
+	tab.do("open the dashboard of the lingering run", chromedp.Navigate(url))
+	tab.waitJS("the run's accepted purchases are drawn",
+		`window.seckillDashboard && window.seckillDashboard.charts.purchases.plot.data[1].some(v => v > 0)`)
+	tab.waitJS("the run's Redis stock below zero is drawn",
+		`window.seckillDashboard.charts.stock.plot.data[2].some(v => v !== null && v < 0)`)
+	if path := os.Getenv("SECKILL_SCREENSHOT_LAB"); path != "" {
+		// Twenty seconds into the linger, as a room sees it: the run, then
+		// its figures standing still.
+		tab.waitUntil("twenty seconds of frames", 40*time.Second,
+			`window.seckillDashboard.charts.purchases.plot.data[0].length >= 20`)
+		shot := tab.fullScreenshot()
+		if err := os.WriteFile(path, shot, 0o644); err != nil {
+			t.Fatalf("write screenshot: %v", err)
+		}
+		t.Logf("screenshot of the lingering lab's dashboard: %s (%d bytes)", path, len(shot))
+	}
+	tab.checkPageErrors()
+	cancel() // ends the linger; the protected run then stops on ctx
+	<-finished
+}

@@ -75,7 +75,7 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 			"  lab NAME: METRIC unprotected=X protected=Y\n\n" +
 			"It prints the dashboard's URL first: open it and watch; with --linger each run stays up that\n" +
 			"long after its figures, and the page reconnects when the next run starts. Without\n" +
-			"--http-addr the labs listen on 127.0.0.1:8070, or on a free port when that is taken (by\n" +
+			"--http-addr the labs listen on 127.0.0.1:8080, or on a free port when that is taken (by\n" +
 			"make run, say). The exit status is 1 if a lab's figures do not point the way its guide\n" +
 			"(docs/labs/) predicts, or if a lab could not run; the latter prints its cause.\n\n" +
 			"Every flag can also be set by an environment variable: --redis-addr is SECKILL_REDIS_ADDR.",

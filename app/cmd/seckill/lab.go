@@ -82,6 +82,10 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 		FlagSet: fs,
 		Options: []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)},
 		Exec: func(ctx context.Context, rest []string) error {
+			rest, err := flagsAfterName(fs, rest)
+			if err != nil {
+				return err
+			}
 			if len(rest) != 1 {
 				return usageErrorf("lab run takes one lab name or all; run 'seckill lab list'")
 			}
@@ -128,6 +132,19 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 			return usageErrorf("lab needs a subcommand: list or run; see seckill lab --help")
 		},
 	}
+}
+
+// flagsAfterName parses the flags that follow lab run's lab name, as in
+// `seckill lab run oversell --linger 15s` (Go's flag package stops at the
+// first argument that is not a flag), and returns the arguments left.
+func flagsAfterName(fs *flag.FlagSet, rest []string) ([]string, error) {
+	if len(rest) < 2 {
+		return rest, nil
+	}
+	if err := fs.Parse(rest[1:]); err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	return append([]string{rest[0]}, fs.Args()...), nil
 }
 
 // flagSet reports whether the flag name was given, on the command line or

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"seckill/app/config"
 	"seckill/app/lab"
@@ -83,5 +86,26 @@ func TestLabsPrintAnAnsweringURLFirst(t *testing.T) {
 	}
 	if code != http.StatusOK {
 		t.Errorf("the printed URL answered %d before any system started, want 200", code)
+	}
+}
+
+// TestLabRunTakesFlagsAfterTheName: `seckill lab run oversell --linger 15s`
+// sets the linger, as the flags before the name would.
+func TestLabRunTakesFlagsAfterTheName(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	linger := fs.Duration("linger", 0, "")
+	if err := fs.Parse([]string{"oversell", "--linger", "15s"}); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := flagsAfterName(fs, fs.Args())
+	if err != nil || len(rest) != 1 || rest[0] != "oversell" || *linger != 15*time.Second {
+		t.Fatalf("rest %q, linger %v, err %v; want [oversell], 15s", rest, *linger, err)
+	}
+	if rest, _ := flagsAfterName(fs, []string{"oversell", "breaker"}); len(rest) != 2 {
+		t.Errorf("two names: rest %q, want both kept (and refused by the caller)", rest)
+	}
+	if _, err := flagsAfterName(fs, []string{"oversell", "--no-such-flag"}); err == nil {
+		t.Error("an unknown flag after the name was accepted")
 	}
 }

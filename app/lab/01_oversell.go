@@ -47,37 +47,9 @@ func runOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	// Every buyer reads the stock before any of them decrements it: the
 	// window between GET and DECR, widened to hold the whole crowd.
 	hold := newBarrier(buyers, raceHold)
-	var ov bootstrap.Overrides
-	var crowd redis.UniversalClient
-	if mode == Unprotected {
-		ov.StockLedger = func(real sale.StockLedger, rdb redis.UniversalClient, prefix string) sale.StockLedger {
-			crowd = crowdClient(rdb, buyers)
-			return naive.NewCheckThenDecrLedger(real, crowd, func(id sale.ItemID) string {
-				return redisstock.KeyPatterns(prefix, id)[0] // the sale hash
-			}, hold.Wait)
-		}
-	}
-	defer func() {
-		if crowd != nil {
-			_ = crowd.Close()
-		}
-	}()
-	tweak := func(c *config.Config) {
-		// Every buyer reaches the ledger: the crowd is one sale's worth of
-		// single clicks, well inside the shield's budgets, and a request
-		// held at the barrier keeps its deadline.
-		c.ItemRate, c.ItemBurst = float64(10*buyers), 10*buyers
-		c.MaxInFlight = max(c.MaxInFlight, 2*buyers)
-		c.RequestTimeout = 3 * raceHold
-		c.MySQLCallTimeout = raceHold
-		// The item stays in this process for the whole sale, so no buyer
-		// waits on (or is refused by) a database read on a loaded machine.
-		c.LocalCacheTTL = time.Minute
-		// A loaded machine's slow Redis call must not turn into a 503
-		// shared by every buyer waiting on the same item load.
-		c.RedisCallTimeout = raceHold
-	}
-	sys, err := env.Start(ctx, tweak, ov)
+	ov, closeCrowd := oversellOverrides(mode, hold, buyers)
+	defer closeCrowd()
+	sys, err := env.Start(ctx, oversellTweak(buyers), ov)
 	if err != nil {
 		return Result{}, err
 	}
@@ -142,6 +114,46 @@ func runOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 			{"Redis stock after the sale", itoa(left[it.ID])},
 		},
 	}, nil
+}
+
+// oversellOverrides plugs the naive ledger, on a Redis client of its own
+// (crowdClient), into the unprotected run; the func closes that client.
+func oversellOverrides(mode Mode, hold *barrier, buyers int) (bootstrap.Overrides, func()) {
+	var ov bootstrap.Overrides
+	if mode != Unprotected {
+		return ov, func() {}
+	}
+	var crowd redis.UniversalClient
+	ov.StockLedger = func(real sale.StockLedger, rdb redis.UniversalClient, prefix string) sale.StockLedger {
+		crowd = crowdClient(rdb, buyers)
+		return naive.NewCheckThenDecrLedger(real, crowd, func(id sale.ItemID) string {
+			return redisstock.KeyPatterns(prefix, id)[0] // the sale hash
+		}, hold.Wait)
+	}
+	return ov, func() {
+		if crowd != nil {
+			_ = crowd.Close()
+		}
+	}
+}
+
+// oversellTweak makes the path to the ledger patient for the crowd.
+func oversellTweak(buyers int) func(*config.Config) {
+	return func(c *config.Config) {
+		// Every buyer reaches the ledger: the crowd is one sale's worth of
+		// single clicks, well inside the shield's budgets, and a request
+		// held at the barrier keeps its deadline.
+		c.ItemRate, c.ItemBurst = float64(10*buyers), 10*buyers
+		c.MaxInFlight = max(c.MaxInFlight, 2*buyers)
+		c.RequestTimeout = 3 * raceHold
+		c.MySQLCallTimeout = raceHold
+		// The item stays in this process for the whole sale, so no buyer
+		// waits on (or is refused by) a database read on a loaded machine.
+		c.LocalCacheTTL = time.Minute
+		// A loaded machine's slow Redis call must not turn into a 503
+		// shared by every buyer waiting on the same item load.
+		c.RedisCallTimeout = raceHold
+	}
 }
 
 // crowdClient is a client of rdb's Redis for the naive ledger, with a

@@ -142,8 +142,8 @@ lint: $(GOLANGCI_DEP) ## go vet, gofmt and golangci-lint (.golangci.yml; built i
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GOLANGCI) run ./...
 
-screenshot: ## regenerate docs/screenshot.png, docs/dashboard.png (during a spike) and docs/dashboard-queue.png (a queued spike) in headless Chromium
-	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png SECKILL_SCREENSHOT_DASHBOARD=$(CURDIR)/docs/dashboard.png SECKILL_SCREENSHOT_DASHBOARD_QUEUE=$(CURDIR)/docs/dashboard-queue.png $(GO) test -count=1 -run TestBrowser ./app/e2e/
+screenshot: ## regenerate docs/screenshot.png, docs/dashboard.png (a spike), docs/dashboard-queue.png (a queued spike) and docs/labs/dashboard-lingering.png (a lingering lab) in headless Chromium
+	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png SECKILL_SCREENSHOT_DASHBOARD=$(CURDIR)/docs/dashboard.png SECKILL_SCREENSHOT_DASHBOARD_QUEUE=$(CURDIR)/docs/dashboard-queue.png SECKILL_SCREENSHOT_LAB=$(CURDIR)/docs/labs/dashboard-lingering.png $(GO) test -count=1 -run TestBrowser ./app/e2e/
 
 clean: ## remove build output (bin/) and any kept SQLite file in var/
 	rm -rf $(BIN) var

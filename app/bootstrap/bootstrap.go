@@ -492,6 +492,8 @@ func (m *Main) serveHTTP(secret string) error {
 	if n := m.breakers.ledgerNodes; n != nil {
 		checks = append(checks, httpapi.Check{Name: n.Name(), State: n.State})
 	}
+	// The dashboard records its history for as long as this server serves.
+	running, stopRecording := context.WithCancel(context.Background())
 	var h http.Handler
 	if !m.Roles.API {
 		h = httpapi.Ops(m.metrics, checks, m.Log)
@@ -501,7 +503,7 @@ func (m *Main) serveHTTP(secret string) error {
 			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
 			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout, AccessLog: cfg.AccessLog,
-			Queue: m.Queue,
+			Queue: m.Queue, Running: running,
 		})
 	}
 	if !cfg.MetricsOnPublicPort {
@@ -509,6 +511,7 @@ func (m *Main) serveHTTP(secret string) error {
 	}
 	if cfg.DebugAddr != "" {
 		if err := m.serveDebug(cfg.DebugAddr); err != nil {
+			stopRecording()
 			return err
 		}
 	}
@@ -522,6 +525,7 @@ func (m *Main) serveHTTP(secret string) error {
 		MaxHeaderBytes:    1 << 20, // above httpapi.MaxHeaderBytes, so oversized headers get its JSON 431, not Go's plain text
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
 	}
+	m.httpSrv.RegisterOnShutdown(stopRecording)
 	go func() {
 		if err := m.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Log.Error("http server stopped", "err", err)

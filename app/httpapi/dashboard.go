@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"sort"
 	"sync"
@@ -41,7 +43,13 @@ var errTooManyStreams = errors.New("too many dashboard streams")
 // order counts), none names a user or an order.
 type dashboardStream struct {
 	sampler *dashboard.Sampler
-	log     func(msg string, args ...any)
+	// history is the last two minutes of frames, which a new viewer gets
+	// first: a page opened after a lab run, or reconnecting, draws the run.
+	history *dashboard.History
+	// recorded says a loop of the instance's own fills history once a
+	// second (Deps.Running); without it the viewers sample as they wait.
+	recorded bool
+	log      func(msg string, args ...any)
 	// shutdowns holds, per *http.Server that serves the stream, a channel
 	// closed when that server begins its shutdown. http.Server.Shutdown
 	// does not cancel request contexts and waits for active connections, so
@@ -61,7 +69,40 @@ func newDashboardStream(s *server) gin.HandlerFunc {
 		stock = s.dashboardStock
 	}
 	d.sampler = dashboard.NewSampler(s.Metrics.Registry, stock)
+	d.history = dashboard.NewHistory(dashboard.HistoryFrames)
+	if s.Running != nil {
+		d.recorded = true
+		go d.recordUntil(s.Running)
+	}
 	return d.serve
+}
+
+// record samples (or shares the sample of whoever did within the sampler's
+// MinGap) and keeps the frame in the history.
+func (d *dashboardStream) record(ctx context.Context) {
+	f, err := d.sampler.Frame(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log("dashboard sample failed", "err", err)
+		}
+		return
+	}
+	d.history.Add(f)
+}
+
+// recordUntil records a frame at once and then one per dashboardEvery,
+// watched or not, until ctx is done.
+func (d *dashboardStream) recordUntil(ctx context.Context) {
+	tick := time.NewTicker(dashboardEvery)
+	defer tick.Stop()
+	for {
+		d.record(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // dashboardStock reads the stock accounts of the sales on now (open or sold
@@ -116,9 +157,11 @@ func (d *dashboardStream) shutdownOf(r *http.Request) <-chan struct{} {
 	return got.(chan struct{})
 }
 
-// serve writes one "data: {json}" event at once and then one per
-// dashboardEvery, until the viewer goes away, the server shuts down or a
-// write fails.
+// serve writes the history first, oldest frame first, and then each frame
+// as it is kept (one per dashboardEvery), until the viewer goes away, the
+// server shuts down or a write fails. Without a recording loop the viewer
+// samples: at once, so the page never waits a second for its first frame,
+// and then once per dashboardEvery, shared with the other viewers.
 func (d *dashboardStream) serve(c *gin.Context) {
 	if d.open.Add(1) > d.max {
 		d.open.Add(-1)
@@ -142,32 +185,46 @@ func (d *dashboardStream) serve(c *gin.Context) {
 	h.Set("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
 
-	tick := time.NewTicker(dashboardEvery)
-	defer tick.Stop()
+	var tick <-chan time.Time
+	if !d.recorded {
+		d.record(ctx)
+		t := time.NewTicker(dashboardEvery)
+		defer t.Stop()
+		tick = t.C
+	}
 	var last int64
 	for {
-		f, err := d.sampler.Frame(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log("dashboard sample failed", "err", err)
-			}
-		} else if f.T != last { // a frame shared with another viewer may repeat
-			last = f.T
-			b, _ := json.Marshal(f)
-			_ = rc.SetWriteDeadline(time.Now().Add(5 * dashboardEvery))
-			if _, err := c.Writer.Write(append(append([]byte("data: "), b...), '\n', '\n')); err != nil {
+		frames, next := d.history.After(last)
+		if len(frames) > 0 {
+			if err := writeFrames(c.Writer, rc, frames); err != nil {
 				return
 			}
-			if err := rc.Flush(); err != nil {
-				return
-			}
+			last = frames[len(frames)-1].T
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-stop:
 			return
-		case <-tick.C:
+		case <-next:
+		case <-tick:
+			d.record(ctx)
 		}
 	}
+}
+
+// writeFrames writes frames as "data: {json}" events and flushes them.
+func writeFrames(w io.Writer, rc *http.ResponseController, frames []dashboard.Frame) error {
+	var buf bytes.Buffer
+	for _, f := range frames {
+		b, _ := json.Marshal(f)
+		buf.WriteString("data: ")
+		buf.Write(b)
+		buf.WriteString("\n\n")
+	}
+	_ = rc.SetWriteDeadline(time.Now().Add(5 * dashboardEvery))
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	return rc.Flush()
 }

@@ -216,3 +216,47 @@ func TestDashboardStreamsAreCapped(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestDashboardLateViewerGetsTheHistoryFirst: a viewer who connects after
+// another has seen frames gets those frames first, oldest first, before
+// any newer one: a page opened after a lab run draws the run. It holds
+// whether the viewers sample (no Deps.Running) or a recording loop does.
+func TestDashboardLateViewerGetsTheHistoryFirst(t *testing.T) {
+	t.Parallel()
+	for _, recorded := range []bool{false, true} {
+		t.Run(map[bool]string{false: "viewers sample", true: "recorded"}[recorded], func(t *testing.T) {
+			t.Parallel()
+			running, stop := context.WithCancel(context.Background())
+			defer stop()
+			f := newFixtureWith(t, nopQueue{}, func(d *Deps) {
+				if recorded {
+					d.Running = running
+				}
+			})
+			srv := httptest.NewServer(f.h)
+			t.Cleanup(srv.Close)
+
+			const n = 3
+			early, leave := context.WithCancel(context.Background())
+			r := bufio.NewReader(openStream(t, early, srv.URL).Body)
+			var seen []int64
+			for range n {
+				seen = append(seen, nextEvent(t, r).T)
+			}
+			leave()
+
+			late := bufio.NewReader(openStream(t, context.Background(), srv.URL).Body)
+			var got []int64
+			for len(got) == 0 || got[len(got)-1] < seen[n-1] {
+				got = append(got, nextEvent(t, late).T)
+			}
+			// Recorded, the history may start before the first viewer came.
+			got = got[len(got)-min(len(got), n):]
+			for i := range seen {
+				if i >= len(got) || got[i] != seen[i] {
+					t.Fatalf("late viewer's first frames end %v, want %v (the first viewer's)", got, seen)
+				}
+			}
+		})
+	}
+}

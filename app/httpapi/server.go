@@ -82,6 +82,11 @@ type Deps struct {
 	// Queue serves the waiting rooms of queue items at
 	// /api/v1/items/{id}/queue; without it that route is not found.
 	Queue waitingRoom
+	// Running, if set, is done when the instance stops. Until then the
+	// dashboard samples once a second whether anyone watches or not and
+	// keeps the last two minutes, which a page opened late draws first.
+	// Without it (tests) the dashboard samples only while someone watches.
+	Running context.Context
 }
 
 type server struct {

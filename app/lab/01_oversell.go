@@ -47,30 +47,9 @@ func runOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	// Every buyer reads the stock before any of them decrements it: the
 	// window between GET and DECR, widened to hold the whole crowd.
 	hold := newBarrier(buyers, raceHold)
-	var ov bootstrap.Overrides
-	if mode == Unprotected {
-		ov.StockLedger = func(real sale.StockLedger, rdb redis.UniversalClient, prefix string) sale.StockLedger {
-			return naive.NewCheckThenDecrLedger(real, rdb, func(id sale.ItemID) string {
-				return redisstock.KeyPatterns(prefix, id)[0] // the sale hash
-			}, hold.Wait)
-		}
-	}
-	tweak := func(c *config.Config) {
-		// Every buyer reaches the ledger: the crowd is one sale's worth of
-		// single clicks, well inside the shield's budgets, and a request
-		// held at the barrier keeps its deadline.
-		c.ItemRate, c.ItemBurst = float64(10*buyers), 10*buyers
-		c.MaxInFlight = max(c.MaxInFlight, 2*buyers)
-		c.RequestTimeout = 3 * raceHold
-		c.MySQLCallTimeout = raceHold
-		// The item stays in this process for the whole sale, so no buyer
-		// waits on (or is refused by) a database read on a loaded machine.
-		c.LocalCacheTTL = time.Minute
-		// A loaded machine's slow Redis call must not turn into a 503
-		// shared by every buyer waiting on the same item load.
-		c.RedisCallTimeout = raceHold
-	}
-	sys, err := env.Start(ctx, tweak, ov)
+	ov, closeCrowd := oversellOverrides(mode, hold, buyers)
+	defer closeCrowd()
+	sys, err := env.Start(ctx, oversellTweak(buyers), ov)
 	if err != nil {
 		return Result{}, err
 	}
@@ -135,6 +114,70 @@ func runOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 			{"Redis stock after the sale", itoa(left[it.ID])},
 		},
 	}, nil
+}
+
+// oversellOverrides plugs the naive ledger, on a Redis client of its own
+// (crowdClient), into the unprotected run; the func closes that client.
+func oversellOverrides(mode Mode, hold *barrier, buyers int) (bootstrap.Overrides, func()) {
+	var ov bootstrap.Overrides
+	if mode != Unprotected {
+		return ov, func() {}
+	}
+	var crowd redis.UniversalClient
+	ov.StockLedger = func(real sale.StockLedger, rdb redis.UniversalClient, prefix string) sale.StockLedger {
+		crowd = crowdClient(rdb, buyers)
+		return naive.NewCheckThenDecrLedger(real, crowd, func(id sale.ItemID) string {
+			return redisstock.KeyPatterns(prefix, id)[0] // the sale hash
+		}, hold.Wait)
+	}
+	return ov, func() {
+		if crowd != nil {
+			_ = crowd.Close()
+		}
+	}
+}
+
+// oversellTweak makes the path to the ledger patient for the crowd.
+func oversellTweak(buyers int) func(*config.Config) {
+	return func(c *config.Config) {
+		// Every buyer reaches the ledger: the crowd is one sale's worth of
+		// single clicks, well inside the shield's budgets, and a request
+		// held at the barrier keeps its deadline.
+		c.ItemRate, c.ItemBurst = float64(10*buyers), 10*buyers
+		c.MaxInFlight = max(c.MaxInFlight, 2*buyers)
+		c.RequestTimeout = 3 * raceHold
+		c.MySQLCallTimeout = raceHold
+		// The item stays in this process for the whole sale, so no buyer
+		// waits on (or is refused by) a database read on a loaded machine.
+		c.LocalCacheTTL = time.Minute
+		// A loaded machine's slow Redis call must not turn into a 503
+		// shared by every buyer waiting on the same item load.
+		c.RedisCallTimeout = raceHold
+	}
+}
+
+// crowdClient is a client of rdb's Redis for the naive ledger, with a
+// connection for each of the crowd's buyers and the lab's patience
+// (raceHold) for a connection and an answer. The system's own client
+// shares 64 connections and waits 3 s for one and 2 s for an answer: the
+// production ledger pipelines its calls and never needs more, but the
+// naive one sends every buyer's GET, and after the barrier every DECR, at
+// once; on a machine far past its capacity (a load average of 50 on 2
+// cores) some of them waited longer and were answered 503 before the
+// check, so the figure fell (216 instead of 300 in one run). Alone on its
+// connections, every buyer reaches the check and the decrement, and the
+// figure is 300 on every run. A cluster client (not a lab set-up) is
+// returned as it is.
+func crowdClient(rdb redis.UniversalClient, buyers int) redis.UniversalClient {
+	c, ok := rdb.(*redis.Client)
+	if !ok {
+		return rdb
+	}
+	o := *c.Options()
+	o.PoolSize, o.MinIdleConns, o.MaxIdleConns = buyers, 0, buyers
+	o.PoolTimeout, o.ReadTimeout, o.WriteTimeout = raceHold, raceHold, raceHold
+	o.ClientName += "-naive"
+	return redis.NewClient(&o)
 }
 
 // otherAnswers sums the answers other than those listed, with their

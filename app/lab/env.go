@@ -38,13 +38,13 @@ type Env struct {
 	// Linger keeps each run's system (and its dashboard) up this long after
 	// the run's figures are printed, so a room can look; 0 stops it at once.
 	Linger time.Duration
-	// FreePort lets the systems listen on another port of Base.HTTPAddr's
+	// FreePort lets the labs listen on another port of Base.HTTPAddr's
 	// host when that one is taken (`make run` holds 8080 during a
 	// workshop); without it a taken address fails the run.
 	FreePort bool
 
 	mu        sync.Mutex
-	addr      string    // the address every run listens on, once chosen
+	front     *front    // Base.HTTPAddr (or the port taken instead), once listening
 	lingering []*System // runs whose shutdown waits for the linger
 }
 
@@ -91,11 +91,13 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 	nonce := nonce()
 	cfg.RedisPrefix = "lab-" + nonce
 	cfg.InstanceID = "lab-" + nonce
-	addr, err := e.Addr()
+	fr, err := e.listen()
 	if err != nil {
 		return nil, err
 	}
-	cfg.HTTPAddr = addr
+	// A port of its own, behind the env's front (front.go), which keeps
+	// the labs' address answering between two runs.
+	cfg.HTTPAddr = "127.0.0.1:0"
 	s := &System{env: e}
 	if cfg.MySQLDSN != "" {
 		dsn, drop, err := freshDatabase(ctx, cfg.MySQLDSN, "lab_"+nonce)
@@ -131,45 +133,60 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 			deleteKeys(rdb, prefix)
 		}
 	}
-	e.Printf("system up at %s (dashboard: %s/dashboard)", m.URL(), m.URL())
+	fr.use(m.URL())
+	e.Printf("system up (dashboard: %s/dashboard)", fr.URL())
 	return s, nil
 }
 
-// Addr is the address the lab systems listen on: Base.HTTPAddr, or, when
-// that is taken and FreePort allows, a free port on the same host, chosen
-// once so that every later run (and a dashboard left open) finds the same
-// one. A port of 0 gives each run a port of its own.
+// Addr is the address the labs answer on, listening from this call on:
+// Base.HTTPAddr, or, when that is taken and FreePort allows, a free port on
+// the same host, chosen once so that every later run (and a dashboard left
+// open) finds the same one. A port of 0 takes a free one. Before the first
+// run and between runs it serves the dashboard page; during a run, that
+// run's system. Close stops it.
 func (e *Env) Addr() (string, error) {
+	fr, err := e.listen()
+	if err != nil {
+		return "", err
+	}
+	return fr.ln.Addr().String(), nil
+}
+
+// listen starts the env's front on its address, once.
+func (e *Env) listen() (*front, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.addr != "" {
-		return e.addr, nil
+	if e.front != nil {
+		return e.front, nil
 	}
 	want := e.Base.HTTPAddr
-	host, port, err := net.SplitHostPort(want)
+	host, _, err := net.SplitHostPort(want)
 	if err != nil {
-		return "", fmt.Errorf("lab: --http-addr %q: %w", want, err)
-	}
-	if port == "0" {
-		return want, nil
+		return nil, fmt.Errorf("lab: --http-addr %q: %w", want, err)
 	}
 	ln, err := net.Listen("tcp", want)
-	if err == nil {
-		_ = ln.Close()
-		e.addr = want
-		return want, nil
+	if err != nil && e.FreePort && errors.Is(err, syscall.EADDRINUSE) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("lab: %s is taken and no other port is free: %w", want, err)
+		}
+		e.printf("%s is taken (by make run?); the labs listen on %s instead", want, ln.Addr())
+	} else if err != nil {
+		return nil, fmt.Errorf("lab: cannot listen on %s: %w", want, err)
 	}
-	if !e.FreePort || !errors.Is(err, syscall.EADDRINUSE) {
-		return "", fmt.Errorf("lab: cannot listen on %s: %w", want, err)
+	e.front = serveFront(ln)
+	return e.front, nil
+}
+
+// Close stops the env's address (Addr). Runs still lingering are not
+// waited for: call it after the last RunOne.
+func (e *Env) Close() {
+	e.mu.Lock()
+	fr := e.front
+	e.mu.Unlock()
+	if fr != nil {
+		fr.close()
 	}
-	ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", fmt.Errorf("lab: %s is taken and no other port is free: %w", want, err)
-	}
-	e.addr = ln.Addr().String()
-	_ = ln.Close()
-	e.printf("%s is taken (by make run?); the labs listen on %s instead", want, e.addr)
-	return e.addr, nil
 }
 
 // Close shuts the system down and removes its namespace from real
@@ -195,7 +212,7 @@ func (e *Env) Settle(ctx context.Context) {
 	if len(systems) == 0 {
 		return
 	}
-	e.Printf("the system stays up for %s: %s/dashboard", e.Linger, systems[0].URL())
+	e.Printf("the system stays up for %s: %s/dashboard", e.Linger, e.front.URL())
 	t := time.NewTimer(e.Linger)
 	select {
 	case <-ctx.Done():
@@ -211,6 +228,9 @@ func (e *Env) Settle(ctx context.Context) {
 func (s *System) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// First, so an open page hears "between runs" and retries, rather
+	// than reaching a system on its way down.
+	s.env.front.leave(s.URL())
 	if err := s.Main.Shutdown(ctx); err != nil {
 		s.env.Printf("shutdown: %v", err)
 	}

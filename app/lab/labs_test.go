@@ -38,6 +38,7 @@ func runLabOn(t *testing.T, name string, scale float64, redisAddr, mysqlDSN stri
 	base.RedisAddr, base.MySQLDSN = redisAddr, mysqlDSN
 	var out bytes.Buffer
 	env := &Env{Base: base, Out: &out, Scale: scale}
+	defer env.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := RunOne(ctx, env, l, &out)

@@ -72,6 +72,7 @@ func TestLingerKeepsTheRunsDashboardUp(t *testing.T) {
 	base.HTTPAddr = "127.0.0.1:0"
 	out := watchLines()
 	env := &Env{Base: base, Out: out.w, Scale: 1, Linger: time.Hour}
+	defer env.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const bought = 3
@@ -175,6 +176,7 @@ func TestAddrTakesAFreePortBesideATakenOne(t *testing.T) {
 	}
 	var out strings.Builder
 	free := &Env{Base: base, FreePort: true, Out: &out}
+	defer free.Close()
 	a, err := free.Addr()
 	if err != nil {
 		t.Fatal(err)

@@ -103,6 +103,10 @@ func labRunCommand(stdout, stderr io.Writer) *ffcli.Command {
 		FlagSet: fs,
 		Options: []ff.Option{ff.WithEnvVarPrefix(config.EnvPrefix)},
 		Exec: func(ctx context.Context, rest []string) error {
+			rest, err := flagsAfterName(fs, rest)
+			if err != nil {
+				return err
+			}
 			labs, err := pickLabs(rest)
 			if err != nil {
 				return err
@@ -144,6 +148,19 @@ func pickLabs(rest []string) ([]lab.Lab, error) {
 	return []lab.Lab{l}, nil
 }
 
+// flagsAfterName parses the flags that follow lab run's lab name, as in
+// `seckill lab run oversell --linger 15s` (Go's flag package stops at the
+// first argument that is not a flag), and returns the arguments left.
+func flagsAfterName(fs *flag.FlagSet, rest []string) ([]string, error) {
+	if len(rest) < 2 {
+		return rest, nil
+	}
+	if err := fs.Parse(rest[1:]); err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	return append([]string{rest[0]}, fs.Args()...), nil
+}
+
 // flagSet reports whether the flag name was given, on the command line or
 // by its environment variable.
 func flagSet(fs *flag.FlagSet, name string) bool {
@@ -159,14 +176,15 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // did not point the predicted way.
 func runLabs(ctx context.Context, env *lab.Env, labs []lab.Lab, out io.Writer) error {
 	start := time.Now()
+	// Listening before printing: the URL answers the moment it is read,
+	// with the page, which then picks up each run as it starts.
 	addr, err := env.Addr()
 	if err != nil {
 		fmt.Fprintf(out, "FAIL the labs cannot start: %v\n", err)
 		return fmt.Errorf("%w: %v", errLabsBroken, err)
 	}
-	if !strings.HasSuffix(addr, ":0") {
-		fmt.Fprintf(out, "dashboard: http://%s/dashboard (open it now; it follows each run)\n\n", addr)
-	}
+	defer env.Close()
+	fmt.Fprintf(out, "dashboard: http://%s/dashboard (open it now; it follows each run)\n\n", addr)
 	var notHeld, broken, lines []string
 	for i, l := range labs {
 		if i > 0 {

@@ -1,13 +1,16 @@
 // The live dashboard: one EventSource on /api/v1/dashboard/stream, one
-// frame a second, appended to five uPlot charts that keep the last two
-// minutes. All arithmetic (rates, quantiles) is done by the server from the
-// instance's own metrics; the page only draws what it is sent.
+// frame a second, appended to six uPlot charts that keep the last two
+// minutes. On connecting, the server first sends the frames of its last two
+// minutes, so a page opened after a lab run draws that run. All arithmetic
+// (rates, quantiles) is done by the server from the instance's own metrics;
+// the page only draws what it is sent.
 "use strict";
 
 (function () {
   const KEEP = 120; // points per chart: two minutes at one frame a second
   const MIN_SPAN = 30; // seconds the time axis shows at least
   const EMPTY_SPAN = 60; // seconds the time axis shows before any frame
+  const GAP_S = 5; // a silence longer than this is drawn as a gap (between two lab runs)
   const RETRY_MS = [500, 1000, 2000]; // waits before reconnecting, then the last again
   const STREAM = "/api/v1/dashboard/stream";
 
@@ -102,6 +105,15 @@
     return [Math.min(min, max - MIN_SPAN), max];
   }
 
+  // yRange starts at 0, or below it for a stock the naive ledger of lab
+  // oversell drove negative, with some room above the highest value.
+  function yRange(name, min, max) {
+    const floor = name === "latency" ? 1 : 5;
+    const lo = Number.isFinite(min) ? Math.min(0, min * 1.1) : 0;
+    const hi = Number.isFinite(max) ? Math.max(max * 1.1, floor) : floor;
+    return [lo, hi];
+  }
+
   function build(name, c) {
     const el = document.getElementById(c.el);
     c.data = [[]].concat(c.series.map(() => []));
@@ -113,9 +125,12 @@
       cursor: { drag: { x: false, y: false } },
       // At least MIN_SPAN seconds wide and scrolling, so a new page does not
       // stretch its first seconds across the whole width.
-      scales: { x: { time: true, range: xRange }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, name === "latency" ? 1 : 5)] } },
+      scales: { x: { time: true, range: xRange }, y: { range: (u, min, max) => yRange(name, min, max) } },
       axes: [axis, Object.assign({ size: 56 }, axis)],
-      series: [{}].concat(c.series.map((s) => ({ label: s.label, stroke: s.stroke, dash: s.dash, width: 2, points: { show: false } }))),
+      // uPlot's own rule for points: drawn only where the samples are
+      // sparse, so a short lab run's few seconds (and a lone latency
+      // sample between gaps) show, and two busy minutes stay lines.
+      series: [{}].concat(c.series.map((s) => ({ label: s.label, stroke: s.stroke, dash: s.dash, width: 2, points: { size: 5, fill: s.stroke } }))),
     }, c.data, el);
     new ResizeObserver(() => {
       const w = Math.max(el.clientWidth, 280);
@@ -156,15 +171,40 @@
   const conn = document.getElementById("conn");
   const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 
+  let lastT = 0; // seconds; the newest frame drawn
+  let drawing = false;
+
+  function push(c, t, row) {
+    c.data[0].push(t);
+    row.forEach((v, i) => c.data[i + 1].push(v));
+    if (c.data[0].length > KEEP) c.data.forEach((a) => a.shift());
+  }
+
+  // draw redraws the charts once per animation frame, so the two minutes of
+  // history a new stream starts with cost one redraw, not 120.
+  function draw() {
+    if (drawing) return;
+    drawing = true;
+    requestAnimationFrame(() => {
+      drawing = false;
+      for (const c of Object.values(charts)) c.plot.setData(c.data);
+    });
+  }
+
   function onFrame(frame) {
     const t = frame.t / 1000;
+    // A reconnecting page is sent the history again: what it drew is skipped.
+    if (!(t > lastT)) return;
+    const gap = lastT > 0 && t - lastT > GAP_S;
     for (const c of Object.values(charts)) {
-      c.data[0].push(t);
-      c.series.forEach((s, i) => c.data[i + 1].push(value(s.pick(frame))));
-      if (c.data[0].length > KEEP) c.data.forEach((a) => a.shift());
-      c.plot.setData(c.data);
+      // A row of nulls breaks the line, so a next run's first frame is not
+      // joined to the last one's across the silence between them.
+      if (gap) push(c, lastT + 1, c.series.map(() => null));
+      push(c, t, c.series.map((s) => value(s.pick(frame))));
       showNow(c, frame);
     }
+    lastT = t;
+    draw();
     showItems(frame);
     conn.className = "banner banner-ok";
     conn.textContent = "Live · updated " + timeFmt.format(new Date(frame.t));
@@ -179,7 +219,7 @@
   // error. A browser's own retry gives up for good on some failures (the
   // instance gone between two lab runs, a proxy's error page), so the page
   // does not rely on it. The charts keep what they have: the next lab
-  // run's frames follow the last one's after a gap on the time axis.
+  // run's frames (its history first) follow the last one's after a gap.
   let es = null;
   let failures = 0;
 

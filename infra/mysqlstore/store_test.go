@@ -362,7 +362,7 @@ func testUpdateItem(t *testing.T, b backend) {
 		cur.Version = 77
 		return boom
 	})
-	if err != boom {
+	if !errors.Is(err, boom) {
 		t.Fatalf("UpdateItem(fn error) = %v, want the very error fn returned", err)
 	}
 	got, _ = s.Item(ctx, it.ID)

@@ -171,7 +171,7 @@ func newRoot(stdout, stderr io.Writer) *ffcli.Command {
 			}
 			<-ctx.Done()
 			log.Info("signal received; shutting down gracefully", "timeout", cfg.ShutdownTimeout)
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 			defer cancel()
 			return m.Shutdown(sctx)
 		}

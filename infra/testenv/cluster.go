@@ -350,7 +350,7 @@ func waitClusterOK(ctx context.Context, addrs []string) error {
 			select {
 			case <-ctx.Done():
 				_ = c.Close()
-				return fmt.Errorf("node %s never reached cluster_state:ok: %w %s", addr, err, info)
+				return fmt.Errorf("node %s never reached cluster_state:ok: %v %s", addr, err, info) //nolint:errorlint // err is nil when the node answered a state other than ok
 			case <-time.After(50 * time.Millisecond):
 			}
 		}

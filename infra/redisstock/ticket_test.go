@@ -1,6 +1,7 @@
 package redisstock
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -135,7 +136,7 @@ func raceTicket(t *testing.T, h *harness, orders []sale.Order) (accepted, reused
 				errs <- err
 			case r.Outcome == sale.Accepted:
 				acc.Add(1)
-			case r.Outcome == sale.OutcomeTicketUsed && r.Err() == sale.ErrInvalidTicket:
+			case r.Outcome == sale.OutcomeTicketUsed && errors.Is(r.Err(), sale.ErrInvalidTicket):
 				u.Add(1)
 			default:
 				errs <- fmt.Errorf("order %d (%s): unexpected %+v", i, o.UserID, r)

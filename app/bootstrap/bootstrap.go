@@ -145,7 +145,7 @@ func New(cfg config.Config, roles Roles, log *slog.Logger) *Main {
 // demo if asked, starts the background loops and begins serving HTTP. When
 // it returns nil the instance is ready; on error everything it started is
 // stopped again. A busy --http-addr is reported before anything starts.
-func (m *Main) Start(ctx context.Context) (err error) {
+func (m *Main) Start(ctx context.Context) (err error) { //nolint:contextcheck // the background loops live until Shutdown, not ctx, and must not inherit its values (a startup span)
 	cfg := m.Config
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -159,7 +159,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.ln = ln
 	defer func() {
 		if err != nil {
-			_ = m.Shutdown(context.Background())
+			_ = m.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 	m.metrics = metrics.New()
@@ -206,7 +206,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	m.Fair = fairness.New(fairness.Deps{
 		Items: m.local, Once: redisonce.New(m.rdb, cfg.RedisPrefix), Blocks: m.store,
 		// The coordinator is built next, with the service as its blocklist.
-		Broadcast: func(u sale.UserID, blocked bool) { m.coord.Blocked(u, blocked) }, Log: m.Log,
+		Broadcast: func(u sale.UserID, blocked bool) { m.coord.Blocked(u, blocked) }, Log: m.Log, //nolint:contextcheck // the coordinator detaches its broadcast from every caller on purpose
 	}, fairness.Options{
 		Secret: secret, TicketTTL: cfg.TicketTTL, TicketLead: cfg.TicketLead, ChallengeTTL: cfg.ChallengeTTL,
 		MinDifficulty: cfg.PowMinDifficulty, MaxDifficulty: cfg.PowMaxDifficulty, Window: cfg.PowWindow,
@@ -322,7 +322,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	}
 	// A worker-only instance still serves /healthz, /readyz and /metrics,
 	// so it can be probed and scraped like the API.
-	if err := m.serveHTTP(secret); err != nil {
+	if err := m.serveHTTP(secret); err != nil { //nolint:contextcheck // false positive: every handler runs under its request's context
 		return err
 	}
 	if m.Roles.API {
@@ -449,7 +449,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 			}
 			m.tmpDir = dir
 			path = filepath.Join(dir, "seckill.db")
-		} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		} else if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return fmt.Errorf("sqlite directory: %w", err)
 		}
 		if _, statErr := os.Stat(path); statErr == nil && m.emRedis != nil {
@@ -471,7 +471,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 	if err := kafkaevents.EnsureTopics(pctx, cfg.Brokers(), topics...); err != nil {
 		return fmt.Errorf("kafka topics at %s: %w", cfg.KafkaBrokers, err)
 	}
-	m.ledger = redisstock.New(m.rdb, ledgerOptions(*cfg, m.breakers))
+	m.ledger = redisstock.New(m.rdb, ledgerOptions(*cfg, m.breakers)) //nolint:contextcheck // the ledger batches many callers' calls, so each batch runs under its own deadline
 	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
 	m.gLedger = ledgerGuard(m.ledger, m.breakers)
 	m.gStore = guard.NewStore(m.store, m.breakers.db)
@@ -599,7 +599,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	m.Log.Info("shutting down", "timeout", m.Config.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Config.ShutdownTimeout)
 	defer cancel()
 	return m.Shutdown(sctx)
 }

@@ -84,9 +84,9 @@ type slotRefresher struct {
 }
 
 // reload asks for a fresh slot map once the cluster client exists.
-func (r *slotRefresher) reload() {
+func (r *slotRefresher) reload(ctx context.Context) {
 	if c := r.c.Load(); c != nil {
-		c.ReloadState(context.Background())
+		c.ReloadState(ctx)
 	}
 }
 
@@ -95,7 +95,7 @@ func (r *slotRefresher) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := next(ctx, network, addr)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			r.reload()
+			r.reload(ctx)
 		}
 		return conn, err
 	}
@@ -106,7 +106,7 @@ func (r *slotRefresher) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		if staleTopology(err) {
-			r.reload()
+			r.reload(ctx)
 		}
 		return err
 	}
@@ -119,7 +119,7 @@ func (r *slotRefresher) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 		err := next(ctx, cmds)
 		for _, cmd := range cmds {
 			if staleTopology(cmd.Err()) {
-				r.reload()
+				r.reload(ctx)
 				break
 			}
 		}

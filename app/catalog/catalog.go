@@ -402,7 +402,7 @@ func (s *Service) invalidateLater(ctx context.Context, id sale.ItemID) {
 	if err := s.d.Caches.InvalidateLater(context.WithoutCancel(ctx), id); err != nil {
 		s.d.Log.Warn("could not schedule the second delete durably; running it from this instance", "item_id", id, "err", err)
 		time.AfterFunc(s.d.SecondDelete, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			if err := s.d.Caches.Invalidate(ctx, id); err != nil {
 				s.d.Log.Warn("second delete failed; cached copies live until their TTL", "item_id", id, "err", err)
@@ -518,5 +518,5 @@ func unavailable(what string, err error) error {
 	}
 	// err stays in the chain (a second %w) so that the HTTP layer can say
 	// why, for example that a circuit breaker refused the call.
-	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err) //nolint:errorlint // both wrapped on purpose: see above
 }

@@ -30,7 +30,7 @@ func (k *keyedMem) CreateItemKeyed(ctx context.Context, it sale.Item, key string
 	if ok {
 		return k.items[id], !k.unopened[id], nil
 	}
-	it, _ = k.memStore.CreateItem(ctx, it)
+	it, _ = k.CreateItem(ctx, it)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.keys[key], k.unopened[it.ID] = it.ID, true

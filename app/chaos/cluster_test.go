@@ -148,7 +148,7 @@ func (c *redisCluster) waitHealthy(ctx context.Context, ok func([]clusterNode) e
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("redis cluster %v not healthy: %v", live, last)
+			return fmt.Errorf("redis cluster %v not healthy: %w", live, last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -291,7 +291,7 @@ func (c *redisCluster) failover(ctx context.Context, key string, gap time.Durati
 	// The key must really live there: otherwise the kill would test a
 	// failover that never touches the sale.
 	if n, err := m.Exists(ctx, key).Result(); err != nil || n != 1 {
-		return res, fmt.Errorf("%s is not on %s, the master of its slot %d (EXISTS: %d, %v)", key, master.addr, slot, n, err)
+		return res, fmt.Errorf("%s is not on %s, the master of its slot %d (EXISTS: %d, %v)", key, master.addr, slot, n, err) //nolint:errorlint // err is nil when EXISTS answered 0
 	}
 	if gap > 0 {
 		// Stopped first, so the replica cannot reconnect (and resync)
@@ -414,7 +414,7 @@ func (c *redisCluster) reshard(ctx context.Context, key string, pause time.Durat
 	// The key must really live there: otherwise the migration would test
 	// a slot the sale does not use.
 	if n, err := from.Exists(ctx, key).Result(); err != nil || n != 1 {
-		return res, fmt.Errorf("%s is not on %s, the master of its slot %d (EXISTS: %d, %v)", key, src.addr, slot, n, err)
+		return res, fmt.Errorf("%s is not on %s, the master of its slot %d (EXISTS: %d, %v)", key, src.addr, slot, n, err) //nolint:errorlint // err is nil when EXISTS answered 0
 	}
 	// Importing first, as redis-cli does: a client sent on by the source's
 	// ASK must find the target ready to take it.

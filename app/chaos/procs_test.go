@@ -249,11 +249,11 @@ func waitUntil(p *proc, timeout time.Duration, what string, ok func() error) err
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s: the process exited while waiting (last check: %v)", what, err)
+			return fmt.Errorf("%s: the process exited while waiting (last check: %w)", what, err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not ready after %s: %v", what, timeout, err)
+			return fmt.Errorf("%s: not ready after %s: %w", what, timeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -85,7 +85,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	t.Run("purchase 1 MB chunked body", func(t *testing.T) {
 		// An io.Reader of unknown length goes out chunked, without a
 		// Content-Length to refuse up front.
-		req, err := http.NewRequest("POST", in.url+purchase, io.MultiReader(bytes.NewReader(huge)))
+		req, err := http.NewRequest(http.MethodPost, in.url+purchase, io.MultiReader(bytes.NewReader(huge)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +97,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		defer res.Body.Close()
 		raw, _ := io.ReadAll(res.Body)
 		var body map[string]any
-		if res.StatusCode != 413 || json.Unmarshal(raw, &body) != nil || body["error"] != "payload_too_large" {
+		if res.StatusCode != http.StatusRequestEntityTooLarge || json.Unmarshal(raw, &body) != nil || body["error"] != "payload_too_large" {
 			t.Fatalf("chunked 1 MB purchase = %d %s, want 413 payload_too_large", res.StatusCode, truncate(raw))
 		}
 	})

@@ -45,7 +45,7 @@ func TestBannerRecipeBuys(t *testing.T) {
 	}
 	s := string(out)
 	if !strings.Contains(s, `"order_id":"`) || !strings.Contains(s, `"user_id":"alice"`) ||
-		!(strings.Contains(s, `"status":"queued"`) || strings.Contains(s, `"status":"confirmed"`)) {
+		!strings.Contains(s, `"status":"queued"`) && !strings.Contains(s, `"status":"confirmed"`) {
 		t.Fatalf("recipe did not end with alice's order:\n%s", s)
 	}
 	if strings.Contains(s, `"error"`) {

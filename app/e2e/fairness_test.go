@@ -211,12 +211,12 @@ func TestTicketReplayRaceHTTP(t *testing.T) {
 	)
 	for range n {
 		wg.Go(func() {
-			req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/items/%d/purchase", in.url, item), strings.NewReader(body))
+			req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/v1/items/%d/purchase", in.url, item), strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+alice)
 			req.Header.Set("Content-Type", "application/json")
 			<-start
 			res, err := client.Do(req)
-			key := ""
+			var key string
 			if err != nil {
 				key = "error: " + err.Error()
 			} else {

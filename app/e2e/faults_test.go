@@ -90,7 +90,7 @@ func startLoad(in *instance, item int64, prefix string, workers int, pause time.
 
 func (l *faultLoad) buy(user string) {
 	tok, _ := l.signer.Issue(sale.UserID(user))
-	req, _ := http.NewRequest("POST", l.path, nil)
+	req, _ := http.NewRequest(http.MethodPost, l.path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	s := faultSample{start: time.Now(), user: user, token: tok}
 	res, err := l.client.Do(req)
@@ -104,7 +104,7 @@ func (l *faultLoad) buy(user string) {
 		_ = res.Body.Close()
 		_ = json.Unmarshal(b, &body)
 		s.status, s.code, s.order = res.StatusCode, body.Error, body.OrderID
-		if res.StatusCode == 503 && res.Header.Get("Retry-After") == "" {
+		if res.StatusCode == http.StatusServiceUnavailable && res.Header.Get("Retry-After") == "" {
 			l.in.t.Errorf("503 without Retry-After: %s", b)
 		}
 	}

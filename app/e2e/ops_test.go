@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -28,7 +29,7 @@ func TestWorkerServesOpsEndpoints(t *testing.T) {
 	defer res.Body.Close()
 	buf := new(strings.Builder)
 	_, _ = ioCopy(buf, res)
-	if res.StatusCode != 200 || !strings.Contains(buf.String(), "seckill_worker_lag") {
+	if res.StatusCode != http.StatusOK || !strings.Contains(buf.String(), "seckill_worker_lag") {
 		t.Fatalf("metrics: %d, lag gauge present=%v", res.StatusCode, strings.Contains(buf.String(), "seckill_worker_lag"))
 	}
 }

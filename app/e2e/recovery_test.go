@@ -84,16 +84,16 @@ func buyUntilDecided(t *testing.T, in *instance, item int64, users []string, tok
 			for {
 				r := in.do("POST", path, tokens[u], nil)
 				out[i] = attempt{user: u, token: tokens[u], status: r.Status, code: r.str("error"), orderID: r.str("order_id")}
-				switch {
-				case r.Status == http.StatusNotFound:
+				switch r.Status {
+				case http.StatusNotFound:
 					t.Errorf("purchase of an existing item answered 404: %s", r.Raw)
 					return
-				case r.Status == http.StatusGatewayTimeout:
+				case http.StatusGatewayTimeout:
 					// outcome_unknown: a retry is safe; the one-order
 					// rule answers it if the first went through.
 					time.Sleep(100 * time.Millisecond)
 					continue
-				case r.Status == http.StatusServiceUnavailable || r.Status == http.StatusTooManyRequests:
+				case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 					if r.Status == http.StatusServiceUnavailable {
 						if r.Header.Get("Retry-After") == "" {
 							t.Errorf("503 without Retry-After: %s", r.Raw)

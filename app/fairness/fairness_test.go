@@ -98,8 +98,12 @@ func TestDifficultyAdaptsToPressure(t *testing.T) {
 	// purchases without a ticket leaves the price where it was.
 	for range 1000 {
 		ask()
-		s.Admit("bob", it, "", c.Now())
-		s.Admit("bob", it, "forged", c.Now())
+		if _, err := s.Admit("bob", it, "", c.Now()); err == nil {
+			t.Fatal("admitted without a ticket")
+		}
+		if _, err := s.Admit("bob", it, "forged", c.Now()); err == nil {
+			t.Fatal("admitted with a forged ticket")
+		}
 	}
 	if d := ask(); d != 8 {
 		t.Fatalf("after a flood of unproven requests: difficulty %d, want still 8", d)
@@ -120,7 +124,7 @@ func TestDifficultyAdaptsToPressure(t *testing.T) {
 	}
 	// A flood of 100000 attempts in one second goes to the cap, not beyond.
 	for range 100000 {
-		s.Admit("bob", it, tk, c.Now())
+		_, _ = s.Admit("bob", it, tk, c.Now()) // only the pressure it adds counts here
 	}
 	if d := ask(); d != 14 {
 		t.Fatalf("in a flood: difficulty %d, want the maximum 14", d)

@@ -90,7 +90,7 @@ func reserveGuarded(b *Breaker, ctx context.Context, call func(context.Context) 
 	case errors.As(err, &be):
 		return r, be.err
 	}
-	return r, fmt.Errorf("%w: %w", sale.ErrOutcomeUnknown, err)
+	return r, fmt.Errorf("%w: %w", sale.ErrOutcomeUnknown, err) //nolint:errorlint // both wrapped: the answer and the failure that caused it
 }
 
 // backendError marks an error Reserve's backend returned, as opposed to one

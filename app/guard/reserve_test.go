@@ -51,7 +51,7 @@ func TestLedgerReserveGivenUpIsOutcomeUnknown(t *testing.T) {
 	b := NewBreaker("redis-ledger", Settings{CallTimeout: time.Hour, OpenFor: time.Hour})
 	l = NewLedger(&stuckLedger{release: done, err: refused}, b)
 	for range 5 {
-		if _, err := l.Reserve(context.Background(), o); err != refused {
+		if _, err := l.Reserve(context.Background(), o); err != refused { //nolint:errorlint // identity on purpose: the backend's error itself, unwrapped
 			t.Fatalf("Reserve answered by the backend: %v, want the backend's error itself", err)
 		}
 	}

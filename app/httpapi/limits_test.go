@@ -155,7 +155,7 @@ func TestHeaderLimit(t *testing.T) {
 func TestEmptyBodyCostsNothing(t *testing.T) {
 	s := &server{}
 	c, _ := gin.CreateTestContext(httptest.NewRecorder())
-	c.Request = httptest.NewRequest("POST", "/api/v1/items/1/purchase", nil)
+	c.Request = httptest.NewRequest(http.MethodPost, "/api/v1/items/1/purchase", nil)
 	c.Request.Header.Set("Authorization", "Bearer x.y")
 	if n := testing.AllocsPerRun(100, func() { s.bounds(c) }); n != 0 {
 		t.Fatalf("bounds allocates %.0f times per bodiless request, want 0", n)

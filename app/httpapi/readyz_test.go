@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ func TestReadyzShowsBreakersWithoutJudgingByThem(t *testing.T) {
 			{Name: "database", State: func() string { return "closed" }},
 		}, log)
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		var body struct {
 			Status   string            `json:"status"`
 			Checks   map[string]string `json:"checks"`
@@ -71,7 +72,7 @@ func TestReadyzProbesAtMostOncePerSecond(t *testing.T) {
 		wg.Go(func() {
 			for range 10 {
 				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 				if rec.Code != 503 || strings.Contains(rec.Body.String(), "dial tcp") || strings.Contains(rec.Body.String(), "redis:") {
 					t.Errorf("status %d body %s: want 503 without the probe's error text", rec.Code, rec.Body)
 				}

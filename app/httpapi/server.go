@@ -177,7 +177,7 @@ func Ops(m *metrics.Metrics, ready []Check, log *slog.Logger) *gin.Engine {
 func (s *server) recoverJSON(c *gin.Context) {
 	defer func() {
 		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
+			if v == http.ErrAbortHandler { //nolint:errorlint // a panic value, compared as net/http compares it
 				panic(v)
 			}
 			s.log.Error("panic in handler", "route", c.FullPath(), "request_id", c.GetHeader(reqid.Header), "panic", v)

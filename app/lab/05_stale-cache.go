@@ -120,7 +120,7 @@ func runStaleCache(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	code, err := sh.do(ctx, http.MethodPatch, fmt.Sprintf("/api/v1/admin/items/%d", it.ID), sys.AdminToken,
 		map[string]int64{"price_cents": newPrice}, nil)
 	if err != nil || code != http.StatusOK {
-		return Result{}, fmt.Errorf("update the price: status %d, %v", code, err)
+		return Result{}, fmt.Errorf("update the price: status %d, %v", code, err) //nolint:errorlint // the error is nil when only the status is wrong
 	}
 	updated := time.Now()
 	release()
@@ -136,7 +136,7 @@ func runStaleCache(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		}
 		code, err := sh.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/items/%d", it.ID), "", nil, &page)
 		if err != nil || code != http.StatusOK {
-			return Result{}, fmt.Errorf("read the item page: status %d, %v", code, err)
+			return Result{}, fmt.Errorf("read the item page: status %d, %v", code, err) //nolint:errorlint // the error is nil when only the status is wrong
 		}
 		now := time.Now()
 		if page.PriceCents == oldPrice {

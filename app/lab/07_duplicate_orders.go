@@ -67,7 +67,7 @@ func (d *deliverTwice) Publish(ctx context.Context, orders ...sale.Order) error 
 		defer d.wg.Done()
 		defer d.pending.Add(-1)
 		time.Sleep(resendDelay)
-		ctx, cancel := context.WithTimeout(context.Background(), resendWait)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resendWait)
 		defer cancel()
 		waitUntil(ctx, resendWait, 20*time.Millisecond, func() bool { return d.recorded(ctx, batch) })
 		if d.next.Publish(ctx, batch...) == nil {

@@ -89,7 +89,7 @@ func runBreaker(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	}
 	// Warm up: the item is cached and the connections are open.
 	if r := c.Buy(ctx, tokens[breakerClients+1], item); r.Status != 202 {
-		return Result{}, fmt.Errorf("warm-up purchase: %d %v %v", r.Status, r.Body, r.Err)
+		return Result{}, fmt.Errorf("warm-up purchase: %d %v %v", r.Status, r.Body, r.Err) //nolint:errorlint // the error is nil when only the status is wrong
 	}
 
 	// A buyer gives up on an answer after breakerPatience.

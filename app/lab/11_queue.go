@@ -125,7 +125,7 @@ func queueRun(ctx context.Context, c *labhttp.Client, tokens []string, clicks []
 		"starts_at": opens.Format(time.RFC3339Nano), "ends_at": opens.Add(time.Hour).Format(time.RFC3339Nano),
 	})
 	if r.Err != nil || r.Status != 201 {
-		return nil, nil, fmt.Errorf("create queue item: %d %v %v", r.Status, r.Body, r.Err)
+		return nil, nil, fmt.Errorf("create queue item: %d %v %v", r.Status, r.Body, r.Err) //nolint:errorlint // the error is nil when only the status is wrong
 	}
 	path := fmt.Sprintf("/api/v1/items/%d/queue", r.Num("id"))
 	buy := fmt.Sprintf("/api/v1/items/%d/purchase", r.Num("id"))

@@ -48,15 +48,15 @@ type Env struct {
 	lingering []*System // runs whose shutdown waits for the linger
 }
 
-// Scaled returns n scaled by the env's Scale, never below min.
-func (e *Env) Scaled(n, min int) int {
+// Scaled returns n scaled by the env's Scale, never below least.
+func (e *Env) Scaled(n, least int) int {
 	s := e.Scale
 	if s <= 0 {
 		s = 1
 	}
 	v := int(float64(n) * s)
-	if v < min {
-		v = min
+	if v < least {
+		v = least
 	}
 	return v
 }
@@ -231,7 +231,7 @@ func (s *System) shutdown() {
 	// First, so an open page hears "between runs" and retries, rather
 	// than reaching a system on its way down.
 	s.env.front.leave(s.URL())
-	if err := s.Main.Shutdown(ctx); err != nil {
+	if err := s.Shutdown(ctx); err != nil {
 		s.env.Printf("shutdown: %v", err)
 	}
 	if s.dropKey != nil {

@@ -201,7 +201,7 @@ func (s *Service) Pay(ctx context.Context, user sale.UserID, id sale.OrderID, re
 	if !applied {
 		// Another payment, a cancel or the expiry got there first: this
 		// charge bought nothing.
-		s.refund(o, charged)
+		s.refund(ctx, o, charged)
 		return got, sale.PayAnswer(got)
 	}
 	s.paid.Add(1)
@@ -244,8 +244,8 @@ func (s *Service) settlePay(ctx context.Context, o sale.Order, charged string, a
 
 // refund gives back a charge whose payment the database did not record.
 // It runs detached from the request, which may be ending.
-func (s *Service) refund(o sale.Order, ref string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func (s *Service) refund(ctx context.Context, o sale.Order, ref string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.d.Payments.Refund(ctx, o, ref); err != nil {
 		s.d.Log.Error("refund of a charge whose order was not paid failed", "order_id", o.ID, "payment_ref", ref, "err", err)
@@ -386,7 +386,7 @@ func (s *Service) RunTask(ctx context.Context, task string) (ok bool, err error)
 	id, perr := sale.ParseOrderID(raw)
 	if perr != nil {
 		s.d.Log.Warn("malformed expiry task dropped", "task", task)
-		return true, nil
+		return true, nil //nolint:nilerr // dropped, not retried: a malformed task fails the same way forever
 	}
 	return true, s.Expire(ctx, id)
 }

@@ -274,4 +274,13 @@ func TestDispatcherPublishesAndFlushesOnShutdown(t *testing.T) {
 	if d.Stats().Published != 25 {
 		t.Fatalf("stats = %+v", d.Stats())
 	}
+	got := map[sale.OrderID]bool{}
+	for _, o := range pub.got {
+		got[o.ID] = true
+	}
+	for _, o := range want {
+		if !got[o.ID] || !box.published[o.ID] {
+			t.Fatalf("order %s: published %v, marked published %v", o.ID, got[o.ID], box.published[o.ID])
+		}
+	}
 }

@@ -234,7 +234,7 @@ func (s *Service) reserve(ctx context.Context, o sale.Order, now time.Time) (sal
 	if err != nil {
 		// err stays in the chain so the HTTP layer can tell a refusal by a
 		// circuit breaker from a backend that failed.
-		return sale.Order{}, fmt.Errorf("%w: reserve: %w", ErrUnavailable, err)
+		return sale.Order{}, fmt.Errorf("%w: reserve: %w", ErrUnavailable, err) //nolint:errorlint // both wrapped on purpose: see above
 	}
 	switch res.Outcome {
 	case sale.Accepted:
@@ -253,7 +253,7 @@ func (s *Service) reserve(ctx context.Context, o sale.Order, now time.Time) (sal
 	case sale.OutcomeStockMoving:
 		// A split item's last units are moving between its buckets: not
 		// sold out, and not a failing backend. Retry in a moment.
-		return sale.Order{}, fmt.Errorf("%w: %w", ErrUnavailable, res.Err())
+		return sale.Order{}, fmt.Errorf("%w: %w", ErrUnavailable, res.Err()) //nolint:errorlint // both wrapped: res.Err() says the stock is moving
 	case sale.OutcomeNotFound:
 		// The item exists (the catalog just returned it), so the ledger has
 		// lost its sale. Guessing the stock would oversell and "not found"

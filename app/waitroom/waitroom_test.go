@@ -181,7 +181,9 @@ func TestPreQueuePlaceIsReadAfterTheShuffle(t *testing.T) {
 	f.now = t0.Add(-10 * time.Second)
 	f.line.st = sale.LineState{Pre: 4}
 	f.line.places["p"] = sale.LinePlace{Place: 0}
-	f.line.Join(ctx, 1, "p", sale.LineConfig{}) // already there: keeps place 0
+	if _, _, err := f.line.Join(ctx, 1, "p", sale.LineConfig{}); err != nil { // already there: keeps place 0
+		t.Fatal(err)
+	}
 	got, err := f.s.Join(ctx, "p", 1)
 	if err != nil || got.State != StateWaiting || got.Position != 4 || got.ETA != 12*time.Second {
 		t.Fatalf("before the opening: %+v %v, want waiting, position 4, eta 10 s + 2 s", got, err)

@@ -33,7 +33,7 @@ type Delivery interface {
 }
 
 type feed[D Delivery] interface {
-	Fetch(ctx context.Context, max int, linger time.Duration) ([]D, error)
+	Fetch(ctx context.Context, limit int, linger time.Duration) ([]D, error)
 	Commit(ctx context.Context, ds []D) error
 	DeadLetter(ctx context.Context, d D, reason string) error
 }
@@ -140,7 +140,7 @@ func (w *Worker[D]) Run(ctx context.Context) error {
 		// lose them. Only a stop request ends the retries, leaving the
 		// batch for redelivery.
 		for attempt := 0; ; attempt++ {
-			b, err := w.decideBatch(ds)
+			b, err := w.decideBatch(ctx, ds)
 			if err == nil {
 				select {
 				case decided <- b:
@@ -167,7 +167,7 @@ func (w *Worker[D]) followLoop(ctx context.Context, decided <-chan decidedBatch[
 	backoff := 100 * time.Millisecond
 	for b := range decided {
 		for attempt := 0; ; attempt++ {
-			err := w.followBatch(b)
+			err := w.followBatch(ctx, b)
 			if err == nil {
 				break
 			}
@@ -206,8 +206,8 @@ type decidedBatch[D Delivery] struct {
 // decoded, confirm the rest in one transaction and read every fate. It
 // runs with its own deadline, detached from Run's context, so that a
 // shutdown does not abort a transaction halfway.
-func (w *Worker[D]) decideBatch(ds []D) (decidedBatch[D], error) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
+func (w *Worker[D]) decideBatch(ctx context.Context, ds []D) (decidedBatch[D], error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.BatchTimeout)
 	defer cancel()
 
 	b := decidedBatch[D]{ds: ds}
@@ -249,8 +249,8 @@ func (w *Worker[D]) decideBatch(ds []D) (decidedBatch[D], error) {
 // second time), the confirmed orders' expiries are scheduled, and the
 // offsets are committed. Every step is idempotent, so a retry repeats it
 // whole.
-func (w *Worker[D]) followBatch(b decidedBatch[D]) error {
-	ctx, cancel := context.WithTimeout(context.Background(), w.opts.BatchTimeout)
+func (w *Worker[D]) followBatch(ctx context.Context, b decidedBatch[D]) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.BatchTimeout)
 	defer cancel()
 
 	if len(b.orders) > 0 {
@@ -358,8 +358,8 @@ func (w *Worker[D]) confirm(ctx context.Context, orders []sale.Order, ds []D) (m
 }
 
 func (w *Worker[D]) count(size, inserted int) {
-	w.confirmed.Add(uint64(inserted))
-	w.duplicates.Add(uint64(size - inserted))
+	w.confirmed.Add(uint64(inserted))         //nolint:gosec // G115: a count of inserted rows, never negative
+	w.duplicates.Add(uint64(size - inserted)) //nolint:gosec // G115: inserted is at most the batch size
 	if w.opts.OnBatch != nil {
 		w.opts.OnBatch(size, inserted)
 	}
@@ -416,14 +416,6 @@ func deliveryFor[D Delivery](ds []D, id sale.OrderID) D {
 	}
 	var zero D
 	return zero
-}
-
-func orderIDs(orders []sale.Order) []sale.OrderID {
-	out := make([]sale.OrderID, len(orders))
-	for i, o := range orders {
-		out[i] = o.ID
-	}
-	return out
 }
 
 // Stats counts what the worker did. Dropped counts phantom orders whose

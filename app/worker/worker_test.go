@@ -29,10 +29,10 @@ type fakeFeed struct {
 	log       []string
 }
 
-func (f *fakeFeed) Fetch(ctx context.Context, max int, _ time.Duration) ([]msg, error) {
+func (f *fakeFeed) Fetch(ctx context.Context, limit int, _ time.Duration) ([]msg, error) {
 	f.mu.Lock()
 	if len(f.queue) > 0 {
-		n := min(max, len(f.queue))
+		n := min(limit, len(f.queue))
 		out := append([]msg(nil), f.queue[:n]...)
 		f.queue = f.queue[n:]
 		f.mu.Unlock()

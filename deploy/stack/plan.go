@@ -82,7 +82,7 @@ func LoadCompose(ctx context.Context, compose string, env []string) (*types.Proj
 	if err != nil {
 		return nil, err
 	}
-	p, err := cli.ProjectFromOptions(ctx, opts)
+	p, err := opts.LoadProject(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}

@@ -117,7 +117,7 @@ func Start(ctx context.Context, plan Plan, o Options) (_ *Stack, err error) {
 	}
 	if o.RedisPrefix == "" {
 		o.RedisPrefix = "seckill-stack-" + nonce()
-		s.cleanups = append(s.cleanups, func() { dropRedisPrefix(o.Redis, o.RedisPrefix, s.log) })
+		s.cleanups = append(s.cleanups, func() { dropRedisPrefix(o.Redis, o.RedisPrefix, s.log) }) //nolint:contextcheck // a cleanup runs at Stop, after Start's ctx, under its own deadline
 	}
 
 	brokerAddr, err := freeAddr()
@@ -144,7 +144,7 @@ func Start(ctx context.Context, plan Plan, o Options) (_ *Stack, err error) {
 	select {
 	case <-mig.done:
 		if mig.err != nil {
-			return nil, fmt.Errorf("migrate: %v (log: %s)\n%s", mig.err, mig.logf, tail(mig.logf, 20))
+			return nil, fmt.Errorf("migrate: %w (log: %s)\n%s", mig.err, mig.logf, tail(mig.logf, 20))
 		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -219,7 +219,7 @@ func (s *Stack) startNginx(ctx context.Context, plan Plan, o Options) error {
 	// config is read, and may not be writable.
 	args := []string{"-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log")}
 	if out, err := exec.CommandContext(ctx, o.Nginx, append(args, "-t")...).CombinedOutput(); err != nil {
-		return fmt.Errorf("nginx -t on the rendered %s: %v\n%s", confPath, err, out)
+		return fmt.Errorf("nginx -t on the rendered %s: %w\n%s", confPath, err, out)
 	}
 	p, err := s.spawn("nginx", o.Nginx, args, nil, 5*time.Second)
 	if err != nil {
@@ -296,7 +296,7 @@ func targetsPage(base string) string {
 // targetsUp returns nil when Prometheus has exactly want active targets and
 // all of them are up.
 func targetsUp(base string, want int) error {
-	r, err := httpc.Get(base + "/api/v1/targets")
+	r, err := httpc.Get(base + "/api/v1/targets") //nolint:noctx // a poll with no caller context; httpc's 2 s timeout bounds it
 	if err != nil {
 		return err
 	}
@@ -422,7 +422,7 @@ func (s *Stack) ownDatabase(ctx context.Context, dsn string) (string, error) {
 	}
 	s.Database = cfg.DBName
 	s.cleanups = append(s.cleanups, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := dropDatabase(ctx, own); err != nil {
 			fmt.Fprintf(s.log, "stack: drop database %s: %v\n", cfg.DBName, err)
@@ -494,13 +494,13 @@ func waitFor(ctx context.Context, p *proc, what string, ok func() error) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s: %s exited (%v); last lines of %s:\n%s", what, p.name, p.err, p.logf, tail(p.logf, 20))
+			return fmt.Errorf("%s: %s exited (%v); last lines of %s:\n%s", what, p.name, p.err, p.logf, tail(p.logf, 20)) //nolint:errorlint // p.err is nil when the process exited 0
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not ready after a minute: %v (log %s)", what, err, p.logf)
+			return fmt.Errorf("%s: not ready after a minute: %w (log %s)", what, err, p.logf)
 		}
 	}
 }
@@ -508,7 +508,7 @@ func waitFor(ctx context.Context, p *proc, what string, ok func() error) error {
 var httpc = &http.Client{Timeout: 2 * time.Second}
 
 func httpOK(url string) error {
-	r, err := httpc.Get(url)
+	r, err := httpc.Get(url) //nolint:noctx // a poll with no caller context; httpc's 2 s timeout bounds it
 	if err != nil {
 		return err
 	}
@@ -521,7 +521,7 @@ func httpOK(url string) error {
 }
 
 func dialTCP(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	c, err := net.DialTimeout("tcp", addr, time.Second) //nolint:noctx // a poll with no caller context; the timeout bounds it
 	if err == nil {
 		c.Close()
 	}

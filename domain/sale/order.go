@@ -92,7 +92,7 @@ func ParseOrderID(s string) (OrderID, error) {
 	}
 	for i := 0; i < len(hex); i++ {
 		c := hex[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return "", invalid("order_id", "is malformed")
 		}
 	}

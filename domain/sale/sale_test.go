@@ -71,7 +71,7 @@ func TestWindowAndStatus(t *testing.T) {
 		{t0.Add(time.Hour), 0, ErrEnded, StatusEnded},
 	}
 	for _, c := range cases {
-		if err := it.CheckWindow(c.at); err != c.err {
+		if err := it.CheckWindow(c.at); !errors.Is(err, c.err) {
 			t.Errorf("CheckWindow(%v) = %v, want %v", c.at, err, c.err)
 		}
 		if s := it.StatusAt(c.at, c.stock); s != c.status {

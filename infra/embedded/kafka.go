@@ -67,7 +67,7 @@ func StartKafkaOn(ln net.Listener, topics ...KafkaTopic) (*Kafka, error) {
 			return nil, fmt.Errorf("embedded: kafka topic with an empty name")
 		}
 		// SeedTopics with p < 1 means kfake's default (10 partitions).
-		opts = append(opts, kfake.SeedTopics(int32(t.Partitions), t.Name))
+		opts = append(opts, kfake.SeedTopics(int32(t.Partitions), t.Name)) //nolint:gosec // G115: a partition count from our own config, far below 2^31
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

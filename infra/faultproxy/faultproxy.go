@@ -186,7 +186,7 @@ func (p *Proxy) accept() {
 
 func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
-	server, err := net.DialTimeout("tcp", p.upstream, 2*time.Second)
+	server, err := net.DialTimeout("tcp", p.upstream, 2*time.Second) //nolint:noctx // a connection has no context here; the timeout bounds the dial
 	if err != nil {
 		resetClose(client)
 		return

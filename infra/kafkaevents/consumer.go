@@ -175,14 +175,14 @@ func NewConsumer(brokers []string, group, topic, deadLetterTopic string, opts Co
 }
 
 // Fetch blocks until one message is available or ctx is done, then gathers
-// more until it holds max or linger has passed since the first. Messages of
+// more until it holds limit or linger has passed since the first. Messages of
 // one partition come in offset order, and whenever Fetch returns any
 // messages its error is nil.
 // A message Fetch does not return stays in the reader for the next call, and
 // a ctx that is already done returns ctx.Err() without touching the reader.
-func (c *Consumer) Fetch(ctx context.Context, max int, linger time.Duration) ([]Delivery, error) {
-	if max < 1 {
-		max = 1
+func (c *Consumer) Fetch(ctx context.Context, limit int, linger time.Duration) ([]Delivery, error) {
+	if limit < 1 {
+		limit = 1
 	}
 	// kafka-go's FetchMessage picks at random between a done ctx and a
 	// ready message; checking first makes a cancelled Fetch predictable.
@@ -193,11 +193,11 @@ func (c *Consumer) Fetch(ctx context.Context, max int, linger time.Duration) ([]
 	if err != nil {
 		return nil, fmt.Errorf("kafkaevents: fetch: %w", err)
 	}
-	ds := make([]Delivery, 0, max)
+	ds := make([]Delivery, 0, limit)
 	ds = append(ds, c.delivery(m))
-	if len(ds) < max && linger > 0 {
+	if len(ds) < limit && linger > 0 {
 		lctx, cancel := context.WithTimeout(ctx, linger)
-		for len(ds) < max {
+		for len(ds) < limit {
 			m, err := c.r.FetchMessage(lctx)
 			if err != nil {
 				// The linger ran out, ctx ended or the reader closed;

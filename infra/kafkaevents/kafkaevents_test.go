@@ -65,18 +65,18 @@ func newConsumer(t *testing.T, brokers []string, group, topic, dlq string) *kafk
 	return c
 }
 
-// fetchN fetches in batches of up to max until it holds n deliveries,
+// fetchN fetches in batches of up to limit until it holds n deliveries,
 // committing each batch when commit is set.
-func fetchN(ctx context.Context, t *testing.T, c *kafkaevents.Consumer, n, max int, commit bool) []kafkaevents.Delivery {
+func fetchN(ctx context.Context, t *testing.T, c *kafkaevents.Consumer, n, limit int, commit bool) []kafkaevents.Delivery {
 	t.Helper()
 	var all []kafkaevents.Delivery
 	for len(all) < n {
-		ds, err := c.Fetch(ctx, max, 50*time.Millisecond)
+		ds, err := c.Fetch(ctx, limit, 50*time.Millisecond)
 		if err != nil {
 			t.Fatalf("fetch (have %d of %d): %v", len(all), n, err)
 		}
-		if len(ds) == 0 || len(ds) > max {
-			t.Fatalf("fetch returned %d deliveries with max %d", len(ds), max)
+		if len(ds) == 0 || len(ds) > limit {
+			t.Fatalf("fetch returned %d deliveries with limit %d", len(ds), limit)
 		}
 		if commit {
 			if err := c.Commit(ctx, ds); err != nil {

@@ -150,7 +150,7 @@ func TestEncodeRefusesInvalidOrder(t *testing.T) {
 func TestDecodeV1RejectsGarbage(t *testing.T) {
 	t.Parallel()
 	good := v1Value(t, sampleOrder())
-	swap := func(old, new string) string { return strings.Replace(string(good), old, new, 1) }
+	swap := func(old, repl string) string { return strings.Replace(string(good), old, repl, 1) }
 	cases := map[string]string{
 		"empty":          "",
 		"not json":       "hello",

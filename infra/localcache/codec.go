@@ -26,7 +26,7 @@ var errCorrupt = errors.New("localcache: corrupt entry")
 func encodeEntry(kind byte, expires int64, it sale.Item) []byte {
 	b := make([]byte, headerLen, headerLen+64+len(it.Name)+len(it.Description))
 	b[0] = kind
-	binary.BigEndian.PutUint64(b[1:9], uint64(expires))
+	binary.BigEndian.PutUint64(b[1:9], uint64(expires)) //nolint:gosec // G115: the bits are stored as they are and decodeHeader turns them back
 	if kind != kindItem {
 		return b
 	}
@@ -54,7 +54,7 @@ func decodeHeader(b []byte) (kind byte, expires int64, body []byte, err error) {
 	if len(b) < headerLen {
 		return 0, 0, nil, errCorrupt
 	}
-	return b[0], int64(binary.BigEndian.Uint64(b[1:9])), b[headerLen:], nil
+	return b[0], int64(binary.BigEndian.Uint64(b[1:9])), b[headerLen:], nil //nolint:gosec // G115: undoes encodeEntry's uint64(expires), bit for bit
 }
 
 // decodeItem copies everything it returns out of b, which belongs to the
@@ -103,7 +103,7 @@ func appendTime(b []byte, t time.Time) []byte {
 	}
 	b = append(b, 1)
 	b = binary.AppendVarint(b, t.Unix())
-	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	return binary.AppendUvarint(b, uint64(t.Nanosecond())) //nolint:gosec // G115: Nanosecond is in [0, 1e9)
 }
 
 type decoder struct {

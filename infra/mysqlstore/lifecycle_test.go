@@ -28,7 +28,7 @@ func testLifecycle(t *testing.T, b backend) {
 	if o.Status != sale.OrderConfirmed || o.PayBy.IsZero() || !o.PaidAt.IsZero() {
 		t.Fatalf("confirmed order = %+v; want confirmed with pay_by and no paid_at", o)
 	}
-	if d := o.PayBy.Sub(time.Now()); d < 14*time.Minute || d > 16*time.Minute {
+	if d := time.Until(o.PayBy); d < 14*time.Minute || d > 16*time.Minute {
 		t.Fatalf("pay_by is %s away; want the default 15m window", d)
 	}
 	before := o.PayBy.Add(-time.Millisecond)

@@ -79,7 +79,7 @@ func (s *Store) retryDeadlocks(ctx context.Context, tx func() error) error {
 		if err == nil || attempt == confirmAttempts || mysqlErrorNumber(err) != errLockDeadlock {
 			return err
 		}
-		pause := time.NewTimer(rand.N(time.Duration(attempt) * confirmRetryBackoff))
+		pause := time.NewTimer(rand.N(time.Duration(attempt) * confirmRetryBackoff)) //nolint:gosec // G404: jitter only spreads retries; it needs no unpredictability
 		select {
 		case <-ctx.Done():
 			pause.Stop()

@@ -362,7 +362,7 @@ func testUpdateItem(t *testing.T, b backend) {
 		cur.Version = 77
 		return boom
 	})
-	if err != boom {
+	if err != boom { //nolint:errorlint // identity on purpose: fn's error must come back unwrapped
 		t.Fatalf("UpdateItem(fn error) = %v, want the very error fn returned", err)
 	}
 	got, _ = s.Item(ctx, it.ID)

@@ -262,10 +262,10 @@ func newMoveID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// moveOut is step 1: it takes up to max units out of bucket src for dst and
+// moveOut is step 1: it takes up to limit units out of bucket src for dst and
 // journals them. It returns the units taken (0 if src is empty or missing).
-func (s *Store) moveOut(ctx context.Context, ks []itemKeys, moveID string, src, dst int, max int64) (int64, error) {
-	v, err := ints(s.runScript(ctx, moveOutScript, []string{ks[src].sale(), ks[src].moves(), ks[src].closed()}, moveID, dst, max), 2)
+func (s *Store) moveOut(ctx context.Context, ks []itemKeys, moveID string, src, dst int, limit int64) (int64, error) {
+	v, err := ints(s.runScript(ctx, moveOutScript, []string{ks[src].sale(), ks[src].moves(), ks[src].closed()}, moveID, dst, limit), 2)
 	if err != nil {
 		return 0, fmt.Errorf("redisstock: move out of bucket %d: %w", src, err)
 	}

@@ -164,7 +164,7 @@ func (s *Store) reserveSplit(ctx context.Context, o sale.Order, req *reserveReq,
 			return r, err
 		}
 	}
-	return sale.Reservation{Outcome: sale.OutcomeStockMoving, Gen: r.Gen}, nil
+	return sale.Reservation{Outcome: sale.OutcomeStockMoving, Gen: r.Gen}, nil //nolint:nilerr // a done ctx ends the refill rounds: the units are still moving, retry
 }
 
 // newReserveReq prepares the reservation of o, on the keys of its bucket;
@@ -273,7 +273,7 @@ func (s *Store) lane(ctx context.Context, key string) chan *reserveReq {
 	s.lanes.Store(node, ch)
 	s.flushers.Add(s.pipelines)
 	for range s.pipelines {
-		go s.flush(ch)
+		go s.flush(ch) //nolint:contextcheck // a batch carries many callers' calls, so it runs under its own deadline
 	}
 	return ch
 }
@@ -375,7 +375,7 @@ func unanswered(err error) error {
 	if errors.As(err, &reply) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", sale.ErrOutcomeUnknown, err)
+	return fmt.Errorf("%w: %w", sale.ErrOutcomeUnknown, err) //nolint:errorlint // both wrapped: the answer and the failure that caused it
 }
 
 // decodeReserve maps one order's {code, stock, gen, order_id} in the

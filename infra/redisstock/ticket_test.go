@@ -1,6 +1,7 @@
 package redisstock
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -142,7 +143,7 @@ func raceTicket(t *testing.T, h *harness, orders []sale.Order) (accepted, reused
 				errs <- err
 			case r.Outcome == sale.Accepted:
 				acc.Add(1)
-			case r.Outcome == sale.OutcomeTicketUsed && r.Err() == sale.ErrInvalidTicket,
+			case r.Outcome == sale.OutcomeTicketUsed && errors.Is(r.Err(), sale.ErrInvalidTicket),
 				r.Outcome == sale.OutcomeAlreadyPurchased && r.Existing != "" && r.Existing != o.ID:
 				// A replay by a user who already holds the ticket's order
 				// hears that, naming the order.

@@ -244,13 +244,13 @@ func tryStartCluster() (*privateCluster, error) {
 	for i, addr := range c.addrs {
 		if err := waitPing(ctx, addr); err != nil {
 			log, _ := os.ReadFile(filepath.Join(dir, strconv.Itoa(i), "redis.log"))
-			return nil, fmt.Errorf("redis-server %s did not answer: %v\n%s", addr, err, lastLines(string(log), 10))
+			return nil, fmt.Errorf("redis-server %s did not answer: %w\n%s", addr, err, lastLines(string(log), 10))
 		}
 	}
 	args := append([]string{"--cluster", "create"}, c.addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, lastLines(string(out), 10))
+		return nil, fmt.Errorf("redis-cli --cluster create: %w\n%s", err, lastLines(string(out), 10))
 	}
 	if err := waitClusterOK(ctx, c.addrs); err != nil {
 		return nil, err
@@ -350,7 +350,7 @@ func waitClusterOK(ctx context.Context, addrs []string) error {
 			select {
 			case <-ctx.Done():
 				_ = c.Close()
-				return fmt.Errorf("node %s never reached cluster_state:ok: %v %s", addr, err, info)
+				return fmt.Errorf("node %s never reached cluster_state:ok: %v %s", addr, err, info) //nolint:errorlint // err is nil when the node answered a state other than ok
 			case <-time.After(50 * time.Millisecond):
 			}
 		}

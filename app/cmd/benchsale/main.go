@@ -323,7 +323,7 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 	b.sys, err = startSystem(ctx, o, log)
 	defer func() {
 		b.logf("shutting down")
-		if cerr := b.sys.close(context.Background()); cerr != nil {
+		if cerr := b.sys.close(context.WithoutCancel(ctx)); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
 		}
 	}()

@@ -136,7 +136,7 @@ func (s *system) startWorker(ctx context.Context) error {
 	cfg.LocalCacheMB = 1
 	w := bootstrap.New(cfg, bootstrap.Roles{Worker: true}, s.log)
 	if err := w.Start(ctx); err != nil {
-		_ = w.Shutdown(context.Background())
+		_ = w.Shutdown(context.WithoutCancel(ctx))
 		return fmt.Errorf("start the worker: %w", err)
 	}
 	s.w = w
@@ -225,10 +225,13 @@ func (s *system) close(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() { done <- s.broker.Wait() }()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				errs = append(errs, "broker: "+err.Error())
+			}
 		case <-time.After(10 * time.Second):
 			_ = s.broker.Process.Kill()
-			<-done
+			errs = append(errs, fmt.Sprintf("broker still running 10 s after its stdin closed; killed (%v)", <-done))
 		}
 	}
 	if s.sqlDB != nil {
@@ -342,7 +345,7 @@ func (s *system) call(ctx context.Context, method, path, token string, body any)
 type purchaseCounts struct{ accepted, unavailable int64 }
 
 func (s *system) purchaseCounts(ctx context.Context) (purchaseCounts, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", s.url+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/metrics", nil)
 	if err != nil {
 		return purchaseCounts{}, err
 	}

@@ -157,7 +157,7 @@ func (w *wrkRunner) run(ctx context.Context, sc scenario, conns, threads int, d 
 		fmt.Fprintf(os.Stderr, "$ %s\n%s%s", res.Command, out.String(), errb.String())
 	}
 	if err != nil {
-		return res, fmt.Errorf("wrk: %v: %s", err, strings.TrimSpace(errb.String()))
+		return res, fmt.Errorf("wrk: %w: %s", err, strings.TrimSpace(errb.String()))
 	}
 	if err := parseWrk(out.String(), &res); err != nil {
 		return res, fmt.Errorf("wrk output: %w\n%s%s", err, out.String(), errb.String())
@@ -228,7 +228,7 @@ func keyValues(s string) (map[string]float64, error) {
 		}
 		x, err := strconv.ParseFloat(v, 64)
 		if err != nil {
-			return nil, fmt.Errorf("bad field %q: %v", f, err)
+			return nil, fmt.Errorf("bad field %q: %w", f, err)
 		}
 		out[k] = x
 	}

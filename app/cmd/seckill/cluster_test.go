@@ -106,10 +106,10 @@ func TestTwoInstancesOnRedisCluster(t *testing.T) {
 				}
 				for attempt := range 2 {
 					pr := call(t, "POST", fmt.Sprintf("%s/api/v1/items/%d/purchase", urls[(u+attempt)%2], item), token, nil)
-					switch {
-					case pr.status == 202:
+					switch pr.status {
+					case 202:
 						accepted.Add(1)
-					case pr.status == 409:
+					case 409:
 						soldOut.Add(1) // sold_out or already_purchased
 					default:
 						other.Add(1)
@@ -280,7 +280,7 @@ func waitReady(t *testing.T, url string) {
 		if err == nil {
 			_, _ = io.Copy(io.Discard, res.Body)
 			_ = res.Body.Close()
-			if res.StatusCode == 200 {
+			if res.StatusCode == http.StatusOK {
 				return
 			}
 		}

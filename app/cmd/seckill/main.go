@@ -176,7 +176,7 @@ func serve(roles bootstrap.Roles, banner bool, stdout, stderr io.Writer) runConf
 		}
 		<-ctx.Done()
 		log.Info("signal received; shutting down gracefully", "timeout", cfg.ShutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
 		return m.Shutdown(sctx)
 	}

@@ -87,7 +87,7 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis at %s: %w", cfg.RedisAddr, err)
 	}
-	ledger := redisstock.New(rdb, redisstock.Options{Prefix: cfg.RedisPrefix})
+	ledger := redisstock.New(rdb, redisstock.Options{Prefix: cfg.RedisPrefix}) //nolint:contextcheck // the ledger batches many callers' calls, so each batch runs under its own deadline
 	defer ledger.Close()
 	var backlog reconcile.Backlog
 	if cfg.KafkaBrokers != "" {

@@ -145,16 +145,15 @@ func New(cfg config.Config, roles Roles, log *slog.Logger) *Main {
 // demo if asked, starts the background loops and begins serving HTTP. When
 // it returns nil the instance is ready; on error everything it started is
 // stopped again. A busy --http-addr is reported before anything starts.
-func (m *Main) Start(ctx context.Context) (err error) { //nolint:contextcheck // the background loops live until Shutdown, not ctx, and must not inherit its values (a startup span)
-	cfg := m.Config
-	if err := cfg.Validate(); err != nil {
+func (m *Main) Start(ctx context.Context) (err error) {
+	if err := m.Config.Validate(); err != nil {
 		return err
 	}
 	// Listen first: a second instance on a busy port should say so at once,
 	// not after starting its backends and seeding. Serving starts last.
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another seckill running? set --http-addr)", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on %s: %w (is another seckill running? set --http-addr)", m.Config.HTTPAddr, err)
 	}
 	m.ln = ln
 	defer func() {
@@ -163,11 +162,46 @@ func (m *Main) Start(ctx context.Context) (err error) { //nolint:contextcheck //
 		}
 	}()
 	m.metrics = metrics.New()
-
 	if err := m.openBackends(ctx); err != nil {
 		return err
 	}
-	cfg = m.Config // now with the embedded backends' addresses
+	secret, logged := m.secrets()
+	if err := m.wireEdge(ctx, secret); err != nil {
+		return err
+	}
+	m.wireOrders()
+	if m.Config.SeedDemo {
+		if err := m.seedDemo(ctx); err != nil {
+			return fmt.Errorf("seed demo: %w", err)
+		}
+	}
+	if err := m.startLoops(ctx); err != nil {
+		return err
+	}
+	if m.Roles.Worker {
+		m.startWorker() //nolint:contextcheck // the worker lives until Shutdown, not ctx, and must not inherit its values (a startup span)
+	}
+	// A worker-only instance still serves /healthz, /readyz and /metrics,
+	// so it can be probed and scraped like the API.
+	if err := m.serveHTTP(secret); err != nil { //nolint:contextcheck // false positive: every handler runs under its request's context
+		return err
+	}
+	if m.Roles.API {
+		// One list load teaches the local cache the id range, so a
+		// purchase on a made-up id is refused with no backend call
+		// (localcache.Reader.Item). Best effort: any later list does too.
+		if _, err := m.local.Items(ctx); err != nil {
+			m.Log.Warn("could not load the item list at start; unknown ids reach the backends until it loads", "err", err)
+		}
+	}
+	m.Log.Info("seckill started", "config", logged, "api", m.Roles.API, "worker", m.Roles.Worker, "url", m.URL())
+	return nil
+}
+
+// secrets settles the admin token and the token secret, generating what the
+// config left empty, and returns the secret and the config as logged.
+func (m *Main) secrets() (string, startupConfig) {
+	cfg := m.Config // now with the embedded backends' addresses
 	logged := startupConfig{cfg: cfg}
 	if m.AdminToken = cfg.AdminToken; m.AdminToken == "" && m.Roles.API {
 		m.AdminToken = auth.RandomSecret()
@@ -185,7 +219,14 @@ func (m *Main) Start(ctx context.Context) (err error) { //nolint:contextcheck //
 			m.Log.Warn("no --token-secret given; tokens from this instance will not work on others")
 		}
 	}
+	return secret, logged
+}
 
+// wireEdge builds what answers before the ledger and what keeps the
+// instances in step: the shield, the item caches, the bus, the delay
+// queue, the fair-sale service and the coordinator.
+func (m *Main) wireEdge(ctx context.Context, secret string) error {
+	cfg := m.Config
 	m.shield = shield.New(shield.Options{
 		ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
 		MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
@@ -222,6 +263,13 @@ func (m *Main) Start(ctx context.Context) (err error) { //nolint:contextcheck //
 		// the delay queue starts only after both exist.
 		Tasks: func(ctx context.Context, task string) (bool, error) { return m.paymentWindow().RunTask(ctx, task) },
 	})
+	return nil
+}
+
+// wireOrders builds the use cases of an order's life: the lifecycle, the
+// reconciler, the catalog, the outbox, the purchase and the waiting rooms.
+func (m *Main) wireOrders() {
+	cfg := m.Config
 	m.Payments = &paysim.Provider{}
 	m.Lifecycle = lifecycle.New(lifecycle.Deps{
 		Book: m.store, Pending: m.ledger, Ledger: returnLedger{m.ledger}, Payments: m.Payments, Delay: m.delay,
@@ -272,12 +320,11 @@ func (m *Main) Start(ctx context.Context) (err error) { //nolint:contextcheck //
 	m.buildQueue(cfg)
 	m.registerMetrics()
 
-	if cfg.SeedDemo {
-		if err := m.seedDemo(ctx); err != nil {
-			return fmt.Errorf("seed demo: %w", err)
-		}
-	}
+}
 
+// startLoops starts the background loops every role runs, and the API's;
+// it returns once the bus subscription is live.
+func (m *Main) startLoops(ctx context.Context) error { //nolint:contextcheck // the background loops live until Shutdown, not ctx, and must not inherit its values (a startup span)
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.bgCancel = cancel
 	m.goBG(func() {
@@ -304,37 +351,26 @@ func (m *Main) Start(ctx context.Context) (err error) { //nolint:contextcheck //
 		m.disp.Add(1)
 		go func() { defer m.disp.Done(); m.dispatch.Run(dctx) }()
 	}
-	if m.Roles.Worker {
-		m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
-		var book OrderBook = m.Overrides.wrapOrderBook(m.store)
-		if f := m.Overrides.OrderBook; f != nil {
-			book = f(m.store.DB())
-		}
-		m.worker = worker.New[kafkaevents.Delivery](m.consumer, m.ledger, book, m.Log, worker.Options{
-			Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
-			OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
-			OnConfirmed: m.paymentWindow().ScheduleExpiry,
-		})
-		wctx, wcancel := context.WithCancel(context.Background())
-		m.workerCancel = wcancel
-		m.work.Add(1)
-		go func() { defer m.work.Done(); _ = m.worker.Run(wctx) }()
-	}
-	// A worker-only instance still serves /healthz, /readyz and /metrics,
-	// so it can be probed and scraped like the API.
-	if err := m.serveHTTP(secret); err != nil { //nolint:contextcheck // false positive: every handler runs under its request's context
-		return err
-	}
-	if m.Roles.API {
-		// One list load teaches the local cache the id range, so a
-		// purchase on a made-up id is refused with no backend call
-		// (localcache.Reader.Item). Best effort: any later list does too.
-		if _, err := m.local.Items(ctx); err != nil {
-			m.Log.Warn("could not load the item list at start; unknown ids reach the backends until it loads", "err", err)
-		}
-	}
-	m.Log.Info("seckill started", "config", logged, "api", m.Roles.API, "worker", m.Roles.Worker, "url", m.URL())
 	return nil
+}
+
+// startWorker starts the order consumer and its worker.
+func (m *Main) startWorker() {
+	cfg := m.Config
+	m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
+	var book OrderBook = m.Overrides.wrapOrderBook(m.store)
+	if f := m.Overrides.OrderBook; f != nil {
+		book = f(m.store.DB())
+	}
+	m.worker = worker.New[kafkaevents.Delivery](m.consumer, m.ledger, book, m.Log, worker.Options{
+		Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, OnReleased: m.coord.StockBack,
+		OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
+		OnConfirmed: m.paymentWindow().ScheduleExpiry,
+	})
+	wctx, wcancel := context.WithCancel(context.Background())
+	m.workerCancel = wcancel
+	m.work.Add(1)
+	go func() { defer m.work.Done(); _ = m.worker.Run(wctx) }()
 }
 
 func (m *Main) goBG(f func()) {

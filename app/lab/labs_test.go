@@ -10,13 +10,14 @@ import (
 	"seckill/infra/testenv"
 )
 
-// runLab is the one harness for a lab's test (docs/labs/README.md, "Adding
-// a lab", names it). It runs one registered lab at a small scale and fails
-// unless its figures point the way its guide predicts. It runs on embedded backends
-// (the workshop's set-up, and what make labs runs in CI), then on the real
-// Redis and MySQL of infra/testenv (skipped when they are not configured,
-// failed under CI=true), as `seckill lab run --redis-addr --mysql-dsn`
-// does; check is applied to both reports.
+// runLab is the one harness for a lab's test (docs/WORKSHOP.md, "How the
+// labs are built (to add one)", names it). It runs one registered lab at a
+// small scale and fails unless its figures point the way its guide
+// predicts. It runs on embedded backends (the workshop's set-up, and what
+// make labs runs in CI), then on the real Redis and MySQL of
+// infra/testenv (skipped when they are not configured, failed under
+// CI=true), as `seckill lab run --redis-addr --mysql-dsn` does; check is
+// applied to both reports.
 func runLab(t *testing.T, name string, scale float64, check func(t *testing.T, rep Report)) {
 	t.Helper()
 	t.Run("embedded", func(t *testing.T) {

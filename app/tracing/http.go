@@ -18,16 +18,26 @@ import (
 // and the purchase answer's trace context leaves in.
 const HeaderTraceparent = "traceparent"
 
-// Gin returns the middleware that gives every request a server span, the
-// child of the caller's traceparent when it sends one. It answers with the
-// span's traceparent, so a client that sends it back on a later request
-// (paying the order it just bought) continues the same trace. There is no
-// otelgin at the OpenTelemetry version this tree uses, hence this one.
+// untraced are the routes polled by machines (Prometheus every second, the
+// load balancer's and orchestrator's probes): a trace per poll would bury
+// the purchases in the viewer and cost a span each for nothing.
+var untraced = map[string]bool{"/metrics": true, "/healthz": true, "/readyz": true}
+
+// Gin returns the middleware that gives every request but the probes and
+// the metrics scrape a server span, the child of the caller's traceparent
+// when it sends one. It answers with the span's traceparent, so a client
+// that sends it back on a later request (paying the order it just bought)
+// continues the same trace. There is no otelgin at the OpenTelemetry
+// version this tree uses, hence this one.
 func Gin() gin.HandlerFunc {
 	prop := propagation.TraceContext{}
 	return func(c *gin.Context) {
-		ctx := prop.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
 		route := c.FullPath()
+		if untraced[route] {
+			c.Next()
+			return
+		}
+		ctx := prop.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
 		if route == "" {
 			route = "unmatched"
 		}

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/gin-gonic/gin"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -67,4 +71,31 @@ func TestSamplingAndLogs(t *testing.T) {
 		t.Errorf("a line without a span got a trace id: %s", lines[1])
 	}
 	span.End()
+}
+
+// TestGinLeavesProbesUntraced: a purchase request gets a server span and
+// answers its traceparent; the metrics scrape and the probes, polled every
+// second, get neither.
+func TestGinLeavesProbesUntraced(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	restore := Install(NewProvider(Config{Sample: 1, Service: "t"}, sdktrace.WithSyncer(exp)))
+	defer restore()
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	r.Use(Gin())
+	for _, p := range []string{"/metrics", "/healthz", "/readyz", "/api/v1/items/:id/purchase"} {
+		r.GET(p, func(c *gin.Context) { c.Status(http.StatusOK) })
+	}
+	for _, p := range []string{"/metrics", "/healthz", "/readyz", "/api/v1/items/7/purchase"} {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, httptest.NewRequest("GET", p, nil))
+		traced := w.Header().Get(HeaderTraceparent) != ""
+		if want := strings.HasPrefix(p, "/api/"); traced != want {
+			t.Errorf("GET %s: traceparent answered %v, want %v", p, traced, want)
+		}
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Name != "GET /api/v1/items/:id/purchase" {
+		t.Errorf("spans %v, want only the purchase's", spans.Snapshots())
+	}
 }

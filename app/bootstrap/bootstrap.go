@@ -434,6 +434,9 @@ func (m *Main) openBackends(ctx context.Context) error {
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 	})
 	m.cacheRdb.AddHook(guard.NewRedisHook(m.breakers.cache))
+	if err := traceRedis(m.rdb, m.cacheRdb); err != nil {
+		return err
+	}
 
 	var err error
 	if cfg.MySQLDSN != "" {

@@ -129,11 +129,23 @@ func TestOnePurchaseIsOneTrace(t *testing.T) {
 	if p := got["kafka publish"][0]; p.Parent.SpanID() != got[purchase][0].SpanContext.SpanID() {
 		t.Errorf("kafka publish's parent is %v, want the purchase request's span", p.Parent.SpanID())
 	}
+	// go-redis's own spans (redisotel) hang under the spans of the calls
+	// that made them: the Lua batch's pipeline under the batch span.
+	batch := got["redisstock reserve batch"][0].SpanContext.SpanID()
+	redisUnderBatch := false
 	n := 0
-	for _, ss := range got {
+	var names []string
+	for name, ss := range got {
 		n += len(ss)
+		names = append(names, name)
+		for _, s := range ss {
+			redisUnderBatch = redisUnderBatch || (strings.HasPrefix(s.Name, "redis.pipeline") && s.Parent.SpanID() == batch)
+		}
 	}
-	t.Logf("trace %s: %d spans", id, n)
+	if !redisUnderBatch {
+		t.Errorf("no go-redis pipeline span under the reserve batch span; the trace has %v", names)
+	}
+	t.Logf("trace %s: %d spans: %v", id, n, names)
 }
 
 // TestRelayRepublishJoinsTheTrace: an order whose API died right after the

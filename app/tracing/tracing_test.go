@@ -13,6 +13,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TestOffCostsNothing: with tracing off, Start hands back the caller's
@@ -97,5 +98,28 @@ func TestGinLeavesProbesUntraced(t *testing.T) {
 	spans := exp.GetSpans()
 	if len(spans) != 1 || spans[0].Name != "GET /api/v1/items/:id/purchase" {
 		t.Errorf("spans %v, want only the purchase's", spans.Snapshots())
+	}
+}
+
+// TestChildrenOnly: the narrowed provider records a span under a sampled
+// parent and starts nothing without one, so a background Redis command
+// makes no trace of its own.
+func TestChildrenOnly(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	restore := Install(NewProvider(Config{Sample: 1, Service: "t"}, sdktrace.WithSyncer(exp)))
+	defer restore()
+	tr := ChildrenOnly().Tracer("redis")
+	ctx, orphan := tr.Start(context.Background(), "relay scan")
+	if orphan.IsRecording() || trace.SpanContextFromContext(ctx).IsValid() {
+		t.Error("a span without a parent was started")
+	}
+	orphan.End()
+	pctx, parent := Start(context.Background(), "purchase")
+	_, child := tr.Start(pctx, "evalsha")
+	child.End()
+	parent.End()
+	spans := exp.GetSpans()
+	if len(spans) != 2 || spans[0].Name != "evalsha" || spans[0].Parent.SpanID() != parent.SpanContext().SpanID() {
+		t.Errorf("spans %v, want evalsha under purchase, then purchase", spans.Snapshots())
 	}
 }

@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"seckill/app/tracing"
 )
@@ -24,4 +25,13 @@ func traceRedis(clients ...redis.UniversalClient) error {
 		}
 	}
 	return nil
+}
+
+// traceSQL is the provider the store gives each statement's span from
+// when tracing is on (only under a traced request or batch), else nil.
+func traceSQL() trace.TracerProvider {
+	if !tracing.Enabled() {
+		return nil
+	}
+	return tracing.ChildrenOnly()
 }

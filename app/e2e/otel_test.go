@@ -142,6 +142,16 @@ func TestOnePurchaseIsOneTrace(t *testing.T) {
 			redisUnderBatch = redisUnderBatch || (strings.HasPrefix(s.Name, "redis.pipeline") && s.Parent.SpanID() == batch)
 		}
 	}
+	// The store's statements (infra/mysqlstore's gorm callbacks) hang under
+	// the worker's batch span.
+	cbatch := got["worker confirm batch"][0].SpanContext.SpanID()
+	sqlUnderBatch := false
+	for _, s := range all {
+		sqlUnderBatch = sqlUnderBatch || (s.SpanContext.TraceID() == id && s.Parent.SpanID() == cbatch && s.SpanKind == trace.SpanKindClient)
+	}
+	if !sqlUnderBatch {
+		t.Error("no SQL statement span under the worker confirm batch span")
+	}
 	if !redisUnderBatch {
 		t.Errorf("no go-redis pipeline span under the reserve batch span; the trace has %v", names)
 	}

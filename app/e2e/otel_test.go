@@ -172,7 +172,7 @@ func TestRelayRepublishJoinsTheTrace(t *testing.T) {
 
 	// The traced request of an API that is then SIGKILLed: its span never
 	// ends, and only its traceparent survives, on the order.
-	ctx, span := tracing.Start(t.Context(), "POST /api/v1/items/:id/purchase (killed)")
+	ctx, span := tracing.Tracer().Start(t.Context(), "POST /api/v1/items/:id/purchase (killed)")
 	id := span.SpanContext().TraceID()
 	it, err := api.Store().Item(ctx, sale.ItemID(item))
 	if err != nil {

@@ -40,7 +40,7 @@ func TestSamplingAndLogs(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	restore := Install(NewProvider(Config{Sample: 0, Service: "t"}, sdktrace.WithSyncer(exp)))
 	defer restore()
-	ctx, span := Start(context.Background(), "unsampled")
+	ctx, span := Tracer().Start(context.Background(), "unsampled")
 	if tp := Carry(ctx); tp != "" {
 		t.Errorf("an unsampled span carried %q", tp)
 	}
@@ -49,7 +49,7 @@ func TestSamplingAndLogs(t *testing.T) {
 
 	restore = Install(NewProvider(Config{Sample: 1, Service: "t"}, sdktrace.WithSyncer(exp)))
 	defer restore()
-	ctx, span = Start(context.Background(), "purchase")
+	ctx, span = Tracer().Start(context.Background(), "purchase")
 	tp := Carry(ctx)
 	if !strings.Contains(tp, span.SpanContext().TraceID().String()) {
 		t.Fatalf("Carry = %q, want the span's trace id %s", tp, span.SpanContext().TraceID())
@@ -114,12 +114,42 @@ func TestChildrenOnly(t *testing.T) {
 		t.Error("a span without a parent was started")
 	}
 	orphan.End()
-	pctx, parent := Start(context.Background(), "purchase")
+	pctx, parent := Tracer().Start(context.Background(), "purchase")
 	_, child := tr.Start(pctx, "evalsha")
 	child.End()
 	parent.End()
 	spans := exp.GetSpans()
 	if len(spans) != 2 || spans[0].Name != "evalsha" || spans[0].Parent.SpanID() != parent.SpanContext().SpanID() {
 		t.Errorf("spans %v, want evalsha under purchase, then purchase", spans.Snapshots())
+	}
+}
+
+// TestGinChoosesAtTheRatio: at sampling 0 a request without a traceparent
+// gets no span, answers none and leaves no trace id for the logs; one that
+// arrives with a sampled traceparent is traced as its caller's child.
+func TestGinChoosesAtTheRatio(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	restore := Install(NewProvider(Config{Sample: 0, Service: "t"}, sdktrace.WithSyncer(exp)))
+	defer restore()
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	r.Use(Gin())
+	var sawSpan bool
+	r.POST("/api/v1/items/:id/purchase", func(c *gin.Context) {
+		sawSpan = trace.SpanContextFromContext(c.Request.Context()).IsValid()
+		c.Status(http.StatusAccepted)
+	})
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, httptest.NewRequest("POST", "/api/v1/items/1/purchase", nil))
+	if sawSpan || w.Header().Get(HeaderTraceparent) != "" || len(exp.GetSpans()) != 0 {
+		t.Fatalf("an unchosen request: span in context %v, traceparent %q, %d spans", sawSpan, w.Header().Get(HeaderTraceparent), len(exp.GetSpans()))
+	}
+	const caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	req := httptest.NewRequest("POST", "/api/v1/items/1/purchase", nil)
+	req.Header.Set(HeaderTraceparent, caller)
+	r.ServeHTTP(httptest.NewRecorder(), req)
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || spans[0].Parent.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("with the caller's sampled traceparent: spans %v, want one, the caller's child", spans.Snapshots())
 	}
 }

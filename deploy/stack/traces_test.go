@@ -123,6 +123,17 @@ func checkPurchaseTrace(t *testing.T, s *Stack, item int64) {
 			t.Errorf("trace %s: %q has no link to %q: %+v", id, span, batch, tr.named(span)[0].References)
 		}
 	}
+	// The access log line of the purchase names its trace next to its
+	// request id, on whichever API nginx chose.
+	logged := false
+	for i := range s.APIs {
+		for _, line := range strings.Split(tail(filepath.Join(s.Dir, "logs", fmt.Sprintf("api-%d.log", i+1)), 100000), "\n") {
+			logged = logged || (strings.Contains(line, `"trace_id":"`+id+`"`) && strings.Contains(line, `"request_id":"`) && strings.Contains(line, `"route":"/api/v1/items/:id/purchase"`))
+		}
+	}
+	if !logged {
+		t.Errorf("no access log line of the purchase has trace_id %s next to a request_id", id)
+	}
 	t.Logf("trace %s: %d spans, %d processes; %s/api/traces/%s", id, len(tr.Spans), len(tr.Processes), s.JaegerURL, id)
 }
 

@@ -32,7 +32,7 @@ func BenchmarkGinRequest(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			if c.on {
 				tp := NewProvider(Config{Sample: c.sample, Service: "b"}, sdktrace.WithBatcher(discard{}))
-				defer tp.Shutdown(context.Background())
+				defer func() { _ = tp.Shutdown(context.Background()) }()
 				defer Install(tp)()
 			}
 			r := gin.New()
@@ -44,7 +44,7 @@ func BenchmarkGinRequest(b *testing.B) {
 				s.End()
 				c.Status(http.StatusConflict)
 			})
-			req := httptest.NewRequest("POST", fmt.Sprintf("/api/v1/items/%d/purchase", 7), nil)
+			req := httptest.NewRequest(http.MethodPost, fmt.Sprintf("/api/v1/items/%d/purchase", 7), nil)
 			w := httptest.NewRecorder()
 			b.ReportAllocs()
 			for b.Loop() {

@@ -125,7 +125,7 @@ type chosenKey struct{}
 // not pay nothing else (no span, no context, no trace id).
 func choose() bool {
 	r := math.Float64frombits(headRatio.Load())
-	return r >= 1 || (r > 0 && rand.Float64() < r)
+	return r >= 1 || (r > 0 && rand.Float64() < r) //nolint:gosec // a sampling coin needs speed, not unpredictability
 }
 
 // headSampler records the new traces the middleware chose, and decides any

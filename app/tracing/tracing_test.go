@@ -89,7 +89,7 @@ func TestGinLeavesProbesUntraced(t *testing.T) {
 	}
 	for _, p := range []string{"/metrics", "/healthz", "/readyz", "/api/v1/items/7/purchase"} {
 		w := httptest.NewRecorder()
-		r.ServeHTTP(w, httptest.NewRequest("GET", p, nil))
+		r.ServeHTTP(w, httptest.NewRequest(http.MethodGet, p, nil))
 		traced := w.Header().Get(HeaderTraceparent) != ""
 		if want := strings.HasPrefix(p, "/api/"); traced != want {
 			t.Errorf("GET %s: traceparent answered %v, want %v", p, traced, want)
@@ -140,12 +140,12 @@ func TestGinChoosesAtTheRatio(t *testing.T) {
 		c.Status(http.StatusAccepted)
 	})
 	w := httptest.NewRecorder()
-	r.ServeHTTP(w, httptest.NewRequest("POST", "/api/v1/items/1/purchase", nil))
+	r.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/api/v1/items/1/purchase", nil))
 	if sawSpan || w.Header().Get(HeaderTraceparent) != "" || len(exp.GetSpans()) != 0 {
 		t.Fatalf("an unchosen request: span in context %v, traceparent %q, %d spans", sawSpan, w.Header().Get(HeaderTraceparent), len(exp.GetSpans()))
 	}
 	const caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	req := httptest.NewRequest("POST", "/api/v1/items/1/purchase", nil)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/items/1/purchase", nil)
 	req.Header.Set(HeaderTraceparent, caller)
 	r.ServeHTTP(httptest.NewRecorder(), req)
 	spans := exp.GetSpans()

@@ -95,7 +95,7 @@ func checkPurchaseTrace(t *testing.T, s *Stack, item int64) {
 	token := login(t, s.LBURL, "traced-buyer-1")
 	orderID, tp := purchase(t, s.LBURL, token, item)
 	waitStatus(t, s.LBURL, token, orderID, "confirmed")
-	req, _ := http.NewRequest("POST", s.LBURL+"/api/v1/orders/"+orderID+"/pay", nil)
+	req, _ := http.NewRequest(http.MethodPost, s.LBURL+"/api/v1/orders/"+orderID+"/pay", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("traceparent", tp)
 	res, err := client.Do(req)
@@ -295,7 +295,7 @@ func login(t *testing.T, base, user string) string {
 // 202 answered with.
 func purchase(t *testing.T, base, token string, item int64) (orderID, traceparent string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/items/%d/purchase", base, item), nil)
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/v1/items/%d/purchase", base, item), nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := client.Do(req)
 	if err != nil {

@@ -61,7 +61,7 @@ func (b *bench) startTracing(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	b.logf("tracing on: OTLP/HTTP to %s, sampling %g of new traces", map[bool]string{true: "a discarding sink " + endpoint, false: endpoint}[sink != nil], o.traceSample)
-	return func() {
+	return func() { //nolint:contextcheck // the flush runs after the run's ctx is done; it needs a deadline of its own
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := shutdown(sctx); err != nil {

@@ -470,10 +470,13 @@ func (m *Main) openBackends(ctx context.Context) error {
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 	})
 	m.cacheRdb.AddHook(guard.NewRedisHook(m.breakers.cache))
+	if err := traceRedis(m.rdb, m.cacheRdb); err != nil {
+		return err
+	}
 
 	var err error
 	if cfg.MySQLDSN != "" {
-		m.store, err = mysqlstore.Open(pctx, mysqlstore.MySQL, cfg.MySQLDSN, mysqlstore.Options{PaymentWindow: cfg.PaymentWindow})
+		m.store, err = mysqlstore.Open(pctx, mysqlstore.MySQL, cfg.MySQLDSN, mysqlstore.Options{PaymentWindow: cfg.PaymentWindow, Tracing: traceSQL()})
 	} else {
 		path := cfg.SQLitePath
 		if path == "" {
@@ -491,7 +494,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 		if _, statErr := os.Stat(path); statErr == nil && m.emRedis != nil {
 			m.Log.Info("a kept SQLite file with the embedded Redis: the reconciler rebuilds the earlier sales' ledgers from it within --reconcile-every", "path", path)
 		}
-		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, path, mysqlstore.Options{PaymentWindow: cfg.PaymentWindow})
+		m.store, err = mysqlstore.Open(pctx, mysqlstore.SQLite, path, mysqlstore.Options{PaymentWindow: cfg.PaymentWindow, Tracing: traceSQL()})
 		if err == nil {
 			m.Log.Info("using embedded SQLite", "path", path)
 		}

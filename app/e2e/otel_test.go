@@ -129,11 +129,33 @@ func TestOnePurchaseIsOneTrace(t *testing.T) {
 	if p := got["kafka publish"][0]; p.Parent.SpanID() != got[purchase][0].SpanContext.SpanID() {
 		t.Errorf("kafka publish's parent is %v, want the purchase request's span", p.Parent.SpanID())
 	}
+	// go-redis's own spans (redisotel) hang under the spans of the calls
+	// that made them: the Lua batch's pipeline under the batch span.
+	batch := got["redisstock reserve batch"][0].SpanContext.SpanID()
+	redisUnderBatch := false
 	n := 0
-	for _, ss := range got {
+	var names []string
+	for name, ss := range got {
 		n += len(ss)
+		names = append(names, name)
+		for _, s := range ss {
+			redisUnderBatch = redisUnderBatch || (strings.HasPrefix(s.Name, "redis.pipeline") && s.Parent.SpanID() == batch)
+		}
 	}
-	t.Logf("trace %s: %d spans", id, n)
+	// The store's statements (infra/mysqlstore's gorm callbacks) hang under
+	// the worker's batch span.
+	cbatch := got["worker confirm batch"][0].SpanContext.SpanID()
+	sqlUnderBatch := false
+	for _, s := range all {
+		sqlUnderBatch = sqlUnderBatch || (s.SpanContext.TraceID() == id && s.Parent.SpanID() == cbatch && s.SpanKind == trace.SpanKindClient)
+	}
+	if !sqlUnderBatch {
+		t.Error("no SQL statement span under the worker confirm batch span")
+	}
+	if !redisUnderBatch {
+		t.Errorf("no go-redis pipeline span under the reserve batch span; the trace has %v", names)
+	}
+	t.Logf("trace %s: %d spans: %v", id, n, names)
 }
 
 // TestRelayRepublishJoinsTheTrace: an order whose API died right after the
@@ -150,7 +172,7 @@ func TestRelayRepublishJoinsTheTrace(t *testing.T) {
 
 	// The traced request of an API that is then SIGKILLed: its span never
 	// ends, and only its traceparent survives, on the order.
-	ctx, span := tracing.Start(t.Context(), "POST /api/v1/items/:id/purchase (killed)")
+	ctx, span := tracing.Tracer().Start(t.Context(), "POST /api/v1/items/:id/purchase (killed)")
 	id := span.SpanContext().TraceID()
 	it, err := api.Store().Item(ctx, sale.ItemID(item))
 	if err != nil {

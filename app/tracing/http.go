@@ -18,16 +18,38 @@ import (
 // and the purchase answer's trace context leaves in.
 const HeaderTraceparent = "traceparent"
 
-// Gin returns the middleware that gives every request a server span, the
-// child of the caller's traceparent when it sends one. It answers with the
-// span's traceparent, so a client that sends it back on a later request
-// (paying the order it just bought) continues the same trace. There is no
-// otelgin at the OpenTelemetry version this tree uses, hence this one.
+// untraced are the routes polled by machines (Prometheus every second, the
+// load balancer's and orchestrator's probes): a trace per poll would bury
+// the purchases in the viewer and cost a span each for nothing.
+var untraced = map[string]bool{"/metrics": true, "/healthz": true, "/readyz": true}
+
+// Gin returns the middleware that traces a request (a server span) when
+// its caller sends a traceparent (the span is then its child, sampled as
+// the caller says) or, without one, at the configured ratio; a request it
+// does not choose costs one random number. The probes and the metrics
+// scrape are never traced. It answers with the span's traceparent, so a
+// client that sends it back on a later request (paying the order it just
+// bought) continues the same trace. There is no otelgin at the OpenTelemetry
+// version this tree uses, hence this one.
 func Gin() gin.HandlerFunc {
 	prop := propagation.TraceContext{}
 	return func(c *gin.Context) {
-		ctx := prop.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
 		route := c.FullPath()
+		if untraced[route] {
+			c.Next()
+			return
+		}
+		ctx := c.Request.Context()
+		// The canonical key, read directly: Header.Get would canonicalise
+		// "traceparent" on every request.
+		if len(c.Request.Header["Traceparent"]) > 0 {
+			ctx = prop.Extract(ctx, propagation.HeaderCarrier(c.Request.Header))
+		} else if choose() {
+			ctx = context.WithValue(ctx, chosenKey{}, true)
+		} else {
+			c.Next()
+			return
+		}
 		if route == "" {
 			route = "unmatched"
 		}

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
@@ -46,6 +48,9 @@ type Config struct {
 	Endpoint string
 	// Service names the process in the trace viewer (seckill-api, ...).
 	Service string
+	// Instance is the process's instance id (service.instance.id), so the
+	// viewer tells two replicas of one service apart; "" leaves it out.
+	Instance string
 	// Stdout receives the stdout exporter's spans.
 	Stdout io.Writer
 }
@@ -88,17 +93,53 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	return tp.Shutdown, nil
 }
 
-// NewProvider returns a provider sampling cfg.Sample of new traces and
-// following a caller's sampled flag, for cfg.Service; opts add the span
-// processors (tests pass an in-memory exporter).
+// headRatio is Config.Sample as float64 bits: the share of requests without
+// a traceparent that the HTTP middleware traces (see Gin).
+var headRatio atomic.Uint64
+
+// NewProvider returns a provider for cfg.Service that follows a caller's
+// sampled flag, records the new traces the HTTP middleware chose, and
+// samples any other new trace at cfg.Sample by its id; it also sets the
+// share of requests the middleware chooses (cfg.Sample: one provider per
+// process). opts add the span processors (tests pass an in-memory
+// exporter).
 func NewProvider(cfg Config, opts ...sdktrace.TracerProviderOption) *sdktrace.TracerProvider {
-	res := resource.NewSchemaless(attribute.String("service.name", cfg.Service))
+	headRatio.Store(math.Float64bits(cfg.Sample))
+	attrs := []attribute.KeyValue{attribute.String("service.name", cfg.Service)}
+	if cfg.Instance != "" {
+		attrs = append(attrs, attribute.String("service.instance.id", cfg.Instance))
+	}
+	res := resource.NewSchemaless(attrs...)
 	opts = append([]sdktrace.TracerProviderOption{
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.Sample))),
+		sdktrace.WithSampler(sdktrace.ParentBased(headSampler{ratio: sdktrace.TraceIDRatioBased(cfg.Sample)})),
 		sdktrace.WithResource(res),
 	}, opts...)
 	return sdktrace.NewTracerProvider(opts...)
 }
+
+// chosenKey marks a request's context once the middleware chose to trace it.
+type chosenKey struct{}
+
+// choose reports whether a request without a traceparent is traced: at
+// the configured ratio, by one random number, so the requests that are
+// not pay nothing else (no span, no context, no trace id).
+func choose() bool {
+	r := math.Float64frombits(headRatio.Load())
+	return r >= 1 || (r > 0 && rand.Float64() < r) //nolint:gosec // a sampling coin needs speed, not unpredictability
+}
+
+// headSampler records the new traces the middleware chose, and decides any
+// other new trace by its id at the configured ratio.
+type headSampler struct{ ratio sdktrace.Sampler }
+
+func (h headSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	if p.ParentContext.Value(chosenKey{}) != nil {
+		return sdktrace.SamplingResult{Decision: sdktrace.RecordAndSample, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+	}
+	return h.ratio.ShouldSample(p)
+}
+
+func (h headSampler) Description() string { return "HeadChosenOr{" + h.ratio.Description() + "}" }
 
 // Install makes tp the global provider and W3C trace context the global
 // propagator, and turns the hooks on. The returned function turns them
@@ -121,11 +162,13 @@ func Tracer() trace.Tracer { return otel.Tracer("seckill") }
 // off is the span Start returns while tracing is off.
 var off = trace.SpanFromContext(context.Background())
 
-// Start starts a span as a child of ctx's, or, with tracing off, returns
-// ctx and a no-op span without touching the global provider: the purchase
-// path pays one atomic load per hook.
+// Start starts a span as a child of ctx's sampled span. Without one (a
+// request the middleware did not choose, or tracing off) it returns ctx
+// and a no-op span without touching the provider: the purchase path pays
+// one atomic load and one context lookup per hook. New traces start only
+// in the HTTP middleware (Gin).
 func Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	if !enabled.Load() {
+	if !enabled.Load() || !trace.SpanContextFromContext(ctx).IsSampled() {
 		return ctx, off
 	}
 	return Tracer().Start(ctx, name, opts...)

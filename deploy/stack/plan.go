@@ -203,8 +203,8 @@ type Addrs struct {
 	Redis    string // host:port
 	Broker   string // the dev broker's host:port
 	HTTP     string // this instance's listen address
-	// Traces is the OTLP/HTTP collector's host:port; empty leaves the
-	// exporter's default (localhost:4318), where a native Jaeger listens.
+	// Traces is the OTLP/HTTP collector's host:port (the stack's Jaeger);
+	// empty turns tracing off.
 	Traces string
 }
 
@@ -218,6 +218,14 @@ var Local = map[string]func(Addrs) string{
 	"SECKILL_KAFKA_BROKERS":  func(a Addrs) string { return a.Broker },
 	"SECKILL_HTTP_ADDR":      func(a Addrs) string { return a.HTTP },
 	"SECKILL_TRACE_ENDPOINT": func(a Addrs) string { return a.Traces },
+	// Tracing is on exactly when the stack runs a collector: compose's
+	// default is off, since its jaeger service is in an optional profile.
+	"SECKILL_TRACING": func(a Addrs) string {
+		if a.Traces == "" {
+			return "off"
+		}
+		return "otlp"
+	},
 }
 
 // Added lists the only variables the native stack sets that compose does

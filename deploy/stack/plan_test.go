@@ -217,3 +217,53 @@ func TestPlanFilesExist(t *testing.T) {
 		t.Errorf("prometheus args keep compose's --config.file: %v", plan.PrometheusArgs)
 	}
 }
+
+// TestRenderJaeger: every listener of the native Jaeger is the address the
+// stack picked (none left at a fixed default port another program may
+// hold), its self-tracing is off, and the UI assets path appears only
+// when given.
+func TestRenderJaeger(t *testing.T) {
+	p := JaegerParams{OTLP: "127.0.0.1:14318", Query: "127.0.0.1:16686", QueryGRPC: "127.0.0.1:16685"}
+	out, err := RenderJaeger(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Extensions struct {
+			Query struct {
+				EnableTracing *bool             `yaml:"enable_tracing"`
+				HTTP          map[string]string `yaml:"http"`
+				GRPC          map[string]string `yaml:"grpc"`
+				UI            map[string]string `yaml:"ui"`
+			} `yaml:"jaeger_query"`
+		} `yaml:"extensions"`
+		Receivers struct {
+			OTLP struct {
+				Protocols map[string]map[string]string `yaml:"protocols"`
+			} `yaml:"otlp"`
+		} `yaml:"receivers"`
+	}
+	if err := yaml.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("rendered jaeger.yaml: %v\n%s", err, out)
+	}
+	q := cfg.Extensions.Query
+	if q.HTTP["endpoint"] != p.Query || q.GRPC["endpoint"] != p.QueryGRPC {
+		t.Errorf("query listens on %v and %v, want %s and %s", q.HTTP, q.GRPC, p.Query, p.QueryGRPC)
+	}
+	if protos := cfg.Receivers.OTLP.Protocols; len(protos) != 1 || protos["http"]["endpoint"] != p.OTLP {
+		t.Errorf("OTLP receiver protocols %v, want only http on %s", protos, p.OTLP)
+	}
+	if q.EnableTracing == nil || *q.EnableTracing {
+		t.Error("Jaeger's self-tracing is not off (it would dial localhost:4317)")
+	}
+	if q.UI != nil {
+		t.Errorf("ui set without a UI directory: %v", q.UI)
+	}
+	p.UI = "/srv/jaeger-ui"
+	if out, err = RenderJaeger(p); err != nil || !strings.Contains(string(out), `assets_path: "/srv/jaeger-ui"`) {
+		t.Errorf("with a UI directory: %v\n%s", err, out)
+	}
+	if _, err := RenderJaeger(JaegerParams{OTLP: p.OTLP}); err == nil {
+		t.Error("RenderJaeger accepted unset addresses")
+	}
+}

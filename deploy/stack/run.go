@@ -24,9 +24,14 @@ import (
 
 // Options are what a run of the native stack needs beyond the plan.
 type Options struct {
-	Seckill  string // path of the seckill binary
-	Nginx    string // path of nginx
-	Prom     string // path of prometheus
+	Seckill string // path of the seckill binary
+	Nginx   string // path of nginx
+	Prom    string // path of prometheus
+	// Jaeger is the path of the all-in-one Jaeger binary (make jaeger).
+	// Set, the stack runs it and every API and worker exports its spans to
+	// it (sampled at compose's SECKILL_TRACE_SAMPLE); empty, tracing is off.
+	Jaeger   string
+	JaegerUI string // a jaeger-ui build for Jaeger to serve; "" serves its placeholder page
 	Dir      string // working directory: rendered configs, logs, Prometheus data
 	MySQLDSN string // the database (created if missing); parseTime and loc=UTC are forced
 	Redis    string // host:port of Redis
@@ -49,6 +54,9 @@ type Stack struct {
 	// /targets is the new UI's route and answers 404 without it.
 	TargetsURL   string
 	DashboardURL string // the live dashboard, through the load balancer
+	// JaegerURL is the trace viewer's UI and HTTP API (/api/traces), or ""
+	// when the stack runs without Jaeger.
+	JaegerURL string
 	// Database is the database the run created for itself; Stop drops it.
 	Database   string
 	AdminToken string
@@ -57,7 +65,11 @@ type Stack struct {
 	Dir        string
 
 	procs []*proc // in start order; stopped in reverse
-	log   io.Writer
+	// addrs and redisPrefix are what every seckill process of the run got
+	// (HTTP aside), for a test that starts one more.
+	addrs       Addrs
+	redisPrefix string
+	log         io.Writer
 	// cleanups run after every process stopped: drop the run's database,
 	// delete its Redis keys.
 	cleanups []func()
@@ -89,7 +101,7 @@ func FindTool(name string) (string, error) {
 	return "", fmt.Errorf("%s is not installed: on Debian/Ubuntu run `apt-get install nginx prometheus` (or `STACK_INSTALL=1 make stack` to have it done)", name)
 }
 
-// Start runs the plan: the dev broker, the migrate job, the API replicas and
+// Start runs the plan: Jaeger when o.Jaeger is set, the dev broker, the migrate job, the API replicas and
 // the workers, nginx and Prometheus, each waited for before the next (the
 // compose depends_on conditions). On error everything already started is
 // stopped again.
@@ -120,11 +132,18 @@ func Start(ctx context.Context, plan Plan, o Options) (_ *Stack, err error) {
 		s.cleanups = append(s.cleanups, func() { dropRedisPrefix(o.Redis, o.RedisPrefix, s.log) }) //nolint:contextcheck // a cleanup runs at Stop, after Start's ctx, under its own deadline
 	}
 
+	addrs := Addrs{MySQLDSN: dsn, Redis: o.Redis}
+	if o.Jaeger != "" {
+		if addrs.Traces, err = s.startJaeger(ctx, o); err != nil {
+			return nil, err
+		}
+	}
 	brokerAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addrs := Addrs{MySQLDSN: dsn, Redis: o.Redis, Broker: brokerAddr}
+	addrs.Broker = brokerAddr
+	s.addrs, s.redisPrefix = addrs, o.RedisPrefix
 	broker, err := s.spawn("broker", o.Seckill, []string{"broker"}, []string{
 		"SECKILL_ADDR=" + brokerAddr, fmt.Sprintf("SECKILL_KAFKA_PARTITIONS=%d", plan.BrokerPartitions),
 	}, 5*time.Second)

@@ -24,6 +24,7 @@ import (
 	"github.com/glebarez/sqlite"
 	"github.com/go-sql-driver/mysql"
 	"github.com/pressly/goose/v3"
+	"go.opentelemetry.io/otel/trace"
 	gormmysql "gorm.io/driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -64,6 +65,9 @@ type Options struct {
 	// payment: Confirm sets pay_by = confirmed_at + PaymentWindow. Default
 	// 15 minutes.
 	PaymentWindow time.Duration
+	// Tracing, when set, gives every statement a span from this provider
+	// (tracing.ChildrenOnly: only within a traced request or batch).
+	Tracing trace.TracerProvider
 }
 
 // Pool defaults, applied where Options leaves a zero.
@@ -186,6 +190,12 @@ func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*Stor
 	if err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("mysqlstore: gorm open: %w", err)
+	}
+	if opts.Tracing != nil {
+		if err := db.Use(tracingPlugin{tracer: opts.Tracing.Tracer("seckill/infra/mysqlstore"), dialect: dialect}); err != nil {
+			_ = sqlDB.Close()
+			return nil, fmt.Errorf("mysqlstore: tracing: %w", err)
+		}
 	}
 	window := opts.PaymentWindow
 	if window <= 0 {

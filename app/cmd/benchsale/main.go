@@ -78,6 +78,9 @@ type options struct {
 	keep          bool
 	verbose       bool
 	strict        bool
+	tracing       string  // off or otlp
+	traceSample   float64 // share of new traces recorded with tracing on
+	traceEndpoint string  // OTLP/HTTP collector; "" is an in-process discarding sink
 }
 
 func main() {
@@ -120,6 +123,9 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch directory (tokens, wrk script) and print its path")
 	fs.BoolVar(&o.verbose, "v", false, "print each wrk command and wrk's own report")
 	fs.BoolVar(&o.strict, "strict", false, "also exit 1 when a ratio or the p99 target is missed (errors and oversells always exit 1)")
+	fs.StringVar(&o.tracing, "tracing", "off", "OpenTelemetry tracing in the measured system, as seckill's --tracing: off or otlp")
+	fs.Float64Var(&o.traceSample, "trace-sample", 1, "with -tracing=otlp: the share of new traces recorded, 0 to 1, as seckill's --trace-sample")
+	fs.StringVar(&o.traceEndpoint, "trace-endpoint", "", "with -tracing=otlp: the OTLP/HTTP collector host:port; empty sends the spans to an in-process sink that discards them (the app's whole cost, no collector's)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `benchsale: seckill's throughput as ratios against GET /healthz from the same run.
 
@@ -170,6 +176,10 @@ Flags:
 		return o, fs, fmt.Errorf("-drain-orders must be at least 1")
 	case len(o.profile) != 1 || !strings.Contains("abcdeghi", o.profile):
 		return o, fs, fmt.Errorf("-profile %q: want one of a, b, c, d, e, g, h, i", o.profile)
+	case o.tracing != "off" && o.tracing != "otlp":
+		return o, fs, fmt.Errorf("-tracing %q: want off or otlp", o.tracing)
+	case o.traceSample < 0 || o.traceSample > 1:
+		return o, fs, fmt.Errorf("-trace-sample %v: want 0 to 1", o.traceSample)
 	case o.users < 0 || o.probes < 0:
 		return o, fs, fmt.Errorf("-users and -p99-probes must not be negative")
 	}
@@ -318,6 +328,11 @@ func (b *bench) run(ctx context.Context, stderr io.Writer) (err error) {
 		defer os.RemoveAll(scratch)
 	}
 
+	stopTracing, err := b.startTracing(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b.logf("starting seckill (API + worker)%s", map[bool]string{true: " on EMBEDDED backends", false: " against Redis " + o.redisAddr + " and MariaDB"}[o.embedded])
 	b.sys, err = startSystem(ctx, o, log)

@@ -23,7 +23,7 @@ func startTracing(ctx context.Context, cfg config.Config, roles bootstrap.Roles,
 	}
 	shutdown, err := tracing.Setup(ctx, tracing.Config{
 		Exporter: cfg.Tracing, Sample: cfg.TraceSample, Endpoint: cfg.TraceEndpoint,
-		Service: service, Stdout: stdout,
+		Service: service, Instance: cfg.InstanceID, Stdout: stdout,
 	})
 	if err != nil {
 		return nil, err

@@ -1,8 +1,8 @@
 // Command stack is `make stack`: the docker-compose.yml topology as native
 // processes on this machine (nginx, two seckill serve, two seckill worker,
-// seckill broker, Prometheus) against the machine's Redis and MariaDB, in a
+// seckill broker, Prometheus, and Jaeger when -jaeger names it) against the machine's Redis and MariaDB, in a
 // database and a Redis key prefix of its own that it drops on exit. It
-// prints the load balancer's, the dashboard's and Prometheus's URLs and the
+// prints the load balancer's, the dashboard's, Prometheus's and Jaeger's URLs and the
 // admin token, stays in the foreground, and on Ctrl+C or SIGTERM stops
 // everything it started. It runs in development mode (compose's SECKILL_DEV)
 // with every address on 127.0.0.1.
@@ -43,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	compose := fs.String("compose", "docker-compose.yml", "the compose file the stack is read from")
 	seckill := fs.String("seckill", "bin/seckill", "the seckill binary (make stack builds it)")
+	jaegerUI := fs.String("jaeger-ui", envOr("STACK_JAEGER_UI", ""), "a jaeger-ui build directory for Jaeger to serve (a Jaeger built from the Go module has no UI assets; its HTTP API works without) (env STACK_JAEGER_UI)")
+	jaeger := fs.String("jaeger", envOr("STACK_JAEGER", ""), "the Jaeger binary (make jaeger builds it); set, the stack runs it and turns tracing on in every API and worker; empty, tracing is off (env STACK_JAEGER)")
 	dir := fs.String("dir", "", "directory for rendered configs, logs and Prometheus data; empty means a new temp dir")
 	mysqlDSN := fs.String("mysql-dsn", envOr("STACK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/seckill"), "MariaDB/MySQL server; each run creates a database of its own named after this DSN's (seckill_stack_<random>) and drops it on exit (env STACK_MYSQL_DSN)")
 	redisAddr := fs.String("redis-addr", envOr("STACK_REDIS_ADDR", "127.0.0.1:6379"), "Redis host:port (env STACK_REDIS_ADDR)")
@@ -80,9 +82,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if *jaeger != "" {
+		if _, err := os.Stat(*jaeger); err != nil {
+			return fmt.Errorf("jaeger binary %s: %w (make jaeger builds it)", *jaeger, err)
+		}
+	}
 	fmt.Fprintf(stderr, "stack: %d api, %d worker, broker, nginx, prometheus; working directory %s\n", plan.API.Replicas, plan.Worker.Replicas, *dir)
 	s, err := stack.Start(ctx, plan, stack.Options{
-		Seckill: *seckill, Nginx: nginx, Prom: prom, Dir: *dir,
+		Seckill: *seckill, Nginx: nginx, Prom: prom, Jaeger: *jaeger, JaegerUI: *jaegerUI, Dir: *dir,
 		MySQLDSN: *mysqlDSN, Redis: *redisAddr, RedisPrefix: *redisPrefix,
 		LBAddr: *lbAddr, PromAddr: *promAddr, Log: stderr,
 	})
@@ -95,6 +102,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  Load balancer: %s/        admin page: %s/admin\n", s.LBURL, s.LBURL)
 	fmt.Fprintf(stdout, "  Dashboard:     %s\n", s.DashboardURL)
 	fmt.Fprintf(stdout, "  Prometheus:    %s\n", s.TargetsURL)
+	if s.JaegerURL != "" {
+		fmt.Fprintf(stdout, "  Jaeger:        %s/api/traces?service=seckill-api (the UI, %s/search, needs -jaeger-ui)\n", s.JaegerURL, s.JaegerURL)
+	}
 	fmt.Fprintf(stdout, "  Database:      %s (this run's own; dropped on exit)\n", s.Database)
 	fmt.Fprintf(stdout, "  Admin token:   %s\n", s.AdminToken)
 	fmt.Fprintf(stdout, "  APIs:          %v\n  Workers:       %v\n", s.APIs, s.Workers)

@@ -412,7 +412,37 @@ func sweepUsers(ctx context.Context, s *shield.Shield) {
 func (m *Main) openBackends(ctx context.Context) error {
 	cfg := &m.Config
 	topics := []kafkaevents.Topic{{Name: cfg.KafkaTopic, Partitions: cfg.KafkaParts}, {Name: cfg.KafkaDLQTopic, Partitions: 1}}
+	if err := m.startEmbedded(topics); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := m.openRedis(pctx); err != nil {
+		return err
+	}
+	if err := m.openDatabase(pctx); err != nil {
+		return err
+	}
+	if cfg.AutoMigrate {
+		if err := m.store.Migrate(pctx); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	if err := kafkaevents.EnsureTopics(pctx, cfg.Brokers(), topics...); err != nil {
+		return fmt.Errorf("kafka topics at %s: %w", cfg.KafkaBrokers, err)
+	}
+	m.ledger = redisstock.New(m.rdb, ledgerOptions(*cfg, m.breakers)) //nolint:contextcheck // the ledger batches many callers' calls, so each batch runs under its own deadline
+	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
+	m.gLedger = ledgerGuard(m.ledger, m.breakers)
+	m.gStore = guard.NewStore(m.store, m.breakers.db)
+	m.gPublish = guard.NewPublisher(m.publisher, m.breakers.kafka)
+	return nil
+}
 
+// startEmbedded starts the stand-ins for the backends the config left
+// empty (Redis, the Kafka broker) and points the config at them.
+func (m *Main) startEmbedded(topics []kafkaevents.Topic) error {
+	cfg := &m.Config
 	if cfg.RedisAddr == "" {
 		r, err := embedded.StartRedis("127.0.0.1:0")
 		if err != nil {
@@ -435,7 +465,13 @@ func (m *Main) openBackends(ctx context.Context) error {
 		cfg.KafkaBrokers = k.Brokers()[0]
 		m.Log.Info("started embedded Kafka-protocol broker (kfake)", "brokers", cfg.KafkaBrokers)
 	}
+	return nil
+}
 
+// openRedis connects the ledger's client and the item cache's own, each
+// with its breakers and hooks, and checks that Redis answers.
+func (m *Main) openRedis(pctx context.Context) error {
+	cfg := &m.Config
 	// The ledger's guard gives up on a slow call only when Redis itself is
 	// slow, not when the wait is this process's own queue (a spike) or
 	// go-redis pausing between retries (a slot in migration), so the
@@ -453,8 +489,6 @@ func (m *Main) openBackends(ctx context.Context) error {
 		PoolSize: 64, MinIdleConns: 8,
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 	}, health)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	if err := m.rdb.Ping(pctx).Err(); err != nil {
 		return fmt.Errorf("redis at %s: %w", cfg.RedisAddr, err)
 	}
@@ -473,7 +507,12 @@ func (m *Main) openBackends(ctx context.Context) error {
 	if err := traceRedis(m.rdb, m.cacheRdb); err != nil {
 		return err
 	}
+	return nil
+}
 
+// openDatabase opens MySQL, or the embedded SQLite file when no DSN is set.
+func (m *Main) openDatabase(pctx context.Context) error {
+	cfg := &m.Config
 	var err error
 	if cfg.MySQLDSN != "" {
 		m.store, err = mysqlstore.Open(pctx, mysqlstore.MySQL, cfg.MySQLDSN, mysqlstore.Options{PaymentWindow: cfg.PaymentWindow, Tracing: traceSQL()})
@@ -502,19 +541,6 @@ func (m *Main) openBackends(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	if cfg.AutoMigrate {
-		if err := m.store.Migrate(pctx); err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-	}
-	if err := kafkaevents.EnsureTopics(pctx, cfg.Brokers(), topics...); err != nil {
-		return fmt.Errorf("kafka topics at %s: %w", cfg.KafkaBrokers, err)
-	}
-	m.ledger = redisstock.New(m.rdb, ledgerOptions(*cfg, m.breakers)) //nolint:contextcheck // the ledger batches many callers' calls, so each batch runs under its own deadline
-	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
-	m.gLedger = ledgerGuard(m.ledger, m.breakers)
-	m.gStore = guard.NewStore(m.store, m.breakers.db)
-	m.gPublish = guard.NewPublisher(m.publisher, m.breakers.kafka)
 	return nil
 }
 

@@ -127,48 +127,19 @@ func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*Stor
 		sqlDB     *sql.DB
 		connector driver.Connector
 		dialector gorm.Dialector
+		err       error
 	)
 	switch dialect {
 	case MySQL:
-		cfg, err := mysqlConfig(dsn)
-		if err != nil {
-			return nil, err
-		}
-		connector, err = mysql.NewConnector(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("mysqlstore: mysql connector: %w", err)
-		}
-		sqlDB = sql.OpenDB(connector)
-		opts = opts.withDefaults()
-		sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
-		sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
-		sqlDB.SetConnMaxLifetime(opts.ConnMaxLifetime)
-		sqlDB.SetConnMaxIdleTime(opts.ConnMaxIdleTime)
-		dialector = gormmysql.New(gormmysql.Config{
-			Conn: sqlDB,
-			// gorm would otherwise query the version with a background
-			// context, outside ctx; nothing here needs the version.
-			SkipInitializeWithVersion: true,
-			// MariaDB's INSERT ... RETURNING reports rows skipped by ON
-			// DUPLICATE KEY UPDATE as returned rows, which would corrupt
-			// Confirm's count of inserted orders.
-			DisableWithReturning: true,
-		})
+		sqlDB, connector, dialector, err = openMySQL(dsn, opts.withDefaults())
 	case SQLite:
-		var err error
-		sqlDB, err = sql.Open(sqlite.DriverName, sqliteDSN(dsn))
-		if err != nil {
-			return nil, fmt.Errorf("mysqlstore: open sqlite: %w", err)
-		}
-		sqlDB.SetMaxOpenConns(1)
-		sqlDB.SetMaxIdleConns(1)
-		sqlDB.SetConnMaxLifetime(0)
-		sqlDB.SetConnMaxIdleTime(0)
-		dialector = &sqlite.Dialector{Conn: sqlDB}
+		sqlDB, dialector, err = openSQLite(dsn)
 	default:
 		return nil, &sale.ValidationError{Field: "dialect", Reason: fmt.Sprintf("must be %q or %q, not %q", MySQL, SQLite, dialect)}
 	}
-
+	if err != nil {
+		return nil, err
+	}
 	now := func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 	if err := sqlDB.PingContext(ctx); err != nil {
 		_ = sqlDB.Close()
@@ -202,6 +173,49 @@ func Open(ctx context.Context, dialect Dialect, dsn string, opts Options) (*Stor
 		window = DefaultPaymentWindow
 	}
 	return &Store{db: db, sqlDB: sqlDB, connector: connector, dialect: dialect, now: now, payWindow: window}, nil
+}
+
+// openMySQL opens a pool on dsn with the store's required settings and the
+// pool limits of opts.
+func openMySQL(dsn string, opts Options) (*sql.DB, driver.Connector, gorm.Dialector, error) {
+	cfg, err := mysqlConfig(dsn)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("mysqlstore: mysql connector: %w", err)
+	}
+	sqlDB := sql.OpenDB(connector)
+	sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
+	sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
+	sqlDB.SetConnMaxLifetime(opts.ConnMaxLifetime)
+	sqlDB.SetConnMaxIdleTime(opts.ConnMaxIdleTime)
+	dialector := gormmysql.New(gormmysql.Config{
+		Conn: sqlDB,
+		// gorm would otherwise query the version with a background
+		// context, outside ctx; nothing here needs the version.
+		SkipInitializeWithVersion: true,
+		// MariaDB's INSERT ... RETURNING reports rows skipped by ON
+		// DUPLICATE KEY UPDATE as returned rows, which would corrupt
+		// Confirm's count of inserted orders.
+		DisableWithReturning: true,
+	})
+	return sqlDB, connector, dialector, nil
+}
+
+// openSQLite opens the file at dsn with one connection: SQLite has a single
+// writer, and one connection keeps its transactions in order.
+func openSQLite(dsn string) (*sql.DB, gorm.Dialector, error) {
+	sqlDB, err := sql.Open(sqlite.DriverName, sqliteDSN(dsn))
+	if err != nil {
+		return nil, nil, fmt.Errorf("mysqlstore: open sqlite: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(1)
+	sqlDB.SetMaxIdleConns(1)
+	sqlDB.SetConnMaxLifetime(0)
+	sqlDB.SetConnMaxIdleTime(0)
+	return sqlDB, &sqlite.Dialector{Conn: sqlDB}, nil
 }
 
 func (o Options) withDefaults() Options {

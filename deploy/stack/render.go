@@ -43,90 +43,32 @@ var (
 // must find what it rewrites, so a changed nginx.conf fails loudly here
 // instead of running with, say, Docker's resolver address.
 func RenderNginx(src string, p NginxParams) (string, error) {
-	out := src
-	var errs []string
-	must := func(what string, n, want int) {
-		if n != want {
-			errs = append(errs, fmt.Sprintf("%s: found %d, want %d", what, n, want))
-		}
-	}
-
-	n := 0
-	out = reNginxResolver.ReplaceAllStringFunc(out, func(m string) string {
-		n++
-		indent := m[:len(m)-len(strings.TrimLeft(m, " \t"))]
-		return indent + "# (make stack: no Docker DNS here) " + strings.TrimSpace(m)
+	e := &nginxEdit{out: src}
+	n := e.replace(reNginxResolver, func(sm []string) (string, bool) {
+		indent := sm[0][:len(sm[0])-len(strings.TrimLeft(sm[0], " \t"))]
+		return indent + "# (make stack: no Docker DNS here) " + strings.TrimSpace(sm[0]), true
 	})
-	must("resolver directives", min(n, 1), 1)
-
-	n = 0
-	out = reNginxServer.ReplaceAllStringFunc(out, func(m string) string {
-		sm := reNginxServer.FindStringSubmatch(m)
-		if sm[2] != p.Upstream || sm[3] != strconv.Itoa(p.Port) {
-			errs = append(errs, fmt.Sprintf("upstream server %s:%s is not the api service (%s:%d)", sm[2], sm[3], p.Upstream, p.Port))
-			return m
-		}
-		n++
-		var params []string
-		for _, f := range strings.Fields(sm[4]) {
-			if f != "resolve" {
-				params = append(params, f)
-			}
-		}
-		var b strings.Builder
-		for i, s := range p.Servers {
-			if i > 0 {
-				b.WriteString("\n")
-			}
-			b.WriteString(sm[1] + "server " + strings.Join(append([]string{s}, params...), " ") + ";")
-		}
-		return b.String()
-	})
-	must("upstream server "+p.Upstream, n, 1)
-
-	n = 0
-	out = reNginxListen.ReplaceAllStringFunc(out, func(m string) string {
-		n++
-		sm := reNginxListen.FindStringSubmatch(m)
-		return sm[1] + "listen " + p.Listen + ";"
-	})
-	must("listen", n, 1)
-
-	n = 0
-	out = reNginxAccess.ReplaceAllStringFunc(out, func(m string) string {
-		n++
-		sm := reNginxAccess.FindStringSubmatch(m)
-		return sm[1] + "access_log " + p.Dir + "/access.log"
-	})
-	must("access_log with a path", n, 1)
-
-	out = reNginxRlimit.ReplaceAllStringFunc(out, func(m string) string {
-		sm := reNginxRlimit.FindStringSubmatch(m)
-		want, _ := strconv.ParseUint(sm[2], 10, 64)
-		if p.MaxOpenFiles == 0 || want <= p.MaxOpenFiles {
-			return m
-		}
-		// Above the hard limit an unprivileged nginx cannot raise it and
-		// logs an alert on every start; the container gets its own limit.
-		return fmt.Sprintf("%sworker_rlimit_nofile %d; # (make stack) the file's %d is above this machine's hard limit", sm[1], p.MaxOpenFiles, want)
-	})
-
-	n = 0
-	out = reNginxHTTP.ReplaceAllStringFunc(out, func(m string) string {
-		n++
+	e.must("resolver directives", min(n, 1), 1)
+	e.must("upstream server "+p.Upstream, e.replace(reNginxServer, func(sm []string) (string, bool) { return e.upstream(sm, p) }), 1)
+	e.must("listen", e.replace(reNginxListen, func(sm []string) (string, bool) {
+		return sm[1] + "listen " + p.Listen + ";", true
+	}), 1)
+	e.must("access_log with a path", e.replace(reNginxAccess, func(sm []string) (string, bool) {
+		return sm[1] + "access_log " + p.Dir + "/access.log", true
+	}), 1)
+	e.replace(reNginxRlimit, func(sm []string) (string, bool) { return rlimit(sm, p.MaxOpenFiles), true })
+	e.must("http block", e.replace(reNginxHTTP, func(sm []string) (string, bool) {
 		// Every temp path in the prefix: the compiled-in ones are under
 		// /var/lib/nginx, which an unprivileged user cannot write.
 		var b strings.Builder
-		b.WriteString(m + "\n    # (make stack) temp files in the stack's directory\n")
+		b.WriteString(sm[0] + "\n    # (make stack) temp files in the stack's directory\n")
 		for _, t := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 			fmt.Fprintf(&b, "    %s_temp_path %s/%s_temp;\n", t, p.Dir, t)
 		}
-		return strings.TrimSuffix(b.String(), "\n")
-	})
-	must("http block", n, 1)
-
-	if len(errs) > 0 {
-		return "", fmt.Errorf("render nginx.conf: %s", strings.Join(errs, "; "))
+		return strings.TrimSuffix(b.String(), "\n"), true
+	}), 1)
+	if len(e.errs) > 0 {
+		return "", fmt.Errorf("render nginx.conf: %s", strings.Join(e.errs, "; "))
 	}
 	head := "# Rendered by deploy/stack from deploy/nginx/nginx.conf for make stack.\n" +
 		"daemon off;\n" +
@@ -137,7 +79,70 @@ func RenderNginx(src string, p NginxParams) (string, error) {
 		// switched to nobody could not write their temp files there.
 		head += "user root;\n"
 	}
-	return head + "\n" + out, nil
+	return head + "\n" + e.out, nil
+}
+
+// nginxEdit rewrites a config with regexps and collects every rewrite that
+// did not find what it expected, so one error names them all.
+type nginxEdit struct {
+	out  string
+	errs []string
+}
+
+// replace rewrites each match of re (fn gets its submatches) and returns
+// how many rewrites fn counted.
+func (e *nginxEdit) replace(re *regexp.Regexp, fn func(sm []string) (string, bool)) int {
+	n := 0
+	e.out = re.ReplaceAllStringFunc(e.out, func(m string) string {
+		repl, counted := fn(re.FindStringSubmatch(m))
+		if counted {
+			n++
+		}
+		return repl
+	})
+	return n
+}
+
+// must records an error unless n is want.
+func (e *nginxEdit) must(what string, n, want int) {
+	if n != want {
+		e.errs = append(e.errs, fmt.Sprintf("%s: found %d, want %d", what, n, want))
+	}
+}
+
+// upstream turns the api service's one server line into one per native
+// replica, keeping its parameters but Docker's "resolve"; a server that is
+// not the api service is an error and stays as it is.
+func (e *nginxEdit) upstream(sm []string, p NginxParams) (string, bool) {
+	if sm[2] != p.Upstream || sm[3] != strconv.Itoa(p.Port) {
+		e.errs = append(e.errs, fmt.Sprintf("upstream server %s:%s is not the api service (%s:%d)", sm[2], sm[3], p.Upstream, p.Port))
+		return sm[0], false
+	}
+	var params []string
+	for _, f := range strings.Fields(sm[4]) {
+		if f != "resolve" {
+			params = append(params, f)
+		}
+	}
+	var b strings.Builder
+	for i, s := range p.Servers {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(sm[1] + "server " + strings.Join(append([]string{s}, params...), " ") + ";")
+	}
+	return b.String(), true
+}
+
+// rlimit lowers worker_rlimit_nofile to the machine's hard limit: above it
+// an unprivileged nginx cannot raise it and logs an alert on every start
+// (the container gets its own limit).
+func rlimit(sm []string, maxOpen uint64) string {
+	want, _ := strconv.ParseUint(sm[2], 10, 64)
+	if maxOpen == 0 || want <= maxOpen {
+		return sm[0]
+	}
+	return fmt.Sprintf("%sworker_rlimit_nofile %d; # (make stack) the file's %d is above this machine's hard limit", sm[1], maxOpen, want)
 }
 
 // PrometheusParams are the native values substituted into the project's

@@ -138,61 +138,17 @@ func Start(ctx context.Context, plan Plan, o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
-	brokerAddr, err := freeAddr()
-	if err != nil {
+	if addrs.Broker, err = s.startBroker(ctx, plan, o); err != nil {
 		return nil, err
 	}
-	addrs.Broker = brokerAddr
 	s.addrs, s.redisPrefix = addrs, o.RedisPrefix
-	broker, err := s.spawn("broker", o.Seckill, []string{"broker"}, []string{
-		"SECKILL_ADDR=" + brokerAddr, fmt.Sprintf("SECKILL_KAFKA_PARTITIONS=%d", plan.BrokerPartitions),
-	}, 5*time.Second)
-	if err != nil {
+	if err := s.migrate(ctx, plan, o); err != nil {
 		return nil, err
 	}
-	if err := waitFor(ctx, broker, "broker "+brokerAddr, func() error { return dialTCP(brokerAddr) }); err != nil {
+	if s.APIs, err = s.startReplicas(ctx, plan.API, o); err != nil {
 		return nil, err
 	}
-
-	// The migrate job runs to completion before any API or worker starts
-	// (service_completed_successfully in compose).
-	mig, err := s.spawn("migrate", o.Seckill, plan.Migrate.Command, environ(NativeEnv(plan.Migrate, addrs, "migrate", o.RedisPrefix)), plan.Migrate.Grace)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case <-mig.done:
-		if mig.err != nil {
-			return nil, fmt.Errorf("migrate: %w (log: %s)\n%s", mig.err, mig.logf, tail(mig.logf, 20))
-		}
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-
-	start := func(svc Service) ([]string, error) {
-		var urls []string
-		for i := 1; i <= svc.Replicas; i++ {
-			a := addrs
-			if a.HTTP, err = freeAddr(); err != nil {
-				return nil, err
-			}
-			name := fmt.Sprintf("%s-%d", svc.Name, i)
-			p, err := s.spawn(name, o.Seckill, svc.Command, environ(NativeEnv(svc, a, name, o.RedisPrefix)), svc.Grace)
-			if err != nil {
-				return nil, err
-			}
-			u := "http://" + a.HTTP
-			if err := waitFor(ctx, p, name+" /readyz", func() error { return httpOK(u + "/readyz") }); err != nil {
-				return nil, err
-			}
-			urls = append(urls, u)
-		}
-		return urls, nil
-	}
-	if s.APIs, err = start(plan.API); err != nil {
-		return nil, err
-	}
-	if s.Workers, err = start(plan.Worker); err != nil {
+	if s.Workers, err = s.startReplicas(ctx, plan.Worker, o); err != nil {
 		return nil, err
 	}
 
@@ -203,6 +159,67 @@ func Start(ctx context.Context, plan Plan, o Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// startBroker starts `seckill broker` on a free port and waits until it
+// accepts connections; it returns its address.
+func (s *Stack) startBroker(ctx context.Context, plan Plan, o Options) (string, error) {
+	brokerAddr, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	broker, err := s.spawn("broker", o.Seckill, []string{"broker"}, []string{
+		"SECKILL_ADDR=" + brokerAddr, fmt.Sprintf("SECKILL_KAFKA_PARTITIONS=%d", plan.BrokerPartitions),
+	}, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	if err := waitFor(ctx, broker, "broker "+brokerAddr, func() error { return dialTCP(brokerAddr) }); err != nil {
+		return "", err
+	}
+	return brokerAddr, nil
+}
+
+// migrate runs the migrate job to completion before any API or worker
+// starts (service_completed_successfully in compose).
+func (s *Stack) migrate(ctx context.Context, plan Plan, o Options) error {
+	mig, err := s.spawn("migrate", o.Seckill, plan.Migrate.Command, environ(NativeEnv(plan.Migrate, s.addrs, "migrate", o.RedisPrefix)), plan.Migrate.Grace)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-mig.done:
+		if mig.err != nil {
+			return fmt.Errorf("migrate: %w (log: %s)\n%s", mig.err, mig.logf, tail(mig.logf, 20))
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startReplicas starts svc's replicas, each on a free port, one after the
+// other once the previous answers /readyz, and returns their URLs.
+func (s *Stack) startReplicas(ctx context.Context, svc Service, o Options) ([]string, error) {
+	var urls []string
+	for i := 1; i <= svc.Replicas; i++ {
+		a := s.addrs
+		var err error
+		if a.HTTP, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("%s-%d", svc.Name, i)
+		p, err := s.spawn(name, o.Seckill, svc.Command, environ(NativeEnv(svc, a, name, o.RedisPrefix)), svc.Grace)
+		if err != nil {
+			return nil, err
+		}
+		u := "http://" + a.HTTP
+		if err := waitFor(ctx, p, name+" /readyz", func() error { return httpOK(u + "/readyz") }); err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
+	}
+	return urls, nil
 }
 
 func (s *Stack) startNginx(ctx context.Context, plan Plan, o Options) error {

@@ -98,6 +98,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	defer s.Stop()
 
+	printBanner(stdout, s)
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stderr, "stack: signal received; stopping gracefully")
+		return nil
+	case msg := <-s.Exited():
+		return errors.New(msg)
+	}
+}
+
+// printBanner says where everything of the running stack is.
+func printBanner(stdout io.Writer, s *stack.Stack) {
 	fmt.Fprintf(stdout, "\n  seckill stack is running (the docker-compose.yml topology, native)\n\n")
 	fmt.Fprintf(stdout, "  Load balancer: %s/        admin page: %s/admin\n", s.LBURL, s.LBURL)
 	fmt.Fprintf(stdout, "  Dashboard:     %s\n", s.DashboardURL)
@@ -112,13 +124,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  k6 against it: BASE_URL=%s ADMIN_TOKEN=%s make k6-spike\n", s.LBURL, s.AdminToken)
 	fmt.Fprintf(stdout, "  Press Ctrl+C to stop everything.\n\n")
 
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(stderr, "stack: signal received; stopping gracefully")
-		return nil
-	case msg := <-s.Exited():
-		return errors.New(msg)
-	}
 }
 
 // tools finds nginx and prometheus, installing the Debian packages first

@@ -87,6 +87,8 @@ func (g *gatedBook) span() time.Duration {
 	return g.last.Sub(g.first)
 }
 
+// runHotRow queues every buyer's order while the worker's database is
+// held, then lets go and measures the orders settled per second.
 func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	gate := make(chan struct{})
 	opened := false
@@ -96,23 +98,14 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 			close(gate)
 		}
 	}
-	// One Confirm runs per transaction the naive book makes too: it wraps
-	// the gated book, not the other way round.
 	gated := &gatedBook{open: gate}
 	if env.Base.MySQLDSN == "" {
 		gated.commitCost = hotRowCommitCost // a real server pays its own
 	}
-	ov := bootstrap.Overrides{WrapOrderBook: func(real sale.OrderBook) sale.OrderBook {
-		gated.OrderBook = real
-		if mode == Unprotected {
-			return naive.NewOneOrderPerTxBook(gated)
-		}
-		return gated
-	}}
 	// The lab is about the database: give the Redis ledger room on a busy
 	// laptop, so every buyer's purchase is accepted and queued.
 	tweak := func(c *config.Config) { c.RedisCallTimeout = time.Second }
-	sys, err := env.Start(ctx, tweak, ov)
+	sys, err := env.Start(ctx, tweak, hotRowOverrides(mode, gated))
 	if err != nil {
 		return Result{}, err
 	}
@@ -143,14 +136,7 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	time.Sleep(500 * time.Millisecond)
 
 	env.Printf("%d orders queued; the database is back: draining", accepted)
-	var confirmed int64
-	started := time.Now()
-	openGate()
-	waitFor(ctx, hotRowDrainCap, func() bool {
-		confirmed, err = sys.Store().CountHeld(ctx, it.ID)
-		return err == nil && confirmed >= accepted
-	})
-	took := time.Since(started)
+	confirmed, took, err := drainHotRow(ctx, sys, it.ID, accepted, openGate)
 	if err != nil {
 		return Result{}, err
 	}
@@ -171,4 +157,30 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		figs = append(figs, Figure{"drain stopped at the cap", hotRowDrainCap.String()})
 	}
 	return Result{Metric: float64(int64(rate)), Figures: figs}, nil
+}
+
+// hotRowOverrides wraps the run's order book in gated; the unprotected run
+// puts the naive one-order-per-transaction book around it, not the other
+// way round, so one Confirm runs per transaction the naive book makes too.
+func hotRowOverrides(mode Mode, gated *gatedBook) bootstrap.Overrides {
+	return bootstrap.Overrides{WrapOrderBook: func(real sale.OrderBook) sale.OrderBook {
+		gated.OrderBook = real
+		if mode == Unprotected {
+			return naive.NewOneOrderPerTxBook(gated)
+		}
+		return gated
+	}}
+}
+
+// drainHotRow opens the gate and waits, up to hotRowDrainCap, until the
+// database holds all accepted orders of the item; it returns how many it
+// holds and the time from the gate's opening to the last count.
+func drainHotRow(ctx context.Context, sys *System, id sale.ItemID, accepted int64, openGate func()) (confirmed int64, took time.Duration, err error) {
+	started := time.Now()
+	openGate()
+	waitFor(ctx, hotRowDrainCap, func() bool {
+		confirmed, err = sys.Store().CountHeld(ctx, id)
+		return err == nil && confirmed >= accepted
+	})
+	return confirmed, time.Since(started), err
 }

@@ -77,38 +77,19 @@ func (d *deliverTwice) Publish(ctx context.Context, orders ...sale.Order) error 
 	return nil
 }
 
+// runDuplicateOrders delivers every published batch twice and counts the
+// order rows recorded more than once.
 func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	fault := &deliverTwice{}
-	ov := bootstrap.Overrides{WrapPublisher: func(p bootstrap.OrderPublisher) bootstrap.OrderPublisher {
-		fault.next = p
-		return fault
-	}}
-	table := "orders"
-	if mode == Unprotected {
-		ov.OrderBook = func(db *gorm.DB) bootstrap.OrderBook { return naive.NewOrderBook(db) }
-		table = naive.OrdersTable
-	}
-	sys, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
-		// The naive book leaves the database's stock and orders out of
-		// step with the ledger; the reconciler need not chase that here.
-		cfg.ReconcileEvery = time.Hour
-		patientRedis(cfg)
-	}, ov)
+	ov, table := duplicateOrdersOverrides(mode, fault)
+	sys, c, done, err := bootLab(ctx, env, duplicateOrdersTweak, ov)
 	if err != nil {
 		return Result{}, err
 	}
 	defer done()
 	defer fault.wg.Wait() // before the system closes its publisher
 	db := sys.Store().DB()
-	fault.recorded = func(ctx context.Context, orders []sale.Order) bool {
-		ids := make([]string, len(orders))
-		for i, o := range orders {
-			ids[i] = string(o.ID)
-		}
-		var n int64
-		err := db.WithContext(ctx).Raw("SELECT COUNT(DISTINCT order_id) FROM "+table+" WHERE order_id IN ?", ids).Scan(&n).Error
-		return err == nil && n >= int64(len(ids))
-	}
+	fault.recorded = recordedIn(db, table)
 
 	// Twice the units there are buyers: the naive book's second rows take
 	// real units and still stay within the database's stock_left >= 0 check.
@@ -123,51 +104,108 @@ func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error
 		return Result{}, err
 	}
 	env.Printf("%d buyers, %d units; every published batch is delivered twice", n, stock)
-	attempts := c.Spike(ctx, item, tokens, 32)
-	accepted := 0
-	for _, a := range attempts {
-		if a.Status == 202 {
-			accepted++
-		}
-	}
+	accepted := countAccepted(c.Spike(ctx, item, tokens, 32))
 	if accepted == 0 {
 		return Result{}, fmt.Errorf("no purchase was accepted")
 	}
 
-	count := func() (rows, distinct int64) {
-		var r struct{ Rows, Distinct int64 }
-		db.WithContext(ctx).Raw("SELECT COUNT(*) AS `rows`, COUNT(DISTINCT order_id) AS `distinct` FROM "+table+" WHERE item_id = ?", item).Scan(&r)
-		return r.Rows, r.Distinct
-	}
-	// Every order recorded once, every second delivery sent, and then the
-	// rows stand still: the worker has seen everything.
-	waitUntil(ctx, 15*time.Second, 50*time.Millisecond, func() bool {
-		_, d := count()
-		return d >= int64(accepted)
-	})
-	waitUntil(ctx, 10*time.Second, 50*time.Millisecond, func() bool { return fault.pending.Load() == 0 })
-	lastRows, since := int64(-1), time.Now()
-	waitUntil(ctx, 10*time.Second, 100*time.Millisecond, func() bool {
-		r, _ := count()
-		if r != lastRows {
-			lastRows, since = r, time.Now()
-		}
-		return time.Since(since) > time.Second
-	})
-	rows, distinct := count()
-	var users struct{ N int64 }
-	db.WithContext(ctx).Raw("SELECT COUNT(*) AS n FROM (SELECT user_id FROM "+table+" WHERE item_id = ? AND status = ? GROUP BY user_id HAVING COUNT(*) > 1) t",
-		item, string(sale.OrderConfirmed)).Scan(&users)
-	var stockLeft struct{ StockLeft int64 }
-	db.WithContext(ctx).Raw("SELECT stock_left FROM items WHERE id = ?", item).Scan(&stockLeft)
-
+	book := orderRows{db: db, table: table, item: item}
+	book.waitStill(ctx, accepted, fault)
+	rows, distinct := book.count(ctx)
+	users, stockLeft := book.usersWithTwo(ctx), book.stockLeft(ctx)
 	return Result{Metric: float64(rows - distinct), Figures: []Figure{
 		{"accepted (202)", strconv.Itoa(accepted)},
 		{"orders delivered twice", strconv.FormatInt(fault.resent.Load(), 10)},
 		{"order rows", strconv.FormatInt(rows, 10)},
 		{"distinct orders", strconv.FormatInt(distinct, 10)},
-		{"buyers holding two orders", strconv.FormatInt(users.N, 10)},
-		{"stock_left in the database", strconv.FormatInt(stockLeft.StockLeft, 10)},
+		{"buyers holding two orders", strconv.FormatInt(users, 10)},
+		{"stock_left in the database", strconv.FormatInt(stockLeft, 10)},
 		{"stock_left it should be", strconv.Itoa(stock - accepted)},
 	}}, nil
+}
+
+// duplicateOrdersOverrides wraps the publisher in fault in both runs, and
+// puts the naive order book into the unprotected one; table is the table
+// the run's book writes.
+func duplicateOrdersOverrides(mode Mode, fault *deliverTwice) (ov bootstrap.Overrides, table string) {
+	ov = bootstrap.Overrides{WrapPublisher: func(p bootstrap.OrderPublisher) bootstrap.OrderPublisher {
+		fault.next = p
+		return fault
+	}}
+	table = "orders"
+	if mode == Unprotected {
+		ov.OrderBook = func(db *gorm.DB) bootstrap.OrderBook { return naive.NewOrderBook(db) }
+		table = naive.OrdersTable
+	}
+	return ov, table
+}
+
+// duplicateOrdersTweak keeps the reconciler out of the run: the naive
+// book leaves the database's stock and orders out of step with the
+// ledger, and the reconciler need not chase that here.
+func duplicateOrdersTweak(cfg *config.Config) {
+	cfg.ReconcileEvery = time.Hour
+	patientRedis(cfg)
+}
+
+// recordedIn reports whether every order of a batch has a row in table.
+func recordedIn(db *gorm.DB, table string) func(ctx context.Context, orders []sale.Order) bool {
+	return func(ctx context.Context, orders []sale.Order) bool {
+		ids := make([]string, len(orders))
+		for i, o := range orders {
+			ids[i] = string(o.ID)
+		}
+		var n int64
+		err := db.WithContext(ctx).Raw("SELECT COUNT(DISTINCT order_id) FROM "+table+" WHERE order_id IN ?", ids).Scan(&n).Error
+		return err == nil && n >= int64(len(ids))
+	}
+}
+
+// orderRows reads the lab's item's rows in the run's order table.
+type orderRows struct {
+	db    *gorm.DB
+	table string
+	item  int64
+}
+
+// count is the item's order rows, and its distinct order ids among them.
+func (o orderRows) count(ctx context.Context) (rows, distinct int64) {
+	var r struct{ Rows, Distinct int64 }
+	o.db.WithContext(ctx).Raw("SELECT COUNT(*) AS `rows`, COUNT(DISTINCT order_id) AS `distinct` FROM "+o.table+" WHERE item_id = ?", o.item).Scan(&r)
+	return r.Rows, r.Distinct
+}
+
+// waitStill returns once every one of accepted orders is recorded once,
+// every second delivery of fault is sent, and then the rows stand still:
+// the worker has seen everything (or once each wait's bound has passed).
+func (o orderRows) waitStill(ctx context.Context, accepted int, fault *deliverTwice) {
+	waitUntil(ctx, 15*time.Second, 50*time.Millisecond, func() bool {
+		_, d := o.count(ctx)
+		return d >= int64(accepted)
+	})
+	waitUntil(ctx, 10*time.Second, 50*time.Millisecond, func() bool { return fault.pending.Load() == 0 })
+	lastRows, since := int64(-1), time.Now()
+	waitUntil(ctx, 10*time.Second, 100*time.Millisecond, func() bool {
+		r, _ := o.count(ctx)
+		if r != lastRows {
+			lastRows, since = r, time.Now()
+		}
+		return time.Since(since) > time.Second
+	})
+}
+
+// usersWithTwo counts the buyers holding more than one confirmed order
+// for the item.
+func (o orderRows) usersWithTwo(ctx context.Context) int64 {
+	var users struct{ N int64 }
+	o.db.WithContext(ctx).Raw("SELECT COUNT(*) AS n FROM (SELECT user_id FROM "+o.table+" WHERE item_id = ? AND status = ? GROUP BY user_id HAVING COUNT(*) > 1) t",
+		o.item, string(sale.OrderConfirmed)).Scan(&users)
+	return users.N
+}
+
+// stockLeft is the item's stock_left in the database.
+func (o orderRows) stockLeft(ctx context.Context) int64 {
+	var stockLeft struct{ StockLeft int64 }
+	o.db.WithContext(ctx).Raw("SELECT stock_left FROM items WHERE id = ?", o.item).Scan(&stockLeft)
+	return stockLeft.StockLeft
 }

@@ -36,24 +36,10 @@ func init() {
 // machine's spike exceeds.
 const hotKeyRate, hotKeyBurst = 500, 50
 
+// runHotKey sends a spike of doomed clicks at one item and counts the
+// Redis reserve calls per purchase.
 func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	tweak := func(cfg *config.Config) {
-		cfg.ItemRate, cfg.ItemBurst = hotKeyRate, hotKeyBurst
-		patientRedis(cfg)
-	}
-	var ov bootstrap.Overrides
-	if mode == Unprotected {
-		cfg := env.Base
-		tweak(&cfg)
-		// The naive guard keeps a shield's in-flight bound and user buckets,
-		// built with the system's own settings, so that only the hot-key
-		// protections are off.
-		ov.PurchaseGuard = naive.NewHotKeyGuard(shield.New(shield.Options{
-			ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
-			MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
-		}))
-	}
-	sys, c, done, err := bootLab(ctx, env, tweak, ov)
+	sys, c, done, err := bootLab(ctx, env, hotKeyTweak, hotKeyOverrides(env, mode))
 	if err != nil {
 		return Result{}, err
 	}
@@ -70,13 +56,7 @@ func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	clicks := make([]string, 0, buyers*tries)
-	for range tries {
-		clicks = append(clicks, tokens...)
-	}
-	// Same shuffle in both runs: the same spike.
-	r := rand.New(rand.NewPCG(6, 8))
-	r.Shuffle(len(clicks), func(i, j int) { clicks[i], clicks[j] = clicks[j], clicks[i] })
+	clicks := hotKeyClicks(tokens, tries)
 
 	env.Printf("%d buyers click %d times each on %d units", buyers, tries, stock)
 	calls0 := sys.Purchase.Stats().LedgerCalls
@@ -85,37 +65,83 @@ func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	took := time.Since(start)
 	calls := sys.Purchase.Stats().LedgerCalls - calls0
 
-	var accepted, soldOut, already, limited, unavailable, other int
-	for _, a := range attempts {
-		switch {
-		case a.Status == 202:
-			accepted++
-		case a.Code == "sold_out":
-			soldOut++
-		case a.Code == "already_purchased":
-			already++
-		case a.Status == 429:
-			limited++
-		case a.Status == 503:
-			unavailable++
-		default:
-			other++
-		}
-	}
-	if accepted == 0 {
+	a := tallyHotKey(attempts)
+	if a.accepted == 0 {
 		return Result{}, fmt.Errorf("no purchase was accepted")
 	}
 	return Result{Metric: float64(calls) / float64(len(attempts)), Figures: []Figure{
 		{"purchases", strconv.Itoa(len(attempts))},
 		{"Redis reserve calls", strconv.FormatUint(calls, 10)},
-		{"accepted (202)", strconv.Itoa(accepted)},
-		{"409 sold_out", strconv.Itoa(soldOut)},
-		{"409 already_purchased", strconv.Itoa(already)},
-		{"429 rate limited", strconv.Itoa(limited)},
-		{"503 unavailable", strconv.Itoa(unavailable)},
-		{"other answers", strconv.Itoa(other)},
+		{"accepted (202)", strconv.Itoa(a.accepted)},
+		{"409 sold_out", strconv.Itoa(a.soldOut)},
+		{"409 already_purchased", strconv.Itoa(a.already)},
+		{"429 rate limited", strconv.Itoa(a.limited)},
+		{"503 unavailable", strconv.Itoa(a.unavailable)},
+		{"other answers", strconv.Itoa(a.other)},
 		{"p50", labhttp.Ms(labhttp.Percentile(attempts, 50))},
 		{"p99", labhttp.Ms(labhttp.Percentile(attempts, 99))},
 		{"spike took", took.Round(10 * time.Millisecond).String()},
 	}}, nil
+}
+
+// hotKeyTweak sets the lab's item budget, in both runs.
+func hotKeyTweak(cfg *config.Config) {
+	cfg.ItemRate, cfg.ItemBurst = hotKeyRate, hotKeyBurst
+	patientRedis(cfg)
+}
+
+// hotKeyOverrides puts the naive guard into the unprotected run. It keeps
+// a shield's in-flight bound and user buckets, built with the system's own
+// settings, so that only the hot-key protections are off.
+func hotKeyOverrides(env *Env, mode Mode) bootstrap.Overrides {
+	var ov bootstrap.Overrides
+	if mode == Unprotected {
+		cfg := env.Base
+		hotKeyTweak(&cfg)
+		ov.PurchaseGuard = naive.NewHotKeyGuard(shield.New(shield.Options{
+			ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
+			MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
+		}))
+	}
+	return ov
+}
+
+// hotKeyClicks is every buyer's token tries times, shuffled the same way
+// in both runs: the same spike.
+func hotKeyClicks(tokens []string, tries int) []string {
+	clicks := make([]string, 0, len(tokens)*tries)
+	for range tries {
+		clicks = append(clicks, tokens...)
+	}
+	r := rand.New(rand.NewPCG(6, 8))
+	r.Shuffle(len(clicks), func(i, j int) { clicks[i], clicks[j] = clicks[j], clicks[i] })
+	return clicks
+}
+
+// hotKeyAnswers counts the spike's answers by kind; each attempt counts
+// once.
+type hotKeyAnswers struct {
+	accepted, soldOut, already, limited, unavailable, other int
+}
+
+// tallyHotKey counts attempts by answer.
+func tallyHotKey(attempts []labhttp.Attempt) hotKeyAnswers {
+	var n hotKeyAnswers
+	for _, a := range attempts {
+		switch {
+		case a.Status == 202:
+			n.accepted++
+		case a.Code == "sold_out":
+			n.soldOut++
+		case a.Code == "already_purchased":
+			n.already++
+		case a.Status == 429:
+			n.limited++
+		case a.Status == 503:
+			n.unavailable++
+		default:
+			n.other++
+		}
+	}
+	return n
 }

@@ -30,6 +30,9 @@ func init() {
 // 15 minutes; the shortest allowed is 1s).
 const labPaymentWindow = time.Second
 
+// runUnpaidHold sells every unit to a first wave of which half never pay,
+// lets the payment window pass, and counts the units the non-payers still
+// hold after a second wave of paying buyers.
 func runUnpaidHold(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	var ov bootstrap.Overrides
 	if mode == Unprotected {
@@ -61,27 +64,9 @@ func runUnpaidHold(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	payers, nonPayers := 0, 0
-	for i := range first {
-		if ids1[i] == "" {
-			continue
-		}
-		if i%2 == 0 {
-			if r := c.Pay(ctx, first[i], ids1[i]); r.Status == 200 {
-				payers++
-			}
-		} else {
-			nonPayers++
-		}
-	}
-	// Past the window: the protected system expires the unpaid orders and
-	// puts their units back on sale.
+	payers, nonPayers := payEvenBuyers(ctx, c, first, ids1)
 	env.Printf("the payment window (%s) passes", labPaymentWindow)
-	sleepCtx(ctx, labPaymentWindow+500*time.Millisecond)
-	waitUntil(ctx, 4*time.Second, 100*time.Millisecond, func() bool {
-		st, err := c.Stats(ctx, item)
-		return err == nil && st.Num("orders_expired") >= int64(nonPayers) && st.Num("stock_left_redis") >= int64(nonPayers)
-	})
+	waitPastPaymentWindow(ctx, c, item, nonPayers)
 
 	env.Printf("wave 2: %d more buyers, who all pay", len(second))
 	wave2 := c.Spike(ctx, item, second, 32)
@@ -89,24 +74,8 @@ func runUnpaidHold(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	paid2, soldOut2 := 0, 0
-	for i := range second {
-		if ids2[i] != "" {
-			if r := c.Pay(ctx, second[i], ids2[i]); r.Status == 200 {
-				paid2++
-			}
-		} else if wave2[i].Code == "sold_out" {
-			soldOut2++
-		}
-	}
-
-	// Units still held by the buyers who never paid.
-	held := 0
-	for i := range first {
-		if ids1[i] != "" && i%2 == 1 && c.Order(ctx, first[i], ids1[i]).Str("status") == "confirmed" {
-			held++
-		}
-	}
+	paid2, soldOut2 := payEveryBuyer(ctx, c, second, ids2, wave2)
+	held := heldByNonPayers(ctx, c, first, ids1)
 	st, err := c.Stats(ctx, item)
 	if err != nil {
 		return Result{}, err
@@ -121,6 +90,64 @@ func runUnpaidHold(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		{"units sold to payers", strconv.Itoa(payers + paid2)},
 		{"stock left in Redis", strconv.FormatInt(st.Num("stock_left_redis"), 10)},
 	}}, nil
+}
+
+// payEvenBuyers pays the orders (ids, "" for none) of the even-numbered
+// buyers, and returns how many paid and how many of the odd-numbered
+// holders of an order never will.
+func payEvenBuyers(ctx context.Context, c *labhttp.Client, tokens, ids []string) (payers, nonPayers int) {
+	for i := range tokens {
+		if ids[i] == "" {
+			continue
+		}
+		if i%2 == 0 {
+			if r := c.Pay(ctx, tokens[i], ids[i]); r.Status == 200 {
+				payers++
+			}
+		} else {
+			nonPayers++
+		}
+	}
+	return payers, nonPayers
+}
+
+// waitPastPaymentWindow sleeps past the window, then gives the protected
+// system up to 4 s to expire the nonPayers' orders and put their units
+// back on sale.
+func waitPastPaymentWindow(ctx context.Context, c *labhttp.Client, item int64, nonPayers int) {
+	sleepCtx(ctx, labPaymentWindow+500*time.Millisecond)
+	waitUntil(ctx, 4*time.Second, 100*time.Millisecond, func() bool {
+		st, err := c.Stats(ctx, item)
+		return err == nil && st.Num("orders_expired") >= int64(nonPayers) && st.Num("stock_left_redis") >= int64(nonPayers)
+	})
+}
+
+// payEveryBuyer pays every order (ids, "" for none) of the wave, and
+// returns how many were paid and how many buyers were told sold_out.
+func payEveryBuyer(ctx context.Context, c *labhttp.Client, tokens, ids []string, wave []labhttp.Attempt) (paid, soldOut int) {
+	for i := range tokens {
+		if ids[i] != "" {
+			if r := c.Pay(ctx, tokens[i], ids[i]); r.Status == 200 {
+				paid++
+			}
+		} else if wave[i].Code == "sold_out" {
+			soldOut++
+		}
+	}
+	return paid, soldOut
+}
+
+// heldByNonPayers counts the units still held by the first wave's buyers
+// who never paid (the odd-numbered ones): their orders are still
+// confirmed.
+func heldByNonPayers(ctx context.Context, c *labhttp.Client, tokens, ids []string) int {
+	held := 0
+	for i := range tokens {
+		if ids[i] != "" && i%2 == 1 && c.Order(ctx, tokens[i], ids[i]).Str("status") == "confirmed" {
+			held++
+		}
+	}
+	return held
 }
 
 // waitConfirmed waits until every accepted attempt's order is confirmed and

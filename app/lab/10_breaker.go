@@ -41,62 +41,102 @@ const (
 	breakerPatience = 6 * time.Second
 )
 
+// runBreaker makes Redis go silent for breakerFault while buyers keep
+// clicking, and measures how long their purchases take.
 func runBreaker(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	// A proxy between the system and Redis, the one the operator gave or an
-	// embedded one started here, so the lab can make Redis go silent.
+	proxy, closeProxy, err := breakerProxy(env)
+	if err != nil {
+		return Result{}, err
+	}
+	defer closeProxy()
+	sys, c, done, err := bootLab(ctx, env, breakerTweak(proxy.Addr()), breakerOverrides(mode))
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { proxy.Clear(); done() }()
+
+	item, tokens, err := breakerSale(ctx, c)
+	if err != nil {
+		return Result{}, err
+	}
+	// A buyer gives up on an answer after breakerPatience.
+	buyers := labhttp.New(sys.URL(), sys.AdminToken, breakerPatience)
+	defer buyers.Close()
+
+	env.Printf("Redis stops answering for %s; %d buyers keep clicking", breakerFault, breakerClients)
+	attempts, recovery := clickThroughFault(ctx, proxy, buyers, tokens, item)
+	return breakerResult(attempts, recovery), nil
+}
+
+// breakerProxy starts a proxy between the system and Redis, the one the
+// operator gave or an embedded one started here, so the lab can make
+// Redis go silent; the func closes the proxy, then that Redis.
+func breakerProxy(env *Env) (*faultproxy.Proxy, func(), error) {
 	upstream := env.Base.RedisAddr
+	closeRedis := func() {}
 	if upstream == "" {
 		r, err := embedded.StartRedis("127.0.0.1:0")
 		if err != nil {
-			return Result{}, err
+			return nil, nil, err
 		}
-		defer r.Close()
+		closeRedis = r.Close
 		upstream = r.Addr()
 	}
 	proxy, err := faultproxy.Start("127.0.0.1:0", upstream)
 	if err != nil {
-		return Result{}, err
+		closeRedis()
+		return nil, nil, err
 	}
-	defer proxy.Close()
+	return proxy, func() { proxy.Close(); closeRedis() }, nil
+}
 
+// breakerOverrides puts the ledger with no breaker and no call deadline
+// into the unprotected run.
+func breakerOverrides(mode Mode) bootstrap.Overrides {
 	var ov bootstrap.Overrides
 	if mode == Unprotected {
 		ov.PurchaseLedger = func(bare bootstrap.PurchaseLedger) bootstrap.PurchaseLedger {
 			return naive.NewUnguardedLedger(bare)
 		}
 	}
-	sys, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
-		cfg.RedisAddr = proxy.Addr()
+	return ov
+}
+
+// breakerTweak points the system at the proxy (redisAddr).
+func breakerTweak(redisAddr string) func(*config.Config) {
+	return func(cfg *config.Config) {
+		cfg.RedisAddr = redisAddr
 		// Item data stays in this process for the whole run, so what the
 		// fault hits is the purchase's Redis round trip.
 		cfg.LocalCacheTTL = time.Minute
 		// Each buyer clicks as fast as answers come; the user's bucket is
 		// not what this lab is about.
 		cfg.UserRate, cfg.UserBurst = 1000, 1000
-	}, ov)
-	if err != nil {
-		return Result{}, err
 	}
-	defer func() { proxy.Clear(); done() }()
+}
 
+// breakerSale opens the lab's sale and logs in breakerClients+2 buyers:
+// one per clicking buyer, one probe, and one whose purchase has warmed up
+// the item's cache and the connections.
+func breakerSale(ctx context.Context, c *labhttp.Client) (int64, []string, error) {
 	item, err := c.CreateSale(ctx, "breaker", 1_000_000, 0)
 	if err != nil {
-		return Result{}, err
+		return 0, nil, err
 	}
 	tokens, err := c.LoginAll(ctx, "breaker", breakerClients+2)
 	if err != nil {
-		return Result{}, err
+		return 0, nil, err
 	}
-	// Warm up: the item is cached and the connections are open.
 	if r := c.Buy(ctx, tokens[breakerClients+1], item); r.Status != 202 {
-		return Result{}, fmt.Errorf("warm-up purchase: %d %v %v", r.Status, r.Body, r.Err) //nolint:errorlint // the error is nil when only the status is wrong
+		return 0, nil, fmt.Errorf("warm-up purchase: %d %v %v", r.Status, r.Body, r.Err) //nolint:errorlint // the error is nil when only the status is wrong
 	}
+	return item, tokens, nil
+}
 
-	// A buyer gives up on an answer after breakerPatience.
-	buyers := labhttp.New(sys.URL(), sys.AdminToken, breakerPatience)
-	defer buyers.Close()
-
-	env.Printf("Redis stops answering for %s; %d buyers keep clicking", breakerFault, breakerClients)
+// clickThroughFault blackholes Redis for breakerFault while the buyers
+// click, and returns their attempts and how long after Redis came back the
+// first purchase went through again; it returns once that probe has ended.
+func clickThroughFault(ctx context.Context, proxy *faultproxy.Proxy, buyers *labhttp.Client, tokens []string, item int64) ([]labhttp.Attempt, string) {
 	proxy.Set(faultproxy.Fault{Kind: faultproxy.BlackHole})
 	var (
 		mu       sync.Mutex
@@ -129,7 +169,12 @@ func runBreaker(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		}
 	})
 	probe.Wait()
+	return attempts, recovery
+}
 
+// breakerResult is the lab's p99 and figures from the attempts made
+// during the fault.
+func breakerResult(attempts []labhttp.Attempt, recovery string) Result {
 	stuck, unavailable, gaveUp := 0, 0, 0
 	var slowest time.Duration
 	for _, a := range attempts {
@@ -154,5 +199,5 @@ func runBreaker(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		{"p99", labhttp.Ms(p99)},
 		{"slowest", labhttp.Ms(slowest)},
 		{"first 202 after Redis came back", recovery},
-	}}, nil
+	}}
 }

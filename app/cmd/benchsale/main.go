@@ -100,6 +100,9 @@ func envOr(name, def string) string {
 	return def
 }
 
+// parseFlags reads the flags into options, with -users defaulted from
+// -duration; a bad flag or value is an error, after which the FlagSet's
+// usage may be printed.
 func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error) {
 	var o options
 	fs := flag.NewFlagSet("benchsale", flag.ContinueOnError)
@@ -127,7 +130,50 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.Float64Var(&o.traceSample, "trace-sample", 1, "with -tracing=otlp: the share of new traces recorded, 0 to 1, as seckill's --trace-sample")
 	fs.StringVar(&o.traceEndpoint, "trace-endpoint", "", "with -tracing=otlp: the OTLP/HTTP collector host:port; empty sends the spans to an in-process sink that discards them (the app's whole cost, no collector's)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `benchsale: seckill's throughput as ratios against GET /healthz from the same run.
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, fs, err
+	}
+	if fs.NArg() > 0 {
+		return o, fs, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := o.validate(); err != nil {
+		return o, fs, err
+	}
+	if o.users == 0 {
+		o.users = 60000 * int(math.Ceil(o.duration.Seconds()))
+	}
+	o.users = max(o.users, 1000*o.threads)
+	return o, fs, nil
+}
+
+// validate reports the first flag value the run cannot use.
+func (o options) validate() error {
+	switch {
+	case o.duration < time.Second:
+		return fmt.Errorf("-duration must be at least 1s")
+	case o.threads < 1 || o.connections < o.threads:
+		return fmt.Errorf("-threads must be at least 1 and -connections at least -threads")
+	case strings.Trim(o.scenarios, "abcdefghi") != "" || o.scenarios == "":
+		return fmt.Errorf("-scenarios %q: want a subset of abcdefghi", o.scenarios)
+	case o.drainOrders < 1:
+		return fmt.Errorf("-drain-orders must be at least 1")
+	case len(o.profile) != 1 || !strings.Contains("abcdeghi", o.profile):
+		return fmt.Errorf("-profile %q: want one of a, b, c, d, e, g, h, i", o.profile)
+	case o.tracing != "off" && o.tracing != "otlp":
+		return fmt.Errorf("-tracing %q: want off or otlp", o.tracing)
+	case o.traceSample < 0 || o.traceSample > 1:
+		return fmt.Errorf("-trace-sample %v: want 0 to 1", o.traceSample)
+	case o.users < 0 || o.probes < 0:
+		return fmt.Errorf("-users and -p99-probes must not be negative")
+	}
+	return nil
+}
+
+// usageText is -h's text, before the list of flags.
+const usageText = `benchsale: seckill's throughput as ratios against GET /healthz from the same run.
 
 Starts seckill in-process (an API and a worker instance) on 127.0.0.1:0 against
 real Redis and MariaDB (fresh key prefix bench<nonce>, fresh database
@@ -156,39 +202,7 @@ inconsistent sale (or a missed target with -strict), 2 bad usage or no wrk.
 Usage: go run ./app/cmd/benchsale [flags]   (or: make bench)
 
 Flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return o, fs, err
-	}
-	if fs.NArg() > 0 {
-		return o, fs, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	switch {
-	case o.duration < time.Second:
-		return o, fs, fmt.Errorf("-duration must be at least 1s")
-	case o.threads < 1 || o.connections < o.threads:
-		return o, fs, fmt.Errorf("-threads must be at least 1 and -connections at least -threads")
-	case strings.Trim(o.scenarios, "abcdefghi") != "" || o.scenarios == "":
-		return o, fs, fmt.Errorf("-scenarios %q: want a subset of abcdefghi", o.scenarios)
-	case o.drainOrders < 1:
-		return o, fs, fmt.Errorf("-drain-orders must be at least 1")
-	case len(o.profile) != 1 || !strings.Contains("abcdeghi", o.profile):
-		return o, fs, fmt.Errorf("-profile %q: want one of a, b, c, d, e, g, h, i", o.profile)
-	case o.tracing != "off" && o.tracing != "otlp":
-		return o, fs, fmt.Errorf("-tracing %q: want off or otlp", o.tracing)
-	case o.traceSample < 0 || o.traceSample > 1:
-		return o, fs, fmt.Errorf("-trace-sample %v: want 0 to 1", o.traceSample)
-	case o.users < 0 || o.probes < 0:
-		return o, fs, fmt.Errorf("-users and -p99-probes must not be negative")
-	}
-	if o.users == 0 {
-		o.users = 60000 * int(math.Ceil(o.duration.Seconds()))
-	}
-	o.users = max(o.users, 1000*o.threads)
-	return o, fs, nil
-}
+`
 
 // commandLine is the command to repeat this run, with every flag spelled out
 // and the DSN's password masked.
@@ -495,39 +509,19 @@ func (b *bench) scenarios() map[string]scenario {
 func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	o := b.o
 	b.logf("(%s) %s: %s %s, %d connections, %d threads, %s", sc.Key, sc.Title, sc.Method, sc.Path, o.connections, o.threads, o.duration)
-	if sc.Key == o.profile && o.memProfile != "" && !b.memProfiled {
-		b.memProfiled = true
-		if err := writeHeap(o.memProfile + ".before"); err != nil {
-			return result{}, err
-		}
-		defer func() {
-			if err := writeHeap(o.memProfile); err != nil {
-				b.logf("heap profile: %v", err)
-				return
-			}
-			b.logf("heap profiles of (%s) written to %s.before and %s", sc.Key, o.memProfile, o.memProfile)
-		}()
+	stopMem, err := b.startMemProfile(sc)
+	if err != nil {
+		return result{}, err
 	}
-	if sc.Key == o.profile && o.cpuProfile != "" && !b.profiled {
-		b.profiled = true
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return result{}, err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return result{}, err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-			b.logf("CPU profile of (%s) written to %s (go tool pprof -top %s)", sc.Key, o.cpuProfile, o.cpuProfile)
-		}()
+	defer stopMem()
+	stopCPU, err := b.startCPUProfile(sc)
+	if err != nil {
+		return result{}, err
 	}
+	defer stopCPU()
 	item := map[string]int64{"b": b.itemB, "c": b.itemC, "d": b.itemD, "g": b.itemG}[sc.Key]
 	var before counters
 	if item != 0 {
-		var err error
 		if before, err = b.countersBefore(ctx, item); err != nil {
 			return result{}, err
 		}
@@ -572,6 +566,51 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 		}
 	}
 	return r, nil
+}
+
+// startMemProfile writes the -memprofile heap profile before the first
+// run of the -profile scenario; the func writes the one after it (and
+// does nothing for any other run).
+func (b *bench) startMemProfile(sc scenario) (func(), error) {
+	o := b.o
+	if sc.Key != o.profile || o.memProfile == "" || b.memProfiled {
+		return func() {}, nil
+	}
+	b.memProfiled = true
+	if err := writeHeap(o.memProfile + ".before"); err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := writeHeap(o.memProfile); err != nil {
+			b.logf("heap profile: %v", err)
+			return
+		}
+		b.logf("heap profiles of (%s) written to %s.before and %s", sc.Key, o.memProfile, o.memProfile)
+	}, nil
+}
+
+// startCPUProfile starts the -cpuprofile CPU profile for the first run of
+// the -profile scenario; the func stops and writes it (and does nothing
+// for any other run).
+func (b *bench) startCPUProfile(sc scenario) (func(), error) {
+	o := b.o
+	if sc.Key != o.profile || o.cpuProfile == "" || b.profiled {
+		return func() {}, nil
+	}
+	b.profiled = true
+	f, err := os.Create(o.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		b.logf("CPU profile of (%s) written to %s (go tool pprof -top %s)", sc.Key, o.cpuProfile, o.cpuProfile)
+	}, nil
 }
 
 // judge marks the run failed on statuses the scenario must not answer, on

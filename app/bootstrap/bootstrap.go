@@ -19,11 +19,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"seckill/app/auth"
+	"seckill/app/breaker"
+	"seckill/app/broadcast"
 	"seckill/app/catalog"
-	"seckill/app/cluster"
 	"seckill/app/config"
 	"seckill/app/fairness"
-	"seckill/app/guard"
 	"seckill/app/httpapi"
 	"seckill/app/lifecycle"
 	"seckill/app/metrics"
@@ -91,19 +91,19 @@ type Main struct {
 	delay     *redisdelay.Queue
 	shield    *shield.Shield
 	userRate  *redisrate.UserLimiter
-	coord     *cluster.Coordinator
+	coord     *broadcast.Coordinator
 	dispatch  *outbox.Dispatcher
 	relay     *outbox.Relay
 	worker    *worker.Worker[kafkaevents.Delivery]
 	recon     *reconcile.Service
 	metrics   *metrics.Metrics
 
-	// The guarded ports the request path uses (app/guard), and one breaker
+	// The guarded ports the request path uses (app/breaker), and one breaker
 	// per backend role. Background loops keep the bare adapters.
-	breakers guardBreakers
-	gLedger  *guard.Ledger
-	gStore   *guard.Store
-	gPublish *guard.Publisher
+	breakers backendBreakers
+	gLedger  *breaker.Ledger
+	gStore   *breaker.Store
+	gPublish *breaker.Publisher
 
 	// Catalog, Purchase and Lifecycle are the use cases, exposed for tests
 	// and seeding.
@@ -256,7 +256,7 @@ func (m *Main) wireEdge(ctx context.Context, secret string) error {
 	if err := m.Fair.Reload(ctx); err != nil {
 		return err
 	}
-	m.coord = cluster.New(cluster.Deps{
+	m.coord = broadcast.New(broadcast.Deps{
 		Bus: busAdapter{m.bus}, Shared: m.shared, Local: m.local, Flags: m.shield, Delay: m.delay, Blocks: m.Fair,
 		SecondDelete: cfg.DoubleDeleteDelay, Log: m.Log,
 		// The lifecycle is built below, with the coordinator's StockBack;
@@ -284,7 +284,7 @@ func (m *Main) wireOrders() {
 		Reader: m.local, Store: m.gStore, Ledger: m.gLedger, Book: m.gStore, Caches: m.Overrides.caches(m.coord),
 		StockBack: m.coord.StockBack, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: m.Log,
 		StockDisplayTTL: cfg.StockDisplayTTL, SecondDelete: cfg.DoubleDeleteDelay,
-		Creates: guard.NewCreates(m.store, m.breakers.db),
+		Creates: breaker.NewCreates(m.store, m.breakers.db),
 	})
 	var pub OrderPublisher = m.gPublish
 	if wrap := m.Overrides.WrapPublisher; wrap != nil {
@@ -305,8 +305,8 @@ func (m *Main) wireOrders() {
 	if ov := m.Overrides; ov.Queue != nil {
 		deps.Queue = ov.Queue(m.publisher)
 	}
-	if ov := m.Overrides; ov.PurchaseGuard != nil {
-		deps.Shield = ov.PurchaseGuard
+	if ov := m.Overrides; ov.PurchaseShield != nil {
+		deps.Shield = ov.PurchaseShield
 	}
 	if ov := m.Overrides; ov.PurchaseLedger != nil {
 		l := ov.PurchaseLedger(m.ledger)
@@ -329,7 +329,7 @@ func (m *Main) startLoops(ctx context.Context) error { //nolint:contextcheck // 
 	m.bgCancel = cancel
 	m.goBG(func() {
 		_ = m.bus.Run(bgCtx, func(e redisbus.Event) {
-			m.coord.Handle(cluster.Event{Kind: string(e.Kind), Item: e.Item, Gen: e.Gen, User: e.User, Sender: e.Sender})
+			m.coord.Handle(broadcast.Event{Kind: string(e.Kind), Item: e.Item, Gen: e.Gen, User: e.User, Sender: e.Sender})
 		}, m.coord.Resubscribed)
 	})
 	// Serve nothing before the subscription is live: an invalidation or a
@@ -434,8 +434,8 @@ func (m *Main) openBackends(ctx context.Context) error {
 	m.ledger = redisstock.New(m.rdb, ledgerOptions(*cfg, m.breakers)) //nolint:contextcheck // the ledger batches many callers' calls, so each batch runs under its own deadline
 	m.publisher = kafkaevents.NewPublisher(cfg.Brokers(), cfg.KafkaTopic, kafkaevents.PublisherOptions{})
 	m.gLedger = ledgerGuard(m.ledger, m.breakers)
-	m.gStore = guard.NewStore(m.store, m.breakers.db)
-	m.gPublish = guard.NewPublisher(m.publisher, m.breakers.kafka)
+	m.gStore = breaker.NewStore(m.store, m.breakers.db)
+	m.gPublish = breaker.NewPublisher(m.publisher, m.breakers.kafka)
 	return nil
 }
 
@@ -476,7 +476,7 @@ func (m *Main) openRedis(pctx context.Context) error {
 	// slow, not when the wait is this process's own queue (a spike) or
 	// go-redis pausing between retries (a slot in migration), so the
 	// watcher times each round trip to a server.
-	health := guard.NewRedisHealth()
+	health := breaker.NewRedisHealth()
 	m.rdb = NewRedisClient(&redis.UniversalOptions{
 		Addrs: cfg.RedisAddrs(), IsClusterMode: cfg.RedisClusterMode(),
 		Password: cfg.RedisPassword, DB: cfg.RedisDB,
@@ -503,7 +503,7 @@ func (m *Main) openRedis(pctx context.Context) error {
 		PoolSize:   32, MinIdleConns: 2, ContextTimeoutEnabled: true,
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 	})
-	m.cacheRdb.AddHook(guard.NewRedisHook(m.breakers.cache))
+	m.cacheRdb.AddHook(breaker.NewRedisHook(m.breakers.cache))
 	if err := traceRedis(m.rdb, m.cacheRdb); err != nil {
 		return err
 	}
@@ -812,7 +812,7 @@ func (l returnLedger) Return(ctx context.Context, ids ...sale.OrderID) ([]lifecy
 // busAdapter lets the coordinator publish on the Redis bus.
 type busAdapter struct{ b *redisbus.Bus }
 
-func (a busAdapter) Publish(ctx context.Context, e cluster.Event) error {
+func (a busAdapter) Publish(ctx context.Context, e broadcast.Event) error {
 	return a.b.Publish(ctx, redisbus.Event{Kind: redisbus.Kind(e.Kind), Item: e.Item, Gen: e.Gen, User: e.User})
 }
 
@@ -845,7 +845,7 @@ func (m *Main) Store() *mysqlstore.Store { return m.store }
 func (m *Main) EmbeddedKafka() *embedded.Kafka { return m.emKafka }
 
 // Breakers exposes the circuit breakers, one per backend role, for tests.
-func (m *Main) Breakers() []*guard.Breaker { return m.breakers.all() }
+func (m *Main) Breakers() []*breaker.Breaker { return m.breakers.all() }
 
 // Redis exposes the Redis client, for tests.
 func (m *Main) Redis() redis.UniversalClient { return m.rdb }

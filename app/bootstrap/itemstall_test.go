@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"seckill/app/guard"
+	"seckill/app/breaker"
 	"seckill/domain/sale"
 	"seckill/infra/localcache"
 	"seckill/infra/rediscache"
@@ -53,7 +53,7 @@ func TestItemReadsDoNotWaitOnAStalledMaster(t *testing.T) {
 	cacheRdb := NewRedisClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true,
 		ContextTimeoutEnabled: true, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer cacheRdb.Close()
-	cacheRdb.AddHook(guard.NewRedisHook(guard.NewBreaker("redis-cache", guard.Settings{CallTimeout: 150 * time.Millisecond})))
+	cacheRdb.AddHook(breaker.NewRedisHook(breaker.NewBreaker("redis-cache", breaker.Settings{CallTimeout: 150 * time.Millisecond})))
 	db := &countingItems{it: sale.Item{ID: 7, Name: "stall", PriceCents: 100, StockTotal: 10, StockLeft: 10,
 		StartsAt: time.Now().Add(-time.Minute), EndsAt: time.Now().Add(time.Hour)}}
 	const ttl = 6 * time.Second

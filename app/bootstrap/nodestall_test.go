@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"seckill/app/breaker"
 	"seckill/app/config"
-	"seckill/app/guard"
 	"seckill/domain/sale"
 	"seckill/infra/redisstock"
 	"seckill/infra/testenv"
@@ -43,7 +43,7 @@ func userOf(t *testing.T, b, n int, tag string) sale.UserID {
 func TestStalledMasterRefusesOnlyItsBuckets(t *testing.T) {
 	addrs := testenv.RedisClusterAddrs(t)
 	_, prefix := testenv.RedisCluster(t)
-	health := guard.NewRedisHealth()
+	health := breaker.NewRedisHealth()
 	rdb := NewRedisClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true,
 		ReadTimeout: time.Second, WriteTimeout: time.Second}, health)
 	defer rdb.Close()

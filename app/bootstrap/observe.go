@@ -3,8 +3,8 @@ package bootstrap
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"seckill/app/breaker"
 	"seckill/app/buildinfo"
-	"seckill/app/guard"
 )
 
 // registerMetrics exports the counters that components keep as atomics.
@@ -37,11 +37,11 @@ func (m *Main) registerBreaker(b breakerView) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "seckill_breaker_state", ConstLabels: labels,
 			Help: "Circuit breaker state per backend role: 0 closed, 1 half-open, 2 open."}, b.StateValue),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_rejected_total", ConstLabels: labels,
-			Help: "Calls a circuit breaker refused without reaching its backend."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Rejected })),
+			Help: "Calls a circuit breaker refused without reaching its backend."}, breakerStat(b, func(s breaker.Stats) uint64 { return s.Rejected })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_failures_total", ConstLabels: labels,
-			Help: "Backend calls that failed or overran their call timeout (domain answers such as sold out are not failures)."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Failures })),
+			Help: "Backend calls that failed or overran their call timeout (domain answers such as sold out are not failures)."}, breakerStat(b, func(s breaker.Stats) uint64 { return s.Failures })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "seckill_breaker_opened_total", ConstLabels: labels,
-			Help: "Times a circuit breaker opened."}, breakerStat(b, func(s guard.Stats) uint64 { return s.Opened })),
+			Help: "Times a circuit breaker opened."}, breakerStat(b, func(s breaker.Stats) uint64 { return s.Opened })),
 	)
 }
 
@@ -122,9 +122,9 @@ func (m *Main) workerStat(pick func(confirmed, dup, dead uint64) uint64) float64
 type breakerView interface {
 	Name() string
 	StateValue() float64
-	Stats() guard.Stats
+	Stats() breaker.Stats
 }
 
-func breakerStat(b breakerView, pick func(guard.Stats) uint64) func() float64 {
+func breakerStat(b breakerView, pick func(breaker.Stats) uint64) func() float64 {
 	return func() float64 { return float64(pick(b.Stats())) }
 }

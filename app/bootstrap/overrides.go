@@ -46,9 +46,9 @@ type Overrides struct {
 	// connection, in place of the store's idempotent Confirm (lab
 	// duplicate-orders).
 	OrderBook func(db *gorm.DB) OrderBook
-	// PurchaseGuard, if set, replaces the shield on the purchase path (lab
+	// PurchaseShield, if set, replaces the shield on the purchase path (lab
 	// hot-key). The shield itself still serves the cluster's flags.
-	PurchaseGuard purchase.Guard
+	PurchaseShield purchase.Shield
 	// PaymentWindow, if set, replaces the lifecycle's enforcement of the
 	// payment window: scheduling each confirmed order's expiry, running the
 	// expiry tasks, and the lifecycle's background pass (the expiry scan,

@@ -56,7 +56,7 @@ func NewRedisClient(o *redis.UniversalOptions, roundTrip ...redis.Hook) redis.Un
 		n := redis.NewClient(opt)
 		n.AddHook(r)
 		for _, h := range roundTrip {
-			// A hook that tells nodes apart (guard.RedisHealth) gets this
+			// A hook that tells nodes apart (breaker.RedisHealth) gets this
 			// node's address, so one hung master makes only its own calls
 			// slow.
 			if pn, ok := h.(interface{ ForNode(addr string) redis.Hook }); ok {

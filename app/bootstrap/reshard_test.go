@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"seckill/app/guard"
+	"seckill/app/breaker"
 	"seckill/domain/sale"
 	"seckill/infra/redisstock"
 	"seckill/infra/testenv"
@@ -170,14 +170,14 @@ func TestLedgerBreakerSurvivesASlotMigration(t *testing.T) {
 	m := startSlotMove(t, ctx, addrs, saleKey)
 	m.migrate(t, ctx, saleKey)
 
-	b := guard.NewBreaker("redis-ledger", guard.Settings{CallTimeout: time.Second, OpenFor: time.Hour})
-	ledger := guard.NewLedger(store, b)
+	b := breaker.NewBreaker("redis-ledger", breaker.Settings{CallTimeout: time.Second, OpenFor: time.Hour})
+	ledger := breaker.NewLedger(store, b)
 	for i := range 20 {
 		r, err := ledger.Reserve(ctx, sale.NewOrder(it, sale.UserID(fmt.Sprintf("split-%d", i)), time.Now()))
 		if !redis.IsTryAgainError(err) {
 			t.Fatalf("reserve %d with the slot's keys split: %+v, %v; want TRYAGAIN", i, r, err)
 		}
-		if errors.Is(err, guard.ErrOpen) {
+		if errors.Is(err, breaker.ErrOpen) {
 			t.Fatalf("reserve %d refused by the breaker: %v", i, err)
 		}
 	}
@@ -196,7 +196,7 @@ func TestLedgerBreakerSurvivesASlotMigration(t *testing.T) {
 	defer noRedirects.Close()
 	bare := redisstock.New(noRedirects, redisstock.Options{Prefix: prefix})
 	defer bare.Close()
-	asked := guard.NewLedger(bare, b)
+	asked := breaker.NewLedger(bare, b)
 	for i := range 20 {
 		r, err := asked.Reserve(ctx, sale.NewOrder(it, sale.UserID(fmt.Sprintf("asked-%d", i)), time.Now()))
 		if _, ok := redis.IsAskError(err); !ok {
@@ -238,7 +238,7 @@ func TestLedgerBreakerSurvivesASlotMigration(t *testing.T) {
 
 // slowSeen polls health every few milliseconds until stop is closed and
 // reports whether it ever said a round trip had waited longer than d.
-func slowSeen(health *guard.RedisHealth, d time.Duration, stop <-chan struct{}) <-chan bool {
+func slowSeen(health *breaker.RedisHealth, d time.Duration, stop <-chan struct{}) <-chan bool {
 	out := make(chan bool, 1)
 	go func() {
 		seen := false
@@ -270,7 +270,7 @@ func TestRedisHealthTimesRoundTripsNotRetryPauses(t *testing.T) {
 	plain, prefix := testenv.RedisCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	health := guard.NewRedisHealth()
+	health := breaker.NewRedisHealth()
 	rdb := NewRedisClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true,
 		MinRetryBackoff: 100 * time.Millisecond, MaxRetryBackoff: 200 * time.Millisecond}, health)
 	defer rdb.Close()

@@ -79,7 +79,7 @@ type Config struct {
 	AutoMigrate   bool
 	SeedDemo      bool
 
-	// Per-backend call deadlines and circuit breakers (app/guard).
+	// Per-backend call deadlines and circuit breakers (app/breaker).
 	RedisCallTimeout time.Duration
 	MySQLCallTimeout time.Duration
 	KafkaCallTimeout time.Duration

@@ -70,7 +70,7 @@ func splitHotItemSellsEveryUnit(t *testing.T, b *backends) {
 	// The database is the record of what was sold. A 504 outcome_unknown
 	// may stand for a reservation Redis applied after the guard stopped
 	// waiting for it (the order is relayed and confirmed: see
-	// guard.Ledger.Reserve), so every 202 must end confirmed, and the
+	// breaker.Ledger.Reserve), so every 202 must end confirmed, and the
 	// confirmed orders, 202 or not, must be every unit, each to a
 	// different user.
 	st := in.waitSettled(item, 60*time.Second)

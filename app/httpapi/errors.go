@@ -10,9 +10,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"seckill/app/auth"
+	"seckill/app/breaker"
 	"seckill/app/catalog"
 	"seckill/app/fairness"
-	"seckill/app/guard"
 	"seckill/app/lifecycle"
 	"seckill/app/purchase"
 	"seckill/app/reqid"
@@ -76,7 +76,7 @@ var errorTable = []errorRow{
 	{shield.ErrRateLimited, http.StatusTooManyRequests, "rate_limited", "too many attempts; retry in a moment", true},
 	{shield.ErrOverloaded, http.StatusServiceUnavailable, "unavailable", "the shop is very busy; retry in a moment", true},
 	{errTooManyStreams, http.StatusServiceUnavailable, "unavailable", "too many dashboards are open on this instance; retry in a moment", true},
-	{guard.ErrOpen, http.StatusServiceUnavailable, "unavailable", "a backend is not answering, so its circuit breaker refused the request without trying it; retry in a moment", true},
+	{breaker.ErrOpen, http.StatusServiceUnavailable, "unavailable", "a backend is not answering, so its circuit breaker refused the request without trying it; retry in a moment", true},
 	{purchase.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{catalog.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},
 	{lifecycle.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is not answering; retry in a moment", true},

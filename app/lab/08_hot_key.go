@@ -98,7 +98,7 @@ func hotKeyOverrides(env *Env, mode Mode) bootstrap.Overrides {
 	if mode == Unprotected {
 		cfg := env.Base
 		hotKeyTweak(&cfg)
-		ov.PurchaseGuard = naive.NewHotKeyGuard(shield.New(shield.Options{
+		ov.PurchaseShield = naive.NewHotKeyGuard(shield.New(shield.Options{
 			ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
 			MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
 		}))

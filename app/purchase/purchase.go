@@ -51,11 +51,11 @@ type enqueuer interface {
 	Enqueue(o sale.Order)
 }
 
-// Guard is what a purchase asks before it spends its Redis round trip: the
+// Shield is what a purchase asks before it spends its Redis round trip: the
 // in-flight bound, the local sold-out flag, the hot item's token bucket and
 // the user's bucket. *shield.Shield implements it; the hot-key lab
 // (app/lab) plugs in one without the item bucket and the flag.
-type Guard interface {
+type Shield interface {
 	Enter() (release func(), err error)
 	SoldOut(id sale.ItemID, now time.Time) bool
 	MarkSoldOut(id sale.ItemID, gen int64, now time.Time)
@@ -64,7 +64,7 @@ type Guard interface {
 	AllowUser(user sale.UserID, now time.Time) error
 }
 
-var _ Guard = (*shield.Shield)(nil)
+var _ Shield = (*shield.Shield)(nil)
 
 // sharedUserLimiter keeps the per-user budget across instances.
 type sharedUserLimiter interface {
@@ -83,7 +83,7 @@ type Deps struct {
 	Items  sale.ItemReader // cached item data (window, price, rate)
 	Ledger reserver        // the stock ledger
 	Queue  enqueuer        // hands accepted orders to the publisher
-	Shield Guard
+	Shield Shield
 	// SharedUsers, if set, replaces the shield's per-instance user buckets
 	// with a budget shared by every instance. If it cannot be reached the
 	// local bucket decides, so a limiter outage never blocks a sale.
@@ -240,7 +240,7 @@ func (s *Service) reserve(ctx context.Context, o sale.Order, now time.Time) (sal
 	case sale.Accepted:
 		if res.Placed != "" {
 			// Placed in another stock bucket: its home bucket's master
-			// is failing (see guard.Ledger).
+			// is failing (see breaker.Ledger).
 			o.ID = res.Placed
 		}
 		s.d.Queue.Enqueue(o)

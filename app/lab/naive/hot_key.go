@@ -19,31 +19,31 @@ type userGate interface {
 	AllowUser(user sale.UserID, now time.Time) error
 }
 
-// HotKeyGuard sends every purchase that passes the user's bucket on to
+// HotKeyShield sends every purchase that passes the user's bucket on to
 // Redis: a thousand buyers clicking on one item are a thousand round trips
 // to the one key that holds its stock, before and after it sold out. It
-// implements the purchase's Guard port.
-type HotKeyGuard struct{ users userGate }
+// implements the purchase's Shield port.
+type HotKeyShield struct{ users userGate }
 
 // NewHotKeyGuard keeps users' in-flight bound and per-user bucket.
-func NewHotKeyGuard(users userGate) *HotKeyGuard { return &HotKeyGuard{users: users} }
+func NewHotKeyGuard(users userGate) *HotKeyShield { return &HotKeyShield{users: users} }
 
 // Enter is the kept in-flight bound.
-func (g *HotKeyGuard) Enter() (func(), error) { return g.users.Enter() }
+func (g *HotKeyShield) Enter() (func(), error) { return g.users.Enter() }
 
 // AllowUser is the kept per-user bucket.
-func (g *HotKeyGuard) AllowUser(user sale.UserID, now time.Time) error {
+func (g *HotKeyShield) AllowUser(user sale.UserID, now time.Time) error {
 	return g.users.AllowUser(user, now)
 }
 
 // SoldOut never knows: every attempt asks Redis.
-func (g *HotKeyGuard) SoldOut(sale.ItemID, time.Time) bool { return false }
+func (g *HotKeyShield) SoldOut(sale.ItemID, time.Time) bool { return false }
 
 // MarkSoldOut remembers nothing.
-func (g *HotKeyGuard) MarkSoldOut(sale.ItemID, int64, time.Time) {}
+func (g *HotKeyShield) MarkSoldOut(sale.ItemID, int64, time.Time) {}
 
 // ItemExhausted never refuses: there is no budget for the hot key.
-func (g *HotKeyGuard) ItemExhausted(sale.ItemID, float64, time.Time) bool { return false }
+func (g *HotKeyShield) ItemExhausted(sale.ItemID, float64, time.Time) bool { return false }
 
 // AllowItem lets everything through.
-func (g *HotKeyGuard) AllowItem(sale.ItemID, float64, time.Time) error { return nil }
+func (g *HotKeyShield) AllowItem(sale.ItemID, float64, time.Time) error { return nil }

@@ -1,6 +1,6 @@
 // WRONG ON PURPOSE: lacks the delayed second delete; the real one is the
 // catalog's delayed double delete (app/catalog/catalog.go, Update and
-// invalidateLater; app/cluster/cluster.go, InvalidateLater and RunTask).
+// invalidateLater; app/broadcast/broadcast.go, InvalidateLater and RunTask).
 
 package naive
 

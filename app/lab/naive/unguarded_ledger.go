@@ -1,8 +1,8 @@
 package naive
 
 // WRONG ON PURPOSE: lacks the circuit breaker and the per-call deadline;
-// the real ones are guard.Ledger (app/guard/ledger.go) with its breaker
-// and RedisHealth (app/guard/guard.go, app/guard/health.go), wired for the
+// the real ones are breaker.Ledger (app/breaker/ledger.go) with its breaker
+// and RedisHealth (app/breaker/breaker.go, app/breaker/health.go), wired for the
 // purchase path in app/bootstrap/bootstrap.go.
 
 import (

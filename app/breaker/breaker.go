@@ -1,4 +1,4 @@
-// Package guard puts a circuit breaker and a deadline in front of each
+// Package breaker puts a circuit breaker and a deadline in front of each
 // backend role (the Redis stock ledger, the Redis item cache, the database,
 // Kafka produce), as decorators around the ports the use cases already
 // use. The adapters do not know about it and the use cases keep their
@@ -24,7 +24,7 @@
 //     breaker; so is a Redis Cluster's TRYAGAIN, ASK or MOVED (a slot in
 //     migration). A caller that went away (context.Canceled) counts as
 //     neither.
-package guard
+package breaker
 
 import (
 	"context"

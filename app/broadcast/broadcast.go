@@ -1,4 +1,4 @@
-// Package cluster keeps the instances of one deployment in step. It carries
+// Package broadcast keeps the instances of one deployment in step. It carries
 // three kinds of news between them over a broadcast bus: "drop your local
 // copy of item N" (cache invalidation), "item N sold out / got stock back at
 // generation G" (the shield's sold-out flags) and "user U was blocked /
@@ -11,7 +11,7 @@
 // a Redis round trip, and a lost "stock back" is bounded by the flag's TTL.
 // When the bus reconnects (and may have missed messages) every local copy
 // and every flag is dropped at once.
-package cluster
+package broadcast
 
 import (
 	"context"

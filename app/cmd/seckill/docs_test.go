@@ -413,3 +413,34 @@ func TestEveryFlagIsInConfigDocs(t *testing.T) {
 	}
 	walk(newRoot(io.Discard, io.Discard))
 }
+
+// TestDocsStayReadable holds the docs to the budget a reader can finish
+// (issue 23): README.md at most 350 lines, and README.md plus every page
+// under docs/ at most 35,000 words, counted as wc -w counts them.
+func TestDocsStayReadable(t *testing.T) {
+	t.Parallel()
+	pages := []string{filepath.Join(repoRoot, "README.md")}
+	for _, glob := range []string{"docs/*.md", "docs/*/*.md"} {
+		more, err := filepath.Glob(filepath.Join(repoRoot, glob))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, more...)
+	}
+	words := 0
+	for _, p := range pages {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		words += len(strings.Fields(string(b)))
+		if filepath.Base(p) == "README.md" && filepath.Dir(p) == repoRoot {
+			if lines := strings.Count(string(b), "\n"); lines > 350 {
+				t.Errorf("README.md has %d lines, more than 350", lines)
+			}
+		}
+	}
+	if words > 35000 {
+		t.Errorf("README.md and docs/ hold %d words, more than 35,000: cut before adding", words)
+	}
+}

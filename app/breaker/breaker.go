@@ -277,18 +277,14 @@ func detach[T any](b *Breaker, ctx context.Context, f func(context.Context) (T, 
 		ch <- result{v, err}
 	}()
 	var zero T
-	if b.timeout <= 0 {
-		select {
-		case r := <-ch:
-			done(r.err)
-			return r.v, r.err
-		case <-ctx.Done():
-			done(ctx.Err())
-			return zero, ctx.Err()
-		}
+	// Without a call timeout, expired stays nil and never fires.
+	var expired <-chan time.Time
+	var t *time.Timer
+	if b.timeout > 0 {
+		t = time.NewTimer(b.timeout)
+		defer t.Stop()
+		expired = t.C
 	}
-	t := time.NewTimer(b.timeout)
-	defer t.Stop()
 	for {
 		select {
 		case r := <-ch:
@@ -297,7 +293,7 @@ func detach[T any](b *Breaker, ctx context.Context, f func(context.Context) (T, 
 		case <-ctx.Done():
 			done(ctx.Err())
 			return zero, ctx.Err()
-		case <-t.C:
+		case <-expired:
 			if b.health == nil || b.health.Slow(b.timeout) {
 				err := fmt.Errorf("%s: no answer within %v: %w", b.name, b.timeout, context.DeadlineExceeded)
 				done(err)

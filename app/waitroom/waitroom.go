@@ -110,7 +110,7 @@ type itemLine struct {
 	mu      sync.RWMutex
 	state   sale.LineState
 	readAt  time.Time // local clock; zero: never read
-	places  sync.Map  // sale.UserID -> sale.LinePlace
+	places  *places   // the buyers this instance has seen
 	// item is the queue item as last read, at itemAt (local clock), so
 	// that polls within a refresh period skip the item cache's decode too.
 	item   sale.Item
@@ -135,7 +135,7 @@ func (s *Service) line(id sale.ItemID) *itemLine {
 	if l, ok := s.lines.Load(id); ok {
 		return l.(*itemLine)
 	}
-	l, _ := s.lines.LoadOrStore(id, &itemLine{})
+	l, _ := s.lines.LoadOrStore(id, &itemLine{places: newPlaces()})
 	return l.(*itemLine)
 }
 
@@ -179,7 +179,7 @@ func (s *Service) Join(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 		return Status{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	l := s.line(id)
-	l.places.Store(user, sale.LinePlace{Place: place})
+	l.places.store(user, sale.LinePlace{Place: place})
 	// A join's reading does not advance admissions, so it fills an empty
 	// copy but never stands in for the periodic tick.
 	l.mu.Lock()
@@ -275,7 +275,7 @@ func (s *Service) current(ctx context.Context, it sale.Item, l *itemLine) (sale.
 		// this instance remembers are gone, so each buyer's next poll
 		// reads theirs again and hears not_in_line (join again) at once,
 		// not a position in a line that no longer exists.
-		l.places.Clear()
+		l.places.clear()
 	}
 	l.state, l.readAt = fresh, s.o.Now()
 	l.mu.Unlock()
@@ -286,8 +286,7 @@ func (s *Service) current(ctx context.Context, it sale.Item, l *itemLine) (sale.
 // not seen it, or when what it saw has changed since: a pre-queue place
 // after the shuffle, or a place the line has since admitted.
 func (s *Service) place(ctx context.Context, id sale.ItemID, user sale.UserID, l *itemLine, st sale.LineState) (sale.LinePlace, error) {
-	v, ok := l.places.Load(user)
-	p, _ := v.(sale.LinePlace)
+	p, ok := l.places.load(user)
 	stale := !ok || (p.Place == 0 && st.Shuffled) || (p.Place > 0 && p.Place <= st.Served && p.AdmittedUntil.IsZero())
 	if !stale {
 		return p, nil
@@ -299,7 +298,7 @@ func (s *Service) place(ctx context.Context, id sale.ItemID, user sale.UserID, l
 	if err != nil {
 		return sale.LinePlace{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	l.places.Store(user, p)
+	l.places.store(user, p)
 	return p, nil
 }
 

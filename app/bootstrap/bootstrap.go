@@ -557,8 +557,14 @@ func (m *Main) serveHTTP(secret string) error {
 	if n := m.breakers.ledgerNodes; n != nil {
 		checks = append(checks, httpapi.Check{Name: n.Name(), State: n.State})
 	}
-	// The dashboard records its history for as long as this server serves.
+	// The dashboard records its history for as long as this server serves,
+	// when asked to: it costs a stock read and an order count per live sale
+	// each second, watched or not.
 	running, stopRecording := context.WithCancel(context.Background())
+	recording := running
+	if !cfg.DashboardHistory {
+		recording = nil
+	}
 	var h http.Handler
 	if !m.Roles.API {
 		h = httpapi.Ops(m.metrics, checks, m.Log)
@@ -568,7 +574,7 @@ func (m *Main) serveHTTP(secret string) error {
 			Signer:     auth.NewSigner(secret, cfg.TokenTTL, nil),
 			AdminToken: m.AdminToken, Metrics: m.metrics, Log: m.Log, Ready: checks,
 			Web: web.Handler(), RequestTimeout: cfg.RequestTimeout, AccessLog: cfg.AccessLog,
-			Queue: m.Queue, Running: running,
+			Queue: m.Queue, Running: recording,
 		})
 	}
 	if !cfg.MetricsOnPublicPort {

@@ -61,6 +61,9 @@ type Config struct {
 	// Internal endpoints
 	DebugAddr           string
 	MetricsOnPublicPort bool
+	// DashboardHistory records the dashboard once a second, watched or
+	// not, so a page opened late draws the last two minutes.
+	DashboardHistory bool
 
 	// Backends. An empty MySQL DSN, Redis address or Kafka broker list
 	// starts the embedded stand-in for that backend instead.
@@ -182,6 +185,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KafkaCallTimeout, "kafka-call-timeout", 2*time.Second, "deadline for one Kafka produce call; an order it cuts short stays in the outbox for the relay")
 	fs.DurationVar(&c.BreakerOpenFor, "breaker-open-for", time.Second, "how long an opened circuit breaker refuses calls before it lets probes through")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of a separate listener for net/http/pprof (/debug/pprof/) and /metrics; empty turns it off. Keep it off the public network")
+	fs.BoolVar(&c.DashboardHistory, "dashboard-history", false, "sample the dashboard once a second even when nobody watches, so a page opened late draws the last two minutes (costs a stock read and an order count per live sale a second; the labs turn it on)")
 	fs.BoolVar(&c.MetricsOnPublicPort, "metrics-on-public-port", true, "also serve /metrics on --http-addr (the demo and compose scrape it there); production sets false with --debug-addr")
 
 	fs.StringVar(&c.MySQLDSN, "mysql-dsn", "", "MySQL DSN, e.g. root:pw@tcp(mysql:3306)/seckill; empty uses embedded SQLite")

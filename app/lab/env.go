@@ -88,6 +88,8 @@ type System struct {
 func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstrap.Overrides) (*System, error) {
 	cfg := e.Base
 	cfg.SeedDemo = false
+	// A page opened after a run must draw it (make lab's linger).
+	cfg.DashboardHistory = true
 	nonce := nonce()
 	cfg.RedisPrefix = "lab-" + nonce
 	cfg.InstanceID = "lab-" + nonce

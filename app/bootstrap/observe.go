@@ -77,8 +77,8 @@ func (m *Main) registerEdgeMetrics() {
 // outbox, the reconciler, the lifecycle and the worker.
 func (m *Main) registerFlowMetrics() {
 	r := m.metrics
-	r.CounterFunc("seckill_kafka_published_total", "Orders acknowledged by Kafka.", func() float64 { return float64(m.publisher.Published()) })
-	r.CounterFunc("seckill_kafka_produce_errors_total", "Orders whose produce call failed (they stay in the outbox).", func() float64 { return float64(m.publisher.Failed()) })
+	r.CounterFunc("seckill_kafka_published_total", "Orders acknowledged by Kafka.", func() float64 { return float64(m.kafka.Published()) })
+	r.CounterFunc("seckill_kafka_produce_errors_total", "Orders whose produce call failed (they stay in the outbox).", func() float64 { return float64(m.kafka.Failed()) })
 	r.CounterFunc("seckill_outbox_relayed_total", "Orders re-published by the outbox relay.", func() float64 { return float64(m.relay.Stats().Relayed) })
 	r.CounterFunc("seckill_outbox_expired_total", "Orders the relay recorded as failed after --relay-give-up; their units were returned.", func() float64 { return float64(m.relay.Stats().Expired) })
 	r.CounterFunc("seckill_outbox_settled_total", "Orders past --relay-give-up that the database had confirmed; the relay settled them in Redis.", func() float64 { return float64(m.relay.Stats().Settled) })

@@ -1,7 +1,6 @@
 package bootstrap
 
 import (
-	"seckill/app/config"
 	"seckill/app/waitroom"
 	"seckill/domain/sale"
 	"seckill/infra/redisline"
@@ -10,7 +9,8 @@ import (
 // buildQueue builds the waiting rooms: lines in Redis beside the stock
 // ledger (same prefix, same slot per item), admissions signed by the
 // fair-sale service.
-func (m *Main) buildQueue(cfg config.Config) {
+func (m *Main) buildQueue() {
+	cfg := m.Config
 	m.Queue = waitroom.New(waitroom.Deps{
 		Items: m.local, Line: redisline.New(m.rdb, cfg.RedisPrefix), Fair: m.Fair,
 	}, waitroom.Options{RefreshEvery: cfg.QueueRefresh, AdmissionTTL: cfg.QueueAdmissionTTL})

@@ -42,6 +42,19 @@ func (noFlags) MarkSoldOut(sale.ItemID, int64, time.Time) {}
 func (noFlags) StockBack(sale.ItemID, int64)              {}
 func (noFlags) Forget()                                   {}
 
+type noBlocks struct{}
+
+func (noBlocks) Apply(sale.UserID, bool)      {}
+func (noBlocks) Reload(context.Context) error { return nil }
+
+type noTasks struct{}
+
+func (noTasks) RunTask(context.Context, string) (bool, error) { return false, nil }
+
+type taskFunc func(ctx context.Context, task string) (bool, error)
+
+func (f taskFunc) RunTask(ctx context.Context, task string) (bool, error) { return f(ctx, task) }
+
 type sched struct {
 	task string
 	at   time.Time
@@ -56,9 +69,11 @@ func TestDoubleDeleteRoundTrip(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	r, s := &recorder{}, &sched{}
-	c := New(Deps{Bus: r, Shared: r, Local: local{r}, Flags: noFlags{}, Delay: s,
-		SecondDelete: 500 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }})
-	if err := c.InvalidateLater(context.Background(), 42); err != nil {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n := NewNotifier(NotifierDeps{Bus: r, Shared: r, Local: local{r}, Flags: noFlags{}, Delay: s,
+		SecondDelete: 500 * time.Millisecond, Log: quiet, Now: func() time.Time { return now }})
+	c := NewListener(ListenerDeps{Local: local{r}, Flags: noFlags{}, Blocks: noBlocks{}, Caches: n, Tasks: noTasks{}, Log: quiet})
+	if err := n.InvalidateLater(context.Background(), 42); err != nil {
 		t.Fatal(err)
 	}
 	if !s.at.Equal(now.Add(500 * time.Millisecond)) {
@@ -86,16 +101,16 @@ func TestDoubleDeleteRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRunTaskRoutesOtherTasks: a task the coordinator does not own goes to
-// Deps.Tasks, its error comes back (so the delay queue retries it), and a
+// TestRunTaskRoutesOtherTasks: a task the listener does not own goes to
+// ListenerDeps.Tasks, its error comes back (so the delay queue retries it), and a
 // task nobody knows is dropped, not retried forever.
 func TestRunTaskRoutesOtherTasks(t *testing.T) {
 	t.Parallel()
 	r := &recorder{}
 	var got []string
-	c := New(Deps{Bus: r, Shared: r, Local: local{r}, Flags: noFlags{}, Delay: &sched{},
+	c := NewListener(ListenerDeps{Local: local{r}, Flags: noFlags{}, Blocks: noBlocks{}, Caches: r,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Tasks: func(_ context.Context, task string) (bool, error) {
+		Tasks: taskFunc(func(_ context.Context, task string) (bool, error) {
 			if task == "expire-order:fail" {
 				return true, errors.New("db down")
 			}
@@ -104,7 +119,7 @@ func TestRunTaskRoutesOtherTasks(t *testing.T) {
 				return true, nil
 			}
 			return false, nil
-		}})
+		})})
 	ctx := context.Background()
 	if err := c.RunTask(ctx, "expire-order:1-abc"); err != nil || len(got) != 1 {
 		t.Fatalf("routed task: %v, handler saw %v", err, got)

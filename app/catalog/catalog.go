@@ -55,14 +55,19 @@ type creates interface {
 	MarkItemOpened(ctx context.Context, id sale.ItemID) error
 }
 
+// stockNotifier is the part of sale.Notifier the catalog uses: units came back.
+type stockNotifier interface {
+	StockBack(item sale.ItemID, gen int64)
+}
+
 // Deps are the collaborators of the catalog use cases.
 type Deps struct {
-	Reader    sale.ItemReader // the cache chain
-	Store     sale.Catalog    // the database
-	Ledger    ledger
-	Book      orderCounter
-	Caches    Invalidator
-	StockBack func(item sale.ItemID, gen int64) // told when units come back
+	Reader sale.ItemReader // the cache chain
+	Store  sale.Catalog    // the database
+	Ledger ledger
+	Book   orderCounter
+	Caches Invalidator
+	Notify stockNotifier // told when units come back (sale.Notifier)
 	// LedgerMissing, if set, is told when the ledger has no sale for an
 	// item the database has, so the sale gets rebuilt.
 	LedgerMissing func(item sale.ItemID)
@@ -372,8 +377,8 @@ func (s *Service) Restock(ctx context.Context, id sale.ItemID, add int64, key st
 		}
 		return View{}, unavailable("restock ledger", err)
 	}
-	if applied && s.d.StockBack != nil {
-		s.d.StockBack(id, gen)
+	if applied && s.d.Notify != nil {
+		s.d.Notify.StockBack(id, gen)
 	}
 	return s.Item(ctx, id)
 }

@@ -215,10 +215,10 @@ func browserStartSystem(t *testing.T, edits ...func(*config.Config)) string {
 	for _, edit := range edits {
 		edit(&cfg)
 	}
-	m := bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := m.Start(ctx); err != nil {
+	m, err := bootstrap.Open(ctx, cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

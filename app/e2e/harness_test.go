@@ -141,8 +141,9 @@ func (b *backends) start(t *testing.T, name string, roles bootstrap.Roles, edit 
 	return b.startWith(t, name, roles, edit, nil)
 }
 
-// startWith is start with a chance to set hooks on Main before it starts.
-func (b *backends) startWith(t *testing.T, name string, roles bootstrap.Roles, edit func(*config.Config), hook func(*bootstrap.Main)) *instance {
+// startWith is start with a chance to change the parts between
+// bootstrap.Build and bootstrap.Start.
+func (b *backends) startWith(t *testing.T, name string, roles bootstrap.Roles, edit func(*config.Config), swap func(*bootstrap.Parts)) *instance {
 	t.Helper()
 	cfg := b.cfg
 	cfg.InstanceID = name
@@ -151,13 +152,17 @@ func (b *backends) startWith(t *testing.T, name string, roles bootstrap.Roles, e
 	}
 	logw := &testLogWriter{t: t, name: name}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m := bootstrap.New(cfg, roles, log)
-	if hook != nil {
-		hook(m)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := m.Start(ctx); err != nil {
+	p, err := bootstrap.Build(ctx, cfg, roles, log)
+	if err != nil {
+		t.Fatalf("build %s: %v", name, err)
+	}
+	if swap != nil {
+		swap(p)
+	}
+	m, err := bootstrap.Start(ctx, p)
+	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	in := &instance{Main: m, url: m.URL(), t: t}

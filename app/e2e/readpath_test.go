@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gorm.io/gorm"
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
@@ -65,25 +68,25 @@ func TestSlowReaderCannotLeaveStaleValue(t *testing.T) {
 	b := newBackends(t)
 	const delay = 500 * time.Millisecond
 	var armed atomic.Bool
-	loaded := make(chan sale.Item, 1)
+	loaded := make(chan int64, 1)
 	release := make(chan struct{})
 	a := b.start(t, "api-a", both, func(c *config.Config) { c.DoubleDeleteDelay = delay })
 	slow := b.startWith(t, "api-slow", apiOnly, func(c *config.Config) { c.DoubleDeleteDelay = delay; c.LocalCacheTTL = time.Minute },
-		func(m *bootstrap.Main) {
-			m.Hooks.AfterDBRead = func(it sale.Item) {
+		func(p *bootstrap.Parts) {
+			afterItemRead(t, p, func(price int64) {
 				if armed.CompareAndSwap(true, false) {
-					loaded <- it
+					loaded <- price
 					<-release
 				}
-			}
+			})
 		})
 	item := a.createSale("racy", 10, 0)
 	armed.Store(true)
 	got := make(chan int64, 1)
 	go func() { got <- priceOf(t, slow, item) }()
 	old := <-loaded // the slow reader holds the old row
-	if old.PriceCents != 1999 {
-		t.Fatalf("slow reader loaded %d", old.PriceCents)
+	if old != 1999 {
+		t.Fatalf("slow reader loaded %d", old)
 	}
 	if r := a.do("PATCH", fmt.Sprintf("/api/v1/admin/items/%d", item), adminToken, map[string]any{"price_cents": 3100}); r.Status != 200 {
 		t.Fatalf("patch: %d %s", r.Status, r.Raw)
@@ -118,8 +121,8 @@ func TestSlowReaderCannotLeaveStaleValue(t *testing.T) {
 func TestColdStampedeLoadsOncePerInstance(t *testing.T) {
 	b := newBackends(t)
 	var loads [2]atomic.Int64
-	count := func(i int) func(*bootstrap.Main) {
-		return func(m *bootstrap.Main) { m.Hooks.AfterDBRead = func(sale.Item) { loads[i].Add(1) } }
+	count := func(i int) func(*bootstrap.Parts) {
+		return func(p *bootstrap.Parts) { afterItemRead(t, p, func(int64) { loads[i].Add(1) }) }
 	}
 	a := b.startWith(t, "api-a", both, nil, count(0))
 	c := b.startWith(t, "api-c", apiOnly, nil, count(1))
@@ -218,5 +221,23 @@ func TestItemUpdateLeavesLiveStockAlone(t *testing.T) {
 	confirmed, _ := checkSettledSale(t, in, item, 50, append(first, rest...))
 	if confirmed != 30 {
 		t.Fatalf("confirmed %d, want 30", confirmed)
+	}
+}
+
+// afterItemRead calls f with the price of every single item row this
+// instance's database store reads, after the query and before the value
+// travels up the cache chain: a gorm callback on the store's own
+// connection, so a test can count loads or hold one to open a race window.
+func afterItemRead(t *testing.T, p *bootstrap.Parts, f func(priceCents int64)) {
+	t.Helper()
+	err := p.Store().DB().Callback().Query().After("gorm:query").Register("e2e:after-item-read", func(tx *gorm.DB) {
+		v := tx.Statement.ReflectValue
+		if tx.Error != nil || tx.Statement.Table != "items" || v.Kind() != reflect.Struct {
+			return // a failed read, another table, or a list
+		}
+		f(v.FieldByName("PriceCents").Int())
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

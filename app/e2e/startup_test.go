@@ -49,13 +49,12 @@ func TestBusyPortIsReportedBeforeAnythingStarts(t *testing.T) {
 	cfg.SQLitePath = filepath.Join(t.TempDir(), "seckill.db")
 	cfg.SeedDemo = true
 	var logs lockedBuffer
-	m := bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = m.Start(ctx)
+	p, err := bootstrap.Build(ctx, cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err == nil {
-		_ = m.Shutdown(context.Background())
-		t.Fatal("Start on a busy port succeeded")
+		p.Close()
+		t.Fatal("Build on a busy port succeeded")
 	}
 	if msg := err.Error(); !strings.Contains(msg, "listen on "+cfg.HTTPAddr) || !strings.Contains(msg, "--http-addr") {
 		t.Errorf("error %q: want the address and the --http-addr hint", msg)
@@ -76,10 +75,10 @@ func TestStartupLogSaysGeneratedSecrets(t *testing.T) {
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.SQLitePath = filepath.Join(t.TempDir(), "seckill.db")
 	var logs lockedBuffer
-	m := bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := m.Start(ctx); err != nil {
+	m, err := bootstrap.Open(ctx, cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {

@@ -52,10 +52,10 @@ func TestRequestIDReachesTheWorkersLogLine(t *testing.T) {
 		cfg.InstanceID = name
 		cfg.AccessLog = true
 		cfg.LogLevel = "debug"
-		m := bootstrap.New(cfg, roles, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := m.Start(ctx); err != nil {
+		m, err := bootstrap.Open(ctx, cfg, roles, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		if err != nil {
 			t.Fatalf("start %s: %v", name, err)
 		}
 		t.Cleanup(func() {

@@ -90,15 +90,20 @@ type blockStore interface {
 	Blocklist(ctx context.Context) ([]sale.Blocked, error)
 }
 
+// blockNotifier is the part of sale.Notifier the blocklist uses.
+type blockNotifier interface {
+	Blocked(user sale.UserID, blocked bool)
+}
+
 // Deps are the service's collaborators.
 type Deps struct {
 	Items  sale.ItemReader // cached item data: protection and window
 	Once   onceMarker      // single-use challenge marks
 	Blocks blockStore      // the durable blocklist
-	// Broadcast, if set, tells every other instance that user was blocked
+	// Notify, if set, tells every other instance that user was blocked
 	// (true) or unblocked (false).
-	Broadcast func(user sale.UserID, blocked bool)
-	Log       *slog.Logger
+	Notify blockNotifier
+	Log    *slog.Logger
 }
 
 // Challenge is a proof-of-work puzzle for one user and item.
@@ -342,8 +347,8 @@ func (s *Service) Block(ctx context.Context, user sale.UserID, reason string) (b
 		return false, fmt.Errorf("%w: block: %v", ErrUnavailable, err)
 	}
 	s.Apply(user, true)
-	if s.d.Broadcast != nil {
-		s.d.Broadcast(user, true)
+	if s.d.Notify != nil {
+		s.d.Notify.Blocked(user, true)
 	}
 	return added, nil
 }
@@ -356,8 +361,8 @@ func (s *Service) Unblock(ctx context.Context, user sale.UserID) (bool, error) {
 		return false, fmt.Errorf("%w: unblock: %v", ErrUnavailable, err)
 	}
 	s.Apply(user, false)
-	if s.d.Broadcast != nil {
-		s.d.Broadcast(user, false)
+	if s.d.Notify != nil {
+		s.d.Notify.Blocked(user, false)
 	}
 	return removed, nil
 }

@@ -274,13 +274,13 @@ func TestBlocklist(t *testing.T) {
 	c := newClock(t0.Add(time.Minute))
 	blocks := &fakeBlocks{}
 	var told []string
-	s := New(Deps{Items: fakeItems{1: powItem(1, 0)}, Once: &fakeOnce{}, Blocks: blocks, Broadcast: func(u sale.UserID, b bool) {
+	s := New(Deps{Items: fakeItems{1: powItem(1, 0)}, Once: &fakeOnce{}, Blocks: blocks, Notify: blockedFunc(func(u sale.UserID, b bool) {
 		if b {
 			told = append(told, "+"+string(u))
 		} else {
 			told = append(told, "-"+string(u))
 		}
-	}}, Options{Secret: "s-0123456789abcdef", Now: c.Now})
+	})}, Options{Secret: "s-0123456789abcdef", Now: c.Now})
 	ctx := context.Background()
 	if _, err := s.Block(ctx, "mallory", "scalper"); err != nil {
 		t.Fatal(err)
@@ -390,3 +390,8 @@ func TestLeadingZeroBits(t *testing.T) {
 		t.Fatal("Solve returned an unsolved nonce")
 	}
 }
+
+// blockedFunc lets a func stand for the notifier.
+type blockedFunc func(user sale.UserID, blocked bool)
+
+func (f blockedFunc) Blocked(user sale.UserID, blocked bool) { f(user, blocked) }

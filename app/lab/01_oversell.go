@@ -47,9 +47,9 @@ func runOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	// Every buyer reads the stock before any of them decrements it: the
 	// window between GET and DECR, widened to hold the whole crowd.
 	hold := newBarrier(buyers, raceHold)
-	ov, closeCrowd := oversellOverrides(mode, hold, buyers)
+	swap, closeCrowd := oversellSwap(mode, hold, buyers)
 	defer closeCrowd()
-	sys, err := env.Start(ctx, oversellTweak(buyers), ov)
+	sys, err := env.Start(ctx, oversellTweak(buyers), swap)
 	if err != nil {
 		return Result{}, err
 	}
@@ -116,21 +116,21 @@ func runOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	}, nil
 }
 
-// oversellOverrides plugs the naive ledger, on a Redis client of its own
+// oversellSwap plugs the naive ledger, on a Redis client of its own
 // (crowdClient), into the unprotected run; the func closes that client.
-func oversellOverrides(mode Mode, hold *barrier, buyers int) (bootstrap.Overrides, func()) {
-	var ov bootstrap.Overrides
+func oversellSwap(mode Mode, hold *barrier, buyers int) (func(*bootstrap.Parts), func()) {
 	if mode != Unprotected {
-		return ov, func() {}
+		return nil, func() {}
 	}
 	var crowd redis.UniversalClient
-	ov.StockLedger = func(real sale.StockLedger, rdb redis.UniversalClient, prefix string) sale.StockLedger {
-		crowd = crowdClient(rdb, buyers)
-		return naive.NewCheckThenDecrLedger(real, crowd, func(id sale.ItemID) string {
+	swap := func(p *bootstrap.Parts) {
+		crowd = crowdClient(p.Redis(), buyers)
+		prefix := p.Config.RedisPrefix
+		p.PurchaseLedger = naive.NewCheckThenDecrLedger(p.Ledger(), crowd, func(id sale.ItemID) string {
 			return redisstock.KeyPatterns(prefix, id)[0] // the sale hash
 		}, hold.Wait)
 	}
-	return ov, func() {
+	return swap, func() {
 		if crowd != nil {
 			_ = crowd.Close()
 		}

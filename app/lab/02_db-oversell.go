@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"seckill/app/bootstrap"
 	"seckill/app/lab/naive"
 	"seckill/domain/sale"
 )
@@ -35,7 +34,7 @@ func init() {
 }
 
 func runDBOversell(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	sys, err := env.Start(ctx, nil, bootstrap.Overrides{})
+	sys, err := env.Start(ctx, nil, nil)
 	if err != nil {
 		return Result{}, err
 	}

@@ -105,7 +105,7 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	// The lab is about the database: give the Redis ledger room on a busy
 	// laptop, so every buyer's purchase is accepted and queued.
 	tweak := func(c *config.Config) { c.RedisCallTimeout = time.Second }
-	sys, err := env.Start(ctx, tweak, hotRowOverrides(mode, gated))
+	sys, err := env.Start(ctx, tweak, hotRowSwap(mode, gated))
 	if err != nil {
 		return Result{}, err
 	}
@@ -159,17 +159,17 @@ func runHotRow(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	return Result{Metric: float64(int64(rate)), Figures: figs}, nil
 }
 
-// hotRowOverrides wraps the run's order book in gated; the unprotected run
+// hotRowSwap wraps the run's order book in gated; the unprotected run
 // puts the naive one-order-per-transaction book around it, not the other
 // way round, so one Confirm runs per transaction the naive book makes too.
-func hotRowOverrides(mode Mode, gated *gatedBook) bootstrap.Overrides {
-	return bootstrap.Overrides{WrapOrderBook: func(real sale.OrderBook) sale.OrderBook {
-		gated.OrderBook = real
+func hotRowSwap(mode Mode, gated *gatedBook) func(*bootstrap.Parts) {
+	return func(p *bootstrap.Parts) {
+		gated.OrderBook = p.Store()
+		p.OrderBook = gated
 		if mode == Unprotected {
-			return naive.NewOneOrderPerTxBook(gated)
+			p.OrderBook = naive.NewOneOrderPerTxBook(gated)
 		}
-		return gated
-	}}
+	}
 }
 
 // drainHotRow opens the gate and waits, up to hotRowDrainCap, until the

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"seckill/app/bootstrap"
 	"seckill/app/lab/naive"
 	"seckill/domain/sale"
 	"seckill/infra/rediscache"
@@ -45,7 +44,7 @@ func (c *countingReader) Item(ctx context.Context, id sale.ItemID) (sale.Item, e
 }
 
 func runStampede(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	sys, err := env.Start(ctx, nil, bootstrap.Overrides{})
+	sys, err := env.Start(ctx, nil, nil)
 	if err != nil {
 		return Result{}, err
 	}

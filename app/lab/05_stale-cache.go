@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"seckill/app/bootstrap"
-	"seckill/app/catalog"
 	"seckill/app/config"
 	"seckill/app/lab/naive"
 	"seckill/domain/sale"
@@ -70,15 +69,15 @@ func (s *slowReader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error
 // instance holds the old row, then watches the item page for the seconds
 // it shows the old price.
 func runStaleCache(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	var ov bootstrap.Overrides
+	var swap func(*bootstrap.Parts)
 	if mode == Unprotected {
-		ov.Caches = func(real catalog.Invalidator) catalog.Invalidator { return naive.NewSingleDeleteCaches(real) }
+		swap = func(p *bootstrap.Parts) { p.Caches = naive.NewSingleDeleteCaches(p.Caches) }
 	}
 	// The local cache's TTL is the backstop for lost invalidations (5 s by
 	// default); shortened here, this instance's page shows within 100 ms
 	// what Redis holds, which is what every other instance shows.
 	tweak := func(c *config.Config) { c.LocalCacheTTL = 100 * time.Millisecond }
-	sys, err := env.Start(ctx, tweak, ov)
+	sys, err := env.Start(ctx, tweak, swap)
 	if err != nil {
 		return Result{}, err
 	}

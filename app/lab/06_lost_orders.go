@@ -58,7 +58,7 @@ func countAccepted(as []labhttp.Attempt) int {
 // outage) and counts the 202s whose order never reached the database.
 func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	var direct *naive.DirectPublisher
-	sys, c, done, err := bootLab(ctx, env, lostOrdersTweak, lostOrdersOverrides(env, mode, &direct))
+	sys, c, done, err := bootLab(ctx, env, lostOrdersTweak, lostOrdersSwap(env, mode, &direct))
 	if err != nil {
 		return Result{}, err
 	}
@@ -106,18 +106,19 @@ func runLostOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	return Result{Metric: float64(never), Figures: figs}, nil
 }
 
-// lostOrdersOverrides puts the naive direct publisher in place of the
-// outbox in the unprotected run; *direct is set once the system is built,
-// and stays nil in the protected run.
-func lostOrdersOverrides(env *Env, mode Mode, direct **naive.DirectPublisher) bootstrap.Overrides {
-	var ov bootstrap.Overrides
-	if mode == Unprotected {
-		ov.Queue = func(kafka bootstrap.OrderPublisher) bootstrap.OrderQueue {
-			*direct = naive.NewDirectPublisher(kafka, labLogger(env))
-			return *direct
-		}
+// lostOrdersSwap puts the naive direct publisher, on the bare Kafka
+// publisher, in place of the outbox in the unprotected run, and no relay:
+// a system that publishes straight to Kafka has no outbox to relay from.
+// *direct is set once the system is built, and stays nil in the protected
+// run.
+func lostOrdersSwap(env *Env, mode Mode, direct **naive.DirectPublisher) func(*bootstrap.Parts) {
+	if mode != Unprotected {
+		return nil
 	}
-	return ov
+	return func(p *bootstrap.Parts) {
+		*direct = naive.NewDirectPublisher(p.Kafka(), labLogger(env))
+		p.OrderQueue, p.Relay = *direct, naive.NoRelay{}
+	}
 }
 
 // lostOrdersTweak makes the relay look often and soon, and an open Kafka

@@ -81,8 +81,8 @@ func (d *deliverTwice) Publish(ctx context.Context, orders ...sale.Order) error 
 // order rows recorded more than once.
 func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error) {
 	fault := &deliverTwice{}
-	ov, table := duplicateOrdersOverrides(mode, fault)
-	sys, c, done, err := bootLab(ctx, env, duplicateOrdersTweak, ov)
+	swap, table := duplicateOrdersSwap(mode, fault)
+	sys, c, done, err := bootLab(ctx, env, duplicateOrdersTweak, swap)
 	if err != nil {
 		return Result{}, err
 	}
@@ -127,17 +127,18 @@ func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error
 // duplicateOrdersOverrides wraps the publisher in fault in both runs, and
 // puts the naive order book into the unprotected one; table is the table
 // the run's book writes.
-func duplicateOrdersOverrides(mode Mode, fault *deliverTwice) (ov bootstrap.Overrides, table string) {
-	ov = bootstrap.Overrides{WrapPublisher: func(p bootstrap.OrderPublisher) bootstrap.OrderPublisher {
-		fault.next = p
-		return fault
-	}}
+func duplicateOrdersSwap(mode Mode, fault *deliverTwice) (swap func(*bootstrap.Parts), table string) {
 	table = "orders"
 	if mode == Unprotected {
-		ov.OrderBook = func(db *gorm.DB) bootstrap.OrderBook { return naive.NewOrderBook(db) }
 		table = naive.OrdersTable
 	}
-	return ov, table
+	return func(p *bootstrap.Parts) {
+		fault.next = p.Publisher()
+		p.OrderQueue, p.Relay = p.Outbox(fault)
+		if mode == Unprotected {
+			p.OrderBook = naive.NewOrderBook(p.Store().DB())
+		}
+	}, table
 }
 
 // duplicateOrdersTweak keeps the reconciler out of the run: the naive

@@ -39,7 +39,7 @@ const hotKeyRate, hotKeyBurst = 500, 50
 // runHotKey sends a spike of doomed clicks at one item and counts the
 // Redis reserve calls per purchase.
 func runHotKey(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	sys, c, done, err := bootLab(ctx, env, hotKeyTweak, hotKeyOverrides(env, mode))
+	sys, c, done, err := bootLab(ctx, env, hotKeyTweak, hotKeySwap(env, mode))
 	if err != nil {
 		return Result{}, err
 	}
@@ -93,17 +93,18 @@ func hotKeyTweak(cfg *config.Config) {
 // hotKeyOverrides puts the naive guard into the unprotected run. It keeps
 // a shield's in-flight bound and user buckets, built with the system's own
 // settings, so that only the hot-key protections are off.
-func hotKeyOverrides(env *Env, mode Mode) bootstrap.Overrides {
-	var ov bootstrap.Overrides
-	if mode == Unprotected {
-		cfg := env.Base
-		hotKeyTweak(&cfg)
-		ov.PurchaseShield = naive.NewHotKeyGuard(shield.New(shield.Options{
+func hotKeySwap(env *Env, mode Mode) func(*bootstrap.Parts) {
+	if mode != Unprotected {
+		return nil
+	}
+	cfg := env.Base
+	hotKeyTweak(&cfg)
+	return func(p *bootstrap.Parts) {
+		p.PurchaseShield = naive.NewHotKeyGuard(shield.New(shield.Options{
 			ItemRate: cfg.ItemRate, ItemBurst: cfg.ItemBurst, UserRate: cfg.UserRate, UserBurst: cfg.UserBurst,
 			MaxInFlight: cfg.MaxInFlight, SoldOutTTL: cfg.SoldOutTTL,
 		}))
 	}
-	return ov
 }
 
 // hotKeyClicks is every buyer's token tries times, shuffled the same way

@@ -34,14 +34,14 @@ const labPaymentWindow = time.Second
 // lets the payment window pass, and counts the units the non-payers still
 // hold after a second wave of paying buyers.
 func runUnpaidHold(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	var ov bootstrap.Overrides
+	var swap func(*bootstrap.Parts)
 	if mode == Unprotected {
-		ov.PaymentWindow = naive.NoPaymentWindow{}
+		swap = func(p *bootstrap.Parts) { p.PaymentWindow = naive.NoPaymentWindow{} }
 	}
 	_, c, done, err := bootLab(ctx, env, func(cfg *config.Config) {
 		cfg.PaymentWindow = labPaymentWindow
 		patientRedis(cfg)
-	}, ov)
+	}, swap)
 	if err != nil {
 		return Result{}, err
 	}

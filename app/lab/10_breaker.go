@@ -49,7 +49,7 @@ func runBreaker(ctx context.Context, env *Env, mode Mode) (Result, error) {
 		return Result{}, err
 	}
 	defer closeProxy()
-	sys, c, done, err := bootLab(ctx, env, breakerTweak(proxy.Addr()), breakerOverrides(mode))
+	sys, c, done, err := bootLab(ctx, env, breakerTweak(proxy.Addr()), breakerSwap(mode))
 	if err != nil {
 		return Result{}, err
 	}
@@ -90,16 +90,13 @@ func breakerProxy(env *Env) (*faultproxy.Proxy, func(), error) {
 	return proxy, func() { proxy.Close(); closeRedis() }, nil
 }
 
-// breakerOverrides puts the ledger with no breaker and no call deadline
-// into the unprotected run.
-func breakerOverrides(mode Mode) bootstrap.Overrides {
-	var ov bootstrap.Overrides
-	if mode == Unprotected {
-		ov.PurchaseLedger = func(bare bootstrap.PurchaseLedger) bootstrap.PurchaseLedger {
-			return naive.NewUnguardedLedger(bare)
-		}
+// breakerSwap puts the ledger with no breaker and no call deadline into
+// the unprotected run.
+func breakerSwap(mode Mode) func(*bootstrap.Parts) {
+	if mode != Unprotected {
+		return nil
 	}
-	return ov
+	return func(p *bootstrap.Parts) { p.PurchaseLedger = naive.NewUnguardedLedger(p.Ledger()) }
 }
 
 // breakerTweak points the system at the proxy (redisAddr).

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"seckill/app/bootstrap"
 	"seckill/app/lab/labhttp"
 )
 
@@ -51,7 +50,7 @@ func queueCrowd(buyers, fast int) []int {
 }
 
 func runQueueLab(ctx context.Context, env *Env, mode Mode) (Result, error) {
-	_, c, done, err := bootLab(ctx, env, patientRedis, bootstrap.Overrides{})
+	_, c, done, err := bootLab(ctx, env, patientRedis, nil)
 	if err != nil {
 		return Result{}, err
 	}

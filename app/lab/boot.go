@@ -13,8 +13,8 @@ import (
 
 // bootLab starts one run's system and a client for its API; the caller
 // closes both with the returned func.
-func bootLab(ctx context.Context, env *Env, tweak func(*config.Config), ov bootstrap.Overrides) (*System, *labhttp.Client, func(), error) {
-	sys, err := env.Start(ctx, tweak, ov)
+func bootLab(ctx context.Context, env *Env, tweak func(*config.Config), swap func(*bootstrap.Parts)) (*System, *labhttp.Client, func(), error) {
+	sys, err := env.Start(ctx, tweak, swap)
 	if err != nil {
 		return nil, nil, nil, err
 	}

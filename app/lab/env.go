@@ -82,10 +82,11 @@ type System struct {
 
 // Start starts a whole system (API and worker in one process, as `seckill
 // all`) for one run. tweak adjusts the configuration (shorter timings for a
-// lab, say); ov swaps in the components the unprotected run uses. On real
+// lab, say); swap, between bootstrap.Build and bootstrap.Start, puts the
+// naive components the unprotected run uses into the parts' ports. On real
 // backends the run gets a fresh Redis prefix and a fresh database, removed
 // again by Close.
-func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstrap.Overrides) (*System, error) {
+func (e *Env) Start(ctx context.Context, tweak func(*config.Config), swap func(*bootstrap.Parts)) (*System, error) {
 	cfg := e.Base
 	cfg.SeedDemo = false
 	// A page opened after a run must draw it (make lab's linger).
@@ -115,9 +116,8 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m := bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: true}, log)
-	m.Overrides = ov
-	if err := m.Start(ctx); err != nil {
+	m, err := startSystem(ctx, cfg, log, swap)
+	if err != nil {
 		if s.dropDB != nil {
 			s.dropDB()
 		}
@@ -138,6 +138,19 @@ func (e *Env) Start(ctx context.Context, tweak func(*config.Config), ov bootstra
 	fr.use(m.URL())
 	e.Printf("system up (dashboard: %s/dashboard)", fr.URL())
 	return s, nil
+}
+
+// startSystem builds a whole system's parts, lets swap replace ports, and
+// starts it.
+func startSystem(ctx context.Context, cfg config.Config, log *slog.Logger, swap func(*bootstrap.Parts)) (*bootstrap.Main, error) {
+	p, err := bootstrap.Build(ctx, cfg, bootstrap.Roles{API: true, Worker: true}, log)
+	if err != nil {
+		return nil, err
+	}
+	if swap != nil {
+		swap(p)
+	}
+	return bootstrap.Start(ctx, p)
 }
 
 // Addr is the address the labs answer on, listening from this call on:

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"seckill/app/bootstrap"
 	"seckill/app/config"
 )
 
@@ -23,7 +22,7 @@ import (
 func lingerLab(bought int) Lab {
 	return Lab{Number: 97, Name: "linger-demo", Summary: "s", Metric: "m", Better: LowerIsBetter,
 		Run: func(ctx context.Context, env *Env, mode Mode) (Result, error) {
-			_, c, done, err := bootLab(ctx, env, nil, bootstrap.Overrides{})
+			_, c, done, err := bootLab(ctx, env, nil, nil)
 			if err != nil {
 				return Result{}, err
 			}

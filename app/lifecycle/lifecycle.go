@@ -94,6 +94,11 @@ type Options struct {
 	SweepLimit int
 }
 
+// stockNotifier is the part of sale.Notifier the lifecycle uses: units came back.
+type stockNotifier interface {
+	StockBack(item sale.ItemID, gen int64)
+}
+
 // Deps are the collaborators of the lifecycle use case.
 type Deps struct {
 	Book     book
@@ -101,12 +106,12 @@ type Deps struct {
 	Ledger   Ledger
 	Payments Payments
 	Delay    Scheduler
-	// StockBack, if set, is told of each item that got units back, so the
+	// Notify, if set, is told of each item that got units back, so the
 	// sold-out flag clears on every instance.
-	StockBack func(item sale.ItemID, gen int64)
-	Log       *slog.Logger
-	Now       func() time.Time
-	Options   Options
+	Notify  stockNotifier
+	Log     *slog.Logger
+	Now     func() time.Time
+	Options Options
 }
 
 // Service runs the lifecycle use cases. It is safe for concurrent use.
@@ -344,8 +349,8 @@ func (s *Service) returnUnits(ctx context.Context, ids []sale.OrderID) (int64, e
 	var units int64
 	for _, r := range rs {
 		units += r.Units
-		if r.Units > 0 && s.d.StockBack != nil {
-			s.d.StockBack(r.Item, r.Gen)
+		if r.Units > 0 && s.d.Notify != nil {
+			s.d.Notify.StockBack(r.Item, r.Gen)
 		}
 	}
 	s.returned.Add(uint64(units))

@@ -204,8 +204,8 @@ type rigged struct {
 func newRig() *rigged {
 	r := &rigged{book: newBook(), ledger: &memLedger{returned: map[sale.OrderID]bool{}}, pay: &memPayments{}, pending: memPending{}, now: t0}
 	r.svc = New(Deps{Book: r.book, Pending: r.pending, Ledger: r.ledger, Payments: r.pay, Log: quiet,
-		Now:       func() time.Time { return r.now },
-		StockBack: func(_ sale.ItemID, gen int64) { r.back = append(r.back, gen) }})
+		Now:    func() time.Time { return r.now },
+		Notify: stockBackFunc(func(_ sale.ItemID, gen int64) { r.back = append(r.back, gen) })})
 	return r
 }
 
@@ -442,3 +442,8 @@ func TestScheduleExpiryNamesEachOrderAtItsDeadline(t *testing.T) {
 		}
 	}
 }
+
+// stockBackFunc lets a func stand for the notifier.
+type stockBackFunc func(item sale.ItemID, gen int64)
+
+func (f stockBackFunc) StockBack(item sale.ItemID, gen int64) { f(item, gen) }

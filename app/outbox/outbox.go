@@ -212,13 +212,18 @@ type RelayOptions struct {
 // database decide those older than GiveUp. Several instances may run relays
 // at once: the ledger leases each due order to one of them, a duplicate
 // publish is harmless, and the database's fence decides each order once.
+// stockNotifier is the part of sale.Notifier the relay uses: units came back.
+type stockNotifier interface {
+	StockBack(item sale.ItemID, gen int64)
+}
+
 type Relay struct {
 	ledger   outboxLedger
 	book     decider
 	pub      publisher
 	log      *slog.Logger
 	opts     RelayOptions
-	onFail   func(item sale.ItemID, gen int64)
+	notify   stockNotifier
 	relayed  atomic.Uint64
 	expired  atomic.Uint64
 	resolved atomic.Uint64
@@ -227,9 +232,9 @@ type Relay struct {
 // ExpiredReason is the reason recorded on an order the relay gave up on.
 const ExpiredReason = "the order was not confirmed in time; its unit was returned"
 
-// NewRelay returns a relay. onExpire, if not nil, is told of every unit given
-// back (so the caller can clear sold-out flags).
-func NewRelay(ledger outboxLedger, book decider, pub publisher, log *slog.Logger, o RelayOptions, onExpire func(sale.ItemID, int64)) *Relay {
+// NewRelay returns a relay. notify, if not nil, is told of every unit given
+// back (so the sold-out flags clear).
+func NewRelay(ledger outboxLedger, book decider, pub publisher, log *slog.Logger, o RelayOptions, notify stockNotifier) *Relay {
 	if o.Every <= 0 {
 		o.Every = time.Second
 	}
@@ -239,7 +244,7 @@ func NewRelay(ledger outboxLedger, book decider, pub publisher, log *slog.Logger
 	if o.Batch <= 0 {
 		o.Batch = 500
 	}
-	return &Relay{ledger: ledger, book: book, pub: pub, log: log, opts: o, onFail: onExpire}
+	return &Relay{ledger: ledger, book: book, pub: pub, log: log, opts: o, notify: notify}
 }
 
 // Run looks for due orders every Every until ctx is done.
@@ -346,8 +351,8 @@ func (r *Relay) decide(ctx context.Context, orders []sale.Order) error {
 			if released {
 				r.expired.Add(1)
 				r.log.Warn("order failed after it stayed pending too long; unit returned", "order_id", o.ID, "item_id", o.ItemID, "reason", fates[o.ID].Reason)
-				if r.onFail != nil {
-					r.onFail(o.ItemID, gen)
+				if r.notify != nil {
+					r.notify.StockBack(o.ItemID, gen)
 				}
 			}
 		}

@@ -161,7 +161,7 @@ func TestRelayPublishesDueAndLetsTheDatabaseDecideOld(t *testing.T) {
 	pub := &fakePub{}
 	var back []sale.ItemID
 	r := NewRelay(box, book, pub, quiet, RelayOptions{GiveUp: 10 * time.Minute},
-		func(item sale.ItemID, _ int64) { back = append(back, item) })
+		stockBackFunc(func(item sale.ItemID, _ int64) { back = append(back, item) }))
 
 	pub.fail = true
 	if err := r.Once(context.Background()); err == nil {
@@ -284,3 +284,8 @@ func TestDispatcherPublishesAndFlushesOnShutdown(t *testing.T) {
 		}
 	}
 }
+
+// stockBackFunc lets a func stand for the notifier.
+type stockBackFunc func(item sale.ItemID, gen int64)
+
+func (f stockBackFunc) StockBack(item sale.ItemID, gen int64) { f(item, gen) }

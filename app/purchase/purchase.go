@@ -78,6 +78,11 @@ type gate interface {
 	Admit(user sale.UserID, it sale.Item, ticket string, now time.Time) (sale.Ticket, error)
 }
 
+// soldOutNotifier is the part of sale.Notifier a purchase uses.
+type soldOutNotifier interface {
+	SoldOut(item sale.ItemID, gen int64)
+}
+
 // Deps are the collaborators of the purchase use case.
 type Deps struct {
 	Items  sale.ItemReader // cached item data (window, price, rate)
@@ -94,9 +99,9 @@ type Deps struct {
 	// Buyers, if set, lets OrdersFor find an order still queued in the
 	// ledger; without it OrdersFor reports only what the database decided.
 	Buyers buyerRecords
-	// OnSoldOut, if set, is told when the ledger reports an item sold out,
-	// so the flag can be broadcast to other instances.
-	OnSoldOut func(item sale.ItemID, gen int64)
+	// Notify, if set, is told when the ledger reports an item sold out,
+	// so the flag reaches the other instances.
+	Notify soldOutNotifier
 	// OnLedgerMissing, if set, is told when the ledger has no sale for an
 	// item the catalog knows: the ledger lost it, and it must be rebuilt.
 	OnLedgerMissing func(item sale.ItemID)
@@ -247,8 +252,8 @@ func (s *Service) reserve(ctx context.Context, o sale.Order, now time.Time) (sal
 		return o, nil
 	case sale.OutcomeSoldOut:
 		s.d.Shield.MarkSoldOut(item, res.Gen, now)
-		if s.d.OnSoldOut != nil {
-			s.d.OnSoldOut(item, res.Gen)
+		if s.d.Notify != nil {
+			s.d.Notify.SoldOut(item, res.Gen)
 		}
 	case sale.OutcomeStockMoving:
 		// A split item's last units are moving between its buckets: not

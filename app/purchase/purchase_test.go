@@ -57,8 +57,8 @@ func newService(l *fakeLedger, opts shield.Options) (*Service, *queue, *[]sale.I
 	var soldOut []sale.ItemID
 	s := New(Deps{
 		Items: items{1: open, 2: later, 3: past}, Ledger: l, Queue: q, Shield: shield.New(opts),
-		OnSoldOut: func(id sale.ItemID, _ int64) { soldOut = append(soldOut, id) },
-		Now:       func() time.Time { return t0 },
+		Notify: soldOutFunc(func(id sale.ItemID, _ int64) { soldOut = append(soldOut, id) }),
+		Now:    func() time.Time { return t0 },
 	})
 	return s, q, &soldOut
 }
@@ -298,3 +298,8 @@ func TestFairRefusalsAreLocal(t *testing.T) {
 		t.Fatalf("queued %+v, want the order with ticket t1", q.got)
 	}
 }
+
+// soldOutFunc lets a func stand for the notifier.
+type soldOutFunc func(item sale.ItemID, gen int64)
+
+func (f soldOutFunc) SoldOut(item sale.ItemID, gen int64) { f(item, gen) }

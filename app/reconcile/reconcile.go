@@ -63,6 +63,11 @@ type Backlog interface {
 	Behind(ctx context.Context, marks map[int]int64) (int64, error)
 }
 
+// stockNotifier is the part of sale.Notifier the reconciler uses: units came back.
+type stockNotifier interface {
+	StockBack(item sale.ItemID, gen int64)
+}
+
 // Options tunes the reconciler. Zero fields take the defaults noted.
 type Options struct {
 	// Every is how often the periodic pass checks every item; default 10s.
@@ -84,9 +89,9 @@ type Options struct {
 	// periodic pass checks; an item with more is left for later, overdue
 	// orders or not (see busy). Default 10,000.
 	MaxCheckPending int64
-	// OnStockBack is told of a repaired sale's new generation, so sold-out
-	// flags clear on every instance.
-	OnStockBack func(item sale.ItemID, gen int64)
+	// Notify, if set, is told of a repaired sale's new generation, so
+	// sold-out flags clear on every instance.
+	Notify stockNotifier
 	// RecoverMoves, if set, finishes the moves between a split item's stock
 	// buckets that a dead process left half done; Run calls it once at the
 	// start and at the start of every pass (see docs/RECOVERY.md).
@@ -258,8 +263,8 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 		s.repairs.Add(1)
 		rep.Repaired = true
 		s.opts.Log.Warn("stock ledger repaired from the database", "item_id", id, "drift", rec.String(), "waited_for_queue", waited)
-		if s.opts.OnStockBack != nil {
-			s.opts.OnStockBack(id, gen)
+		if s.opts.Notify != nil {
+			s.opts.Notify.StockBack(id, gen)
 		}
 		s.remember(rep)
 		return rep, nil
@@ -399,8 +404,8 @@ func (s *Service) follow(ctx context.Context, rec sale.Reconciliation) error {
 		if err != nil {
 			return err
 		}
-		if released && s.opts.OnStockBack != nil {
-			s.opts.OnStockBack(id.Item(), gen)
+		if released && s.opts.Notify != nil {
+			s.opts.Notify.StockBack(id.Item(), gen)
 		}
 	}
 	return nil

@@ -289,7 +289,7 @@ func TestRepairWaitsForTheQueueThenRepairs(t *testing.T) {
 	l, b, q := rig(10, 9, 4) // the ledger lost 3 deductions
 	q.behind = 3
 	var back []int64
-	s := New(l, b, q, Options{Log: quiet, OnStockBack: func(_ sale.ItemID, gen int64) { back = append(back, gen) }})
+	s := New(l, b, q, Options{Log: quiet, Notify: stockBackFunc(func(_ sale.ItemID, gen int64) { back = append(back, gen) })})
 	rep, err := s.Repair(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -642,3 +642,8 @@ func TestRepairDropsPhantomsAndReleasesTheRest(t *testing.T) {
 		t.Fatalf("dropped %v, released %v; want the phantom dropped and the other released", l.dropped, l.released)
 	}
 }
+
+// stockBackFunc lets a func stand for the notifier.
+type stockBackFunc func(item sale.ItemID, gen int64)
+
+func (f stockBackFunc) StockBack(item sale.ItemID, gen int64) { f(item, gen) }

@@ -49,15 +49,20 @@ type confirmer interface {
 	Fail(ctx context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error)
 }
 
+// stockNotifier is the part of sale.Notifier the worker uses: units came back.
+type stockNotifier interface {
+	StockBack(item sale.ItemID, gen int64)
+}
+
 // Options sizes the worker.
 type Options struct {
 	Batch  int           // messages per batch; default 500
 	Linger time.Duration // wait to fill a batch; default 20ms
 	// BatchTimeout bounds one batch's processing; default 30s.
 	BatchTimeout time.Duration
-	// OnReleased, if set, is told of every unit given back (to clear
+	// Notify, if set, is told of every unit given back (to clear
 	// sold-out flags across instances).
-	OnReleased func(item sale.ItemID, gen int64)
+	Notify stockNotifier
 	// OnBatch, if set, observes each batch's size and how many orders it
 	// inserted, for metrics.
 	OnBatch func(size, inserted int)
@@ -401,8 +406,8 @@ func (w *Worker[D]) release(ctx context.Context, o sale.Order, f sale.Fate) erro
 	}
 	if released {
 		w.released.Add(1)
-		if w.opts.OnReleased != nil {
-			w.opts.OnReleased(o.ItemID, gen)
+		if w.opts.Notify != nil {
+			w.opts.Notify.StockBack(o.ItemID, gen)
 		}
 	}
 	return nil

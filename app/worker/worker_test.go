@@ -227,7 +227,7 @@ func newRig(stock map[sale.ItemID]int64, msgs ...msg) *rig {
 	}
 	r.feed.log = log
 	r.w = New[msg](r.feed, r.ledger, r.book, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
-		Batch: 100, OnReleased: func(item sale.ItemID, _ int64) { r.back = append(r.back, item) },
+		Batch: 100, Notify: stockBackFunc(func(item sale.ItemID, _ int64) { r.back = append(r.back, item) }),
 	})
 	return r
 }
@@ -488,3 +488,8 @@ func TestStopWhileFollowFailsCommitsNothingLater(t *testing.T) {
 		t.Fatalf("committed %d messages while their batches were never settled", len(r.feed.committed))
 	}
 }
+
+// stockBackFunc lets a func stand for the notifier.
+type stockBackFunc func(item sale.ItemID, gen int64)
+
+func (f stockBackFunc) StockBack(item sale.ItemID, gen int64) { f(item, gen) }

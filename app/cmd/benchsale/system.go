@@ -108,12 +108,13 @@ func startSystem(ctx context.Context, o options, log *slog.Logger) (s *system, e
 	// instance would get a miniredis and a SQLite database of its own: on
 	// them one instance is both API and worker, and (f) and (g), which
 	// stop the worker, do not run.
-	s.m = bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: o.embedded}, log)
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := s.m.Start(sctx); err != nil {
+	m, err := bootstrap.Open(sctx, cfg, bootstrap.Roles{API: true, Worker: o.embedded}, log)
+	if err != nil {
 		return s, fmt.Errorf("start seckill: %w", err)
 	}
+	s.m = m
 	s.cfg, s.url = s.m.Config, s.m.URL()
 	s.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	if o.embedded {
@@ -134,9 +135,8 @@ func (s *system) startWorker(ctx context.Context) error {
 	// A worker serves no item reads; the smallest item cache keeps its
 	// 32 MB out of the memory figures.
 	cfg.LocalCacheMB = 1
-	w := bootstrap.New(cfg, bootstrap.Roles{Worker: true}, s.log)
-	if err := w.Start(ctx); err != nil {
-		_ = w.Shutdown(context.WithoutCancel(ctx))
+	w, err := bootstrap.Open(ctx, cfg, bootstrap.Roles{Worker: true}, s.log)
+	if err != nil {
 		return fmt.Errorf("start the worker: %w", err)
 	}
 	s.w = w

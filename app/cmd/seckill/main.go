@@ -164,8 +164,8 @@ func serve(roles bootstrap.Roles, banner bool, stdout, stderr io.Writer) runConf
 			return err
 		}
 		defer stopTracing()
-		m := bootstrap.New(cfg, roles, log)
-		if err := m.Start(ctx); err != nil {
+		m, err := bootstrap.Open(ctx, cfg, roles, log)
+		if err != nil {
 			return err
 		}
 		if banner && roles.API {

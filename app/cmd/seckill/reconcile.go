@@ -97,14 +97,7 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 	// clears every running instance's sold-out flag for the item at once,
 	// as an instance's own repair does, instead of after the flag's TTL.
 	bus := redisbus.New(rdb, bootstrap.EventsChannel(cfg.RedisPrefix), "seckill-reconcile")
-	announce := func(id sale.ItemID, gen int64) {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		if err := bus.Publish(pctx, redisbus.Event{Kind: redisbus.KindRestocked, Item: id, Gen: gen}); err != nil {
-			fmt.Fprintf(out, "item %d: repaired, but the instances were not told (their sold-out flags clear within seconds): %v\n", id, err)
-		}
-	}
-	svc := reconcile.New(ledger, store, backlog, reconcile.Options{OnStockBack: announce})
+	svc := reconcile.New(ledger, store, backlog, reconcile.Options{Notify: announcer{ctx, bus, out}})
 
 	var ids []sale.ItemID
 	if only > 0 {
@@ -167,4 +160,20 @@ func reconcileEach(ctx context.Context, out io.Writer, svc *reconcile.Service, i
 		}
 	}
 	return drifted, unrepairable
+}
+
+// announcer tells the running instances of a repair's new generation on
+// their bus, as an instance's own reconciler does through its notifier.
+type announcer struct {
+	ctx context.Context //nolint:containedctx // the command's context, for the announcements its one run makes
+	bus *redisbus.Bus
+	out io.Writer
+}
+
+func (a announcer) StockBack(id sale.ItemID, gen int64) {
+	ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
+	defer cancel()
+	if err := a.bus.Publish(ctx, redisbus.Event{Kind: redisbus.KindRestocked, Item: id, Gen: gen}); err != nil {
+		fmt.Fprintf(a.out, "item %d: repaired, but the instances were not told (their sold-out flags clear within seconds): %v\n", id, err)
+	}
 }

@@ -43,10 +43,10 @@ func TestReconcileCommand(t *testing.T) {
 	cfg.KafkaBrokers, cfg.KafkaTopic, cfg.KafkaDLQTopic, cfg.KafkaParts = strings.Join(k.Brokers(), ","), topic, topic+".dlq", 1
 	// The instance must leave the drift to the command under test.
 	cfg.ReconcileRepair = false
-	m := bootstrap.New(cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := m.Start(ctx); err != nil {
+	m, err := bootstrap.Open(ctx, cfg, bootstrap.Roles{API: true, Worker: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

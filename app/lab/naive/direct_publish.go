@@ -57,3 +57,13 @@ func (d *DirectPublisher) Enqueue(o sale.Order) {
 
 // Counts returns how many orders reached Kafka and how many sends failed.
 func (d *DirectPublisher) Counts() (sent, lost uint64) { return d.sent.Load(), d.lost.Load() }
+
+// Run does nothing until ctx ends: direct sends keep nothing to flush.
+func (d *DirectPublisher) Run(ctx context.Context) { <-ctx.Done() }
+
+// NoRelay is the relay of a system without an outbox: there is nothing to
+// publish again, so it does nothing until ctx ends.
+type NoRelay struct{}
+
+// Run waits for ctx to end.
+func (NoRelay) Run(ctx context.Context) { <-ctx.Done() }

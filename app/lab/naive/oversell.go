@@ -14,6 +14,13 @@ import (
 	"seckill/domain/sale"
 )
 
+// productionLedger is the production ledger's methods the naive one keeps:
+// the stock ledger port and order lookups.
+type productionLedger interface {
+	sale.StockLedger
+	Lookup(ctx context.Context, id sale.OrderID) (sale.Order, error)
+}
+
 // CheckThenDecrLedger is the stock ledger a newcomer writes: read the stock,
 // compare it with zero in Go, then decrement, as three separate Redis
 // commands (HGET, the comparison, HINCRBY -1 on the sale hash's stock
@@ -21,7 +28,7 @@ import (
 // any number of other buyers read the same last units, so it sells more
 // than there is. Every other method is the production ledger's.
 type CheckThenDecrLedger struct {
-	sale.StockLedger
+	productionLedger
 	rdb redis.UniversalClient
 	// saleKey names the hash whose "stock" field is the live stock.
 	saleKey func(sale.ItemID) string
@@ -34,8 +41,8 @@ type CheckThenDecrLedger struct {
 // nil, runs between the compare and the decrement: the lab widens the
 // window there until every buyer has read the stock, so the race this
 // ledger loses is lost on every run, not only when the timing is unlucky.
-func NewCheckThenDecrLedger(real sale.StockLedger, rdb redis.UniversalClient, saleKey func(sale.ItemID) string, hold func(context.Context)) *CheckThenDecrLedger {
-	return &CheckThenDecrLedger{StockLedger: real, rdb: rdb, saleKey: saleKey, hold: hold}
+func NewCheckThenDecrLedger(real productionLedger, rdb redis.UniversalClient, saleKey func(sale.ItemID) string, hold func(context.Context)) *CheckThenDecrLedger {
+	return &CheckThenDecrLedger{productionLedger: real, rdb: rdb, saleKey: saleKey, hold: hold}
 }
 
 // Reserve checks, then decrements: the race is between the two commands.

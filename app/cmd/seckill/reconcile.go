@@ -19,6 +19,7 @@ import (
 	"seckill/infra/kafkaevents"
 	"seckill/infra/mysqlstore"
 	"seckill/infra/redisbus"
+	"seckill/infra/redisline"
 	"seckill/infra/redisstock"
 )
 
@@ -104,7 +105,7 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 			fmt.Fprintf(out, "item %d: repaired, but the instances were not told (their sold-out flags clear within seconds): %v\n", id, err)
 		}
 	}
-	svc := reconcile.New(ledger, store, backlog, reconcile.Options{OnStockBack: announce})
+	svc := reconcile.New(ledger, store, backlog, reconcile.Options{OnStockBack: announce, Lines: redisline.New(rdb, cfg.RedisPrefix)})
 
 	var ids []sale.ItemID
 	if only > 0 {
@@ -146,6 +147,9 @@ func reconcileEach(ctx context.Context, out io.Writer, svc *reconcile.Service, i
 			rec = rep.Reconciliation
 			if rep.Repaired {
 				fmt.Fprintf(out, "%s -> repaired (waited %s for the queue)\n", rec, rep.Waited.Round(time.Millisecond))
+				if rep.LineReseeded > 0 {
+					fmt.Fprintf(out, "item %d: the waiting room was lost too; its used admissions restart from the database's %d buyers\n", id, rep.LineReseeded)
+				}
 			} else {
 				fmt.Fprintln(out, rec)
 			}

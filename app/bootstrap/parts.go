@@ -29,6 +29,7 @@ import (
 	"seckill/infra/redisbus"
 	"seckill/infra/rediscache"
 	"seckill/infra/redisdelay"
+	"seckill/infra/redisline"
 	"seckill/infra/redisstock"
 )
 
@@ -101,6 +102,7 @@ type Parts struct {
 	local    *localcache.Reader
 	bus      *redisbus.Bus
 	delay    *redisdelay.Queue
+	line     *redisline.Store // the waiting rooms' lines, beside the ledger (same prefix, same slot per item)
 	notifier *broadcast.Notifier
 	dispatch *outbox.Dispatcher
 	relay    *outbox.Relay
@@ -216,6 +218,7 @@ func (p *Parts) buildEdge() {
 	p.local = localcache.New(p.shared, localcache.Options{SizeBytes: cfg.LocalCacheMB << 20, TTL: cfg.LocalCacheTTL})
 	p.bus = redisbus.New(p.rdb, EventsChannel(cfg.RedisPrefix), cfg.InstanceID)
 	p.delay = redisdelay.New(p.rdb, delayKey(cfg.RedisPrefix), redisdelay.Options{})
+	p.line = redisline.New(p.rdb, cfg.RedisPrefix)
 	p.notifier = broadcast.NewNotifier(broadcast.NotifierDeps{
 		Bus: busAdapter{p.bus}, Shared: p.shared, Local: p.local, Flags: p.shield, Delay: p.delay,
 		SecondDelete: cfg.DoubleDeleteDelay, Log: p.Log,

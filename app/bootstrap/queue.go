@@ -3,7 +3,6 @@ package bootstrap
 import (
 	"seckill/app/waitroom"
 	"seckill/domain/sale"
-	"seckill/infra/redisline"
 )
 
 // buildQueue builds the waiting rooms: lines in Redis beside the stock
@@ -12,7 +11,7 @@ import (
 func (m *Main) buildQueue() {
 	cfg := m.Config
 	m.Queue = waitroom.New(waitroom.Deps{
-		Items: m.local, Line: redisline.New(m.rdb, cfg.RedisPrefix), Fair: m.Fair,
+		Items: m.local, Line: m.line, Fair: m.Fair,
 	}, waitroom.Options{RefreshEvery: cfg.QueueRefresh, AdmissionTTL: cfg.QueueAdmissionTTL})
 	m.registerQueueMetrics()
 }

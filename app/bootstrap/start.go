@@ -125,7 +125,7 @@ func (m *Main) wireUseCases(ctx context.Context) error {
 	})
 	m.recon = reconcile.New(p.ledger, p.store, kafkaevents.NewBacklog(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic), reconcile.Options{
 		Every: cfg.ReconcileEvery, Repair: cfg.ReconcileRepair, Grace: cfg.RecoveryGrace,
-		Notify: p.notifier, RecoverMoves: p.ledger.RecoverMoves, Log: p.Log,
+		Notify: p.notifier, RecoverMoves: p.ledger.RecoverMoves, Lines: p.line, Log: p.Log,
 	})
 	m.Catalog = catalog.New(catalog.Deps{
 		Reader: p.local, Store: p.gStore, Ledger: p.gLedger, Book: p.gStore, Caches: p.Caches,

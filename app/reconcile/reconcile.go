@@ -68,6 +68,16 @@ type stockNotifier interface {
 	StockBack(item sale.ItemID, gen int64)
 }
 
+// Lines is the waiting rooms of queue items (infra/redisline), as the
+// rebuild of a lost sale sees them.
+type Lines interface {
+	// Reseed gives a line begun again after a loss (one that has admitted
+	// nobody and counted no use) buyers, the database's buyers of the
+	// item, as its count of used admissions, and reports whether it did;
+	// any other line is left as it is.
+	Reseed(ctx context.Context, id sale.ItemID, buyers int64) (bool, error)
+}
+
 // Options tunes the reconciler. Zero fields take the defaults noted.
 type Options struct {
 	// Every is how often the periodic pass checks every item; default 10s.
@@ -96,7 +106,11 @@ type Options struct {
 	// buckets that a dead process left half done; Run calls it once at the
 	// start and at the start of every pass (see docs/RECOVERY.md).
 	RecoverMoves func(ctx context.Context) (int, error)
-	Log          *slog.Logger
+	// Lines, if set, is told the database's buyers of each queue item
+	// whose lost sale is rebuilt (see reseedLine); nil leaves the lines to
+	// begin again on their own.
+	Lines Lines
+	Log   *slog.Logger
 }
 
 // Report is one item's reconciliation with what was done about it.
@@ -106,7 +120,11 @@ type Report struct {
 	Repaired bool
 	// Waited is how long the repair waited for the queue to drain.
 	Waited time.Duration
-	At     time.Time
+	// LineReseeded is, when this repair rebuilt a queue item's lost sale
+	// and found its waiting room begun again with nothing counted, the
+	// database's buyers, now the line's count of used admissions; else 0.
+	LineReseeded int64
+	At           time.Time
 }
 
 // Service runs reconciliations and repairs. It is safe for concurrent use.
@@ -205,6 +223,7 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 		return Report{}, ErrBusy
 	}
 	defer unlock()
+	var reseeded int64
 	for attempt := 0; attempt < 5; attempt++ {
 		rec, snap, err := s.Check(ctx, id)
 		if err != nil {
@@ -223,35 +242,17 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 			}
 			continue
 		}
-		holders, err := s.book.Holders(ctx, id)
+		it, buyers, moved, err := s.restore(ctx, id, rec)
 		if err != nil {
 			return Report{}, err
 		}
-		if err := s.ledger.RestoreBuyers(ctx, id, holders); err != nil {
-			return Report{}, err
-		}
-		if err := s.restoreAll(ctx, id); err != nil {
-			return Report{}, err
-		}
-		// A restock that committed in the database after the check would
-		// be counted by neither side; look at the total once more.
-		it, err := s.book.Item(ctx, id)
-		if err != nil {
-			return Report{}, err
-		}
-		if it.StockTotal != rec.Total {
+		if moved {
 			continue
 		}
-		// Likewise an order cancelled or expired after the check: its
-		// return mark went in above, so its own ledger return is now a
-		// no-op, and only a fresh look counts its unit.
-		held, err := s.book.CountHeld(ctx, id)
-		if err != nil {
-			return Report{}, err
+		if rec.Missing {
+			reseeded = max(reseeded, s.reseedLine(ctx, it, buyers))
 		}
-		if held != rec.Live {
-			continue
-		}
+		rep.LineReseeded = reseeded
 		gen, err := s.ledger.Repair(ctx, it, snap, rec.WantStock)
 		if err != nil {
 			s.conflicts.Add(1)
@@ -270,6 +271,62 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 		return rep, nil
 	}
 	return Report{}, ErrBusy
+}
+
+// restore writes what the database knows into the ledger before its
+// stock: the buyers' records, the restock keys and the return marks. It
+// returns the item as read after them and its count of buyers, or moved
+// when a restock, cancel or expiry committed since rec was taken, which
+// the caller must look at again.
+func (s *Service) restore(ctx context.Context, id sale.ItemID, rec sale.Reconciliation) (it sale.Item, buyers int64, moved bool, err error) {
+	holders, err := s.book.Holders(ctx, id)
+	if err != nil {
+		return it, 0, false, err
+	}
+	if err := s.ledger.RestoreBuyers(ctx, id, holders); err != nil {
+		return it, 0, false, err
+	}
+	if err := s.restoreAll(ctx, id); err != nil {
+		return it, 0, false, err
+	}
+	// A restock that committed in the database after the check would be
+	// counted by neither side; look at the total once more.
+	if it, err = s.book.Item(ctx, id); err != nil || it.StockTotal != rec.Total {
+		return it, 0, err == nil, err
+	}
+	// Likewise an order cancelled or expired after the check: its return
+	// mark went in above, so its own ledger return is now a no-op, and only
+	// a fresh look counts its unit.
+	held, err := s.book.CountHeld(ctx, id)
+	if err != nil {
+		return it, 0, false, err
+	}
+	return it, int64(len(holders)), held != rec.Live, nil
+}
+
+// reseedLine tells a queue item's waiting room, while its lost sale is
+// rebuilt, how many buyers the database holds (Lines.Reseed). It runs
+// before the ledger's stock is written: until then the line cannot admit
+// (redisline admits nobody while the ledger has no sale), so a line begun
+// again since the loss has counted nothing, and takes the database's
+// count. It returns that count when the line took it, else 0. A failure
+// costs the line only its figures, so it is logged and the rebuild goes on.
+func (s *Service) reseedLine(ctx context.Context, it sale.Item, buyers int64) int64 {
+	if s.opts.Lines == nil || !it.Protection.NeedsAdmission() {
+		return 0
+	}
+	seeded, err := s.opts.Lines.Reseed(ctx, it.ID, buyers)
+	if err != nil {
+		s.opts.Log.Warn("rebuild: the waiting room was not told the database's buyers; its count of used admissions restarts from 0",
+			"item_id", it.ID, "err", err)
+		return 0
+	}
+	if !seeded {
+		return 0
+	}
+	s.opts.Log.Warn("the waiting room was lost with the sale: its places are gone (buyers join again); its count of used admissions restarts from the database's buyers",
+		"item_id", it.ID, "buyers", buyers)
+	return buyers
 }
 
 // Trim takes away, at once and while the sale runs, the units the ledger

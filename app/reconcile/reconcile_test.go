@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -411,6 +412,78 @@ func TestRepairRebuildsALostSale(t *testing.T) {
 	}
 	if rec, _ := s.LastReconciliation(1); rec.Drifted() {
 		t.Fatalf("after the rebuild the last reconciliation still reports drift: %s", rec)
+	}
+}
+
+// fakeLines is the waiting rooms: Reseed records its call among the
+// ledger's events and answers as told.
+type fakeLines struct {
+	l      *fakeLedger
+	seeded bool
+	err    error
+	calls  []int64 // buyers told
+}
+
+func (f *fakeLines) Reseed(_ context.Context, _ sale.ItemID, buyers int64) (bool, error) {
+	f.l.mu.Lock()
+	defer f.l.mu.Unlock()
+	f.calls = append(f.calls, buyers)
+	f.l.events = append(f.l.events, "line")
+	return f.seeded, f.err
+}
+
+// TestRepairReseedsTheLineOfALostQueueSale: rebuilding a queue item's lost
+// sale tells its waiting room the database's buyers before the ledger's
+// stock is written (so the line has admitted nobody since the loss), and
+// the report says whether the line took them. A plain item, a sale that
+// was only adrift, or no Lines at all leave the lines alone; a line that
+// fails to answer does not stop the rebuild.
+func TestRepairReseedsTheLineOfALostQueueSale(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		protection sale.Protection
+		lost       bool
+		seeded     bool
+		err        error
+		wantCalls  int
+		wantReport int64
+	}{
+		{"lost queue sale, line begun again", sale.ProtectionQueue, true, true, nil, 1, 3},
+		{"lost queue sale, line still counting", sale.ProtectionQueue, true, false, nil, 1, 0},
+		{"lost queue sale, line unreachable", sale.ProtectionQueue, true, false, errors.New("redis down"), 1, 0},
+		{"lost plain sale", sale.ProtectionNone, true, true, nil, 0, 0},
+		{"queue sale adrift, not lost", sale.ProtectionQueue, false, true, nil, 0, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			l, b, q := rig(10, 6, 4)
+			b.item.Protection = c.protection
+			b.holders = map[sale.UserID]sale.OrderID{"alice": "1-a", "bob": "1-b", "carol": "1-c"}
+			if c.lost {
+				l.snap = sale.LedgerSnapshot{}
+			} else {
+				l.snap.StockLeft = 9
+			}
+			lines := &fakeLines{l: l, seeded: c.seeded, err: c.err}
+			rep, err := New(l, b, q, Options{Log: quiet, Lines: lines}).Repair(context.Background(), 1)
+			if err != nil || !rep.Repaired {
+				t.Fatalf("repair: %+v %v", rep, err)
+			}
+			if len(lines.calls) != c.wantCalls || rep.LineReseeded != c.wantReport {
+				t.Fatalf("line told %v, report %d; want %d call(s), report %d", lines.calls, rep.LineReseeded, c.wantCalls, c.wantReport)
+			}
+			if c.wantCalls > 0 && (lines.calls[0] != 3 || !slices.Equal(l.events, []string{"mark", "line", "repair"})) {
+				t.Fatalf("line told %v, events %v; want 3 buyers, told after the marks and before the stock", lines.calls, l.events)
+			}
+		})
+	}
+	l, b, q := rig(10, 6, 4)
+	b.item.Protection = sale.ProtectionQueue
+	l.snap = sale.LedgerSnapshot{}
+	if rep, err := New(l, b, q, Options{Log: quiet}).Repair(context.Background(), 1); err != nil || !rep.Repaired || rep.LineReseeded != 0 {
+		t.Fatalf("rebuild without Lines: %+v %v", rep, err)
 	}
 }
 

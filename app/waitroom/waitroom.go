@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"seckill/domain/sale"
@@ -102,6 +103,8 @@ type Service struct {
 	d     Deps
 	o     Options
 	lines sync.Map // sale.ItemID -> *itemLine
+	// sweepAt is when forgetEnded may next look at every line (Unix ns).
+	sweepAt atomic.Int64
 }
 
 // itemLine is this instance's copy of one item's line.
@@ -115,6 +118,9 @@ type itemLine struct {
 	// that polls within a refresh period skip the item cache's decode too.
 	item   sale.Item
 	itemAt time.Time
+	// ends is the sale's end as last read (by a join or a poll): after it
+	// the line is forgotten (forgetEnded).
+	ends time.Time
 }
 
 // New returns the service.
@@ -172,6 +178,7 @@ func (s *Service) Join(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 		return Status{}, err
 	}
 	if !s.o.Now().Before(it.EndsAt) {
+		s.lines.Delete(id)
 		return Status{}, sale.ErrEnded
 	}
 	place, st, err := s.d.Line.Join(ctx, id, user, s.config(it))
@@ -186,19 +193,24 @@ func (s *Service) Join(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 	if l.readAt.IsZero() {
 		l.state = st
 	}
+	l.ends = it.EndsAt
 	cur := l.state
 	l.mu.Unlock()
 	return s.status(it, user, sale.LinePlace{Place: place}, cur), nil
 }
 
 // Poll returns user's status in item's line, from this instance's copy of
-// the line (refreshed when older than RefreshEvery). It returns
+// the line (refreshed when older than RefreshEvery). Once the sale has
+// ended it answers StateEnded to everyone, without the line. It returns
 // ErrNotInLine if they never joined, sale.ErrNotFound, ErrInvalid,
 // or ErrUnavailable.
 func (s *Service) Poll(ctx context.Context, user sale.UserID, id sale.ItemID) (Status, error) {
 	it, l, err := s.pollItem(ctx, id)
 	if err != nil {
 		return Status{}, err
+	}
+	if l == nil {
+		return Status{State: StateEnded}, nil
 	}
 	st, err := s.current(ctx, it, l)
 	if err != nil {
@@ -214,27 +226,62 @@ func (s *Service) Poll(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 // pollItem returns the queue item and this instance's copy of its line. The
 // item is read again (from the item cache) at most every RefreshEvery per
 // line, like the line itself: an admin's change reaches polls that much
-// later. A line is made only for an item that is a queue item, so polls of
-// unknown ids leave nothing behind.
+// later. A line is made only for an item that is a queue item whose sale
+// has not ended, so polls of unknown ids leave nothing behind; for an
+// ended sale the line is nil.
 func (s *Service) pollItem(ctx context.Context, id sale.ItemID) (sale.Item, *itemLine, error) {
+	now := s.o.Now()
 	if v, ok := s.lines.Load(id); ok {
 		l := v.(*itemLine)
 		l.mu.RLock()
 		it, at := l.item, l.itemAt
 		l.mu.RUnlock()
-		if !at.IsZero() && s.o.Now().Sub(at) < s.o.RefreshEvery {
+		if !at.IsZero() && now.Sub(at) < s.o.RefreshEvery && now.Before(it.EndsAt) {
 			return it, l, nil
 		}
 	}
+	s.forgetEnded(now)
 	it, err := s.item(ctx, id)
 	if err != nil {
+		if !errors.Is(err, ErrUnavailable) {
+			s.lines.Delete(id) // deleted, or no longer a queue item
+		}
 		return sale.Item{}, nil, err
+	}
+	if !now.Before(it.EndsAt) {
+		s.lines.Delete(id)
+		return it, nil, nil
 	}
 	l := s.line(id)
 	l.mu.Lock()
-	l.item, l.itemAt = it, s.o.Now()
+	l.item, l.itemAt, l.ends = it, now, it.EndsAt
 	l.mu.Unlock()
 	return it, l, nil
+}
+
+// forgetEnded drops, at most once per RefreshEvery, every line whose sale
+// has ended: its places (53 bytes a buyer) and its copy of the state. The
+// end is the only final moment: until then a sold-out line still admits
+// whoever is next when a unit comes back, and every waiting buyer's poll
+// needs their place. Forgetting too early costs only a read from Redis per
+// buyer, which keeps the truth. It runs from polls that read their item
+// and from Lines (the metrics), so a line nobody polls after its end is
+// forgotten too.
+func (s *Service) forgetEnded(now time.Time) {
+	due := s.sweepAt.Load()
+	if now.UnixNano() < due || !s.sweepAt.CompareAndSwap(due, now.Add(s.o.RefreshEvery).UnixNano()) {
+		return
+	}
+	s.lines.Range(func(k, v any) bool {
+		l := v.(*itemLine)
+		l.mu.RLock()
+		ends := l.ends
+		l.mu.RUnlock()
+		if !ends.IsZero() && !now.Before(ends) {
+			s.lines.Delete(k)
+		}
+		return true
+	})
 }
 
 // current returns the copy of the line, read again (one reader at a time;
@@ -341,9 +388,10 @@ func secs(f float64) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// Lines returns this instance's copy of every line it has served, by item,
-// for the dashboard.
+// Lines returns this instance's copy of every line it has served whose
+// sale has not ended, by item, for the dashboard.
 func (s *Service) Lines() map[sale.ItemID]sale.LineState {
+	s.forgetEnded(s.o.Now())
 	out := map[sale.ItemID]sale.LineState{}
 	s.lines.Range(func(k, v any) bool {
 		l := v.(*itemLine)

@@ -306,3 +306,75 @@ func TestPollsReadTheItemOncePerPeriod(t *testing.T) {
 		t.Fatal("a poll of an item without a waiting room left a line behind")
 	}
 }
+
+// TestEndedLineIsForgotten: once the sale has ended, a poll answers ended
+// without Redis, and the instance keeps neither the line's places nor its
+// copy of the state; polls after that leave nothing behind either.
+func TestEndedLineIsForgotten(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	for _, u := range []sale.UserID{"a", "b", "c"} {
+		if _, err := f.s.Join(ctx, u, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.s.Poll(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	ticks, lookups := f.line.ticks, f.line.lookup
+	f.now = t0.Add(time.Hour) // the item's end
+	for _, u := range []sale.UserID{"a", "b", "never-joined"} {
+		if st, err := f.s.Poll(ctx, u, 1); err != nil || st.State != StateEnded {
+			t.Fatalf("%s after the end: %+v %v, want ended", u, st, err)
+		}
+		if _, ok := f.s.lines.Load(sale.ItemID(1)); ok {
+			t.Fatalf("after %s's poll past the end the instance still keeps the line", u)
+		}
+	}
+	if f.line.ticks != ticks || f.line.lookup != lookups {
+		t.Fatalf("polls after the end read Redis: %d line reads, %d place reads", f.line.ticks-ticks, f.line.lookup-lookups)
+	}
+	if _, err := f.s.Join(ctx, "d", 1); !errors.Is(err, sale.ErrEnded) {
+		t.Fatalf("join after the end: %v, want sale.ErrEnded", err)
+	}
+	if len(f.s.Lines()) != 0 {
+		t.Fatalf("Lines after the end: %v, want none", f.s.Lines())
+	}
+}
+
+// TestEndedLinesAreForgottenWithoutPolls: a line nobody polls after its
+// sale's end (its buyers closed the page) is forgotten by the next poll of
+// another line or the next read of Lines; a line still open is kept.
+func TestEndedLinesAreForgottenWithoutPolls(t *testing.T) {
+	f := newFixture()
+	its := items{
+		1: {ID: 1, Protection: sale.ProtectionQueue, AdmitPerSecond: 2, StartsAt: t0, EndsAt: t0.Add(time.Hour)},
+		3: {ID: 3, Protection: sale.ProtectionQueue, AdmitPerSecond: 2, StartsAt: t0, EndsAt: t0.Add(2 * time.Minute)},
+		4: {ID: 4, Protection: sale.ProtectionQueue, AdmitPerSecond: 2, StartsAt: t0, EndsAt: t0.Add(3 * time.Minute)},
+	}
+	f.s = New(Deps{Items: its, Line: f.line, Fair: fakeGate{}}, Options{Now: func() time.Time { return f.now }})
+	ctx := context.Background()
+	for _, id := range []sale.ItemID{1, 3, 4} {
+		if _, err := f.s.Join(ctx, "a", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.s.Poll(ctx, "a", 3); err != nil { // 4 is joined only
+		t.Fatal(err)
+	}
+	f.now = t0.Add(2 * time.Minute)
+	if _, err := f.s.Poll(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.s.lines.Load(sale.ItemID(3)); ok {
+		t.Fatal("a poll of another line left the ended line 3 in memory")
+	}
+	f.now = t0.Add(3 * time.Minute)
+	lines := f.s.Lines()
+	if _, ok := f.s.lines.Load(sale.ItemID(4)); ok {
+		t.Fatal("Lines left the ended line 4, joined and never polled, in memory")
+	}
+	if _, ok := lines[1]; !ok {
+		t.Fatalf("Lines: %v, want line 1, still open", lines)
+	}
+}

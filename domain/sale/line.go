@@ -30,7 +30,8 @@ type LineState struct {
 	// Active counts admissions unexpired and unused.
 	Active int64
 	// Admitted, Used and Expired count every admission given, used by a
-	// purchase, and lapsed unused.
+	// purchase, and lapsed unused. A line begun again after a loss starts
+	// Used from the database's buyers when the reconciler rebuilds the sale.
 	Admitted, Used, Expired int64
 	// Pre counts the buyers who joined before the opening.
 	Pre int64

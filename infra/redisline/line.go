@@ -208,6 +208,17 @@ func decode(id sale.ItemID, op string, v []int64, err error) (int64, sale.LineSt
 	}, nil
 }
 
+// Reseed tells item's line what the database knows when the item's lost
+// sale is rebuilt: buyers users hold an order on it, and each used an
+// admission. A line that has admitted nobody and counted no use (begun
+// again after the loss: it cannot admit while the ledger has no sale)
+// takes buyers as its count of used admissions, and Reseed reports true;
+// any other line is left as it is. Reseed never opens the line.
+func (s *Store) Reseed(ctx context.Context, id sale.ItemID, buyers int64) (bool, error) {
+	seeded, _, err := s.run(ctx, id, sale.LineConfig{}, "seed", strconv.FormatInt(buyers, 10))
+	return seeded == 1, err
+}
+
 // Place returns user's standing in item's line, or sale.ErrNotFound if they
 // never joined it (or the line was lost with a Redis wipe).
 func (s *Store) Place(ctx context.Context, id sale.ItemID, user sale.UserID) (sale.LinePlace, error) {

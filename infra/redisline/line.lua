@@ -7,13 +7,14 @@
 -- KEYS[5] sale    hash  the stock ledger's sale (read only: field stock)
 -- KEYS[6] buyers  hash  the stock ledger's one-order-per-user records (read only)
 --
--- ARGV: op ('join' or 'tick'), opens_ms, admit_per_second, max_active,
--- admission ttl ms, shuffle seed (32 hex digits from crypto/rand), user
--- (join only).
+-- ARGV: op ('join', 'tick' or 'seed'), opens_ms, admit_per_second,
+-- max_active, admission ttl ms, shuffle seed (32 hex digits from
+-- crypto/rand), user (join) or the database's buyers of the item (seed).
 --
 -- Reply: {place, shuffled, tail, served, stock, active, admitted, used,
 -- expired, pre, now_ms, born_us}. place is the user's place for join (0 in
--- the pre-queue) and 0 for tick; stock is -1 when the ledger has no sale;
+-- the pre-queue), 0 for tick, and for seed 1 if it set used; stock is -1
+-- when the ledger has no sale;
 -- born_us is when this line's hash was created: it changes only when the
 -- line was lost (a Redis wipe) and begun again, which tells an instance
 -- that the places it remembers are gone.
@@ -37,6 +38,11 @@
 --     admission is used when its user holds an order (the buyers record);
 --     one that expires unused frees its place for the next in line, and so
 --     does a unit that comes back to the stock (cancel, expiry, failure).
+--   * seed (the reconciler, rebuilding a lost sale) sets used to the
+--     database's buyers, each of whom used an admission, only in a line
+--     that has admitted nobody and counted no use: one begun again after
+--     the loss, which cannot admit while the ledger has no sale. It never
+--     opens the line (it is not told the opening).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local op = ARGV[1]
@@ -67,7 +73,7 @@ local function shuffle()
 end
 
 local shuffled = num('shuffled') == 1
-if not shuffled and now >= opens then
+if not shuffled and now >= opens and op ~= 'seed' then
   shuffle()
   shuffled = true
 end
@@ -84,6 +90,14 @@ if op == 'join' then
   else
     redis.call('ZADD', KEYS[2], 0, user)
     redis.call('HINCRBY', KEYS[1], 'pre', 1)
+  end
+end
+
+if op == 'seed' then
+  local buyers = tonumber(ARGV[7])
+  if buyers > 0 and num('admitted') == 0 and num('used') == 0 then
+    redis.call('HSET', KEYS[1], 'used', buyers)
+    place = 1
   end
 end
 

@@ -334,3 +334,59 @@ func TestLostLineIsBornAgain(t *testing.T) {
 		}
 	})
 }
+
+// TestReseedAfterALoss: a line begun again after a loss (the ledger has
+// no sale yet, so it admits nobody) takes the database's buyers as its
+// count of used admissions, once, and is not opened by it; a line that has
+// admitted someone keeps its own count.
+func TestReseedAfterALoss(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		c := after(100)
+		h.join(t, user(1), c)
+		h.advance(50 * time.Millisecond)
+		if st, err := h.s.Tick(h.ctx, item, c); err != nil || st.Admitted != 0 || st.Stock != -1 {
+			t.Fatalf("a line whose ledger has no sale: %+v %v, want nobody admitted, stock -1", st, err)
+		}
+		for i, want := range []bool{true, false} {
+			seeded, err := h.s.Reseed(h.ctx, item, 7)
+			if err != nil || seeded != want {
+				t.Fatalf("reseed %d: %v %v, want %v", i+1, seeded, err, want)
+			}
+		}
+		if st, err := h.s.Tick(h.ctx, item, c); err != nil || st.Used != 7 {
+			t.Fatalf("after the reseed: %+v %v, want 7 used", st, err)
+		}
+
+		const fresh = sale.ItemID(43) // never a line: reseed makes one, closed
+		if seeded, err := h.s.Reseed(h.ctx, fresh, 3); err != nil || !seeded {
+			t.Fatalf("reseed of a line that did not exist: %v %v, want true", seeded, err)
+		}
+		if n, err := h.rdb.HGet(h.ctx, KeyPatterns(h.prefix, fresh)[0], "shuffled").Result(); !errors.Is(err, redis.Nil) {
+			t.Fatalf("reseed opened the line (shuffled=%q, %v)", n, err)
+		}
+
+		const live = sale.ItemID(44) // a line that has admitted someone
+		sk, _ := redisstock.LineKeys(h.prefix, live)
+		h.rdb.HSet(h.ctx, sk, "stock", 5)
+		if _, _, err := h.s.Join(h.ctx, live, user(2), c); err != nil {
+			t.Fatal(err)
+		}
+		var st sale.LineState
+		for range 200 {
+			h.advance(20 * time.Millisecond)
+			var err error
+			if st, err = h.s.Tick(h.ctx, live, c); err != nil || st.Admitted > 0 {
+				break
+			}
+		}
+		if st.Admitted != 1 {
+			t.Fatalf("the live line admitted %d, want 1", st.Admitted)
+		}
+		if seeded, err := h.s.Reseed(h.ctx, live, 9); err != nil || seeded {
+			t.Fatalf("reseed of a line that has admitted: %v %v, want false", seeded, err)
+		}
+		if st, _ = h.s.Tick(h.ctx, live, c); st.Used != 0 {
+			t.Fatalf("reseed changed a live line's count: %d used, want 0", st.Used)
+		}
+	})
+}

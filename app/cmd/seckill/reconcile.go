@@ -19,6 +19,7 @@ import (
 	"seckill/infra/kafkaevents"
 	"seckill/infra/mysqlstore"
 	"seckill/infra/redisbus"
+	"seckill/infra/redisline"
 	"seckill/infra/redisstock"
 )
 
@@ -97,7 +98,7 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 	// clears every running instance's sold-out flag for the item at once,
 	// as an instance's own repair does, instead of after the flag's TTL.
 	bus := redisbus.New(rdb, bootstrap.EventsChannel(cfg.RedisPrefix), "seckill-reconcile")
-	svc := reconcile.New(ledger, store, backlog, reconcile.Options{Notify: announcer{ctx, bus, out}})
+	svc := reconcile.New(ledger, store, backlog, reconcile.Options{Notify: announcer{ctx, bus, out}, Lines: redisline.New(rdb, cfg.RedisPrefix)})
 
 	var ids []sale.ItemID
 	if only > 0 {
@@ -139,6 +140,9 @@ func reconcileEach(ctx context.Context, out io.Writer, svc *reconcile.Service, i
 			rec = rep.Reconciliation
 			if rep.Repaired {
 				fmt.Fprintf(out, "%s -> repaired (waited %s for the queue)\n", rec, rep.Waited.Round(time.Millisecond))
+				if rep.LineReseeded > 0 {
+					fmt.Fprintf(out, "item %d: the waiting room was lost too; its used admissions restart from the database's %d buyers\n", id, rep.LineReseeded)
+				}
 			} else {
 				fmt.Fprintln(out, rec)
 			}

@@ -70,7 +70,7 @@ chaos: ## crash tests on real processes: SIGKILL workers/API/broker, restart Red
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || \
 	  echo "note: redis-server, redis-cli, mariadbd or mariadb-install-db is missing: the scenarios that need it will FAIL (Debian: apt-get install redis-server mariadb-server)"
 	SECKILL_TEST_MYSQL_DSN="$${SECKILL_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/test}" \
-	  SECKILL_CHAOS=1 $(GO) test -count=1 -timeout 12m -v -run . ./app/chaos/
+	  SECKILL_CHAOS=1 $(GO) test -count=1 -timeout 12m -v -run . ./app/tests/chaos/
 
 # LAB_FLAGS passes flags to seckill lab run, e.g. LAB_FLAGS='--redis-addr
 # 127.0.0.1:6379 --mysql-dsn root@tcp(127.0.0.1:3306)/test' for the real
@@ -97,7 +97,7 @@ stack: $(JAEGER_BIN) ## the compose topology without Docker: nginx, 2 serve, 2 w
 
 bench: ## measure throughput as ratios against a baseline from the same run (real Redis/MariaDB, wrk)
 	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get update -qq && apt-get install -y -qq wrk; }
-	$(GO) run ./app/cmd/benchsale $(BENCH_FLAGS)
+	$(GO) run ./app/tools/benchsale $(BENCH_FLAGS)
 
 k6-smoke: ## k6: one user logs in, buys and sees confirmed (starts the system if BASE_URL is unset)
 	K6=$(K6) ./k6/run.sh smoke.js
@@ -146,7 +146,7 @@ lint: $(GOLANGCI_DEP) ## go vet, gofmt and golangci-lint (.golangci.yml; built i
 	$(GOLANGCI) run ./...
 
 screenshot: ## regenerate docs/screenshot.png, docs/dashboard.png (a spike), docs/dashboard-queue.png (a queued spike) and docs/labs/dashboard-lingering.png (a lingering lab) in headless Chromium
-	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png SECKILL_SCREENSHOT_DASHBOARD=$(CURDIR)/docs/dashboard.png SECKILL_SCREENSHOT_DASHBOARD_QUEUE=$(CURDIR)/docs/dashboard-queue.png SECKILL_SCREENSHOT_LAB=$(CURDIR)/docs/labs/dashboard-lingering.png $(GO) test -count=1 -run TestBrowser ./app/e2e/
+	SECKILL_SCREENSHOT=$(CURDIR)/docs/screenshot.png SECKILL_SCREENSHOT_DASHBOARD=$(CURDIR)/docs/dashboard.png SECKILL_SCREENSHOT_DASHBOARD_QUEUE=$(CURDIR)/docs/dashboard-queue.png SECKILL_SCREENSHOT_LAB=$(CURDIR)/docs/labs/dashboard-lingering.png $(GO) test -count=1 -run TestBrowser ./app/tests/e2e/
 
 clean: ## remove build output (bin/) and any kept SQLite file in var/
 	rm -rf $(BIN) var

@@ -80,7 +80,7 @@ func (l returnLedger) Return(ctx context.Context, ids ...sale.OrderID) ([]lifecy
 	return out, err
 }
 
-// busAdapter lets the coordinator publish on the Redis bus.
+// busAdapter lets the notifier publish on the Redis bus.
 type busAdapter struct{ b *redisbus.Bus }
 
 func (a busAdapter) Publish(ctx context.Context, e broadcast.Event) error {

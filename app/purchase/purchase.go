@@ -54,7 +54,7 @@ type enqueuer interface {
 // Shield is what a purchase asks before it spends its Redis round trip: the
 // in-flight bound, the local sold-out flag, the hot item's token bucket and
 // the user's bucket. *shield.Shield implements it; the hot-key lab
-// (app/lab) plugs in one without the item bucket and the flag.
+// (app/tools/lab) plugs in one without the item bucket and the flag.
 type Shield interface {
 	Enter() (release func(), err error)
 	SoldOut(id sale.ItemID, now time.Time) bool

@@ -60,7 +60,7 @@ func TestTwoInstancesOnRedisCluster(t *testing.T) {
 		// PATCH visible on the other instance within 1.5 s.
 		"SECKILL_LOCAL_CACHE_TTL=1m",
 		// The processes carry the race detector (this is a -race test
-		// binary) on two shared cores; the same headroom app/e2e gives.
+		// binary) on two shared cores; the same headroom app/tests/e2e gives.
 		"SECKILL_REDIS_CALL_TIMEOUT=1s",
 	}
 	var urls []string

@@ -15,7 +15,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"seckill/app/config"
-	"seckill/app/lab"
+	"seckill/app/tools/lab"
 )
 
 // errLabsFailed is the error of a lab run in which some lab's figures did
@@ -39,7 +39,7 @@ func labCommand(stdout, stderr io.Writer) *ffcli.Command {
 		Name: "lab", ShortUsage: "seckill lab <list|run> ...",
 		ShortHelp: "workshop labs: each switches one protection off and measures the difference",
 		LongHelp: "Each lab runs the same workload twice: once with the naive component a newcomer would\n" +
-			"write (package app/lab/naive, wrong on purpose), once with the production one, and\n" +
+			"write (package app/tools/lab/naive, wrong on purpose), once with the production one, and\n" +
 			"prints both side by side. docs/WORKSHOP.md is the instructor's agenda; docs/labs/ has a\n" +
 			"guide per lab.",
 		FlagSet:     flag.NewFlagSet("seckill lab", flag.ContinueOnError),

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"seckill/app/config"
-	"seckill/app/lab"
+	"seckill/app/tools/lab"
 )
 
 // TestLabThatCannotStartSaysWhy: a lab run whose address is taken (and

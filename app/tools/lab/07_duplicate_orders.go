@@ -12,7 +12,7 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/naive"
 	"seckill/domain/sale"
 )
 
@@ -124,7 +124,7 @@ func runDuplicateOrders(ctx context.Context, env *Env, mode Mode) (Result, error
 	}}, nil
 }
 
-// duplicateOrdersOverrides wraps the publisher in fault in both runs, and
+// duplicateOrdersSwap builds the outbox over fault in both runs, and
 // puts the naive order book into the unprotected one; table is the table
 // the run's book writes.
 func duplicateOrdersSwap(mode Mode, fault *deliverTwice) (swap func(*bootstrap.Parts), table string) {

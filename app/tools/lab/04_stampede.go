@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/naive"
 	"seckill/domain/sale"
 	"seckill/infra/rediscache"
 )

@@ -8,8 +8,8 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/app/lab/labhttp"
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/labhttp"
+	"seckill/app/tools/lab/naive"
 )
 
 // Lab 9: the payment window. A confirmed order holds a unit until its buyer

@@ -28,7 +28,7 @@ import (
 // nothing lost, duplicated or oversold, every accepted order confirmed
 // (allConfirmed), and the probe's own answers true: every 202 confirmed and
 // no buyer told refused holding an order. The lead wires the shared answer
-// audit of app/chaos in beside this one when both are merged.
+// audit of app/tests/chaos in beside this one when both are merged.
 
 // stallFor is how long the master is stopped.
 const stallFor = 5 * time.Second

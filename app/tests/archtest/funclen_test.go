@@ -18,7 +18,7 @@ const maxFuncLines = 80
 
 // TestFunctionsFitOnAScreen fails on any non-test function longer than
 // maxFuncLines, and logs the ten longest (go test -v -run
-// TestFunctionsFitOnAScreen ./app/archtest/ lists them).
+// TestFunctionsFitOnAScreen ./app/tests/archtest/ lists them).
 func TestFunctionsFitOnAScreen(t *testing.T) {
 	type fn struct {
 		where string
@@ -26,7 +26,7 @@ func TestFunctionsFitOnAScreen(t *testing.T) {
 	}
 	var all []fn
 	fset := token.NewFileSet()
-	root := filepath.Join("..", "..")
+	root := filepath.Join("..", "..", "..")
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

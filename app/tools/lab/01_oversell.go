@@ -13,7 +13,7 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/naive"
 	"seckill/domain/sale"
 	"seckill/infra/redisstock"
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"seckill/app/config"
-	"seckill/app/lab"
+	"seckill/app/tools/lab"
 )
 
 // TestBrowserLingeringLab opens the dashboard only after the oversell

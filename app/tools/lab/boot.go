@@ -8,7 +8,7 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/app/lab/labhttp"
+	"seckill/app/tools/lab/labhttp"
 )
 
 // bootLab starts one run's system and a client for its API; the caller

@@ -51,7 +51,7 @@ func (v *verdict) problem(s *stack, format string, args ...any) {
 }
 
 // check waits (at most settleWait) for the sale to settle, then checks the
-// invariants app/e2e checks in process, here across processes:
+// invariants app/tests/e2e checks in process, here across processes:
 //
 //   - every accepted order ends confirmed or failed (GET /api/v1/orders/{id}
 //     with the buyer's token), never queued and never 404;

@@ -9,7 +9,7 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/naive"
 	"seckill/domain/sale"
 )
 

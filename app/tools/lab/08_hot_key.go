@@ -9,8 +9,8 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/app/lab/labhttp"
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/labhttp"
+	"seckill/app/tools/lab/naive"
 	"seckill/app/shield"
 )
 
@@ -90,7 +90,7 @@ func hotKeyTweak(cfg *config.Config) {
 	patientRedis(cfg)
 }
 
-// hotKeyOverrides puts the naive guard into the unprotected run. It keeps
+// hotKeySwap puts the naive guard into the unprotected run. It keeps
 // a shield's in-flight bound and user buckets, built with the system's own
 // settings, so that only the hot-key protections are off.
 func hotKeySwap(env *Env, mode Mode) func(*bootstrap.Parts) {

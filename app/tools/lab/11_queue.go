@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"seckill/app/lab/labhttp"
+	"seckill/app/tools/lab/labhttp"
 )
 
 // Lab 11: the waiting room. The same crowd, one tenth of it fast retriers,

@@ -1,6 +1,6 @@
 // Package lab runs the workshop labs. Each lab switches off one protection
 // by swapping in the naive component a newcomer would write (package
-// app/lab/naive, wrong on purpose), runs the same scripted workload once
+// app/tools/lab/naive, wrong on purpose), runs the same scripted workload once
 // with it and once with the production component, and prints the figures
 // side by side, ending with one line a script can read:
 //
@@ -9,7 +9,7 @@
 // A lab never toggles a flag inside the production path: the unprotected
 // run is the same system with a different component plugged into the same
 // port. Production wiring (serve, worker) cannot reach the naive package;
-// app/archtest enforces that only this package imports it.
+// app/tests/archtest enforces that only this package imports it.
 package lab
 
 import (
@@ -31,7 +31,7 @@ type Mode string
 
 // The two runs of every lab, in the order they run.
 const (
-	Unprotected Mode = "unprotected" // the naive component from app/lab/naive
+	Unprotected Mode = "unprotected" // the naive component from app/tools/lab/naive
 	Protected   Mode = "protected"   // the production component
 )
 

@@ -199,7 +199,7 @@ Needs wrk (apt-get install -y wrk).
 Exit status: 0 done, 1 an error, an unexpected status, or an oversold or
 inconsistent sale (or a missed target with -strict), 2 bad usage or no wrk.
 
-Usage: go run ./app/cmd/benchsale [flags]   (or: make bench)
+Usage: go run ./app/tools/benchsale [flags]   (or: make bench)
 
 Flags:
 `
@@ -207,7 +207,7 @@ Flags:
 // commandLine is the command to repeat this run, with every flag spelled out
 // and the DSN's password masked.
 func commandLine(fs *flag.FlagSet) string {
-	parts := []string{"go run ./app/cmd/benchsale"}
+	parts := []string{"go run ./app/tools/benchsale"}
 	fs.VisitAll(func(f *flag.Flag) {
 		v := f.Value.String()
 		if f.Name == "mysql-dsn" {

@@ -9,8 +9,8 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
-	"seckill/app/lab/labhttp"
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/labhttp"
+	"seckill/app/tools/lab/naive"
 	"seckill/infra/embedded"
 )
 

@@ -58,11 +58,12 @@ func TestDependencyRule(t *testing.T) {
 					t.Errorf("%s imports %s: infra must not import app", p.ImportPath, imp)
 				}
 			case strings.HasPrefix(p.ImportPath, "seckill/app/"):
-				// app/lab wires lab systems: it may build adapters too.
+				// The tools (the labs, the bench) wire systems of their own:
+				// they may build adapters too.
 				wiring := strings.HasPrefix(p.ImportPath, "seckill/app/bootstrap") || strings.HasPrefix(p.ImportPath, "seckill/app/cmd/") ||
-					p.ImportPath == "seckill/app/lab"
+					p.ImportPath == "seckill/app/tools/lab" || p.ImportPath == "seckill/app/tools/benchsale"
 				if strings.HasPrefix(imp, "seckill/infra/") && !wiring {
-					t.Errorf("%s imports %s: only app/bootstrap and app/cmd build adapters", p.ImportPath, imp)
+					t.Errorf("%s imports %s: only app/bootstrap, app/cmd and the tools build adapters", p.ImportPath, imp)
 				}
 			}
 		}
@@ -70,7 +71,7 @@ func TestDependencyRule(t *testing.T) {
 }
 
 // naivePkg holds the labs' components that are wrong on purpose.
-const naivePkg = "seckill/app/lab/naive"
+const naivePkg = "seckill/app/tools/lab/naive"
 
 // TestNaiveStaysInTheLab keeps production wiring from ever reaching the
 // naive components: only the lab package (and the naive package's own
@@ -84,8 +85,8 @@ func TestNaiveStaysInTheLab(t *testing.T) {
 			seen = true
 		}
 		for _, imp := range append(append(p.Imports, p.TestImports...), p.XTestImports...) {
-			if imp == naivePkg && p.ImportPath != "seckill/app/lab" && p.ImportPath != naivePkg {
-				t.Errorf("%s imports %s: only app/lab may use the wrong-on-purpose components", p.ImportPath, naivePkg)
+			if imp == naivePkg && p.ImportPath != "seckill/app/tools/lab" && p.ImportPath != naivePkg {
+				t.Errorf("%s imports %s: only app/tools/lab may use the wrong-on-purpose components", p.ImportPath, naivePkg)
 			}
 		}
 	}
@@ -97,7 +98,7 @@ func TestNaiveStaysInTheLab(t *testing.T) {
 	for _, p := range pkgs {
 		if strings.HasPrefix(p.ImportPath, "seckill/app/bootstrap") {
 			for _, imp := range p.Imports {
-				if strings.HasPrefix(imp, "seckill/app/lab") {
+				if strings.HasPrefix(imp, "seckill/app/tools/lab") {
 					t.Errorf("%s imports %s: production wiring must not know the labs", p.ImportPath, imp)
 				}
 			}

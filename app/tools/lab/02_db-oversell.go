@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"seckill/app/lab/naive"
+	"seckill/app/tools/lab/naive"
 	"seckill/domain/sale"
 )
 

@@ -7,7 +7,7 @@
 // an API, the broker or Redis; a MariaDB outage; a Redis Cluster master
 // failover or a live slot migration on a private six-node cluster) and
 // checks, after a bounded
-// settle wait, the invariants the in-process suite in app/e2e checks:
+// settle wait, the invariants the in-process suite in app/tests/e2e checks:
 // nothing lost, nothing duplicated, nothing oversold, and the stock accounts
 // adding up. It prints a reliability table at the end (docs/RELIABILITY.md).
 //

@@ -1,8 +1,0 @@
-// Package naive holds the components a newcomer would write, WRONG ON
-// PURPOSE, for the workshop labs (app/lab). Each one implements the same
-// port as the production component it stands in for, and each file says
-// which protection it lacks and where the real one lives.
-//
-// Never wire these into a real system: only app/lab may import this
-// package, and app/archtest fails the build's tests if anything else does.
-package naive

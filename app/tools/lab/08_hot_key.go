@@ -9,9 +9,9 @@ import (
 
 	"seckill/app/bootstrap"
 	"seckill/app/config"
+	"seckill/app/shield"
 	"seckill/app/tools/lab/labhttp"
 	"seckill/app/tools/lab/naive"
-	"seckill/app/shield"
 )
 
 // Lab 8: the hot key. During a spike nearly every purchase is doomed; the

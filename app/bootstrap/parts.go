@@ -149,7 +149,7 @@ type PurchaseLedger interface {
 // applies migrations and builds the adapters and the lifecycle. A busy
 // --http-addr is reported before anything starts. On error everything it
 // opened is closed again; otherwise Start, or Close, owns the parts.
-func Build(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (p *Parts, err error) {
+func Build(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger) (_ *Parts, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -162,8 +162,8 @@ func Build(ctx context.Context, cfg config.Config, roles Roles, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another seckill running? set --http-addr)", cfg.HTTPAddr, err)
 	}
-	p = &Parts{Config: cfg, Roles: roles, Log: log, ln: ln, metrics: metrics.New()}
-	defer func() {
+	p := &Parts{Config: cfg, Roles: roles, Log: log, ln: ln, metrics: metrics.New()}
+	defer func() { // p, not the named result, which a failed return sets to nil
 		if err != nil {
 			p.Close()
 		}

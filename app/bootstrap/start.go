@@ -67,12 +67,11 @@ type Main struct {
 // the background loops and begins serving HTTP. When it returns the
 // instance is ready, and Main.Shutdown owns p; on error everything is
 // stopped and closed again.
-func Start(ctx context.Context, p *Parts) (m *Main, err error) {
-	m = &Main{Parts: p}
-	defer func() {
+func Start(ctx context.Context, p *Parts) (_ *Main, err error) {
+	m := &Main{Parts: p}
+	defer func() { // m, not the named result, which a failed return sets to nil
 		if err != nil {
 			_ = m.Shutdown(context.WithoutCancel(ctx))
-			m = nil
 		}
 	}()
 	if err := m.wireUseCases(ctx); err != nil {

@@ -74,7 +74,7 @@ type Parts struct {
 	Relay Loop
 	// OrderBook is the worker's database side: the store's idempotent
 	// Confirm and Fail.
-	OrderBook OrderBook
+	OrderBook WorkerBook
 	// Caches runs item invalidations (the double delete) on every
 	// instance: the broadcast notifier.
 	Caches catalog.Invalidator
@@ -125,8 +125,9 @@ type Loop interface {
 	Run(ctx context.Context)
 }
 
-// OrderBook is the worker's database side: it decides queued orders.
-type OrderBook interface {
+// WorkerBook is the part of sale.OrderBook the worker uses: it decides
+// queued orders.
+type WorkerBook interface {
 	Confirm(ctx context.Context, orders []sale.Order) (inserted int, fates map[sale.OrderID]sale.Fate, err error)
 	Fail(ctx context.Context, orders []sale.Order, reason string) (map[sale.OrderID]sale.Fate, error)
 }

@@ -248,12 +248,10 @@ func (p *Parts) buildOrders() {
 // delivery itself builds them over its own.
 func (p *Parts) Outbox(pub OrderPublisher) (*outbox.Dispatcher, *outbox.Relay) {
 	cfg := p.Config
-	d := outbox.NewDispatcher(pub, p.ledger, p.Log, outbox.DispatcherOptions{
-		Batch: cfg.PublishBatch, Linger: cfg.PublishLinger,
-	})
-	r := outbox.NewRelay(p.ledger, p.store, pub, p.Log, outbox.RelayOptions{
-		Every: cfg.RelayEvery, GiveUp: cfg.RelayGiveUp,
-	}, p.notifier)
+	d := outbox.NewDispatcher(outbox.DispatcherDeps{Publisher: pub, Ledger: p.ledger, Log: p.Log},
+		outbox.DispatcherOptions{Batch: cfg.PublishBatch, Linger: cfg.PublishLinger})
+	r := outbox.NewRelay(outbox.RelayDeps{Ledger: p.ledger, Book: p.store, Publisher: pub, Notify: p.notifier, Log: p.Log},
+		outbox.RelayOptions{Every: cfg.RelayEvery, GiveUp: cfg.RelayGiveUp})
 	return d, r
 }
 

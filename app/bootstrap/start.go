@@ -122,10 +122,10 @@ func (m *Main) wireUseCases(ctx context.Context) error {
 	m.listener = broadcast.NewListener(broadcast.ListenerDeps{
 		Local: p.local, Flags: p.shield, Blocks: m.Fair, Caches: p.Caches, Tasks: p.PaymentWindow, Log: p.Log,
 	})
-	m.recon = reconcile.New(p.ledger, p.store, kafkaevents.NewBacklog(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic), reconcile.Options{
-		Every: cfg.ReconcileEvery, Repair: cfg.ReconcileRepair, Grace: cfg.RecoveryGrace,
+	m.recon = reconcile.New(reconcile.Deps{
+		Ledger: p.ledger, Book: p.store, Backlog: kafkaevents.NewBacklog(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic),
 		Notify: p.notifier, RecoverMoves: p.ledger.RecoverMoves, Lines: p.line, Log: p.Log,
-	})
+	}, reconcile.Options{Every: cfg.ReconcileEvery, Repair: cfg.ReconcileRepair, Grace: cfg.RecoveryGrace})
 	m.Catalog = catalog.New(catalog.Deps{
 		Reader: p.local, Store: p.gStore, Ledger: p.gLedger, Book: p.gStore, Caches: p.Caches,
 		Notify: p.notifier, LedgerMissing: m.recon.Notify, LastReconciliation: m.recon.LastReconciliation, Log: p.Log,
@@ -182,8 +182,10 @@ func (m *Main) startLoops(ctx context.Context) error { //nolint:contextcheck // 
 func (m *Main) startWorker() {
 	cfg := m.Config
 	m.consumer = kafkaevents.NewConsumer(cfg.Brokers(), cfg.KafkaGroup, cfg.KafkaTopic, cfg.KafkaDLQTopic, kafkaevents.ConsumerOptions{})
-	m.worker = worker.New[kafkaevents.Delivery](m.consumer, m.ledger, m.OrderBook, m.Log, worker.Options{
-		Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger, Notify: m.notifier,
+	m.worker = worker.New(worker.Deps[kafkaevents.Delivery]{
+		Feed: m.consumer, Ledger: m.ledger, Book: m.OrderBook, Notify: m.notifier, Log: m.Log,
+	}, worker.Options{
+		Batch: cfg.WorkerBatch, Linger: cfg.WorkerLinger,
 		OnBatch:     func(size, _ int) { m.metrics.WorkerBatch.Observe(float64(size)) },
 		OnConfirmed: m.PaymentWindow.ScheduleExpiry,
 	})

@@ -35,6 +35,13 @@ type publishMarker interface {
 	MarkPublished(ctx context.Context, ids ...sale.OrderID) error
 }
 
+// DispatcherDeps are the dispatcher's collaborators.
+type DispatcherDeps struct {
+	Publisher publisher
+	Ledger    publishMarker // told which orders Kafka took
+	Log       *slog.Logger
+}
+
 // DispatcherOptions sizes the dispatcher.
 type DispatcherOptions struct {
 	Batch   int           // orders per produce call; default 256
@@ -59,7 +66,7 @@ type Dispatcher struct {
 }
 
 // NewDispatcher returns a dispatcher; call Run to start it.
-func NewDispatcher(pub publisher, mark publishMarker, log *slog.Logger, o DispatcherOptions) *Dispatcher {
+func NewDispatcher(d DispatcherDeps, o DispatcherOptions) *Dispatcher {
 	if o.Batch <= 0 {
 		o.Batch = 256
 	}
@@ -75,7 +82,7 @@ func NewDispatcher(pub publisher, mark publishMarker, log *slog.Logger, o Dispat
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	return &Dispatcher{pub: pub, mark: mark, log: log, opts: o, ch: make(chan sale.Order, o.Buffer)}
+	return &Dispatcher{pub: d.Publisher, mark: d.Ledger, log: d.Log, opts: o, ch: make(chan sale.Order, o.Buffer)}
 }
 
 // Enqueue hands an accepted order to the dispatcher without waiting.
@@ -208,15 +215,26 @@ type RelayOptions struct {
 	Batch  int // orders per item per look; default 500
 }
 
-// Relay publishes again the pending orders that are due, and has the
-// database decide those older than GiveUp. Several instances may run relays
-// at once: the ledger leases each due order to one of them, a duplicate
-// publish is harmless, and the database's fence decides each order once.
 // stockNotifier is the part of sale.Notifier the relay uses: units came back.
 type stockNotifier interface {
 	StockBack(item sale.ItemID, gen int64)
 }
 
+// RelayDeps are the relay's collaborators.
+type RelayDeps struct {
+	Ledger    outboxLedger
+	Book      decider // the database, which decides an order given up on
+	Publisher publisher
+	// Notify, if set, is told of every unit given back (so the sold-out
+	// flags clear).
+	Notify stockNotifier
+	Log    *slog.Logger
+}
+
+// Relay publishes again the pending orders that are due, and has the
+// database decide those older than GiveUp. Several instances may run relays
+// at once: the ledger leases each due order to one of them, a duplicate
+// publish is harmless, and the database's fence decides each order once.
 type Relay struct {
 	ledger   outboxLedger
 	book     decider
@@ -232,9 +250,8 @@ type Relay struct {
 // ExpiredReason is the reason recorded on an order the relay gave up on.
 const ExpiredReason = "the order was not confirmed in time; its unit was returned"
 
-// NewRelay returns a relay. notify, if not nil, is told of every unit given
-// back (so the sold-out flags clear).
-func NewRelay(ledger outboxLedger, book decider, pub publisher, log *slog.Logger, o RelayOptions, notify stockNotifier) *Relay {
+// NewRelay returns a relay; call Run to start it.
+func NewRelay(d RelayDeps, o RelayOptions) *Relay {
 	if o.Every <= 0 {
 		o.Every = time.Second
 	}
@@ -244,7 +261,7 @@ func NewRelay(ledger outboxLedger, book decider, pub publisher, log *slog.Logger
 	if o.Batch <= 0 {
 		o.Batch = 500
 	}
-	return &Relay{ledger: ledger, book: book, pub: pub, log: log, opts: o, notify: notify}
+	return &Relay{ledger: d.Ledger, book: d.Book, pub: d.Publisher, log: d.Log, opts: o, notify: d.Notify}
 }
 
 // Run looks for due orders every Every until ctx is done.

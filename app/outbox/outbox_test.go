@@ -160,8 +160,8 @@ func TestRelayPublishesDueAndLetsTheDatabaseDecideOld(t *testing.T) {
 	book := &fakeBook{fates: map[sale.OrderID]sale.Fate{lostConfirmed.ID: {Status: sale.OrderConfirmed}}}
 	pub := &fakePub{}
 	var back []sale.ItemID
-	r := NewRelay(box, book, pub, quiet, RelayOptions{GiveUp: 10 * time.Minute},
-		stockBackFunc(func(item sale.ItemID, _ int64) { back = append(back, item) }))
+	r := NewRelay(RelayDeps{Ledger: box, Book: book, Publisher: pub, Log: quiet,
+		Notify: stockBackFunc(func(item sale.ItemID, _ int64) { back = append(back, item) })}, RelayOptions{GiveUp: 10 * time.Minute})
 
 	pub.fail = true
 	if err := r.Once(context.Background()); err == nil {
@@ -202,7 +202,7 @@ func TestRelayPublishesWhatDueCouldRead(t *testing.T) {
 	dead := errors.New("due orders of item 1: i/o timeout")
 	box.dueErr = dead
 	pub := &fakePub{}
-	r := NewRelay(box, &fakeBook{fates: map[sale.OrderID]sale.Fate{}}, pub, quiet, RelayOptions{GiveUp: 10 * time.Minute}, nil)
+	r := NewRelay(RelayDeps{Ledger: box, Book: &fakeBook{fates: map[sale.OrderID]sale.Fate{}}, Publisher: pub, Log: quiet}, RelayOptions{GiveUp: 10 * time.Minute})
 	if err := r.Once(context.Background()); !errors.Is(err, dead) {
 		t.Fatalf("Once = %v, want Due's error reported", err)
 	}
@@ -221,7 +221,7 @@ func TestRelayNeverFailsAnOrderAWorkerConfirmedFirst(t *testing.T) {
 	box := newOutbox()
 	box.add(o, time.Hour)
 	book := &racingBook{fakeBook: fakeBook{fates: map[sale.OrderID]sale.Fate{}}, confirmFirst: o.ID}
-	r := NewRelay(box, book, &fakePub{}, quiet, RelayOptions{GiveUp: time.Minute}, nil)
+	r := NewRelay(RelayDeps{Ledger: box, Book: book, Publisher: &fakePub{}, Log: quiet}, RelayOptions{GiveUp: time.Minute})
 	if err := r.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestDispatcherPublishesAndFlushesOnShutdown(t *testing.T) {
 	t.Parallel()
 	box := newOutbox()
 	pub := &fakePub{}
-	d := NewDispatcher(pub, box, quiet, DispatcherOptions{Batch: 10, Linger: time.Hour})
+	d := NewDispatcher(DispatcherDeps{Publisher: pub, Ledger: box, Log: quiet}, DispatcherOptions{Batch: 10, Linger: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()

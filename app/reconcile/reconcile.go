@@ -78,6 +78,27 @@ type Lines interface {
 	Reseed(ctx context.Context, id sale.ItemID, buyers int64) (bool, error)
 }
 
+// Deps are the reconciler's collaborators.
+type Deps struct {
+	Ledger ledger
+	Book   book
+	// Backlog may be nil only where no order queue exists (tests); a
+	// repair then trusts the database as it is.
+	Backlog Backlog
+	// Notify, if set, is told of a repaired sale's new generation, so
+	// sold-out flags clear on every instance.
+	Notify stockNotifier
+	// RecoverMoves, if set, finishes the moves between a split item's stock
+	// buckets that a dead process left half done; Run calls it once at the
+	// start and at the start of every pass (see docs/RECOVERY.md).
+	RecoverMoves func(ctx context.Context) (int, error)
+	// Lines, if set, is told the database's buyers of each queue item
+	// whose lost sale is rebuilt (see reseedLine); nil leaves the lines to
+	// begin again on their own.
+	Lines Lines
+	Log   *slog.Logger
+}
+
 // Options tunes the reconciler. Zero fields take the defaults noted.
 type Options struct {
 	// Every is how often the periodic pass checks every item; default 10s.
@@ -99,18 +120,6 @@ type Options struct {
 	// periodic pass checks; an item with more is left for later, overdue
 	// orders or not (see busy). Default 10,000.
 	MaxCheckPending int64
-	// Notify, if set, is told of a repaired sale's new generation, so
-	// sold-out flags clear on every instance.
-	Notify stockNotifier
-	// RecoverMoves, if set, finishes the moves between a split item's stock
-	// buckets that a dead process left half done; Run calls it once at the
-	// start and at the start of every pass (see docs/RECOVERY.md).
-	RecoverMoves func(ctx context.Context) (int, error)
-	// Lines, if set, is told the database's buyers of each queue item
-	// whose lost sale is rebuilt (see reseedLine); nil leaves the lines to
-	// begin again on their own.
-	Lines Lines
-	Log   *slog.Logger
 }
 
 // Report is one item's reconciliation with what was done about it.
@@ -129,10 +138,8 @@ type Report struct {
 
 // Service runs reconciliations and repairs. It is safe for concurrent use.
 type Service struct {
-	ledger  ledger
-	book    book
-	backlog Backlog
-	opts    Options
+	d    Deps
+	opts Options
 
 	notify chan sale.ItemID
 
@@ -143,9 +150,8 @@ type Service struct {
 	checks, drifts, repairs, rebuilds, conflicts, movesRecovered, deferred, trimmed atomic.Uint64
 }
 
-// New returns a reconciler. backlog may be nil only where no order queue
-// exists (tests); a repair then trusts the database as it is.
-func New(l ledger, b book, q Backlog, o Options) *Service {
+// New returns a reconciler.
+func New(d Deps, o Options) *Service {
 	if o.Every <= 0 {
 		o.Every = 10 * time.Second
 	}
@@ -155,10 +161,10 @@ func New(l ledger, b book, q Backlog, o Options) *Service {
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = time.Minute
 	}
-	if o.Log == nil {
-		o.Log = slog.Default()
+	if d.Log == nil {
+		d.Log = slog.Default()
 	}
-	return &Service{ledger: l, book: b, backlog: q, opts: o,
+	return &Service{d: d, opts: o,
 		notify: make(chan sale.ItemID, 64), last: map[sale.ItemID]Report{}, seen: map[sale.ItemID]int{}}
 }
 
@@ -170,11 +176,11 @@ func New(l ledger, b book, q Backlog, o Options) *Service {
 // that hold a unit: confirmed or paid.
 func (s *Service) Check(ctx context.Context, id sale.ItemID) (sale.Reconciliation, sale.LedgerSnapshot, error) {
 	for attempt := 0; attempt < 8; attempt++ {
-		before, err := s.book.CountHeld(ctx, id)
+		before, err := s.d.Book.CountHeld(ctx, id)
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
-		snap, err := s.ledger.Snapshot(ctx, id)
+		snap, err := s.d.Ledger.Snapshot(ctx, id)
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
@@ -182,15 +188,15 @@ func (s *Service) Check(ctx context.Context, id sale.ItemID) (sale.Reconciliatio
 		for i, o := range snap.Pending {
 			ids[i] = o.ID
 		}
-		fates, err := s.book.Fates(ctx, ids)
+		fates, err := s.d.Book.Fates(ctx, ids)
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
-		it, err := s.book.Item(ctx, id)
+		it, err := s.d.Book.Item(ctx, id)
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
-		after, err := s.book.CountHeld(ctx, id)
+		after, err := s.d.Book.CountHeld(ctx, id)
 		if err != nil {
 			return sale.Reconciliation{}, sale.LedgerSnapshot{}, err
 		}
@@ -215,7 +221,7 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 		return Report{}, err
 	}
 	waited := time.Since(start)
-	unlock, ok, err := s.ledger.LockRepair(ctx, id, 30*time.Second)
+	unlock, ok, err := s.d.Ledger.LockRepair(ctx, id, 30*time.Second)
 	if err != nil {
 		return Report{}, err
 	}
@@ -253,7 +259,7 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 			reseeded = max(reseeded, s.reseedLine(ctx, it, buyers))
 		}
 		rep.LineReseeded = reseeded
-		gen, err := s.ledger.Repair(ctx, it, snap, rec.WantStock)
+		gen, err := s.d.Ledger.Repair(ctx, it, snap, rec.WantStock)
 		if err != nil {
 			s.conflicts.Add(1)
 			continue
@@ -263,9 +269,9 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 		}
 		s.repairs.Add(1)
 		rep.Repaired = true
-		s.opts.Log.Warn("stock ledger repaired from the database", "item_id", id, "drift", rec.String(), "waited_for_queue", waited)
-		if s.opts.Notify != nil {
-			s.opts.Notify.StockBack(id, gen)
+		s.d.Log.Warn("stock ledger repaired from the database", "item_id", id, "drift", rec.String(), "waited_for_queue", waited)
+		if s.d.Notify != nil {
+			s.d.Notify.StockBack(id, gen)
 		}
 		s.remember(rep)
 		return rep, nil
@@ -279,11 +285,11 @@ func (s *Service) Repair(ctx context.Context, id sale.ItemID) (Report, error) {
 // when a restock, cancel or expiry committed since rec was taken, which
 // the caller must look at again.
 func (s *Service) restore(ctx context.Context, id sale.ItemID, rec sale.Reconciliation) (it sale.Item, buyers int64, moved bool, err error) {
-	holders, err := s.book.Holders(ctx, id)
+	holders, err := s.d.Book.Holders(ctx, id)
 	if err != nil {
 		return it, 0, false, err
 	}
-	if err := s.ledger.RestoreBuyers(ctx, id, holders); err != nil {
+	if err := s.d.Ledger.RestoreBuyers(ctx, id, holders); err != nil {
 		return it, 0, false, err
 	}
 	if err := s.restoreAll(ctx, id); err != nil {
@@ -291,13 +297,13 @@ func (s *Service) restore(ctx context.Context, id sale.ItemID, rec sale.Reconcil
 	}
 	// A restock that committed in the database after the check would be
 	// counted by neither side; look at the total once more.
-	if it, err = s.book.Item(ctx, id); err != nil || it.StockTotal != rec.Total {
+	if it, err = s.d.Book.Item(ctx, id); err != nil || it.StockTotal != rec.Total {
 		return it, 0, err == nil, err
 	}
 	// Likewise an order cancelled or expired after the check: its return
 	// mark went in above, so its own ledger return is now a no-op, and only
 	// a fresh look counts its unit.
-	held, err := s.book.CountHeld(ctx, id)
+	held, err := s.d.Book.CountHeld(ctx, id)
 	if err != nil {
 		return it, 0, false, err
 	}
@@ -312,19 +318,19 @@ func (s *Service) restore(ctx context.Context, id sale.ItemID, rec sale.Reconcil
 // count. It returns that count when the line took it, else 0. A failure
 // costs the line only its figures, so it is logged and the rebuild goes on.
 func (s *Service) reseedLine(ctx context.Context, it sale.Item, buyers int64) int64 {
-	if s.opts.Lines == nil || !it.Protection.NeedsAdmission() {
+	if s.d.Lines == nil || !it.Protection.NeedsAdmission() {
 		return 0
 	}
-	seeded, err := s.opts.Lines.Reseed(ctx, it.ID, buyers)
+	seeded, err := s.d.Lines.Reseed(ctx, it.ID, buyers)
 	if err != nil {
-		s.opts.Log.Warn("rebuild: the waiting room was not told the database's buyers; its count of used admissions restarts from 0",
+		s.d.Log.Warn("rebuild: the waiting room was not told the database's buyers; its count of used admissions restarts from 0",
 			"item_id", it.ID, "err", err)
 		return 0
 	}
 	if !seeded {
 		return 0
 	}
-	s.opts.Log.Warn("the waiting room was lost with the sale: its places are gone (buyers join again); its count of used admissions restarts from the database's buyers",
+	s.d.Log.Warn("the waiting room was lost with the sale: its places are gone (buyers join again); its count of used admissions restarts from the database's buyers",
 		"item_id", it.ID, "buyers", buyers)
 	return buyers
 }
@@ -358,7 +364,7 @@ func (s *Service) reseedLine(ctx context.Context, it sale.Item, buyers int64) in
 // by the worker, which drops each phantom it meets; too much would strand
 // units until the next quiet Repair, never oversell.
 func (s *Service) Trim(ctx context.Context, id sale.ItemID) (int64, error) {
-	c, err := s.ledger.Counts(ctx, id)
+	c, err := s.d.Ledger.Counts(ctx, id)
 	if err != nil || c.StockLeft <= 0 || c.Pending > s.opts.MaxCheckPending {
 		// A lost sale is Repair's; nothing to take from an empty one; a
 		// huge backlog is the relay's (see busy).
@@ -367,23 +373,23 @@ func (s *Service) Trim(ctx context.Context, id sale.ItemID) (int64, error) {
 	// The cheap look first: the database's stock_left less every pending
 	// order is at most the stock computed below, so a ledger within it has
 	// no surplus, and the snapshot (every pending record) is not taken.
-	if it, err := s.book.Item(ctx, id); err != nil || c.StockLeft+c.Pending <= it.StockLeft {
+	if it, err := s.d.Book.Item(ctx, id); err != nil || c.StockLeft+c.Pending <= it.StockLeft {
 		return 0, err
 	}
-	unlock, ok, err := s.ledger.LockRepair(ctx, id, 30*time.Second)
+	unlock, ok, err := s.d.Ledger.LockRepair(ctx, id, 30*time.Second)
 	if err != nil || !ok {
 		return 0, err
 	}
 	defer unlock()
-	returned, err := s.book.ReturnedOrders(ctx, id)
+	returned, err := s.d.Book.ReturnedOrders(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	live, err := s.book.CountHeld(ctx, id)
+	live, err := s.d.Book.CountHeld(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	snap, err := s.ledger.Snapshot(ctx, id)
+	snap, err := s.d.Ledger.Snapshot(ctx, id)
 	if err != nil || !snap.Exists {
 		return 0, err
 	}
@@ -391,15 +397,15 @@ func (s *Service) Trim(ctx context.Context, id sale.ItemID) (int64, error) {
 	for i, o := range snap.Pending {
 		ids[i] = o.ID
 	}
-	fates, err := s.book.Fates(ctx, ids)
+	fates, err := s.d.Book.Fates(ctx, ids)
 	if err != nil {
 		return 0, err
 	}
-	it, err := s.book.Item(ctx, id)
+	it, err := s.d.Book.Item(ctx, id)
 	if err != nil {
 		return 0, err
 	}
-	if again, err := s.book.ReturnedOrders(ctx, id); err != nil || len(again) != len(returned) {
+	if again, err := s.d.Book.ReturnedOrders(ctx, id); err != nil || len(again) != len(returned) {
 		return 0, err
 	}
 	var undecided int64
@@ -413,10 +419,10 @@ func (s *Service) Trim(ctx context.Context, id sale.ItemID) (int64, error) {
 	if excess <= 0 {
 		return 0, nil
 	}
-	taken, err := s.ledger.Trim(ctx, id, excess)
+	taken, err := s.d.Ledger.Trim(ctx, id, excess)
 	if taken > 0 {
 		s.trimmed.Add(uint64(taken))
-		s.opts.Log.Warn("stock ledger showed more stock than the database allows; took the surplus away",
+		s.d.Log.Warn("stock ledger showed more stock than the database allows; took the surplus away",
 			"item_id", id, "units", taken, "ledger_stock", snap.StockLeft, "db_total", it.StockTotal, "db_live", live, "undecided_pending", undecided)
 	}
 	return taken, err
@@ -429,40 +435,40 @@ func (s *Service) Trim(ctx context.Context, id sale.ItemID) (int64, error) {
 // nothing; one that ran before its mark bumped gen, and the repair's gen
 // check refuses and looks again.
 func (s *Service) restoreAll(ctx context.Context, id sale.ItemID) error {
-	keys, err := s.book.RestockKeys(ctx, id)
+	keys, err := s.d.Book.RestockKeys(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := s.ledger.RestoreRestockKeys(ctx, id, keys); err != nil {
+	if err := s.d.Ledger.RestoreRestockKeys(ctx, id, keys); err != nil {
 		return err
 	}
-	returned, err := s.book.ReturnedOrders(ctx, id)
+	returned, err := s.d.Book.ReturnedOrders(ctx, id)
 	if err != nil {
 		return err
 	}
-	return s.ledger.RestoreReturned(ctx, id, returned)
+	return s.d.Ledger.RestoreReturned(ctx, id, returned)
 }
 
 // follow settles, releases and drops the pending orders the database has
 // decided; a phantom's unit never comes back (sale.Fate.Phantom).
 func (s *Service) follow(ctx context.Context, rec sale.Reconciliation) error {
 	if len(rec.Settle) > 0 {
-		if err := s.ledger.Settle(ctx, rec.Settle...); err != nil {
+		if err := s.d.Ledger.Settle(ctx, rec.Settle...); err != nil {
 			return err
 		}
 	}
 	for _, id := range rec.Drop {
-		if _, err := s.ledger.Drop(ctx, id); err != nil {
+		if _, err := s.d.Ledger.Drop(ctx, id); err != nil {
 			return err
 		}
 	}
 	for _, id := range rec.Release {
-		released, gen, err := s.ledger.Release(ctx, id)
+		released, gen, err := s.d.Ledger.Release(ctx, id)
 		if err != nil {
 			return err
 		}
-		if released && s.opts.Notify != nil {
-			s.opts.Notify.StockBack(id.Item(), gen)
+		if released && s.d.Notify != nil {
+			s.d.Notify.StockBack(id.Item(), gen)
 		}
 	}
 	return nil
@@ -471,23 +477,23 @@ func (s *Service) follow(ctx context.Context, rec sale.Reconciliation) error {
 // drain waits until the workers have decided every order in the queue up
 // to now.
 func (s *Service) drain(ctx context.Context) error {
-	if s.backlog == nil {
+	if s.d.Backlog == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
 	defer cancel()
-	marks, err := s.backlog.Marks(ctx)
+	marks, err := s.d.Backlog.Marks(ctx)
 	if err != nil {
 		return fmt.Errorf("reconcile: mark the order queue: %w", err)
 	}
 	logged := time.Now()
 	for {
-		behind, err := s.backlog.Behind(ctx, marks)
+		behind, err := s.d.Backlog.Behind(ctx, marks)
 		if err == nil && behind == 0 {
 			return nil
 		}
 		if time.Since(logged) > 5*time.Second {
-			s.opts.Log.Warn("repair waits for the workers to drain the order queue", "behind", behind, "err", err)
+			s.d.Log.Warn("repair waits for the workers to drain the order queue", "behind", behind, "err", err)
 			logged = time.Now()
 		}
 		select {
@@ -560,7 +566,7 @@ func (s *Service) rebuildSoon(ctx context.Context, id sale.ItemID) {
 	if err != nil || !rec.Missing {
 		return
 	}
-	s.opts.Log.Warn("the stock ledger has lost a sale; rebuilding it from the database after the grace period",
+	s.d.Log.Warn("the stock ledger has lost a sale; rebuilding it from the database after the grace period",
 		"item_id", id, "grace", s.opts.Grace)
 	select {
 	case <-ctx.Done():
@@ -568,7 +574,7 @@ func (s *Service) rebuildSoon(ctx context.Context, id sale.ItemID) {
 	case <-time.After(s.opts.Grace):
 	}
 	if _, err := s.Repair(ctx, id); err != nil && ctx.Err() == nil {
-		s.opts.Log.Warn("rebuild of a lost sale failed; will retry", "item_id", id, "err", err)
+		s.d.Log.Warn("rebuild of a lost sale failed; will retry", "item_id", id, "err", err)
 	}
 }
 
@@ -577,9 +583,9 @@ func (s *Service) rebuildSoon(ctx context.Context, id sale.ItemID) {
 // passes, and only if repairs are allowed.
 func (s *Service) pass(ctx context.Context) {
 	s.recoverMoves(ctx)
-	items, err := s.book.Items(ctx)
+	items, err := s.d.Book.Items(ctx)
 	if err != nil {
-		s.opts.Log.Warn("reconcile pass: list items", "err", err)
+		s.d.Log.Warn("reconcile pass: list items", "err", err)
 		return
 	}
 	var lost, drifted []sale.ItemID
@@ -590,7 +596,7 @@ func (s *Service) pass(ctx context.Context) {
 		// Surplus stock is taken away at once, busy or not: every unit of
 		// it is a buyer told yes whom the database will refuse.
 		if _, err := s.Trim(ctx, it.ID); err != nil && ctx.Err() == nil {
-			s.opts.Log.Warn("reconcile pass: trim", "item_id", it.ID, "err", err)
+			s.d.Log.Warn("reconcile pass: trim", "item_id", it.ID, "err", err)
 		}
 		if s.busy(ctx, it.ID) {
 			s.deferred.Add(1)
@@ -599,7 +605,7 @@ func (s *Service) pass(ctx context.Context) {
 		rec, _, err := s.Check(ctx, it.ID)
 		if err != nil {
 			if !errors.Is(err, ErrBusy) {
-				s.opts.Log.Warn("reconcile pass: check", "item_id", it.ID, "err", err)
+				s.d.Log.Warn("reconcile pass: check", "item_id", it.ID, "err", err)
 			}
 			continue
 		}
@@ -616,7 +622,7 @@ func (s *Service) pass(ctx context.Context) {
 			continue
 		}
 		s.drifts.Add(1)
-		s.opts.Log.Warn("stock ledger and database disagree", "item_id", it.ID, "drift", rec.String(), "passes", seen)
+		s.d.Log.Warn("stock ledger and database disagree", "item_id", it.ID, "drift", rec.String(), "passes", seen)
 		switch {
 		case rec.Missing:
 			lost = append(lost, it.ID)
@@ -633,7 +639,7 @@ func (s *Service) pass(ctx context.Context) {
 	}
 	for _, id := range append(lost, drifted...) {
 		if _, err := s.Repair(ctx, id); err != nil && ctx.Err() == nil {
-			s.opts.Log.Warn("repair failed; will retry", "item_id", id, "err", err)
+			s.d.Log.Warn("repair failed; will retry", "item_id", id, "err", err)
 		}
 	}
 }
@@ -664,12 +670,12 @@ const DefaultMaxCheckPending = 10_000
 // A ledger that cannot say (a lost sale, Redis down) is not busy: Check
 // must see it.
 func (s *Service) busy(ctx context.Context, id sale.ItemID) bool {
-	c, err := s.ledger.Counts(ctx, id)
+	c, err := s.d.Ledger.Counts(ctx, id)
 	if err != nil || c.Pending == 0 {
 		return false
 	}
 	if c.Pending > s.opts.MaxCheckPending {
-		s.opts.Log.Warn("reconcile pass: backlog too large to check; left to the relay and the workers",
+		s.d.Log.Warn("reconcile pass: backlog too large to check; left to the relay and the workers",
 			"item_id", id, "pending", c.Pending, "overdue", c.Overdue, "max_check_pending", s.opts.MaxCheckPending)
 		return true
 	}
@@ -678,16 +684,16 @@ func (s *Service) busy(ctx context.Context, id sale.ItemID) bool {
 
 // recoverMoves runs the RecoverMoves hook and logs what it did.
 func (s *Service) recoverMoves(ctx context.Context) {
-	if s.opts.RecoverMoves == nil {
+	if s.d.RecoverMoves == nil {
 		return
 	}
-	n, err := s.opts.RecoverMoves(ctx)
+	n, err := s.d.RecoverMoves(ctx)
 	if n > 0 {
 		s.movesRecovered.Add(uint64(n))
-		s.opts.Log.Warn("finished moves between stock buckets that a process left half done", "moves", n)
+		s.d.Log.Warn("finished moves between stock buckets that a process left half done", "moves", n)
 	}
 	if err != nil && ctx.Err() == nil {
-		s.opts.Log.Warn("recover moves between stock buckets; will retry", "err", err)
+		s.d.Log.Warn("recover moves between stock buckets; will retry", "err", err)
 	}
 }
 

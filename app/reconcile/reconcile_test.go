@@ -267,7 +267,7 @@ func TestCheckRetriesWhileOrdersMove(t *testing.T) {
 	t.Parallel()
 	l, b, q := rig(10, 6, 4)
 	b.moveAfter = 2 // the second count sees one more confirmed order
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	rec, _, err := s.Check(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +290,7 @@ func TestRepairWaitsForTheQueueThenRepairs(t *testing.T) {
 	l, b, q := rig(10, 9, 4) // the ledger lost 3 deductions
 	q.behind = 3
 	var back []int64
-	s := New(l, b, q, Options{Log: quiet, Notify: stockBackFunc(func(_ sale.ItemID, gen int64) { back = append(back, gen) })})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet, Notify: stockBackFunc(func(_ sale.ItemID, gen int64) { back = append(back, gen) })}, Options{})
 	rep, err := s.Repair(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +320,7 @@ func TestRepairFollowsTheDatabaseFirst(t *testing.T) {
 	b.fates[failed.ID] = sale.Fate{Status: sale.OrderFailed}
 	b.live, b.item.StockLeft = 5, 5 // done is among the sold
 	l.conflicts = 1
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	rep, err := s.Repair(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -346,7 +346,7 @@ func TestRepairRestoresReturnMarksBeforeTheStock(t *testing.T) {
 	l, b, q := rig(10, 7, 2)
 	b.item.StockLeft = 8
 	b.returned = []sale.OrderID{"1-cancelled"}
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	rep, err := s.Repair(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func TestRepairRestoresReturnMarksBeforeTheStock(t *testing.T) {
 func TestRepairLooksAgainWhenAnOrderIsReturnedMeanwhile(t *testing.T) {
 	t.Parallel()
 	l, b, q := rig(10, 6, 4)
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	l.snap.StockLeft = 5 // one unit of drift, so the repair runs
 	// The first check counts twice (before and after the snapshot); the
 	// third count, after the marks, sees one order fewer held.
@@ -397,7 +397,7 @@ func TestRepairRebuildsALostSale(t *testing.T) {
 	t.Parallel()
 	l, b, q := rig(10, 6, 4)
 	l.snap = sale.LedgerSnapshot{}
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	l.locked = true
 	if _, err := s.Repair(context.Background(), 1); !errors.Is(err, ErrBusy) {
 		t.Fatalf("Repair while locked = %v, want ErrBusy", err)
@@ -467,7 +467,7 @@ func TestRepairReseedsTheLineOfALostQueueSale(t *testing.T) {
 				l.snap.StockLeft = 9
 			}
 			lines := &fakeLines{l: l, seeded: c.seeded, err: c.err}
-			rep, err := New(l, b, q, Options{Log: quiet, Lines: lines}).Repair(context.Background(), 1)
+			rep, err := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet, Lines: lines}, Options{}).Repair(context.Background(), 1)
 			if err != nil || !rep.Repaired {
 				t.Fatalf("repair: %+v %v", rep, err)
 			}
@@ -482,7 +482,7 @@ func TestRepairReseedsTheLineOfALostQueueSale(t *testing.T) {
 	l, b, q := rig(10, 6, 4)
 	b.item.Protection = sale.ProtectionQueue
 	l.snap = sale.LedgerSnapshot{}
-	if rep, err := New(l, b, q, Options{Log: quiet}).Repair(context.Background(), 1); err != nil || !rep.Repaired || rep.LineReseeded != 0 {
+	if rep, err := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{}).Repair(context.Background(), 1); err != nil || !rep.Repaired || rep.LineReseeded != 0 {
 		t.Fatalf("rebuild without Lines: %+v %v", rep, err)
 	}
 }
@@ -494,7 +494,7 @@ func TestRepairGivesUpWhenTheQueueNeverDrains(t *testing.T) {
 	t.Parallel()
 	l, b, q := rig(10, 9, 4)
 	q.behind = 1 << 40
-	s := New(l, b, q, Options{Log: quiet, DrainTimeout: 200 * time.Millisecond})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{DrainTimeout: 200 * time.Millisecond})
 	if _, err := s.Repair(context.Background(), 1); err == nil {
 		t.Fatal("Repair succeeded although the queue never drained")
 	}
@@ -508,11 +508,11 @@ func TestRepairGivesUpWhenTheQueueNeverDrains(t *testing.T) {
 func TestRunRecoversMovesAtStartAndEachPass(t *testing.T) {
 	t.Parallel()
 	calls := make(chan struct{}, 16)
-	s := New(&fakeLedger{}, &fakeBook{}, nil, Options{Every: 20 * time.Millisecond, Log: quiet,
+	s := New(Deps{Ledger: &fakeLedger{}, Book: &fakeBook{}, Log: quiet,
 		RecoverMoves: func(context.Context) (int, error) {
 			calls <- struct{}{}
 			return 1, nil
-		}})
+		}}, Options{Every: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
@@ -540,7 +540,7 @@ func TestPassLeavesAHugeBacklogForLater(t *testing.T) {
 		l.snap.Pending = append(l.snap.Pending, sale.Order{ID: sale.OrderID(fmt.Sprintf("1-p%d", i)), ItemID: 1, UserID: sale.UserID(fmt.Sprintf("u%d", i)), PriceCents: 100, CreatedAt: t0})
 	}
 	l.overdue = 3
-	s := New(l, b, q, Options{Log: quiet, MaxCheckPending: 2})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{MaxCheckPending: 2})
 	ctx := context.Background()
 
 	s.pass(ctx)
@@ -564,7 +564,7 @@ func TestPassLeavesADrainingItemForLater(t *testing.T) {
 	l, b, q := rig(10, 6, 3)
 	b.item.StockLeft = 7 // 10 - 3 live: the ledger's 6 + 1 pending, no surplus to look for
 	l.snap.Pending = []sale.Order{{ID: "1-p", ItemID: 1, UserID: "bob", PriceCents: 100, CreatedAt: t0}}
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	ctx := context.Background()
 
 	s.pass(ctx)
@@ -616,7 +616,7 @@ func busyPhantomRig() (*fakeLedger, *fakeBook, *fakeBacklog) {
 func TestPassTrimsPhantomStockOfABusySale(t *testing.T) {
 	t.Parallel()
 	l, b, q := busyPhantomRig()
-	s := New(l, b, q, Options{Log: quiet, Repair: true})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{Repair: true})
 	ctx := context.Background()
 	s.pass(ctx)
 	if l.snap.StockLeft != 2 {
@@ -638,10 +638,10 @@ func TestPassTrimsPhantomStockOfABusySale(t *testing.T) {
 func TestTrimCountsSalesSinceTheSnapshot(t *testing.T) {
 	t.Parallel()
 	l, b, q := busyPhantomRig()
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	// Two purchases land after the snapshot was read.
 	snapThenSell := &sellingLedger{fakeLedger: l, sell: 2}
-	s.ledger = snapThenSell
+	s.d.Ledger = snapThenSell
 	taken, err := s.Trim(context.Background(), 1)
 	if err != nil || taken != 3 {
 		t.Fatalf("Trim = %d, %v; want the 3 phantom units", taken, err)
@@ -673,7 +673,7 @@ func TestTrimSkipsWhenAnOrderIsReturnedMeanwhile(t *testing.T) {
 	t.Parallel()
 	l, b, q := busyPhantomRig()
 	b.onCount = func(int) { b.returned = append(b.returned, "1-cancelled") }
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	if taken, err := s.Trim(context.Background(), 1); err != nil || taken != 0 || l.snap.StockLeft != 5 {
 		t.Fatalf("Trim = %d, %v, ledger stock %d; want nothing taken", taken, err, l.snap.StockLeft)
 	}
@@ -687,7 +687,7 @@ func TestTrimNeverAddsNorTakesWithinTheDatabasesFigure(t *testing.T) {
 	for _, left := range []int64{0, 1, 2} {
 		l, b, q := busyPhantomRig()
 		l.snap.StockLeft = left
-		s := New(l, b, q, Options{Log: quiet})
+		s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 		if taken, err := s.Trim(context.Background(), 1); err != nil || taken != 0 || l.snap.StockLeft != left {
 			t.Fatalf("ledger at %d: Trim = %d, %v, stock now %d; want untouched", left, taken, err, l.snap.StockLeft)
 		}
@@ -707,7 +707,7 @@ func TestRepairDropsPhantomsAndReleasesTheRest(t *testing.T) {
 	}
 	b.fates["1-phantom"] = sale.Fate{Status: sale.OrderFailed, Reason: sale.ReasonLedgerRolledBack}
 	b.fates["1-givenup"] = sale.Fate{Status: sale.OrderFailed, Reason: "relay gave up"}
-	s := New(l, b, q, Options{Log: quiet})
+	s := New(Deps{Ledger: l, Book: b, Backlog: q, Log: quiet}, Options{})
 	if _, err := s.Repair(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}

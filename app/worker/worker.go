@@ -54,15 +54,23 @@ type stockNotifier interface {
 	StockBack(item sale.ItemID, gen int64)
 }
 
+// Deps are the worker's collaborators.
+type Deps[D Delivery] struct {
+	Feed   feed[D]    // the order queue (Kafka)
+	Ledger settlement // the Redis ledger, which follows the database
+	Book   confirmer  // the database, which decides each order
+	// Notify, if set, is told of every unit given back (to clear
+	// sold-out flags across instances).
+	Notify stockNotifier
+	Log    *slog.Logger
+}
+
 // Options sizes the worker.
 type Options struct {
 	Batch  int           // messages per batch; default 500
 	Linger time.Duration // wait to fill a batch; default 20ms
 	// BatchTimeout bounds one batch's processing; default 30s.
 	BatchTimeout time.Duration
-	// Notify, if set, is told of every unit given back (to clear
-	// sold-out flags across instances).
-	Notify stockNotifier
 	// OnBatch, if set, observes each batch's size and how many orders it
 	// inserted, for metrics.
 	OnBatch func(size, inserted int)
@@ -82,13 +90,14 @@ type Worker[D Delivery] struct {
 	ledger settlement
 	book   confirmer
 	log    *slog.Logger
+	notify stockNotifier
 	opts   Options
 
 	confirmed, duplicates, deadLettered, released, dropped, batches atomic.Uint64
 }
 
 // New returns a worker; call Run to start it.
-func New[D Delivery](f feed[D], ledger settlement, book confirmer, log *slog.Logger, o Options) *Worker[D] {
+func New[D Delivery](d Deps[D], o Options) *Worker[D] {
 	if o.Batch <= 0 {
 		o.Batch = 500
 	}
@@ -98,7 +107,7 @@ func New[D Delivery](f feed[D], ledger settlement, book confirmer, log *slog.Log
 	if o.BatchTimeout <= 0 {
 		o.BatchTimeout = 30 * time.Second
 	}
-	return &Worker[D]{feed: f, ledger: ledger, book: book, log: log, opts: o}
+	return &Worker[D]{feed: d.Feed, ledger: d.Ledger, book: d.Book, notify: d.Notify, log: d.Log, opts: o}
 }
 
 // Run consumes until ctx is done. A batch already fetched is finished and
@@ -406,8 +415,8 @@ func (w *Worker[D]) release(ctx context.Context, o sale.Order, f sale.Fate) erro
 	}
 	if released {
 		w.released.Add(1)
-		if w.opts.Notify != nil {
-			w.opts.Notify.StockBack(o.ItemID, gen)
+		if w.notify != nil {
+			w.notify.StockBack(o.ItemID, gen)
 		}
 	}
 	return nil

@@ -226,9 +226,9 @@ func newRig(stock map[sale.ItemID]int64, msgs ...msg) *rig {
 		book:   &fakeBook{stock: stock, fates: map[sale.OrderID]sale.Fate{}, holders: map[string]sale.OrderID{}, log: &log, logMu: logMu},
 	}
 	r.feed.log = log
-	r.w = New[msg](r.feed, r.ledger, r.book, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{
-		Batch: 100, Notify: stockBackFunc(func(item sale.ItemID, _ int64) { r.back = append(r.back, item) }),
-	})
+	r.w = New[msg](Deps[msg]{Feed: r.feed, Ledger: r.ledger, Book: r.book, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Notify: stockBackFunc(func(item sale.ItemID, _ int64) { r.back = append(r.back, item) }),
+	}, Options{Batch: 100})
 	return r
 }
 

@@ -98,7 +98,7 @@ func runReconcile(ctx context.Context, out io.Writer, cfg config.Config, only sa
 	// clears every running instance's sold-out flag for the item at once,
 	// as an instance's own repair does, instead of after the flag's TTL.
 	bus := redisbus.New(rdb, bootstrap.EventsChannel(cfg.RedisPrefix), "seckill-reconcile")
-	svc := reconcile.New(ledger, store, backlog, reconcile.Options{Notify: announcer{ctx, bus, out}, Lines: redisline.New(rdb, cfg.RedisPrefix)})
+	svc := reconcile.New(reconcile.Deps{Ledger: ledger, Book: store, Backlog: backlog, Notify: announcer{ctx, bus, out}, Lines: redisline.New(rdb, cfg.RedisPrefix)}, reconcile.Options{})
 
 	var ids []sale.ItemID
 	if only > 0 {

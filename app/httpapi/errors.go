@@ -156,8 +156,16 @@ func abortWithError(c *gin.Context, status int, body errorBody) {
 	c.Abort()
 }
 
-// lookupError finds err's row, or nil.
+// lookupError finds err's row, or nil. A bare sentinel, what a spike's
+// refusals (sold_out, rate_limited) are, is found by identity first,
+// without unwrapping anything; every sentinel in the table is a pointer,
+// so the comparison cannot panic.
 func lookupError(err error) *errorRow {
+	for i := range errorTable {
+		if err == errorTable[i].err {
+			return &errorTable[i]
+		}
+	}
 	for i := range errorTable {
 		if errors.Is(err, errorTable[i].err) {
 			return &errorTable[i]
@@ -183,9 +191,15 @@ func (s *server) writeError(c *gin.Context, err error) string {
 	if row.status >= 500 {
 		s.log.Warn("request refused", "route", c.FullPath(), "code", row.code, "request_id", c.GetHeader(reqid.Header), "err", err)
 	}
+	// Only these two rows may carry an order id; the others skip the
+	// reflection errors.As costs.
 	var ap *sale.AlreadyPurchasedError
 	var ou *sale.OutcomeUnknownError
-	if fixed, ok := fixedBodies[row]; ok && !errors.As(err, &ap) && !errors.As(err, &ou) {
+	if row.err == sale.ErrAlreadyPurchased || row.err == sale.ErrOutcomeUnknown {
+		_ = errors.As(err, &ap)
+		_ = errors.As(err, &ou)
+	}
+	if fixed, ok := fixedBodies[row]; ok && ap == nil && ou == nil {
 		c.Data(row.status, jsonContentType, fixed)
 		c.Abort()
 		return row.code

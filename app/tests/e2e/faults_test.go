@@ -194,11 +194,16 @@ type faultSpec struct {
 }
 
 // faultResult is what one run measured.
+// waitedOutAfter is about the Redis call timeout (150ms): a purchase that
+// took this long waited for Redis rather than being refused by its breaker.
+const waitedOutAfter = 140 * time.Millisecond
+
 type faultResult struct {
 	n              int
 	p50, p99, max  time.Duration
 	mix            string
 	accepted       int
+	waitedOut      int // purchases that took about the Redis call timeout or longer
 	pages, pagesOK int
 	pagesNull      int
 	pageMax        time.Duration
@@ -324,6 +329,9 @@ func runFault(t *testing.T, spec faultSpec) {
 			continue
 		}
 		lat = append(lat, s.end.Sub(s.start))
+		if s.end.Sub(s.start) >= waitedOutAfter {
+			res.waitedOut++
+		}
 		key := fmt.Sprint(s.status)
 		if s.code != "" {
 			key += " " + s.code
@@ -366,13 +374,15 @@ func runFault(t *testing.T, spec faultSpec) {
 	}
 	if spec.fastRefusals {
 		// The target is p99 < 50ms (docs/RELIABILITY.md has the measured
-		// figures). This is not a speed test: the bound sits just under the
-		// 150ms call timeout, which every purchase would wait out without
-		// the breaker (or, without the timeout, the client's 2s read
-		// timeout), so it fails only when the breaker does not refuse. A
-		// loaded 2-core CI machine measured 103ms with the breaker working.
-		if res.p99 >= 140*time.Millisecond {
-			t.Errorf("p99 of purchases during the fault = %v, want fast refusals (target < 50ms)", res.p99)
+		// figures; the FAULTRESULT line reports it). The test asserts no
+		// speed, only the breaker's effect: without it every purchase waits
+		// out the 150ms call timeout (or the client's 2s read timeout);
+		// with it only those in flight before it opens, and its half-open
+		// probes, do. A quarter is far above that, and far below "all".
+		// (A p99 bound failed once on a loaded CI machine, with 20 of 1,251
+		// purchases in flight when the breaker opened.)
+		if res.waitedOut*4 > res.n {
+			t.Errorf("%d of %d purchases during the fault took %v or more: the breaker did not refuse them fast (p99 %v, target < 50ms)", res.waitedOut, res.n, waitedOutAfter, res.p99)
 		}
 	} else if res.accepted == 0 {
 		t.Errorf("no purchase was accepted during the %s fault; purchases must go on without it", spec.backend)

@@ -162,7 +162,7 @@ func abortWithError(c *gin.Context, status int, body errorBody) {
 // so the comparison cannot panic.
 func lookupError(err error) *errorRow {
 	for i := range errorTable {
-		if err == errorTable[i].err {
+		if err == errorTable[i].err { //nolint:errorlint // identity on purpose: the unwrapping errors.Is follows
 			return &errorTable[i]
 		}
 	}
@@ -195,7 +195,7 @@ func (s *server) writeError(c *gin.Context, err error) string {
 	// reflection errors.As costs.
 	var ap *sale.AlreadyPurchasedError
 	var ou *sale.OutcomeUnknownError
-	if row.err == sale.ErrAlreadyPurchased || row.err == sale.ErrOutcomeUnknown {
+	if row.code == "already_purchased" || row.code == "outcome_unknown" {
 		_ = errors.As(err, &ap)
 		_ = errors.As(err, &ou)
 	}

@@ -43,7 +43,10 @@ func TestBreakerOpensOnTransportFailuresOnly(t *testing.T) {
 	if !errors.Is(err, ErrOpen) || called {
 		t.Fatalf("open breaker: err %v, called %v; want ErrOpen without a call", err, called)
 	}
-	if d := time.Since(start); d > 10*time.Millisecond {
+	// Not a speed test: called proves the call was not made; this bound
+	// only catches a refusal that waits (for a timeout, a lock), and stays
+	// far above what a loaded machine under -race adds to a map lookup.
+	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("a refused call took %v", d)
 	}
 	if st := b.Stats(); st.Rejected != 1 || st.Opened != 1 || st.Failures != 5 {

@@ -114,13 +114,12 @@ type itemLine struct {
 	state   sale.LineState
 	readAt  time.Time // local clock; zero: never read
 	places  *places   // the buyers this instance has seen
-	// item is the queue item as last read, at itemAt (local clock), so
-	// that polls within a refresh period skip the item cache's decode too.
+	// item is the queue item as last read (by a join or a poll); after its
+	// EndsAt the line is forgotten (forgetEnded). itemAt (local clock) is
+	// when a poll read it, so that polls within a refresh period skip the
+	// item cache's decode too; a join leaves it alone.
 	item   sale.Item
 	itemAt time.Time
-	// ends is the sale's end as last read (by a join or a poll): after it
-	// the line is forgotten (forgetEnded).
-	ends time.Time
 }
 
 // New returns the service.
@@ -193,7 +192,7 @@ func (s *Service) Join(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 	if l.readAt.IsZero() {
 		l.state = st
 	}
-	l.ends = it.EndsAt
+	l.item = it
 	cur := l.state
 	l.mu.Unlock()
 	return s.status(it, user, sale.LinePlace{Place: place}, cur), nil
@@ -254,7 +253,7 @@ func (s *Service) pollItem(ctx context.Context, id sale.ItemID) (sale.Item, *ite
 	}
 	l := s.line(id)
 	l.mu.Lock()
-	l.item, l.itemAt, l.ends = it, now, it.EndsAt
+	l.item, l.itemAt = it, now
 	l.mu.Unlock()
 	return it, l, nil
 }
@@ -275,7 +274,7 @@ func (s *Service) forgetEnded(now time.Time) {
 	s.lines.Range(func(k, v any) bool {
 		l := v.(*itemLine)
 		l.mu.RLock()
-		ends := l.ends
+		ends := l.item.EndsAt
 		l.mu.RUnlock()
 		if !ends.IsZero() && !now.Before(ends) {
 			s.lines.Delete(k)

@@ -70,6 +70,7 @@ type options struct {
 	scenarios     string
 	probes        int
 	warmup        time.Duration
+	quietLimit    time.Duration
 	settleTimeout time.Duration
 	wrkTimeout    time.Duration
 	cpuProfile    string
@@ -118,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.IntVar(&o.drainOrders, "drain-orders", 100000, "(f): accepted orders to queue while the worker is stopped, then time the worker confirming")
 	fs.IntVar(&o.probes, "p99-probes", 6, "at most this many extra (b) runs with fewer connections to find ~80% of the max purchase rate; 0 skips p99@80%")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded GET /healthz load before the first scenario; 0 skips it")
+	fs.DurationVar(&o.quietLimit, "quiet", 20*time.Second, "before each scenario, wait at most this long for the CPUs to be under 15 % busy, so a run does not measure the last one's background work; 0 skips the wait")
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 3*time.Minute, "how long to wait for the worker to confirm a run's orders")
 	fs.DurationVar(&o.wrkTimeout, "wrk-timeout", 10*time.Second, "wrk's per-request timeout (a timed-out request counts as an error)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process (API, worker, in-process Kafka broker) during one scenario's run to this file; read it with go tool pprof")
@@ -283,6 +285,7 @@ type bench struct {
 	wrk     *wrkRunner
 	machine machine
 	pids    backendPIDs
+	busy    []string // scenarios measured on a machine still busy, with how busy
 
 	itemB, itemC, itemD int64
 	itemG               int64 // (g)'s own sale, so its orders are told apart from (b)'s
@@ -522,6 +525,9 @@ func (b *bench) scenarios() map[string]scenario {
 func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	o := b.o
 	b.logf("(%s) %s: %s %s, %d connections, %d threads, %s", sc.Key, sc.Title, sc.Method, sc.Path, o.connections, o.threads, o.duration)
+	if err := b.waitQuiet(ctx, sc); err != nil {
+		return result{}, err
+	}
 	stopMem, err := b.startMemProfile(sc)
 	if err != nil {
 		return result{}, err

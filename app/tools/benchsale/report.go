@@ -78,6 +78,13 @@ func (b *bench) reportHeader(w io.Writer) {
 	fmt.Fprintf(w, "load:     %s, on the same CPUs as everything else: %d threads, %d connections, %s per scenario,\n", m.Wrk, o.threads, o.connections, o.duration)
 	fmt.Fprintf(w, "          keep-alive, --latency, a Lua script that sends one user token per request and counts statuses\n")
 	fmt.Fprintf(w, "          load average at start %s, at end %s (1/5/15 min)\n", m.LoadStart, loadAvg())
+	if o.quietLimit > 0 {
+		quietNote := "each scenario started once the CPUs were under 15 % busy"
+		if len(b.busy) > 0 {
+			quietNote += "; not quiet within " + o.quietLimit.String() + ", measured anyway: " + strings.Join(b.busy, ", ")
+		}
+		fmt.Fprintf(w, "          %s\n", quietNote)
+	}
 	fmt.Fprintf(w, "command:  %s\n", b.cmdline)
 	fmt.Fprintln(w)
 

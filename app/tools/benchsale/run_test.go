@@ -31,7 +31,7 @@ func TestEmbeddedRunSettles(t *testing.T) {
 		t.Skip("wrk is not installed (apt-get install -y wrk)")
 	}
 	var out, log bytes.Buffer
-	code := run([]string{"-embedded", "-scenarios=abg", "-duration=1s", "-p99-probes=0", "-warmup=0"}, &out, &log)
+	code := run([]string{"-embedded", "-scenarios=abg", "-duration=1s", "-p99-probes=0", "-warmup=0", "-quiet=0"}, &out, &log)
 	if code != 0 {
 		t.Fatalf("benchsale exited %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), log.String())
 	}

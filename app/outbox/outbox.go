@@ -44,8 +44,11 @@ type DispatcherDeps struct {
 
 // DispatcherOptions sizes the dispatcher.
 type DispatcherOptions struct {
-	Batch   int           // orders per produce call; default 256
-	Linger  time.Duration // wait to fill a batch; default 2ms
+	Batch int // orders per produce call; default 256
+	// Linger is how long a batch waits to fill, default 20ms. The 202 never
+	// waits for it (the order is in the ledger's outbox first), and a lone
+	// order per produce call cost the broker and this process a wakeup each.
+	Linger  time.Duration
 	Buffer  int           // accepted orders waiting to be sent; default 16384
 	Senders int           // concurrent produce calls; default 4
 	Timeout time.Duration // per produce call; default 5s
@@ -71,7 +74,7 @@ func NewDispatcher(d DispatcherDeps, o DispatcherOptions) *Dispatcher {
 		o.Batch = 256
 	}
 	if o.Linger <= 0 {
-		o.Linger = 2 * time.Millisecond
+		o.Linger = 20 * time.Millisecond
 	}
 	if o.Buffer <= 0 {
 		o.Buffer = 16384

@@ -71,6 +71,7 @@ type options struct {
 	probes        int
 	warmup        time.Duration
 	quietLimit    time.Duration
+	bracket       bool
 	settleTimeout time.Duration
 	wrkTimeout    time.Duration
 	cpuProfile    string
@@ -120,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.IntVar(&o.probes, "p99-probes", 6, "at most this many extra (b) runs with fewer connections to find ~80% of the max purchase rate; 0 skips p99@80%")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded GET /healthz load before the first scenario; 0 skips it")
 	fs.DurationVar(&o.quietLimit, "quiet", 20*time.Second, "before each scenario, wait at most this long for the CPUs to be under 15 % busy, so a run does not measure the last one's background work; 0 skips the wait")
+	fs.BoolVar(&o.bracket, "bracket", true, "run GET /healthz for half of -duration right before and right after each scenario with a target, and judge the scenario against that baseline beside it (the run's drift cancels); false judges it against the mean of the run's first and last (a)")
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 3*time.Minute, "how long to wait for the worker to confirm a run's orders")
 	fs.DurationVar(&o.wrkTimeout, "wrk-timeout", 10*time.Second, "wrk's per-request timeout (a timed-out request counts as an error)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process (API, worker, in-process Kafka broker) during one scenario's run to this file; read it with go tool pprof")
@@ -525,7 +527,8 @@ func (b *bench) scenarios() map[string]scenario {
 func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 	o := b.o
 	b.logf("(%s) %s: %s %s, %d connections, %d threads, %s", sc.Key, sc.Title, sc.Method, sc.Path, o.connections, o.threads, o.duration)
-	if err := b.waitQuiet(ctx, sc); err != nil {
+	beside, err := b.bracket(ctx, sc, "before")
+	if err != nil {
 		return result{}, err
 	}
 	stopMem, err := b.startMemProfile(sc)
@@ -583,6 +586,13 @@ func (b *bench) runScenario(ctx context.Context, sc scenario) (result, error) {
 		if l.Err == nil {
 			b.logf("    202 → confirmed over %d orders: p50 %s, p99 %s, max %s", l.N, l.P50, l.P99, l.Max)
 		}
+	}
+	after, err := b.bracket(ctx, sc, "after")
+	if err != nil {
+		return r, err
+	}
+	if beside > 0 && after > 0 {
+		r.Beside = (beside + after) / 2
 	}
 	return r, nil
 }

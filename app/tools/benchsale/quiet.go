@@ -110,3 +110,30 @@ func (b *bench) waitQuiet(ctx context.Context, sc scenario) error {
 	b.logf("    quiet after %s (CPUs %.0f %% busy)", q.Waited.Round(time.Millisecond), 100*q.Busy)
 	return nil
 }
+
+// bracket runs the baseline (a) for half of -duration beside a scenario
+// with a target (when = "before" or "after" it), once the machine is quiet,
+// and returns its req/s; 0 when no bracket is wanted. On a shared VM the
+// machine's speed drifted by up to 14 % over one make bench, so a ratio
+// against the mean of the run's first and last (a), minutes away, moved
+// with it; a baseline taken beside the scenario cancels that drift.
+func (b *bench) bracket(ctx context.Context, sc scenario, when string) (float64, error) {
+	wanted := b.o.bracket && sc.Target > 0 && sc.Key != "a"
+	if when == "after" && !wanted {
+		return 0, nil
+	}
+	// Before: the scenario itself starts on a quiet machine, bracketed or not.
+	if err := b.waitQuiet(ctx, sc); err != nil {
+		return 0, err
+	}
+	if !wanted {
+		return 0, nil
+	}
+	d := max(b.o.duration/2, time.Second).Round(time.Second)
+	r, err := b.wrk.run(ctx, b.scenarios()["a"], b.o.connections, b.o.threads, d)
+	if err != nil {
+		return 0, fmt.Errorf("(%s): the baseline %s it: %w", sc.Key, when, err)
+	}
+	b.logf("    (a) %s (%s): %.0f req/s", when, d, r.RPS)
+	return r.RPS, nil
+}

@@ -102,13 +102,20 @@ func (b *bench) reportRatios(w io.Writer) {
 		return "-"
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\treq/s\tp50 ms\tp99 ms\tratio\ttarget\t\tcpu-norm\tstatuses\t")
+	fmt.Fprintln(tw, "scenario\treq/s\tp50 ms\tp99 ms\t(a) beside\tratio\ttarget\t\tvs mean (a)\tcpu-norm\tstatuses\t")
 	row := func(label string, r result, ratio string, target, verdict string) {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", label, r.RPS, ms(r.P50), ms(r.P99), ratio, target, verdict, norm(r), statusLine(r.Statuses))
+		beside, vsMean := "", ""
+		if r.Beside > 0 {
+			beside = fmt.Sprintf("%.0f", r.Beside)
+			if haveBase {
+				vsMean = fmt.Sprintf("%.2f", r.RPS/base)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", label, r.RPS, ms(r.P50), ms(r.P99), beside, ratio, target, verdict, vsMean, norm(r), statusLine(r.Statuses))
 	}
 	if a, ok := b.results["a"]; ok {
 		if b.a2 != nil {
-			fmt.Fprintf(tw, "(a) GET /healthz, baseline = mean\t%.0f\t\t\t1.00\t\t\t1.00\t\t\n", base)
+			fmt.Fprintf(tw, "(a) GET /healthz, baseline = mean\t%.0f\t\t\t\t1.00\t\t\t\t1.00\t\t\n", base)
 			row("(a) first run", a, fmt.Sprintf("%.2f", a.RPS/base), "", "")
 			row("(a) last run", *b.a2, fmt.Sprintf("%.2f", b.a2.RPS/base), "", "")
 		} else {
@@ -121,13 +128,19 @@ func (b *bench) reportRatios(w io.Writer) {
 			continue
 		}
 		ratio, target, verdict := "-", "none", ""
-		if haveBase {
-			ratio = fmt.Sprintf("%.2f", r.RPS/base)
+		// The baseline beside the run when there is one (-bracket), else
+		// the run's mean (a).
+		against, have := base, haveBase
+		if r.Beside > 0 {
+			against, have = r.Beside, true
+		}
+		if have {
+			ratio = fmt.Sprintf("%.2f", r.RPS/against)
 		}
 		if r.Scenario.Target > 0 {
 			target = fmt.Sprintf("≥%.2f", r.Scenario.Target)
-			if haveBase {
-				if r.RPS/base >= r.Scenario.Target {
+			if have {
+				if r.RPS/against >= r.Scenario.Target {
 					verdict = "ok"
 				} else {
 					verdict = "MISS"
@@ -142,6 +155,10 @@ func (b *bench) reportRatios(w io.Writer) {
 		a := b.results["a"]
 		fmt.Fprintf(w, "baseline drift: the last (a) ran at %.0f%% of the first: other load on the machine, or state the scenarios left\n", 100*b.a2.RPS/a.RPS)
 		fmt.Fprintf(w, "in seckill (heap %.0f MB then, %.0f MB now), changed by that much; the CPU table below tells which\n", a.CPU.HeapMB, b.a2.CPU.HeapMB)
+	}
+	if b.o.bracket {
+		fmt.Fprintln(w, "ratio: against (a) beside, GET /healthz for half the duration right before and right after the scenario (-bracket),")
+		fmt.Fprintln(w, "so the machine's drift during the run cancels; vs mean (a): against the mean of the run's first and last (a).")
 	}
 	if baseCost > 0 {
 		fmt.Fprintln(w, "cpu-norm: the ratio of CPU per request (seckill + wrk + redis + mariadb + kafka) of (a) to the scenario's, an estimate of the")

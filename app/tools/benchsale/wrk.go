@@ -62,6 +62,10 @@ type result struct {
 	Wrapped int64
 	Tokens  int64
 	CPU     cpuUse
+	// Beside is the mean req/s of the (a) runs right before and right after
+	// this one (-bracket), the baseline its target is judged against; 0 if
+	// none ran.
+	Beside  float64
 	Command string
 	Output  string
 }

@@ -14,6 +14,10 @@
 // so that requests for random ids cannot hammer the layer below. Concurrent
 // misses for one key share a single load.
 //
+// The last item a lookup found in each of a few slots is also kept decoded,
+// until the next write to the cache or its entry's expiry, so a sale's hot
+// item costs no decode.
+//
 // Live stock is not item data and never passes through here.
 package localcache
 
@@ -117,6 +121,28 @@ type Reader struct {
 	// asking anyone: made-up ids cost no backend call and no cache entry.
 	maxID   atomic.Int64
 	idRange atomic.Bool
+
+	// hot holds the decoded copy of the last item entry a lookup found, per
+	// slot (id mod hotSlots), so the hottest read of a sale (every purchase
+	// looks its item up) skips freecache's segment lock and the decode's
+	// allocations. A copy serves only while writes, bumped after every
+	// write to the cache (fill, Invalidate, Flush), is what it was before
+	// the copy's entry was read, and only until that entry's own expiry: it
+	// never says anything the entry it was decoded from would not. The
+	// slots bound the copies, so the catalog stays off the GC's books.
+	hot    [hotSlots]atomic.Pointer[hotItem]
+	writes atomic.Uint64
+}
+
+// hotSlots is how many decoded items a Reader keeps (Reader.hot): a sale's
+// hot items are a handful.
+const hotSlots = 64
+
+// hotItem is an item entry as decoded at writes (Reader.hot).
+type hotItem struct {
+	item    sale.Item
+	expires int64 // unix nanoseconds, the entry's
+	writes  uint64
 }
 
 type listEntry struct {
@@ -148,7 +174,7 @@ func (r *Reader) Item(ctx context.Context, id sale.ItemID) (sale.Item, error) {
 		r.negHits.Add(1)
 		return sale.Item{}, sale.ErrNotFound
 	}
-	if it, found, ok, due := r.lookup(itemKey(id)); ok {
+	if it, found, ok, due := r.lookupItem(id); ok {
 		if !found {
 			r.negHits.Add(1)
 			return sale.Item{}, sale.ErrNotFound
@@ -187,7 +213,7 @@ func (r *Reader) loadItem(ctx context.Context, id sale.ItemID, ahead bool) <-cha
 		key := itemKey(id)
 		// A flight that finished between our lookup and DoChan has filled the
 		// entry already; looking again keeps it to one load per fill.
-		if it, found, ok, due := r.lookup(key); ok && !due {
+		if it, found, ok, due, _ := r.lookup(key, r.now().UnixNano()); ok && !due {
 			if !found {
 				return sale.Item{}, sale.ErrNotFound
 			}
@@ -274,6 +300,7 @@ func (r *Reader) Invalidate(id sale.ItemID) {
 	r.mu.Lock()
 	r.epoch.Add(1)
 	r.cache.Del(itemKey(id))
+	r.writes.Add(1) // after the delete: see Reader.hot
 	r.list.Store(nil)
 	r.mu.Unlock()
 }
@@ -306,6 +333,10 @@ func (r *Reader) Flush() {
 	// the next list load.
 	r.idRange.Store(false)
 	r.cache.Clear()
+	r.writes.Add(1)
+	for i := range r.hot {
+		r.hot[i].Store(nil)
+	}
 	r.list.Store(nil)
 	r.mu.Unlock()
 }
@@ -325,14 +356,38 @@ func (r *Reader) Stats() Stats {
 	}
 }
 
-// lookup reports ok when memory holds a live answer for key, found when
-// that answer is an item rather than a remembered not-found, and due when
-// that item is in its last RefreshBefore.
-func (r *Reader) lookup(key []byte) (it sale.Item, found, ok, due bool) {
+// lookupItem is lookup for id's entry, answered from its decoded copy
+// (Reader.hot) while no write to the cache has happened since the copy's
+// entry was read.
+func (r *Reader) lookupItem(id sale.ItemID) (it sale.Item, found, ok, due bool) {
 	now := r.now().UnixNano()
+	// Read before the entry: a write after this read makes the copy stale
+	// at once, whichever version of the entry GetFn then sees.
+	writes := r.writes.Load()
+	slot := &r.hot[uint64(id)%hotSlots] //nolint:gosec // G115: any bits of id pick a slot
+	h := slot.Load()
+	live := h != nil && h.writes == writes && now < h.expires
+	if live && h.item.ID == id {
+		return h.item, true, true, r.due(now, h.expires)
+	}
+	it, found, ok, due, expires := r.lookup(itemKey(id), now)
+	// A live copy of another item keeps its slot until the next write: ids
+	// read in turn would otherwise evict each other at every read, each
+	// paying an allocation for a copy never read.
+	if found && !live {
+		slot.Store(&hotItem{item: it, expires: expires, writes: writes})
+	}
+	return it, found, ok, due
+}
+
+// lookup reports ok when memory holds a live answer for key at now (unix
+// nanoseconds), found when that answer is an item rather than a
+// remembered not-found, due when that item is in its last RefreshBefore,
+// and the entry's expiry.
+func (r *Reader) lookup(key []byte, now int64) (it sale.Item, found, ok, due bool, expires int64) {
 	err := r.cache.GetFn(key, func(b []byte) error {
-		kind, expires, body, err := decodeHeader(b)
-		if err != nil || now >= expires {
+		kind, exp, body, err := decodeHeader(b)
+		if err != nil || now >= exp {
 			// Expired by our clock (freecache only counts whole seconds) or
 			// unreadable: treat as absent; the next fill overwrites it.
 			return nil //nolint:nilerr // an unreadable entry is a miss, not a failure
@@ -345,13 +400,13 @@ func (r *Reader) lookup(key []byte) (it sale.Item, found, ok, due bool) {
 		if err != nil {
 			return nil //nolint:nilerr // an undecodable item is a miss; the next fill overwrites it
 		}
-		found, ok, due = true, true, r.due(now, expires)
+		found, ok, due, expires = true, true, r.due(now, exp), exp
 		return nil
 	})
 	if err != nil {
-		return sale.Item{}, false, false, false
+		return sale.Item{}, false, false, false, 0
 	}
-	return it, found, ok, due
+	return it, found, ok, due, expires
 }
 
 // due reports whether an entry expiring at expires (unix nanoseconds) is,
@@ -373,6 +428,7 @@ func (r *Reader) fill(epoch uint64, key, val []byte, ttl time.Duration) {
 	if err := r.cache.Set(key, val, secs); err != nil {
 		r.uncacheable.Add(1)
 	}
+	r.writes.Add(1) // after the write: see Reader.hot
 }
 
 // itemKey is the id's eight big-endian bytes; the list is not in freecache,

@@ -390,7 +390,7 @@ func waitRefreshed(t *testing.T, r *Reader) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		it, _, ok, due := r.lookup(itemKey(5))
+		it, _, ok, due, _ := r.lookup(itemKey(5), r.now().UnixNano())
 		e := r.list.Load()
 		if ok && !due && it.Version == 2 && e != nil && e.items[0].Version == 2 {
 			return

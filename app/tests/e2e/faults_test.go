@@ -193,11 +193,11 @@ type faultSpec struct {
 	breaker string
 }
 
-// faultResult is what one run measured.
 // waitedOutAfter is about the Redis call timeout (150ms): a purchase that
 // took this long waited for Redis rather than being refused by its breaker.
 const waitedOutAfter = 140 * time.Millisecond
 
+// faultResult is what one run measured.
 type faultResult struct {
 	n              int
 	p50, p99, max  time.Duration

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Quiet is what waiting for a quiet machine before a scenario found.
+// quiet is what waiting for a quiet machine before a scenario found.
 type quiet struct {
 	Waited time.Duration
 	Busy   float64 // share of all CPUs busy in the last sample, 0 to 1
@@ -23,7 +23,8 @@ type quiet struct {
 const quietBusy = 0.15
 
 // cpuTimes reads /proc/stat's first line: time spent busy and in total
-// over all CPUs, in clock ticks.
+// over all CPUs, in clock ticks. Only the first eight columns (user to
+// steal) are summed: guest time is already counted in user and nice.
 func cpuTimes() (busy, total uint64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -35,7 +36,7 @@ func cpuTimes() (busy, total uint64, err error) {
 		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
 	}
 	var idle uint64
-	for i, s := range f[1:] {
+	for i, s := range f[1:min(len(f), 9)] {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
@@ -51,9 +52,11 @@ func cpuTimes() (busy, total uint64, err error) {
 // waitQuiet samples the CPUs every step until two samples in a row are
 // below quietBusy, or until limit has passed. A scenario measured while the
 // previous one's background work still runs (the (b) run's inserts being
-// flushed, its orders being settled, the GC) measures that work too: the
-// refusals (c) and (d), run right after (b), moved by ±0.15 from run to
-// run. Without /proc/stat (not Linux) it returns at once.
+// flushed, its orders being settled, the GC) would measure that work too.
+// (It was suspected of the ±0.15 spread of (c) and (d), run right after
+// (b), but the wait ends within 1.5 s in every run so far: the spread is
+// the machine's drift, which bracket answers.) Without /proc/stat (not
+// Linux) it returns at once.
 func waitQuiet(ctx context.Context, limit, step time.Duration) (quiet, error) {
 	start := time.Now()
 	busy0, total0, err := cpuTimes()
@@ -114,7 +117,7 @@ func (b *bench) waitQuiet(ctx context.Context, sc scenario) error {
 // bracket runs the baseline (a) for half of -duration beside a scenario
 // with a target (when = "before" or "after" it), once the machine is quiet,
 // and returns its req/s; 0 when no bracket is wanted. On a shared VM the
-// machine's speed drifted by up to 14 % over one make bench, so a ratio
+// machine's speed drifted by up to 18 % over one make bench, so a ratio
 // against the mean of the run's first and last (a), minutes away, moved
 // with it; a baseline taken beside the scenario cancels that drift.
 func (b *bench) bracket(ctx context.Context, sc scenario, when string) (float64, error) {

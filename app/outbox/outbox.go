@@ -45,9 +45,11 @@ type DispatcherDeps struct {
 // DispatcherOptions sizes the dispatcher.
 type DispatcherOptions struct {
 	Batch int // orders per produce call; default 256
-	// Linger is how long a batch waits to fill, default 20ms. The 202 never
-	// waits for it (the order is in the ledger's outbox first), and a lone
-	// order per produce call cost the broker and this process a wakeup each.
+	// Linger is how long a batch waits to fill, default 50ms. The 202 never
+	// waits for it (the order is in the ledger's outbox first), and each
+	// produce call costs a wakeup of the broker, of Redis (MarkPublished)
+	// and of the consumer's fetch: on a small machine shared with them, a
+	// trickle's wakeups cost more than its orders (BENCHMARKS, session 10).
 	Linger  time.Duration
 	Buffer  int           // accepted orders waiting to be sent; default 16384
 	Senders int           // concurrent produce calls; default 4
@@ -74,7 +76,7 @@ func NewDispatcher(d DispatcherDeps, o DispatcherOptions) *Dispatcher {
 		o.Batch = 256
 	}
 	if o.Linger <= 0 {
-		o.Linger = 20 * time.Millisecond
+		o.Linger = 50 * time.Millisecond
 	}
 	if o.Buffer <= 0 {
 		o.Buffer = 16384
@@ -101,60 +103,76 @@ func (d *Dispatcher) Enqueue(o sale.Order) {
 // Run sends batches until ctx is done, then drains what is buffered, so a
 // graceful shutdown flushes every order it accepted. Run returns when all
 // senders have stopped.
+//
+// One goroutine fills the batches and Senders goroutines send them. With a
+// sender per batch, a trickle of orders went one to a produce call: while
+// one sender lingered on its first order, the next order went to another
+// idle sender, so a produce, a MarkPublished and a consumer fetch were
+// paid per order. With one filler the linger batches a trickle, and under
+// load a full batch still goes at once to whichever sender is free.
 func (d *Dispatcher) Run(ctx context.Context) {
+	batches := make(chan []sale.Order)
 	for i := 0; i < d.opts.Senders; i++ {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.sendLoop(ctx)
+			for b := range batches {
+				d.send(b) //nolint:contextcheck // send has its own deadline so a shutdown does not abort a publish halfway
+			}
 		}()
 	}
+	d.fill(ctx, batches)
+	close(batches)
 	d.wg.Wait()
 }
 
-func (d *Dispatcher) sendLoop(ctx context.Context) {
-	batch := make([]sale.Order, 0, d.opts.Batch)
+// fill gathers orders into batches, each sent when full or Linger after
+// its first order, until ctx is done; then it hands over whatever is still
+// buffered.
+func (d *Dispatcher) fill(ctx context.Context, batches chan<- []sale.Order) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		batch = batch[:0]
+		batch := make([]sale.Order, 0, d.opts.Batch)
 		select {
 		case o := <-d.ch:
 			batch = append(batch, o)
 		case <-ctx.Done():
-			d.drain(batch) //nolint:contextcheck // the last batch is published after ctx is done, under send's own deadline
+			d.drain(batches)
 			return
 		}
 		timer.Reset(d.opts.Linger)
-	fill:
+	gather:
 		for len(batch) < d.opts.Batch {
 			select {
 			case o := <-d.ch:
 				batch = append(batch, o)
 			case <-timer.C:
-				break fill
+				break gather
 			case <-ctx.Done():
-				break fill
+				break gather
 			}
 		}
 		timer.Stop()
-		d.send(batch) //nolint:contextcheck // send has its own deadline so a shutdown does not abort a publish halfway
+		batches <- batch
 	}
 }
 
-// drain sends whatever is still buffered at shutdown.
-func (d *Dispatcher) drain(batch []sale.Order) {
+// drain hands over, in full batches and one last partial one, whatever is
+// still buffered at shutdown.
+func (d *Dispatcher) drain(batches chan<- []sale.Order) {
+	batch := make([]sale.Order, 0, d.opts.Batch)
 	for {
 		select {
 		case o := <-d.ch:
 			batch = append(batch, o)
 			if len(batch) >= d.opts.Batch {
-				d.send(batch)
-				batch = batch[:0]
+				batches <- batch
+				batch = make([]sale.Order, 0, d.opts.Batch)
 			}
 		default:
 			if len(batch) > 0 {
-				d.send(batch)
+				batches <- batch
 			}
 			return
 		}

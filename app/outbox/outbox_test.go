@@ -15,14 +15,16 @@ import (
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type fakePub struct {
-	mu   sync.Mutex
-	fail bool
-	got  []sale.Order
+	mu    sync.Mutex
+	fail  bool
+	got   []sale.Order
+	calls int
 }
 
 func (p *fakePub) Publish(_ context.Context, orders ...sale.Order) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.calls++
 	if p.fail {
 		return errors.New("kafka down")
 	}
@@ -282,6 +284,44 @@ func TestDispatcherPublishesAndFlushesOnShutdown(t *testing.T) {
 		if !got[o.ID] || !box.published[o.ID] {
 			t.Fatalf("order %s: published %v, marked published %v", o.ID, got[o.ID], box.published[o.ID])
 		}
+	}
+}
+
+// A trickle of orders must fill one batch, not one per sender: with four
+// senders each taking the next order, five orders went out in four or five
+// produce calls (and as many MarkPublished calls and consumer fetches).
+func TestDispatcherBatchesATrickleAcrossSenders(t *testing.T) {
+	t.Parallel()
+	box := newOutbox()
+	pub := &fakePub{}
+	d := NewDispatcher(DispatcherDeps{Publisher: pub, Ledger: box, Log: quiet}, DispatcherOptions{Batch: 5, Linger: time.Hour, Senders: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	// One order a millisecond, a trickle: the old senders were all waiting
+	// by then, and each took the next order. The pauses only give a wrong
+	// dispatcher its chance; with an hour's linger no timing can split a
+	// batch of the right one.
+	for i := 0; i < 7; i++ {
+		time.Sleep(time.Millisecond)
+		d.Enqueue(orderAt("u", time.Now()))
+	}
+	// With an hour of linger, only a full batch of five goes out before
+	// the shutdown, and in one call; the other two wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Stats().Published < 5 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	pub.mu.Lock()
+	calls, got := pub.calls, len(pub.got)
+	pub.mu.Unlock()
+	if calls != 1 || got != 5 {
+		t.Fatalf("before shutdown: %d publish calls carried %d orders, want 1 call of the first 5 (a full batch)", calls, got)
+	}
+	cancel()
+	<-done
+	if pub.calls != 2 || len(pub.got) != 7 {
+		t.Fatalf("after shutdown: %d publish calls carried %d orders, want 2 calls and all 7", pub.calls, len(pub.got))
 	}
 }
 

@@ -233,9 +233,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.StockDisplayTTL, "stock-display-ttl", 200*time.Millisecond, "how stale the stock figure on item pages may be (purchases always use live stock)")
 
 	fs.IntVar(&c.PublishBatch, "publish-batch", 256, "accepted orders sent to Kafka in one produce call")
-	fs.DurationVar(&c.PublishLinger, "publish-linger", 20*time.Millisecond, "how long the publisher waits to fill a batch (the 202 never waits for it: the order is in the ledger's outbox first)")
+	fs.DurationVar(&c.PublishLinger, "publish-linger", 50*time.Millisecond, "how long the publisher waits to fill a batch (the 202 never waits for it: the order is in the ledger's outbox first)")
 	fs.IntVar(&c.WorkerBatch, "worker-batch", 500, "orders the worker confirms in one database transaction")
-	fs.DurationVar(&c.WorkerLinger, "worker-linger", 100*time.Millisecond, "how long the worker waits to fill a batch (a full batch goes at once; only a trickle waits)")
+	fs.DurationVar(&c.WorkerLinger, "worker-linger", 200*time.Millisecond, "how long the worker waits to fill a batch (a full batch goes at once; only a trickle waits)")
 	fs.DurationVar(&c.RelayEvery, "relay-every", time.Second, "how often the outbox relay looks for unpublished orders")
 	fs.DurationVar(&c.RelayAfter, "relay-after", 3*time.Second, "age (Redis clock) at which the relay publishes an accepted order the dispatcher did not")
 	fs.DurationVar(&c.RepublishAfter, "republish-after", 30*time.Second, "how long after a publish a still-pending order is published again (the broker may have lost it); older pending orders are overdue")

@@ -68,7 +68,7 @@ type Deps[D Delivery] struct {
 // Options sizes the worker.
 type Options struct {
 	Batch int // messages per batch; default 500
-	// Linger is how long a batch waits to fill, default 100ms. A full
+	// Linger is how long a batch waits to fill, default 200ms. A full
 	// batch goes at once, so under load it costs nothing; at a trickle
 	// (100 orders/s) each batch costs a transaction, an offset commit and
 	// a settle, and on a small machine the wakeups of MariaDB, the broker
@@ -108,7 +108,7 @@ func New[D Delivery](d Deps[D], o Options) *Worker[D] {
 		o.Batch = 500
 	}
 	if o.Linger <= 0 {
-		o.Linger = 100 * time.Millisecond
+		o.Linger = 200 * time.Millisecond
 	}
 	if o.BatchTimeout <= 0 {
 		o.BatchTimeout = 30 * time.Second

@@ -114,10 +114,10 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	batches := make(chan []sale.Order)
 	for i := 0; i < d.opts.Senders; i++ {
 		d.wg.Add(1)
-		go func() {
+		go func() { //nolint:contextcheck // send has its own deadline so a shutdown does not abort a publish halfway
 			defer d.wg.Done()
 			for b := range batches {
-				d.send(b) //nolint:contextcheck // send has its own deadline so a shutdown does not abort a publish halfway
+				d.send(b)
 			}
 		}()
 	}

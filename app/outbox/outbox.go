@@ -133,10 +133,14 @@ func (d *Dispatcher) fill(ctx context.Context, batches chan<- []sale.Order) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		batch := make([]sale.Order, 0, d.opts.Batch)
+		var batch []sale.Order
 		select {
 		case o := <-d.ch:
-			batch = append(batch, o)
+			// Sized for what is already waiting: each batch is a slice of
+			// its own (a sender still holds the last one), and a trickle's
+			// batch of two should not cost a full batch's array.
+			batch = make([]sale.Order, 1, min(d.opts.Batch, len(d.ch)+1))
+			batch[0] = o
 		case <-ctx.Done():
 			d.drain(batches)
 			return

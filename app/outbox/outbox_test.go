@@ -287,9 +287,11 @@ func TestDispatcherPublishesAndFlushesOnShutdown(t *testing.T) {
 	}
 }
 
-// A trickle of orders must fill one batch, not one per sender: with four
-// senders each taking the next order, five orders went out in four or five
-// produce calls (and as many MarkPublished calls and consumer fetches).
+// A trickle of orders must fill one batch, not one per sender. The old
+// dispatcher's four senders each took the next order into a batch of its
+// own, so a trickle went one order per produce call (and per MarkPublished
+// and consumer fetch); here, with an hour's linger, none of its four
+// batches filled before the shutdown.
 func TestDispatcherBatchesATrickleAcrossSenders(t *testing.T) {
 	t.Parallel()
 	box := newOutbox()

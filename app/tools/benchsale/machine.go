@@ -163,17 +163,8 @@ func peakRSS() int64 {
 
 func takeCPU(p backendPIDs) cpuSnap {
 	s := cpuSnap{at: time.Now()}
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		line, _, _ := strings.Cut(string(b), "\n")
-		f := strings.Fields(line)
-		// cpu user nice system idle iowait irq softirq steal ...
-		for i := 1; i < len(f) && i <= 8; i++ {
-			v, _ := strconv.ParseInt(f[i], 10, 64)
-			s.all += v
-			if i != 4 && i != 5 {
-				s.busy += v
-			}
-		}
+	if busy, all, err := cpuTimes(); err == nil {
+		s.busy, s.all = busy, all
 	}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {

@@ -23,9 +23,10 @@ type quiet struct {
 const quietBusy = 0.15
 
 // cpuTimes reads /proc/stat's first line: time spent busy and in total
-// over all CPUs, in clock ticks. Only the first eight columns (user to
-// steal) are summed: guest time is already counted in user and nice.
-func cpuTimes() (busy, total uint64, err error) {
+// over all CPUs, in clock ticks, for the quiet wait and the CPU table. Only
+// the first eight columns (user to steal) are summed: guest time is
+// already counted in user and nice.
+func cpuTimes() (busy, total int64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, 0, err
@@ -35,9 +36,9 @@ func cpuTimes() (busy, total uint64, err error) {
 	if len(f) < 5 || f[0] != "cpu" {
 		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
 	}
-	var idle uint64
+	var idle int64
 	for i, s := range f[1:min(len(f), 9)] {
-		v, err := strconv.ParseUint(s, 10, 64)
+		v, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
 		}

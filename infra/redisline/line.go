@@ -73,17 +73,20 @@ func (k lineKeys) all() []string { return []string{k.line, k.queue, k.active, k.
 // Join puts user in item's line and returns their place (0 in the
 // pre-queue) with the line's state. Joining again returns the first place.
 //
-// Joins that arrive together share one round trip: the first caller sends
-// every join pending at that moment in one pipeline (one script call each,
-// so each stays atomic), and callers arriving meanwhile wait for the next
-// pipeline. A join then costs the API a fraction of a round trip's
-// syscalls, which were most of its cost one by one.
+// Joins that arrive together share one round trip: a caller that finds
+// fewer than joinSenders pipelines in flight sends every join pending at
+// that moment in one pipeline (one script call each, so each stays
+// atomic), and callers arriving meanwhile wait for the next pipeline. A
+// join then costs the API a fraction of a round trip's syscalls, which
+// were most of its cost one by one.
 func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, sale.LineState, error) {
 	call := &joinCall{id: id, user: user, c: c, done: make(chan struct{})}
 	s.joins.mu.Lock()
 	s.joins.pending = append(s.joins.pending, call)
-	lead := !s.joins.busy
-	s.joins.busy = true
+	lead := s.joins.sending < joinSenders
+	if lead {
+		s.joins.sending++
+	}
 	s.joins.mu.Unlock()
 	if lead {
 		// Other callers' joins ride on this send: it must not end with
@@ -98,12 +101,19 @@ func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sa
 	}
 }
 
-// joinBatch is the joins waiting for a pipeline, and whether one is being
-// sent.
+// joinSenders is how many join pipelines may be in flight at once. With
+// one, Redis ran a batch while the API only waited for it, and the API
+// built the next batch while Redis was idle: under a crowd of joins a
+// third of the two CPUs stayed idle (docs/BENCHMARKS.md). Two let one
+// batch run while the next is built and the last one's callers answered.
+const joinSenders = 2
+
+// joinBatch is the joins waiting for a pipeline, and how many pipelines
+// are being sent.
 type joinBatch struct {
 	mu      sync.Mutex
 	pending []*joinCall
-	busy    bool
+	sending int
 }
 
 // joinCall is one Join waiting for its answer (done closed).
@@ -117,19 +127,24 @@ type joinCall struct {
 	done  chan struct{}
 }
 
-// flushJoins sends the pending joins in one pipeline; joins that arrived
-// during the send go in the next, sent by a goroutine of its own so that
-// this caller's answer does not wait for it.
+// flushJoins sends the pending joins in one pipeline (none, if another
+// sender took them first); joins that arrived during the send go in the
+// next, sent by a goroutine of its own so that this caller's answer does
+// not wait for it. A sender gives up its slot only when it finds nothing
+// pending, under the lock every join appends under, so no join is left
+// waiting with no sender to take it.
 func (s *Store) flushJoins(ctx context.Context) {
 	s.joins.mu.Lock()
 	batch := s.joins.pending
 	s.joins.pending = nil
 	s.joins.mu.Unlock()
-	s.sendJoins(ctx, batch)
+	if len(batch) > 0 {
+		s.sendJoins(ctx, batch)
+	}
 	s.joins.mu.Lock()
 	more := len(s.joins.pending) > 0
 	if !more {
-		s.joins.busy = false
+		s.joins.sending--
 	}
 	s.joins.mu.Unlock()
 	if more {

@@ -54,9 +54,14 @@ local function num(field)
   return tonumber(redis.call('HGET', KEYS[1], field)) or 0
 end
 
+-- One read for the two fields every call needs first.
+local head = redis.call('HMGET', KEYS[1], 'shuffled', 'born')
+
 -- In microseconds: a line lost and begun again within the same
 -- millisecond still gets a new mark.
-redis.call('HSETNX', KEYS[1], 'born', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+if not head[2] then
+  redis.call('HSET', KEYS[1], 'born', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+end
 
 -- shuffle gives the pre-queue its places 1..n in a secret random order.
 local function shuffle()
@@ -72,7 +77,7 @@ local function shuffle()
   redis.call('HSET', KEYS[1], 'shuffled', 1, 'tail', #pre, 'served', 0, 'last_ms', now)
 end
 
-local shuffled = num('shuffled') == 1
+local shuffled = tonumber(head[1]) == 1
 if not shuffled and now >= opens and op ~= 'seed' then
   shuffle()
   shuffled = true
@@ -147,6 +152,10 @@ if op == 'tick' and shuffled then
   redis.call('HSET', KEYS[1], 'served', served, 'last_ms', string.format('%.3f', last))
 end
 
-return {place, shuffled and 1 or 0, num('tail'), num('served'), stock,
-  redis.call('ZCARD', KEYS[3]), num('admitted'), num('used'), num('expired'),
-  num('pre'), now, num('born')}
+-- One read for the reply: a join runs this script once per buyer, and
+-- each redis.call is a command's dispatch inside Redis, the stage every
+-- instance's joins share.
+local f = redis.call('HMGET', KEYS[1], 'tail', 'served', 'admitted', 'used', 'expired', 'pre', 'born')
+for i = 1, 7 do f[i] = tonumber(f[i]) or 0 end
+return {place, shuffled and 1 or 0, f[1], f[2], stock,
+  redis.call('ZCARD', KEYS[3]), f[3], f[4], f[5], f[6], now, f[7]}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,6 +207,44 @@ func TestConcurrentJoinsGetDistinctPlaces(t *testing.T) {
 	})
 }
 
+// TestEveryJoinIsAnswered: joins from 64 goroutines at once, in waves, are
+// all sent and answered while up to joinSenders pipelines are in flight,
+// each gets a place of its own, and every sender gives its slot back: a
+// join appended while the senders were busy, with none left to take it,
+// would wait out its deadline here.
+func TestEveryJoinIsAnswered(t *testing.T) {
+	backends(t, func(t *testing.T, h *harness) {
+		ctx, cancel := context.WithTimeout(h.ctx, 20*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		places := make([][]int64, 64)
+		for g := range places {
+			wg.Go(func() {
+				for i := range 40 {
+					p, _, err := h.s.Join(ctx, item, user(g*1000+i), after(10))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					places[g] = append(places[g], p)
+				}
+			})
+		}
+		wg.Wait()
+		all := slices.Concat(places...)
+		slices.Sort(all)
+		if len(all) != 64*40 || all[0] != 1 || all[len(all)-1] != 64*40 || len(slices.Compact(all)) != 64*40 {
+			t.Fatalf("%d places from %v to %v, want 1..%d once each", len(all), all[:1], all[len(all)-1:], 64*40)
+		}
+		h.s.joins.mu.Lock()
+		sending, pending := h.s.joins.sending, len(h.s.joins.pending)
+		h.s.joins.mu.Unlock()
+		if sending != 0 || pending != 0 {
+			t.Fatalf("after the last answer: %d senders hold a slot, %d joins pending; want 0 and 0", sending, pending)
+		}
+	})
+}
+
 // TestAdmissionsFollowStock: admissions never outnumber the units; a used
 // admission and a returned unit let the next in line in, in order; an
 // expired one passes its chance on; and sold out admits nobody.
@@ -389,4 +429,56 @@ func TestReseedAfterALoss(t *testing.T) {
 			t.Fatalf("reseed changed a live line's count: %d used, want 0", st.Used)
 		}
 	})
+}
+
+// BenchmarkJoin joins a new user per call, from many goroutines, on the
+// real Redis after the opening: what the API's join path costs, and (the
+// redis-µs/join metric, from INFO commandstats) what the script costs
+// Redis, the serial stage every instance's joins share.
+func BenchmarkJoin(b *testing.B) {
+	rdb, prefix := testenv.Redis(b)
+	s := New(rdb, prefix)
+	ctx := context.Background()
+	c := after(1)
+	sk, _ := redisstock.LineKeys(prefix, item)
+	if err := rdb.HSet(ctx, sk, "stock", 1_000_000).Err(); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := s.Join(ctx, item, "warm", c); err != nil {
+		b.Fatal(err)
+	}
+	calls0, usec0 := evalshaStats(b, rdb)
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			u := sale.UserID(fmt.Sprintf("b%09d", n.Add(1)))
+			if _, _, err := s.Join(ctx, item, u, c); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	calls1, usec1 := evalshaStats(b, rdb)
+	if calls1 > calls0 {
+		b.ReportMetric(float64(usec1-usec0)/float64(calls1-calls0), "redis-µs/join")
+	}
+}
+
+// evalshaStats reads the server's EVALSHA call count and total µs. The
+// server is shared, so a benchmark reads a delta and others' calls blur it.
+func evalshaStats(b *testing.B, rdb *redis.Client) (calls, usec int64) {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
+			_, _ = fmt.Sscanf(strings.ReplaceAll(strings.TrimSpace(rest), ",", " "), "calls=%d usec=%d", &calls, &usec)
+		}
+	}
+	return calls, usec
 }

@@ -53,7 +53,7 @@ const (
 
 // line is the Redis waiting rooms (infra/redisline).
 type line interface {
-	Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, sale.LineState, error)
+	Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, error)
 	Tick(ctx context.Context, id sale.ItemID, c sale.LineConfig) (sale.LineState, error)
 	Place(ctx context.Context, id sale.ItemID, user sale.UserID) (sale.LinePlace, error)
 }
@@ -180,22 +180,24 @@ func (s *Service) Join(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 		s.lines.Delete(id)
 		return Status{}, sale.ErrEnded
 	}
-	place, st, err := s.d.Line.Join(ctx, id, user, s.config(it))
+	place, err := s.d.Line.Join(ctx, id, user, s.config(it))
 	if err != nil {
 		return Status{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	l := s.line(id)
 	l.places.store(user, sale.LinePlace{Place: place})
-	// A join's reading does not advance admissions, so it fills an empty
-	// copy but never stands in for the periodic tick.
 	l.mu.Lock()
-	if l.readAt.IsZero() {
-		l.state = st
-	}
 	l.item = it
-	cur := l.state
 	l.mu.Unlock()
-	return s.status(it, user, sale.LinePlace{Place: place}, cur), nil
+	// The join read only the place: the line's state comes from this
+	// instance's copy, read again at most every RefreshEvery, as for a
+	// poll. A crowd of joins then costs Redis one short script each plus a
+	// few reads of the line a second, not a read of the line per join.
+	st, err := s.current(ctx, it, l)
+	if err != nil {
+		return Status{}, err
+	}
+	return s.status(it, user, sale.LinePlace{Place: place}, st), nil
 }
 
 // Poll returns user's status in item's line, from this instance's copy of

@@ -3,6 +3,7 @@ package waitroom
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -32,15 +33,15 @@ type fakeLine struct {
 	down          bool // Tick fails, as an unreachable Redis would
 }
 
-func (f *fakeLine) Join(_ context.Context, _ sale.ItemID, u sale.UserID, _ sale.LineConfig) (int64, sale.LineState, error) {
+func (f *fakeLine) Join(_ context.Context, _ sale.ItemID, u sale.UserID, _ sale.LineConfig) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if p, ok := f.places[u]; ok {
-		return p.Place, f.st, nil
+		return p.Place, nil
 	}
 	f.st.Tail++
 	f.places[u] = sale.LinePlace{Place: f.st.Tail}
-	return f.st.Tail, f.st, nil
+	return f.st.Tail, nil
 }
 
 func (f *fakeLine) Tick(context.Context, sale.ItemID, sale.LineConfig) (sale.LineState, error) {
@@ -116,6 +117,44 @@ func TestPollsAreAnsweredFromTheCopy(t *testing.T) {
 	}
 }
 
+// TestJoinsReadTheLineThroughTheCopy: a join asks Redis for its place
+// only; the state its answer shows is this instance's copy of the line,
+// read on the first join and then at most once per refresh period, however
+// many buyers join.
+func TestJoinsReadTheLineThroughTheCopy(t *testing.T) {
+	f := newFixture()
+	ctx := context.Background()
+	f.line.mu.Lock()
+	f.line.st.Served = 1 // the line has moved on: the first join reads it
+	f.line.mu.Unlock()
+	st, err := f.s.Join(ctx, "a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != StateWaiting || st.Position != 1 || f.line.ticks != 1 {
+		t.Fatalf("first join, at place 1 with 1 served: %+v after %d line reads; want waiting at 1 (admitted, not yet read) and 1 read", st, f.line.ticks)
+	}
+	f.line.mu.Lock()
+	f.line.st.Served = 0 // moved on in Redis: the copy keeps what it read
+	f.line.mu.Unlock()
+	for i := range 1000 {
+		st, err := f.s.Join(ctx, sale.UserID(fmt.Sprintf("u%d", i)), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(i + 1); st.Position != want {
+			t.Fatalf("join %d, at place %d: %+v, want position %d from the copy (1 served)", i, i+2, st, want)
+		}
+	}
+	if f.line.ticks != 1 {
+		t.Fatalf("1001 joins in one period read the line %d times, want 1", f.line.ticks)
+	}
+	f.now = f.now.Add(DefaultRefreshEvery)
+	if st, err := f.s.Join(ctx, "u9", 1); err != nil || f.line.ticks != 2 || st.Position != 11 {
+		t.Fatalf("joining again in the next period, at place 11: %+v, %v after %d line reads; want position 11 (0 served) and 2 reads", st, err, f.line.ticks)
+	}
+}
+
 // TestStatus: waiting with position and ETA, admitted with the ticket,
 // expired, sold out; and the refusals.
 func TestStatus(t *testing.T) {
@@ -132,6 +171,7 @@ func TestStatus(t *testing.T) {
 	f.line.places["a"] = sale.LinePlace{Place: 1, AdmittedUntil: exp}
 	f.line.places["b"] = sale.LinePlace{Place: 2, AdmittedUntil: f.now}
 	f.line.mu.Unlock()
+	f.now = f.now.Add(DefaultRefreshEvery) // the joins' copy is due again
 
 	cases := []struct {
 		u    sale.UserID
@@ -181,7 +221,7 @@ func TestPreQueuePlaceIsReadAfterTheShuffle(t *testing.T) {
 	f.now = t0.Add(-10 * time.Second)
 	f.line.st = sale.LineState{Pre: 4}
 	f.line.places["p"] = sale.LinePlace{Place: 0}
-	if _, _, err := f.line.Join(ctx, 1, "p", sale.LineConfig{}); err != nil { // already there: keeps place 0
+	if _, err := f.line.Join(ctx, 1, "p", sale.LineConfig{}); err != nil { // already there: keeps place 0
 		t.Fatal(err)
 	}
 	got, err := f.s.Join(ctx, "p", 1)

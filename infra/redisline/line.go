@@ -71,7 +71,8 @@ func KeyPatterns(prefix string, id sale.ItemID) []string {
 func (k lineKeys) all() []string { return []string{k.line, k.queue, k.active, k.adm, k.sale, k.buyers} }
 
 // Join puts user in item's line and returns their place (0 in the
-// pre-queue) with the line's state. Joining again returns the first place.
+// pre-queue). Joining again returns the first place. It reads none of the
+// line's state: Tick does.
 //
 // Joins that arrive together share one round trip: a caller that finds
 // fewer than joinSenders pipelines in flight sends every join pending at
@@ -79,8 +80,13 @@ func (k lineKeys) all() []string { return []string{k.line, k.queue, k.active, k.
 // atomic), and callers arriving meanwhile wait for the next pipeline. A
 // join then costs the API a fraction of a round trip's syscalls, which
 // were most of its cost one by one.
-func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, sale.LineState, error) {
-	call := &joinCall{id: id, user: user, c: c, done: make(chan struct{})}
+func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, error) {
+	call, err := s.join(ctx, &joinCall{id: id, user: user, c: c, done: make(chan struct{})})
+	return call.place, err
+}
+
+// join queues call for the next pipeline and waits for its answer.
+func (s *Store) join(ctx context.Context, call *joinCall) (*joinCall, error) {
 	s.joins.mu.Lock()
 	s.joins.pending = append(s.joins.pending, call)
 	lead := s.joins.sending < joinSenders
@@ -95,9 +101,9 @@ func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sa
 	}
 	select {
 	case <-call.done:
-		return call.place, call.st, call.err
+		return call, call.err
 	case <-ctx.Done():
-		return 0, sale.LineState{}, fmt.Errorf("redisline: join item %d: %w", id, ctx.Err())
+		return &joinCall{}, fmt.Errorf("redisline: join item %d: %w", call.id, ctx.Err())
 	}
 }
 
@@ -122,7 +128,6 @@ type joinCall struct {
 	user  sale.UserID
 	c     sale.LineConfig
 	place int64
-	st    sale.LineState
 	err   error
 	done  chan struct{}
 }
@@ -176,7 +181,7 @@ func (s *Store) sendJoins(ctx context.Context, batch []*joinCall) {
 			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 				v, err = lineScript.Run(ctx, s.rdb, s.keys(c.id).all(), args[i]...).Int64Slice()
 			}
-			c.place, c.st, c.err = decode(c.id, "join", v, err)
+			c.place, c.err = decodePlace(c.id, v, err)
 		}
 		close(c.done)
 	}
@@ -221,6 +226,17 @@ func decode(id sale.ItemID, op string, v []int64, err error) (int64, sale.LineSt
 		Shuffled: v[1] == 1, Tail: v[2], Served: v[3], Stock: v[4], Active: v[5],
 		Admitted: v[6], Used: v[7], Expired: v[8], Pre: v[9], Now: time.UnixMilli(v[10]).UTC(), Born: v[11],
 	}, nil
+}
+
+// decodePlace reads line.lua's reply to a join.
+func decodePlace(id sale.ItemID, v []int64, err error) (int64, error) {
+	if err != nil {
+		return 0, fmt.Errorf("redisline: join item %d: %w", id, err)
+	}
+	if len(v) != 1 {
+		return 0, fmt.Errorf("redisline: join item %d: reply of %d values, want the place", id, len(v))
+	}
+	return v[0], nil
 }
 
 // Reseed tells item's line what the database knows when the item's lost

@@ -11,10 +11,13 @@
 -- max_active, admission ttl ms, shuffle seed (32 hex digits from
 -- crypto/rand), user (join) or the database's buyers of the item (seed).
 --
--- Reply: {place, shuffled, tail, served, stock, active, admitted, used,
--- expired, pre, now_ms, born_us}. place is the user's place for join (0 in
--- the pre-queue), 0 for tick, and for seed 1 if it set used; stock is -1
--- when the ledger has no sale;
+-- Reply to join: {place}, the user's place (0 in the pre-queue). A join
+-- runs once per buyer, so it reads none of the state: callers read that
+-- with tick, a few times a second (a third of a join's cost in Redis, the
+-- stage every instance's joins share).
+-- Reply to tick and seed: {place, shuffled, tail, served, stock, active,
+-- admitted, used, expired, pre, now_ms, born_us}. place is 0 for tick,
+-- and for seed 1 if it set used; stock is -1 when the ledger has no sale;
 -- born_us is when this line's hash was created: it changes only when the
 -- line was lost (a Redis wipe) and begun again, which tells an instance
 -- that the places it remembers are gone.
@@ -96,6 +99,10 @@ if op == 'join' then
     redis.call('ZADD', KEYS[2], 0, user)
     redis.call('HINCRBY', KEYS[1], 'pre', 1)
   end
+end
+
+if op == 'join' then
+  return {place}
 end
 
 if op == 'seed' then

@@ -80,7 +80,7 @@ func (h *harness) buy(t *testing.T, u sale.UserID) {
 
 func (h *harness) join(t *testing.T, u sale.UserID, c sale.LineConfig) int64 {
 	t.Helper()
-	p, _, err := h.s.Join(h.ctx, item, u, c)
+	p, err := h.s.Join(h.ctx, item, u, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestShuffleIsSeeded(t *testing.T) {
 		order := func(id sale.ItemID) []int64 {
 			var out []int64
 			for i := range 20 {
-				if _, _, err := h.s.Join(h.ctx, id, user(i), before(1)); err != nil {
+				if _, err := h.s.Join(h.ctx, id, user(i), before(1)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -187,7 +187,7 @@ func TestConcurrentJoinsGetDistinctPlaces(t *testing.T) {
 		for i := range 50 {
 			wg.Go(func() {
 				<-start
-				p, _, err := h.s.Join(h.ctx, item, user(i), after(10))
+				p, err := h.s.Join(h.ctx, item, user(i), after(10))
 				if err != nil {
 					t.Error(err)
 				}
@@ -221,7 +221,7 @@ func TestEveryJoinIsAnswered(t *testing.T) {
 		for g := range places {
 			wg.Go(func() {
 				for i := range 40 {
-					p, _, err := h.s.Join(ctx, item, user(g*1000+i), after(10))
+					p, err := h.s.Join(ctx, item, user(g*1000+i), after(10))
 					if err != nil {
 						t.Error(err)
 						return
@@ -408,7 +408,7 @@ func TestReseedAfterALoss(t *testing.T) {
 		const live = sale.ItemID(44) // a line that has admitted someone
 		sk, _ := redisstock.LineKeys(h.prefix, live)
 		h.rdb.HSet(h.ctx, sk, "stock", 5)
-		if _, _, err := h.s.Join(h.ctx, live, user(2), c); err != nil {
+		if _, err := h.s.Join(h.ctx, live, user(2), c); err != nil {
 			t.Fatal(err)
 		}
 		var st sale.LineState
@@ -444,7 +444,7 @@ func BenchmarkJoin(b *testing.B) {
 	if err := rdb.HSet(ctx, sk, "stock", 1_000_000).Err(); err != nil {
 		b.Fatal(err)
 	}
-	if _, _, err := s.Join(ctx, item, "warm", c); err != nil {
+	if _, err := s.Join(ctx, item, "warm", c); err != nil {
 		b.Fatal(err)
 	}
 	calls0, usec0 := evalshaStats(b, rdb)
@@ -454,7 +454,7 @@ func BenchmarkJoin(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			u := sale.UserID(fmt.Sprintf("b%09d", n.Add(1)))
-			if _, _, err := s.Join(ctx, item, u, c); err != nil {
+			if _, err := s.Join(ctx, item, u, c); err != nil {
 				b.Error(err)
 				return
 			}

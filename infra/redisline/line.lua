@@ -99,9 +99,6 @@ if op == 'join' then
     redis.call('ZADD', KEYS[2], 0, user)
     redis.call('HINCRBY', KEYS[1], 'pre', 1)
   end
-end
-
-if op == 'join' then
   return {place}
 end
 
@@ -159,9 +156,8 @@ if op == 'tick' and shuffled then
   redis.call('HSET', KEYS[1], 'served', served, 'last_ms', string.format('%.3f', last))
 end
 
--- One read for the reply: a join runs this script once per buyer, and
--- each redis.call is a command's dispatch inside Redis, the stage every
--- instance's joins share.
+-- One read for the reply's fields: each redis.call is a command's
+-- dispatch inside Redis.
 local f = redis.call('HMGET', KEYS[1], 'tail', 'served', 'admitted', 'used', 'expired', 'pre', 'born')
 for i = 1, 7 do f[i] = tonumber(f[i]) or 0 end
 return {place, shuffled and 1 or 0, f[1], f[2], stock,

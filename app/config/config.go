@@ -219,7 +219,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TicketTTL, "ticket-ttl", 30*time.Second, "lifetime of a purchase ticket for a protected item (at most 60s)")
 	fs.DurationVar(&c.TicketLead, "ticket-lead", 30*time.Second, "how long before a protected sale opens its tickets and challenges are issued")
 	fs.DurationVar(&c.QueueAdmissionTTL, "queue-admission-ttl", 2*time.Minute, "how long an admission from a queue item's waiting room lasts; unused, it lapses and its unit's chance goes to the next in line")
-	fs.DurationVar(&c.QueueRefresh, "queue-refresh", 250*time.Millisecond, "how old an instance's copy of a waiting room may be before a poll reads it from Redis again (and so advances the admissions); waiters see a sell-out within about this")
+	fs.DurationVar(&c.QueueRefresh, "queue-refresh", 250*time.Millisecond, "how old an instance's copy of a waiting room may be before a poll or a join reads it from Redis again (and so advances the admissions); waiters see a sell-out within about this")
 	fs.DurationVar(&c.ChallengeTTL, "challenge-ttl", 60*time.Second, "how long a client has to solve a proof-of-work challenge")
 	fs.IntVar(&c.PowMinDifficulty, "pow-min-difficulty", 16, "base proof-of-work difficulty, in leading zero bits of SHA-256 (2^n hashes expected): asked while an item's pressure is at most its purchase rate")
 	fs.IntVar(&c.PowMaxDifficulty, "pow-max-difficulty", 20, "highest proof-of-work difficulty; one bit is added per doubling of an item's pressure beyond its purchase rate")

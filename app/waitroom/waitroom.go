@@ -75,7 +75,7 @@ type Deps struct {
 // Options tunes the service; the zero value gives the defaults.
 type Options struct {
 	// RefreshEvery is how old this instance's copy of a line may be before
-	// a poll reads it again (and so advances the admissions).
+	// a poll or a join reads it again (and so advances the admissions).
 	RefreshEvery time.Duration
 	// AdmissionTTL is how long an admission lasts.
 	AdmissionTTL time.Duration

@@ -49,7 +49,7 @@ type DispatcherOptions struct {
 	// waits for it (the order is in the ledger's outbox first), and each
 	// produce call costs a wakeup of the broker, of Redis (MarkPublished)
 	// and of the consumer's fetch: on a small machine shared with them, a
-	// trickle's wakeups cost more than its orders (BENCHMARKS, session 10).
+	// trickle's wakeups cost more than its orders (BENCHMARKS, What was tried).
 	Linger  time.Duration
 	Buffer  int           // accepted orders waiting to be sent; default 16384
 	Senders int           // concurrent produce calls; default 4

@@ -73,7 +73,7 @@ type Options struct {
 	// (100 orders/s) each batch costs a transaction, an offset commit and
 	// a settle, and on a small machine the wakeups of MariaDB, the broker
 	// and Redis for lone orders cost more CPU than the orders (BENCHMARKS,
-	// session 10). Kafka's own consumer waits up to 500ms (fetch.max.wait.ms).
+	// What was tried). Kafka's own consumer waits up to 500ms (fetch.max.wait.ms).
 	Linger time.Duration
 	// BatchTimeout bounds one batch's processing; default 30s.
 	BatchTimeout time.Duration

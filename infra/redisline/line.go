@@ -81,12 +81,7 @@ func (k lineKeys) all() []string { return []string{k.line, k.queue, k.active, k.
 // join then costs the API a fraction of a round trip's syscalls, which
 // were most of its cost one by one.
 func (s *Store) Join(ctx context.Context, id sale.ItemID, user sale.UserID, c sale.LineConfig) (int64, error) {
-	call, err := s.join(ctx, &joinCall{id: id, user: user, c: c, done: make(chan struct{})})
-	return call.place, err
-}
-
-// join queues call for the next pipeline and waits for its answer.
-func (s *Store) join(ctx context.Context, call *joinCall) (*joinCall, error) {
+	call := &joinCall{id: id, user: user, c: c, done: make(chan struct{})}
 	s.joins.mu.Lock()
 	s.joins.pending = append(s.joins.pending, call)
 	lead := s.joins.sending < joinSenders
@@ -101,9 +96,9 @@ func (s *Store) join(ctx context.Context, call *joinCall) (*joinCall, error) {
 	}
 	select {
 	case <-call.done:
-		return call, call.err
+		return call.place, call.err
 	case <-ctx.Done():
-		return &joinCall{}, fmt.Errorf("redisline: join item %d: %w", call.id, ctx.Err())
+		return 0, fmt.Errorf("redisline: join item %d: %w", id, ctx.Err())
 	}
 }
 

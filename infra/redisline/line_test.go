@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -447,7 +446,8 @@ func BenchmarkJoin(b *testing.B) {
 	if _, err := s.Join(ctx, item, "warm", c); err != nil {
 		b.Fatal(err)
 	}
-	calls0, usec0 := evalshaStats(b, rdb)
+	addr := testenv.RedisAddr(b)
+	before := evalsha(b, addr)
 	var n atomic.Int64
 	b.SetParallelism(32)
 	b.ResetTimer()
@@ -461,24 +461,17 @@ func BenchmarkJoin(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	calls1, usec1 := evalshaStats(b, rdb)
-	if calls1 > calls0 {
-		b.ReportMetric(float64(usec1-usec0)/float64(calls1-calls0), "redis-µs/join")
+	if after := evalsha(b, addr); after.Calls > before.Calls {
+		b.ReportMetric(float64(after.Usec-before.Usec)/float64(after.Calls-before.Calls), "redis-µs/join")
 	}
 }
 
-// evalshaStats reads the server's EVALSHA call count and total µs. The
-// server is shared, so a benchmark reads a delta and others' calls blur it.
-func evalshaStats(b *testing.B, rdb *redis.Client) (calls, usec int64) {
+// evalsha is the server's EVALSHA line of INFO commandstats.
+func evalsha(b *testing.B, addr string) testenv.CommandUsage {
 	b.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	stats, err := testenv.CommandStats(context.Background(), addr)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
-			_, _ = fmt.Sscanf(strings.ReplaceAll(strings.TrimSpace(rest), ",", " "), "calls=%d usec=%d", &calls, &usec)
-		}
-	}
-	return calls, usec
+	return stats["evalsha"]
 }

@@ -118,32 +118,59 @@ func RedisClusterAddrs(t testing.TB) []string {
 // command after it ran. The count is the node's, so it includes the
 // commands of other tests of the process that run at the same time.
 func NodeCommandCalls(ctx context.Context, addr string) (int64, error) {
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	info, err := c.Info(ctx, "commandstats").Result()
+	stats, err := CommandStats(ctx, addr)
 	if err != nil {
 		return 0, err
 	}
 	var total int64
+	for _, u := range stats {
+		total += u.Calls
+	}
+	return total, nil
+}
+
+// CommandUsage is one command's calls and the microseconds Redis spent
+// running them, from INFO commandstats.
+type CommandUsage struct{ Calls, Usec int64 }
+
+// CommandStats returns INFO commandstats of the Redis at addr by command
+// name, in lower case ("evalsha"). The figures are the server's, so they
+// include every other client's commands: read a delta, and expect blur.
+func CommandStats(ctx context.Context, addr string) (map[string]CommandUsage, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]CommandUsage{}
 	sc := bufio.NewScanner(strings.NewReader(info))
 	for sc.Scan() {
 		// cmdstat_get:calls=12,usec=34,usec_per_call=2.83,...
-		line := sc.Text()
-		if !strings.HasPrefix(line, "cmdstat_") {
+		name, fields, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
 			continue
 		}
-		_, rest, ok := strings.Cut(line, ":calls=")
-		if !ok {
-			continue
+		var u CommandUsage
+		for _, f := range strings.Split(fields, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			var dst *int64
+			switch k {
+			case "calls":
+				dst = &u.Calls
+			case "usec":
+				dst = &u.Usec
+			default:
+				continue
+			}
+			if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return nil, fmt.Errorf("parse %q: %w", sc.Text(), err)
+			}
 		}
-		n, _, _ := strings.Cut(rest, ",")
-		v, err := strconv.ParseInt(n, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse %q: %w", line, err)
-		}
-		total += v
+		out[name] = u
 	}
-	return total, nil
+	return out, nil
 }
 
 // Main is a TestMain for packages that use RedisCluster: it runs the

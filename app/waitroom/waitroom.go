@@ -180,23 +180,25 @@ func (s *Service) Join(ctx context.Context, user sale.UserID, id sale.ItemID) (S
 		s.lines.Delete(id)
 		return Status{}, sale.ErrEnded
 	}
-	place, err := s.d.Line.Join(ctx, id, user, s.config(it))
-	if err != nil {
-		return Status{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	l := s.line(id)
-	l.places.store(user, sale.LinePlace{Place: place})
-	l.mu.Lock()
-	l.item = it
-	l.mu.Unlock()
-	// The join read only the place: the line's state comes from this
+	// A join reads only the place: the line's state comes from this
 	// instance's copy, read again at most every RefreshEvery, as for a
 	// poll. A crowd of joins then costs Redis one short script each plus a
-	// few reads of the line a second, not a read of the line per join.
+	// few reads of the line a second, not a read of the line per join. The
+	// copy comes first: with none yet and Redis not answering, the buyer
+	// hears 503 before a place is taken, not after.
+	l := s.line(id)
 	st, err := s.current(ctx, it, l)
 	if err != nil {
 		return Status{}, err
 	}
+	place, err := s.d.Line.Join(ctx, id, user, s.config(it))
+	if err != nil {
+		return Status{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	l.places.store(user, sale.LinePlace{Place: place})
+	l.mu.Lock()
+	l.item = it
+	l.mu.Unlock()
 	return s.status(it, user, sale.LinePlace{Place: place}, st), nil
 }
 

@@ -238,11 +238,20 @@ func TestPreQueuePlaceIsReadAfterTheShuffle(t *testing.T) {
 	}
 }
 
-// TestRedisDown: with no copy of the line a poll is ErrUnavailable; with
-// one, a failed refresh answers from the copy.
+// TestRedisDown: with no copy of the line a join or a poll is
+// ErrUnavailable, and the refused join took no place; with a copy, a failed
+// refresh answers from the copy.
 func TestRedisDown(t *testing.T) {
 	f := newFixture()
 	ctx := context.Background()
+	f.line.down = true
+	if _, err := f.s.Join(ctx, "a", 1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("first join with the line unreadable and no copy: %v, want ErrUnavailable", err)
+	}
+	if _, held := f.line.places["a"]; held {
+		t.Fatal("a join refused with 503 took a place in the line")
+	}
+	f.line.down = false
 	if _, err := f.s.Join(ctx, "a", 1); err != nil {
 		t.Fatal(err)
 	}
